@@ -1,0 +1,20 @@
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+/// Everything a job may know about the run it is executing.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    /// The ledger row of this run.
+    pub run_id: i64,
+    pub schedule_id: String,
+    /// The nominal slot this run serves (for manual runs: when it was asked for).
+    pub scheduled_for: DateTime<Utc>,
+    /// 1 for the first try, 2 for the first retry, …
+    pub attempt: u32,
+    /// When the runner will cancel the run for taking too long, if ever.
+    pub deadline: Option<DateTime<Utc>>,
+    /// Do everything except side effects; report what would have happened.
+    pub dry_run: bool,
+    /// Fires on timeout, shutdown, replacement or operator cancel.
+    pub cancel: CancellationToken,
+}

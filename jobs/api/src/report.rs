@@ -1,0 +1,34 @@
+use serde::{Deserialize, Serialize};
+
+/// How a run ended, as the job saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// The job stopped because `RunContext::cancel` fired.
+    Cancelled,
+}
+
+/// What a job hands back to the runner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub outcome: Outcome,
+    /// One line for listings, e.g. `exit 0 in 1.2s`.
+    pub summary: String,
+    /// Captured output for people, already bounded in size by the job.
+    pub output: Option<String>,
+    /// Structured facts for machines (`exit_code`, counts, …).
+    pub details: serde_json::Value,
+}
+
+impl RunReport {
+    pub fn new(outcome: Outcome, summary: impl Into<String>) -> Self {
+        Self {
+            outcome,
+            summary: summary.into(),
+            output: None,
+            details: serde_json::Value::Null,
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! The `command` job: runs one program in its own process group, captures
+//! bounded stdout/stderr, and maps the exit status to the run's outcome.
+//!
+//! Cancellation (timeout, shutdown, replacement) sends SIGTERM to the whole
+//! process group, then SIGKILL after `kill_grace`, so nothing the program
+//! started outlives the run.
+
+mod capture;
+mod params;
+
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use patrol_job_api::{
+    parse_params, Job, JobDescription, JobError, Outcome, ParamDoc, ParamError, RunContext,
+    RunReport,
+};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use capture::BoundedCapture;
+pub use params::CommandParams;
+
+/// The built-in `command` job kind.
+#[derive(Debug, Default)]
+pub struct CommandJob;
+
+#[async_trait]
+impl Job for CommandJob {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn describe(&self) -> JobDescription {
+        JobDescription {
+            kind: "command",
+            summary: "Runs a program; exit 0 succeeds, anything else fails. Output is captured, bounded.",
+            params: params::docs(),
+        }
+    }
+
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
+        let parsed: CommandParams = parse_params(params).map_err(|err| vec![err])?;
+        parsed.check()
+    }
+
+    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
+        let params: CommandParams =
+            parse_params(&params).map_err(|err| JobError::InvalidParams(vec![err]))?;
+        params.check().map_err(JobError::InvalidParams)?;
+        let argv = params.argv();
+        if ctx.dry_run {
+            let mut report = RunReport::new(
+                Outcome::Succeeded,
+                format!("dry run: would run {}", shell_words(&argv)),
+            );
+            report.details = serde_json::json!({ "argv": argv, "dry_run": true });
+            return Ok(report);
+        }
+        run_program(&ctx, &params, &argv).await
+    }
+}
+
+async fn run_program(
+    ctx: &RunContext,
+    params: &CommandParams,
+    argv: &[String],
+) -> Result<RunReport, JobError> {
+    let started = Instant::now();
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so a timeout can kill everything it spawned.
+        .process_group(0)
+        .kill_on_drop(true);
+    if params.clear_env {
+        command.env_clear();
+    }
+    command.envs(&params.env);
+    command.env("PATROL_RUN_ID", ctx.run_id.to_string());
+    command.env("PATROL_SCHEDULE_ID", &ctx.schedule_id);
+    command.env("PATROL_SCHEDULED_FOR", ctx.scheduled_for.to_rfc3339());
+    command.env("PATROL_ATTEMPT", ctx.attempt.to_string());
+    if let Some(dir) = &params.workdir {
+        command.current_dir(dir);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|err| JobError::Failed(format!("cannot start `{}`: {err}", argv[0])))?;
+    let group = child.id().map(|pid| Pid::from_raw(pid as i32));
+    let limit = usize::try_from(params.output_limit.0).unwrap_or(usize::MAX);
+    let stdout = spawn_capture(child.stdout.take(), limit);
+    let stderr = spawn_capture(child.stderr.take(), limit);
+
+    let (status, cancelled) = tokio::select! {
+        status = child.wait() => (status, false),
+        () = ctx.cancel.cancelled() => {
+            (terminate_group(&mut child, group, params.kill_grace.0).await, true)
+        }
+    };
+    // Whatever the program left running in its group ends with the run;
+    // otherwise a background child holding the pipes would keep us waiting.
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGKILL);
+    }
+    let status = status.map_err(|err| JobError::Failed(format!("waiting for program: {err}")))?;
+    let stdout = collect_capture(stdout).await;
+    let stderr = collect_capture(stderr).await;
+    let elapsed = started.elapsed();
+
+    let (outcome, verdict) = if cancelled {
+        (Outcome::Cancelled, "cancelled".to_string())
+    } else {
+        describe_status(status)
+    };
+    let mut report = RunReport::new(
+        outcome,
+        format!("{verdict} in {:.1}s", elapsed.as_secs_f64()),
+    );
+    report.output = Some(render_output(&stdout, &stderr));
+    report.details = serde_json::json!({
+        "exit_code": status.code(),
+        "signal": exit_signal(status),
+        "stdout_bytes": stdout.total_bytes(),
+        "stderr_bytes": stderr.total_bytes(),
+        "duration_ms": elapsed.as_millis() as u64,
+    });
+    Ok(report)
+}
+
+fn describe_status(status: ExitStatus) -> (Outcome, String) {
+    match (status.code(), exit_signal(status)) {
+        (Some(0), _) => (Outcome::Succeeded, "exit 0".to_string()),
+        (Some(code), _) => (Outcome::Failed, format!("exit {code}")),
+        (None, Some(signal)) => (Outcome::Failed, format!("killed by signal {signal}")),
+        (None, None) => (Outcome::Failed, "ended without exit code".to_string()),
+    }
+}
+
+fn exit_signal(status: ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}
+
+/// SIGTERM to the group, SIGKILL after the grace period.
+async fn terminate_group(
+    child: &mut Child,
+    group: Option<Pid>,
+    grace: Duration,
+) -> std::io::Result<ExitStatus> {
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => status,
+        Err(_) => {
+            if let Some(group) = group {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+            child.wait().await
+        }
+    }
+}
+
+fn spawn_capture<R>(stream: Option<R>, limit: usize) -> JoinHandle<BoundedCapture>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut capture = BoundedCapture::new(limit);
+        if let Some(mut stream) = stream {
+            let mut buffer = vec![0u8; 16 * 1024];
+            while let Ok(read) = stream.read(&mut buffer).await {
+                if read == 0 {
+                    break;
+                }
+                capture.push(&buffer[..read]);
+            }
+        }
+        capture
+    })
+}
+
+async fn collect_capture(handle: JoinHandle<BoundedCapture>) -> BoundedCapture {
+    handle.await.unwrap_or_else(|_| BoundedCapture::new(0))
+}
+
+fn render_output(stdout: &BoundedCapture, stderr: &BoundedCapture) -> String {
+    let mut text = String::new();
+    if stdout.total_bytes() > 0 {
+        text.push_str("--- stdout ---\n");
+        text.push_str(&stdout.render());
+    }
+    if stderr.total_bytes() > 0 {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("--- stderr ---\n");
+        text.push_str(&stderr.render());
+    }
+    text
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| {
+            if arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) {
+                arg.clone()
+            } else {
+                format!("'{}'", arg.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests;

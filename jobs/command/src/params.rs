@@ -1,0 +1,103 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use patrol_job_api::units::{ByteSize, HumanDuration};
+use patrol_job_api::{ParamDoc, ParamError};
+use serde::Deserialize;
+
+/// `params` of a `command` schedule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandParams {
+    /// Program to execute (looked up in PATH). Exclusive with `shell`.
+    pub program: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A script run with `/bin/sh -c`. Exclusive with `program`.
+    pub shell: Option<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Start from an empty environment instead of patrol's own.
+    #[serde(default)]
+    pub clear_env: bool,
+    pub workdir: Option<PathBuf>,
+    /// Per stream; head and tail are kept, the middle is cut visibly.
+    #[serde(default = "default_output_limit")]
+    pub output_limit: ByteSize,
+    /// Between SIGTERM and SIGKILL when the run is cancelled.
+    #[serde(default = "default_kill_grace")]
+    pub kill_grace: HumanDuration,
+}
+
+fn default_output_limit() -> ByteSize {
+    ByteSize(64 * 1024)
+}
+
+fn default_kill_grace() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
+
+impl CommandParams {
+    pub fn check(&self) -> Result<(), Vec<ParamError>> {
+        let mut errors = Vec::new();
+        match (&self.program, &self.shell) {
+            (None, None) => errors.push(ParamError::new(
+                "program",
+                "missing: set `program` (with `args`) or `shell`",
+            )),
+            (Some(_), Some(_)) => errors.push(ParamError::new(
+                "shell",
+                "`program` and `shell` are exclusive; keep one",
+            )),
+            (Some(program), None) if program.trim().is_empty() => {
+                errors.push(ParamError::new("program", "must not be empty"));
+            }
+            (None, Some(_)) if !self.args.is_empty() => errors.push(ParamError::new(
+                "args",
+                "`args` goes with `program`; put arguments in the `shell` script",
+            )),
+            _ => {}
+        }
+        for name in self.env.keys() {
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                errors.push(ParamError::new(
+                    format!("env.{name}"),
+                    "not a valid environment variable name",
+                ));
+            }
+        }
+        if self.output_limit.0 == 0 {
+            errors.push(ParamError::new("output_limit", "must be at least 1 byte"));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The argv to execute; `check` must have passed.
+    pub fn argv(&self) -> Vec<String> {
+        match (&self.program, &self.shell) {
+            (Some(program), _) => std::iter::once(program.clone())
+                .chain(self.args.iter().cloned())
+                .collect(),
+            (None, Some(script)) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            (None, None) => Vec::new(),
+        }
+    }
+}
+
+pub fn docs() -> Vec<ParamDoc> {
+    vec![
+        ParamDoc { name: "program", type_name: "string", required: false, default: None, description: "program to run (PATH lookup); this or `shell`" },
+        ParamDoc { name: "args", type_name: "list of strings", required: false, default: Some("[]"), description: "arguments for `program`" },
+        ParamDoc { name: "shell", type_name: "string", required: false, default: None, description: "script run with /bin/sh -c; this or `program`" },
+        ParamDoc { name: "env", type_name: "map", required: false, default: Some("{}"), description: "extra environment variables" },
+        ParamDoc { name: "clear_env", type_name: "bool", required: false, default: Some("false"), description: "start from an empty environment" },
+        ParamDoc { name: "workdir", type_name: "path", required: false, default: None, description: "working directory" },
+        ParamDoc { name: "output_limit", type_name: "size", required: false, default: Some("64KiB"), description: "bytes kept per stream (head and tail)" },
+        ParamDoc { name: "kill_grace", type_name: "duration", required: false, default: Some("5s"), description: "SIGTERM→SIGKILL delay on cancel" },
+    ]
+}
