@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use patrol_job_api::{
-    parse_params, Job, JobDescription, JobError, Outcome, ParamDoc, ParamError, RunContext,
+    parse_params, Job, JobDescription, JobError, Outcome, ParamError, RunContext,
     RunReport,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};

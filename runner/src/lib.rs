@@ -1,0 +1,3 @@
+//! patrol's runner: configuration, cron, scheduler, ledger and CLI.
+
+pub mod cron;
