@@ -1,3 +1,5 @@
 //! patrol's runner: configuration, cron, scheduler, ledger and CLI.
 
+pub mod config;
 pub mod cron;
+pub mod registry;

@@ -1,0 +1,150 @@
+//! `patrol.yaml`: settings for the whole runner. Every field is optional.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use patrol_job_api::units::HumanDuration;
+use serde::Deserialize;
+
+use super::diagnostic::{Diagnostic, Diagnostics};
+use super::located::YamlFile;
+use super::schedule::HistoryPolicy;
+
+/// Where the ledger lives unless configured.
+pub const DEFAULT_DATABASE: &str = "sqlite://patrol.db";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigSpec {
+    database: Option<String>,
+    schedules: Option<PathBuf>,
+    #[serde(default)]
+    history: Option<HistoryPolicy>,
+    #[serde(default)]
+    log: LogConfig,
+    node: Option<String>,
+    shutdown_grace: Option<HumanDuration>,
+    node_ttl: Option<HumanDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `patrol=debug`.
+    #[serde(default)]
+    pub level: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// The runner's settings, defaults filled in and paths resolved.
+#[derive(Debug, Clone)]
+pub struct PatrolConfig {
+    /// The file read, or `None` for the embedded defaults.
+    pub file: Option<PathBuf>,
+    pub database: String,
+    pub schedules: PathBuf,
+    pub history: HistoryPolicy,
+    pub log: LogConfig,
+    /// This process's node name in the ledger (default: host name).
+    pub node: String,
+    /// How long running jobs may finish after SIGTERM before being cancelled.
+    pub shutdown_grace: Duration,
+    /// A node whose heartbeat is older than this is dead; its runs crashed.
+    pub node_ttl: Duration,
+}
+
+impl PatrolConfig {
+    /// Reads `path`, or the embedded defaults when `path` is `None`.
+    /// `PATROL_DATABASE_URL` overrides `database`.
+    pub fn load(path: Option<&Path>) -> Result<Self, Diagnostics> {
+        let (spec, base) = match path {
+            Some(path) => (read_spec(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
+            None => (empty_spec(), PathBuf::new()),
+        };
+        let database = std::env::var("PATROL_DATABASE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .or(spec.database)
+            .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
+        let database = resolve_sqlite_path(&database, &base);
+        let schedules = base.join(spec.schedules.unwrap_or_else(|| PathBuf::from("schedules")));
+        Ok(Self {
+            file: path.map(Path::to_path_buf),
+            database,
+            schedules,
+            history: spec.history.unwrap_or(HistoryPolicy {
+                keep_last: Some(1000),
+                max_age: Some(HumanDuration(Duration::from_secs(90 * 24 * 3600))),
+            }),
+            log: spec.log,
+            node: spec.node.unwrap_or_else(default_node_name),
+            shutdown_grace: spec.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0),
+            node_ttl: spec.node_ttl.map_or(Duration::from_secs(15), |d| d.0),
+        })
+    }
+}
+
+fn read_spec(path: &Path) -> Result<ConfigSpec, Diagnostics> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|err| Diagnostics(vec![Diagnostic::file_level(path, format!("cannot read: {err}"))]))?;
+    let yaml = YamlFile::parse(path, &source).map_err(|d| Diagnostics(vec![d]))?;
+    if yaml.value.is_null() {
+        return Ok(empty_spec());
+    }
+    let spec: ConfigSpec = yaml.deserialize("", &yaml.value).map_err(|d| Diagnostics(vec![d]))?;
+    let mut errors = Vec::new();
+    if let Some(database) = &spec.database {
+        if !(database.starts_with("sqlite:") || database.starts_with("postgres://") || database.starts_with("postgresql://")) {
+            errors.push(yaml.diagnostic(
+                "database",
+                "expected a sqlite://PATH or postgres://… URL",
+            ));
+        }
+    }
+    if let Some(HistoryPolicy { keep_last: Some(0), .. }) = spec.history {
+        errors.push(yaml.diagnostic("history.keep_last", "must be at least 1"));
+    }
+    if errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+fn empty_spec() -> ConfigSpec {
+    ConfigSpec {
+        database: None,
+        schedules: None,
+        history: None,
+        log: LogConfig::default(),
+        node: None,
+        shutdown_grace: None,
+        node_ttl: None,
+    }
+}
+
+/// A relative SQLite path is relative to the config file's folder.
+fn resolve_sqlite_path(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+        return url.to_string();
+    };
+    if rest.starts_with('/') || rest.starts_with(":memory:") || base.as_os_str().is_empty() {
+        return format!("sqlite://{rest}");
+    }
+    format!("sqlite://{}", base.join(rest).display())
+}
+
+fn default_node_name() -> String {
+    gethostname::gethostname()
+        .into_string()
+        .unwrap_or_else(|_| "patrol".to_string())
+}

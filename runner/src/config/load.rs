@@ -1,0 +1,257 @@
+//! Loading and checking schedule files: parse → validate, all errors at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+use super::diagnostic::{Diagnostic, Diagnostics};
+use super::located::{join_path, YamlFile};
+use super::schedule::{Schedule, ScheduleSet, ScheduleSpec, SourceLocation};
+use crate::cron::CronExpr;
+use crate::registry::JobRegistry;
+
+/// Largest schedule file we read; anything bigger is a mistake.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Loads every schedule under `paths` (files, or folders of `*.yaml`/`*.yml`).
+pub fn load_schedules(paths: &[PathBuf], registry: &JobRegistry) -> Result<ScheduleSet, Diagnostics> {
+    let mut diagnostics = Vec::new();
+    let files = schedule_files(paths, &mut diagnostics);
+    let mut schedules: BTreeMap<String, Arc<Schedule>> = BTreeMap::new();
+    for file in files {
+        let source = match read_limited(&file) {
+            Ok(source) => source,
+            Err(message) => {
+                diagnostics.push(Diagnostic::file_level(&file, message));
+                continue;
+            }
+        };
+        for result in schedules_in_file(&file, &source, registry) {
+            match result {
+                Ok(schedule) => match schedules.get(&schedule.id) {
+                    Some(first) => diagnostics.push(Diagnostic {
+                        file: schedule.source.file.clone(),
+                        line: Some(schedule.source.line),
+                        column: None,
+                        field: "id".into(),
+                        message: format!(
+                            "duplicate schedule id `{}`; first defined at {}:{}",
+                            schedule.id,
+                            first.source.file.display(),
+                            first.source.line
+                        ),
+                    }),
+                    None => {
+                        schedules.insert(schedule.id.clone(), Arc::new(schedule));
+                    }
+                },
+                Err(mut errors) => diagnostics.append(&mut errors),
+            }
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(ScheduleSet { schedules })
+    } else {
+        Err(Diagnostics(diagnostics))
+    }
+}
+
+fn read_limited(file: &Path) -> Result<String, String> {
+    let metadata = std::fs::metadata(file).map_err(|err| format!("cannot read: {err}"))?;
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(format!("file is larger than {MAX_FILE_BYTES} bytes"));
+    }
+    std::fs::read_to_string(file).map_err(|err| format!("cannot read: {err}"))
+}
+
+fn schedule_files(paths: &[PathBuf], diagnostics: &mut Vec<Diagnostic>) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            match std::fs::read_dir(path) {
+                Ok(entries) => {
+                    let mut found: Vec<PathBuf> = entries
+                        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                        .filter(|path| path.is_file() && is_yaml(path))
+                        .collect();
+                    found.sort();
+                    files.extend(found);
+                }
+                Err(err) => diagnostics.push(Diagnostic::file_level(path, format!("cannot list: {err}"))),
+            }
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            diagnostics.push(Diagnostic::file_level(path, "no such file or folder"));
+        }
+    }
+    files
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|ext| ext.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Every schedule in one file, each checked on its own.
+pub fn schedules_in_file(
+    file: &Path,
+    source: &str,
+    registry: &JobRegistry,
+) -> Vec<Result<Schedule, Vec<Diagnostic>>> {
+    let yaml = match YamlFile::parse(file, source) {
+        Ok(yaml) => yaml,
+        Err(diagnostic) => return vec![Err(vec![diagnostic])],
+    };
+    let items: Vec<(String, &serde_norway::Value)> = match &yaml.value {
+        serde_norway::Value::Null => Vec::new(),
+        serde_norway::Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| (format!("[{index}]"), item))
+            .collect(),
+        serde_norway::Value::Mapping(_) => vec![(String::new(), &yaml.value)],
+        _ => {
+            return vec![Err(vec![yaml.diagnostic(
+                "",
+                "expected a schedule (a mapping with id, job, cron, …) or a list of them",
+            )])]
+        }
+    };
+    items
+        .into_iter()
+        .map(|(prefix, value)| {
+            let spec: ScheduleSpec = yaml.deserialize(&prefix, value).map_err(|d| vec![d])?;
+            check_schedule(&yaml, &prefix, spec, registry)
+        })
+        .collect()
+}
+
+fn check_schedule(
+    yaml: &YamlFile<'_>,
+    prefix: &str,
+    spec: ScheduleSpec,
+    registry: &JobRegistry,
+) -> Result<Schedule, Vec<Diagnostic>> {
+    let at = |field: &str, message: String| yaml.diagnostic(&join_path(prefix, field), message);
+    let mut errors = Vec::new();
+
+    if let Err(message) = check_id(&spec.id) {
+        errors.push(at("id", message));
+    }
+    let cron = CronExpr::parse(&spec.cron)
+        .map_err(|err| errors.push(at("cron", format!("`{}`: {}", spec.cron, err.message))))
+        .ok();
+    let timezone = parse_timezone(&spec.timezone)
+        .map_err(|message| errors.push(at("timezone", message)))
+        .ok();
+    if spec.retries.max_backoff < spec.retries.backoff {
+        errors.push(at(
+            "retries.max_backoff",
+            format!(
+                "{} is shorter than backoff {}",
+                spec.retries.max_backoff, spec.retries.backoff
+            ),
+        ));
+    }
+    for (field, value) in [
+        ("catchup", spec.catchup),
+        ("jitter", spec.jitter),
+        ("timeout", spec.timeout),
+        ("retries.backoff", spec.retries.backoff),
+        ("retries.max_backoff", spec.retries.max_backoff),
+    ] {
+        if value.0 > MAX_DURATION {
+            errors.push(at(field, format!("{value} is longer than the 10 years patrol accepts")));
+        }
+    }
+    if let Some(history) = &spec.history {
+        if history.keep_last == Some(0) {
+            errors.push(at("history.keep_last", "must be at least 1".into()));
+        }
+    }
+    let params = params_as_json(&spec.params).map_err(|message| errors.push(at("params", message)));
+    match (registry.get(&spec.job), &params) {
+        (None, _) => errors.push(at(
+            "job",
+            format!(
+                "unknown job kind `{}`; known: {}",
+                spec.job,
+                registry.kinds().collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        (Some(job), Ok(params)) => {
+            if let Err(param_errors) = job.check_params(params) {
+                for error in param_errors {
+                    errors.push(at(&join_path("params", &error.path), error.message));
+                }
+            }
+        }
+        (Some(_), Err(())) => {}
+    }
+
+    match (cron, timezone, params) {
+        (Some(cron), Some(timezone), Ok(params)) if errors.is_empty() => Ok(Schedule {
+            source: SourceLocation {
+                file: yaml.path.to_path_buf(),
+                line: yaml.index.locate(&join_path(prefix, "id")).map_or(1, |(line, _)| line),
+            },
+            id: spec.id,
+            job: spec.job,
+            cron,
+            timezone,
+            enabled: spec.enabled,
+            description: spec.description,
+            overlap: spec.overlap,
+            catchup: spec.catchup.0,
+            jitter: spec.jitter.0,
+            timeout: (!spec.timeout.0.is_zero()).then_some(spec.timeout.0),
+            retries: spec.retries,
+            history: spec.history,
+            params,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    let valid_chars = id
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if id.is_empty() || id.len() > 63 || !valid_chars || id.starts_with('-') || id.ends_with('-') {
+        return Err(format!(
+            "`{id}` is not a valid id: use 1-63 characters of a-z, 0-9 and -, not starting or ending with -"
+        ));
+    }
+    Ok(())
+}
+
+/// An IANA zone; suggests the right spelling for a case slip.
+pub fn parse_timezone(name: &str) -> Result<Tz, String> {
+    name.parse::<Tz>().map_err(|_| {
+        let suggestion = chrono_tz::TZ_VARIANTS
+            .iter()
+            .find(|tz| tz.name().eq_ignore_ascii_case(name))
+            .map(|tz| format!(" (did you mean `{}`?)", tz.name()))
+            .unwrap_or_default();
+        format!("unknown timezone `{name}`{suggestion}; use an IANA name such as UTC or Europe/Berlin")
+    })
+}
+
+fn params_as_json(params: &serde_norway::Value) -> Result<serde_json::Value, String> {
+    match params {
+        serde_norway::Value::Null => Ok(serde_json::json!({})),
+        serde_norway::Value::Mapping(_) => serde_json::to_value(params)
+            .map_err(|err| format!("cannot be represented as JSON: {err}")),
+        _ => Err("must be a mapping of the job's parameters".into()),
+    }
+}
+
+/// The upper bound we accept for a single duration, so arithmetic on
+/// timestamps can never overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);

@@ -1,0 +1,20 @@
+//! Configuration files: `patrol.yaml` and `schedules/*.yaml`.
+//!
+//! Parsing and checking are separate from running: `patrol validate` and
+//! the scheduler's reload use the same [`load_schedules`], which reports
+//! every problem with file, line and field.
+
+mod diagnostic;
+mod global;
+mod load;
+mod located;
+mod schedule;
+mod yaml_lines;
+
+pub use diagnostic::{Diagnostic, Diagnostics};
+pub use global::{LogConfig, LogFormat, PatrolConfig, DEFAULT_DATABASE};
+pub use load::{load_schedules, parse_timezone, schedules_in_file};
+pub use schedule::{HistoryPolicy, Overlap, RetryPolicy, Schedule, ScheduleSet, ScheduleSpec, SourceLocation};
+
+#[cfg(test)]
+mod tests;
