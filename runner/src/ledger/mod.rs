@@ -1,0 +1,154 @@
+//! The run ledger: the source of truth for what ran, runs and will run.
+//!
+//! One set of portable SQL serves SQLite (embedded default) and PostgreSQL
+//! (teams, several nodes) through sqlx's `Any` driver; the schema lives in
+//! `runner/migrations/{sqlite,postgres}` and is applied on connect.
+
+mod instances;
+mod model;
+mod runs;
+mod state;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions, Executor};
+
+pub use instances::DeadInstance;
+pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
+pub use runs::RunFilter;
+pub use state::ScheduleState;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A handle on the ledger database; cheap to clone.
+#[derive(Clone)]
+pub struct Ledger {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Ledger {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating an
+    /// SQLite file if needed, and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            anyhow::bail!("unsupported database URL (expected sqlite://PATH or postgres://…)");
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+            }
+            _ => url.to_string(),
+        };
+        let options = AnyConnectOptions::from_str(&url)
+            .with_context(|| format!("bad database URL {}", redact_url(&url)))?
+            .disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            // One writer connection for SQLite: no lock upgrades inside the
+            // process; other processes wait on busy_timeout.
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
+            .acquire_timeout(Duration::from_secs(30))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .with_context(|| format!("cannot open the ledger at {}", redact_url(&url)))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrate_serialized(&pool, backend, migrator).await?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Several nodes may start at once against one PostgreSQL database; sqlx's
+/// migrator takes an advisory lock there, and SQLite serializes writers.
+async fn migrate_serialized(
+    pool: &AnyPool,
+    backend: Backend,
+    migrator: &sqlx::migrate::Migrator,
+) -> Result<()> {
+    let mut attempts = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            // Two first-time starts can race on creating _sqlx_migrations.
+            Err(err) if attempts < 3 && backend == Backend::Postgres => {
+                attempts += 1;
+                tracing::debug!(error = %err, "migration raced another node; retrying");
+                tokio::time::sleep(Duration::from_millis(200 * attempts)).await;
+            }
+            Err(err) => return Err(err).context("cannot migrate the ledger schema"),
+        }
+    }
+}
+
+/// The URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+/// Creates a fresh, uniquely named database on the PostgreSQL server at
+/// `server_url` and returns its URL. For tests and benchmarks.
+pub async fn create_scratch_postgres_database(server_url: &str, prefix: &str) -> Result<String> {
+    use sqlx::Connection;
+    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(server_url)
+        .await
+        .with_context(|| format!("cannot reach PostgreSQL at {}", redact_url(server_url)))?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+    conn.close().await?;
+    let (base, _) = server_url
+        .rsplit_once('/')
+        .context("PostgreSQL URL has no database part")?;
+    Ok(format!("{base}/{name}"))
+}
