@@ -1,6 +1,9 @@
 //! patrol's runner: configuration, cron, scheduler, ledger and CLI.
 
+pub mod cli;
 pub mod config;
-pub mod ledger;
 pub mod cron;
+pub mod ledger;
 pub mod registry;
+pub mod reload;
+pub mod scheduler;

@@ -1,0 +1,238 @@
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+
+use super::{Context, ERROR, FOUND, OK};
+use crate::config::{Overlap, Schedule};
+use crate::ledger::{Instance, Ledger, NewRun, Run, RunStatus, Trigger};
+use crate::scheduler::{CancelReason, Executor, RunHandle, SystemClock};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Schedule id.
+    pub id: String,
+    /// Override a param: `--param key=value` (dots reach into maps; the value is read as YAML).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// Ask the job to change nothing and report what it would do.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Wait for the run to end and exit with its result.
+    #[arg(long)]
+    pub wait: bool,
+    /// Run even if the schedule's overlap policy would refuse it.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
+    let context = Context::load(config)?;
+    let set = context.schedules()?;
+    let Some(schedule) = set.get(&args.id).cloned() else {
+        eprintln!("error: no schedule `{}` (see `patrol schedules`)", args.id);
+        return Ok(ERROR);
+    };
+    let mut params = schedule.params.clone();
+    for assignment in &args.params {
+        if let Err(message) = apply_param(&mut params, assignment) {
+            eprintln!("error: --param {assignment}: {message}");
+            return Ok(ERROR);
+        }
+    }
+    if let Some(job) = context.registry.get(&schedule.job) {
+        if let Err(errors) = job.check_params(&params) {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return Ok(ERROR);
+        }
+    }
+    let ledger = context.ledger().await?;
+    let now = Utc::now();
+    let others: Vec<Run> = ledger
+        .running_runs()
+        .await?
+        .into_iter()
+        .filter(|run| run.schedule_id == schedule.id)
+        .collect();
+    let mut new_run = NewRun {
+        schedule_id: schedule.id.clone(),
+        job: schedule.job.clone(),
+        scheduled_for: now,
+        attempt: 1,
+        trigger: Trigger::Manual,
+        status: RunStatus::Pending,
+        not_before: Some(now),
+        params,
+        dry_run: args.dry_run,
+        force_overlap: args.force,
+        error: None,
+    };
+    if !args.force && !others.is_empty() {
+        match schedule.overlap {
+            Overlap::Forbid => {
+                let reason = format!("run #{} is still running (overlap: forbid); use --force to run anyway", others[0].id);
+                new_run.status = RunStatus::Skipped;
+                new_run.error = Some(reason.clone());
+                let instance = Instance { id: format!("cli-{}", uuid::Uuid::new_v4()), node: context.config.node.clone() };
+                ledger.insert_runs(&[new_run], &instance, now).await?;
+                eprintln!("not run: {reason}");
+                return Ok(FOUND);
+            }
+            Overlap::Replace => {
+                for other in &others {
+                    ledger.request_cancel(other.id).await?;
+                }
+            }
+            Overlap::Allow => {}
+        }
+    }
+    let id = enqueue_unique(&ledger, &mut new_run).await?;
+    let ttl = chrono::Duration::from_std(context.config.node_ttl).unwrap_or_else(|_| chrono::Duration::seconds(15));
+    if ledger.live_server(Utc::now(), ttl).await? {
+        if !args.wait {
+            println!("run #{id} queued; the running `patrol serve` will start it");
+            return Ok(OK);
+        }
+        eprintln!("run #{id} queued; waiting for it to end");
+        return wait_and_report(&ledger, id).await;
+    }
+    // No scheduler is up: this process runs it.
+    let instance = Instance { id: format!("cli-{}", uuid::Uuid::new_v4()), node: context.config.node.clone() };
+    ledger.register_instance(&instance, "cli", Utc::now()).await?;
+    let outcome = match ledger.claim_one(id, &instance, Utc::now()).await? {
+        Some(run) => run_here(&ledger, &context, run, schedule, &instance).await,
+        // A scheduler started meanwhile and took it.
+        None => wait_and_report(&ledger, id).await,
+    };
+    ledger.stop_instance(&instance, Utc::now()).await?;
+    outcome
+}
+
+async fn enqueue_unique(ledger: &Ledger, run: &mut NewRun) -> Result<i64> {
+    // Two manual runs in the same millisecond would share a slot key.
+    for _ in 0..100 {
+        if let Some(id) = ledger.enqueue(run, Utc::now()).await? {
+            return Ok(id);
+        }
+        run.scheduled_for += chrono::Duration::milliseconds(1);
+    }
+    anyhow::bail!("cannot find a free slot for a manual run of `{}`", run.schedule_id)
+}
+
+async fn run_here(
+    ledger: &Ledger,
+    context: &Context,
+    run: Run,
+    schedule: Arc<Schedule>,
+    instance: &Instance,
+) -> Result<u8> {
+    let executor = Executor { ledger: ledger.clone(), registry: context.registry.clone(), clock: Arc::new(SystemClock) };
+    let handle = RunHandle::new(run.schedule_id.clone());
+    let id = run.id;
+    let heartbeat = {
+        let ledger = ledger.clone();
+        let instance = instance.clone();
+        let every = (context.config.node_ttl / 4).max(Duration::from_millis(200));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = ledger.heartbeat(&instance, Utc::now()).await;
+            }
+        })
+    };
+    let interrupt = {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                handle.cancel(CancelReason::Requested);
+            }
+        })
+    };
+    eprintln!("run #{id} started here (no `patrol serve` is running)");
+    executor.execute(run, Some(schedule), handle).await;
+    heartbeat.abort();
+    interrupt.abort();
+    report(ledger, id).await
+}
+
+async fn wait_and_report(ledger: &Ledger, id: i64) -> Result<u8> {
+    loop {
+        let run = ledger.run(id).await?.context("the run disappeared from the ledger")?;
+        if run.status.is_terminal() {
+            return report(ledger, id).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn report(ledger: &Ledger, id: i64) -> Result<u8> {
+    let run = ledger.run(id).await?.context("the run disappeared from the ledger")?;
+    let took = match (run.started_at, run.finished_at) {
+        (Some(start), Some(end)) => format!(" in {}", seconds(start, end)),
+        _ => String::new(),
+    };
+    println!("run #{} {}{took}: {}", run.id, run.status, run.summary.as_deref().unwrap_or(""));
+    if let Some(error) = &run.error {
+        println!("error: {error}");
+    }
+    if let Some(output) = run.output.as_deref().filter(|output| !output.is_empty()) {
+        println!("{}", output.trim_end());
+    }
+    Ok(if run.status == RunStatus::Succeeded { OK } else { FOUND })
+}
+
+fn seconds(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
+    format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0)
+}
+
+/// Sets `key=value` in `params`; dots in `key` walk into nested maps.
+fn apply_param(params: &mut serde_json::Value, assignment: &str) -> Result<(), String> {
+    let (key, raw) = assignment.split_once('=').ok_or("expected KEY=VALUE")?;
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err("empty key".into());
+    }
+    let value: serde_json::Value = match serde_norway::from_str::<serde_norway::Value>(raw) {
+        Ok(serde_norway::Value::Null) if !raw.trim().is_empty() && raw.trim() != "null" && raw.trim() != "~" => {
+            serde_json::Value::String(raw.to_string())
+        }
+        Ok(value) => serde_json::to_value(value).map_err(|err| err.to_string())?,
+        Err(_) => serde_json::Value::String(raw.to_string()),
+    };
+    let mut target = params;
+    let parts: Vec<&str> = key.split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        if !target.is_object() {
+            *target = serde_json::json!({});
+        }
+        target = target
+            .as_object_mut()
+            .ok_or("not a map")?
+            .entry(part.to_string())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    let map = target.as_object_mut().ok_or_else(|| format!("`{key}` does not lead into a map"))?;
+    map.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apply_param;
+    use serde_json::json;
+
+    #[test]
+    fn params_are_set_with_yaml_values_and_dotted_keys() {
+        let mut params = json!({"program": "x", "env": {"A": "1"}});
+        apply_param(&mut params, "env.B=two").unwrap();
+        apply_param(&mut params, "args=[\"-v\", \"--dry\"]").unwrap();
+        apply_param(&mut params, "output_limit=1KiB").unwrap();
+        assert_eq!(params["env"], json!({"A": "1", "B": "two"}));
+        assert_eq!(params["args"], json!(["-v", "--dry"]));
+        assert_eq!(params["output_limit"], json!("1KiB"));
+        assert!(apply_param(&mut params, "novalue").is_err());
+    }
+}

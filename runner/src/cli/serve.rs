@@ -1,0 +1,72 @@
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::watch;
+
+use super::{Context, OK};
+use crate::config::{LogFormat, PatrolConfig};
+use crate::ledger::Instance;
+use crate::reload::watch_schedules;
+use crate::scheduler::{Engine, EngineSettings, SystemClock};
+
+pub async fn serve(config: Option<&Path>) -> Result<u8> {
+    let context = Context::load(config)?;
+    init_logging(&context.config);
+    let schedules = context.schedules()?;
+    let ledger = context.ledger().await?;
+    tracing::info!(
+        database = %crate::ledger::redact_url(&context.config.database),
+        schedules_dir = %context.config.schedules.display(),
+        "ledger ready"
+    );
+    let instance = Instance { id: uuid::Uuid::new_v4().to_string(), node: context.config.node.clone() };
+    let settings = EngineSettings {
+        node_ttl: context.config.node_ttl,
+        shutdown_grace: context.config.shutdown_grace,
+        poll_interval: Duration::from_millis(500),
+        history: context.config.history,
+        prune_interval: Duration::from_secs(600),
+    };
+    let (schedules_tx, schedules_rx) = watch::channel(Arc::new(schedules));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let _watcher = watch_schedules(
+        context.config.schedules.clone(),
+        context.registry.clone(),
+        schedules_tx,
+        shutdown_rx.clone(),
+    )?;
+    tokio::spawn(wait_for_shutdown_signal(shutdown_tx));
+    let engine = Engine::new(ledger.clone(), context.registry.clone(), Arc::new(SystemClock), instance, settings);
+    engine.run(schedules_rx, shutdown_rx).await?;
+    ledger.close().await;
+    Ok(OK)
+}
+
+async fn wait_for_shutdown_signal(shutdown: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+        tracing::error!("cannot listen for SIGTERM");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+    let _ = shutdown.send(true);
+}
+
+fn init_logging(config: &PatrolConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("PATROL_LOG")
+        .ok()
+        .or_else(|| config.log.level.clone())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

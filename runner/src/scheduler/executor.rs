@@ -1,0 +1,295 @@
+//! Running one claimed run: timeout, cancellation, recording the end and
+//! the retry that follows, in one transaction.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use patrol_job_api::{CancellationToken, JobError, Outcome, RunContext, RunReport};
+
+use super::clock::Clock;
+use super::spread::retry_delay;
+use crate::config::Schedule;
+use crate::ledger::{Ledger, NewRun, Run, RunEnd, RunStatus, Trigger};
+use crate::registry::JobRegistry;
+
+/// After cancelling, how long a job may take to wind down before it is dropped.
+const WIND_DOWN: Duration = Duration::from_secs(15);
+
+/// Why a run was cancelled; decides the status recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelReason {
+    TimedOut,
+    Shutdown,
+    Replaced,
+    Requested,
+}
+
+/// The runner's grip on a run in progress.
+#[derive(Debug, Clone)]
+pub struct RunHandle {
+    pub schedule_id: String,
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<CancelReason>>>,
+}
+
+impl RunHandle {
+    pub fn new(schedule_id: String) -> Self {
+        Self {
+            schedule_id,
+            token: CancellationToken::new(),
+            reason: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Asks the run to stop; the first reason given wins.
+    pub fn cancel(&self, reason: CancelReason) {
+        if let Ok(mut slot) = self.reason.lock() {
+            slot.get_or_insert(reason);
+        }
+        self.token.cancel();
+    }
+
+    fn reason(&self) -> Option<CancelReason> {
+        self.reason.lock().ok().and_then(|slot| *slot)
+    }
+}
+
+/// What the executor needs from the runner.
+#[derive(Clone)]
+pub struct Executor {
+    pub ledger: Ledger,
+    pub registry: JobRegistry,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Executor {
+    /// Runs `run` (already `running` in the ledger) to its end and records
+    /// it. `schedule` is `None` for a run whose schedule has gone away.
+    pub async fn execute(
+        &self,
+        run: Run,
+        schedule: Option<Arc<Schedule>>,
+        handle: RunHandle,
+    ) -> RunStatus {
+        let (status, end) = match schedule.as_deref() {
+            Some(schedule) => self.run_job(&run, schedule, &handle).await,
+            None => (
+                RunStatus::Cancelled,
+                RunEnd {
+                    status: RunStatus::Cancelled,
+                    summary: None,
+                    output: None,
+                    details: None,
+                    error: Some(format!(
+                        "schedule `{}` is no longer defined",
+                        run.schedule_id
+                    )),
+                },
+            ),
+        };
+        let retry = schedule
+            .as_deref()
+            .and_then(|schedule| retry_after(schedule, &run, status, self.clock.now()));
+        self.record_end(&run, &end, retry.as_ref()).await;
+        status
+    }
+
+    async fn run_job(
+        &self,
+        run: &Run,
+        schedule: &Schedule,
+        handle: &RunHandle,
+    ) -> (RunStatus, RunEnd) {
+        let Some(job) = self.registry.get(&run.job).cloned() else {
+            return failed_end(format!(
+                "job kind `{}` is not available in this runner",
+                run.job
+            ));
+        };
+        let started = self.clock.now();
+        let deadline = schedule
+            .timeout
+            .and_then(|timeout| chrono::Duration::from_std(timeout).ok())
+            .map(|timeout| started + timeout);
+        let context = RunContext {
+            run_id: run.id,
+            schedule_id: run.schedule_id.clone(),
+            scheduled_for: run.scheduled_for,
+            attempt: run.attempt,
+            deadline,
+            dry_run: run.dry_run,
+            cancel: handle.token.clone(),
+        };
+        let mut job_future = job.run(context, run.params.clone());
+        let timeout = schedule.timeout.unwrap_or(Duration::MAX);
+        let result = tokio::select! {
+            result = &mut job_future => Some(result),
+            () = sleep_for(timeout) => {
+                handle.cancel(CancelReason::TimedOut);
+                None
+            }
+        };
+        let result = match result {
+            Some(result) => Some(result),
+            // Cancelled: give the job its chance to clean up, then drop it.
+            None => tokio::time::timeout(WIND_DOWN, job_future).await.ok(),
+        };
+        end_of(result, handle.reason(), schedule.timeout)
+    }
+
+    /// The end must reach the ledger: retry on a database hiccup. If it
+    /// still fails, the row stays `running` and is reaped as `crashed`.
+    async fn record_end(&self, run: &Run, end: &RunEnd, retry: Option<&NewRun>) {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=8 {
+            match self
+                .ledger
+                .finish_run(run.id, end, retry, self.clock.now())
+                .await
+            {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!(
+                        run = run.id,
+                        "run was settled elsewhere (reaped or cancelled) before it ended"
+                    );
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(run = run.id, attempt, error = %err, "cannot record the end of a run; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        tracing::error!(
+            run = run.id,
+            "gave up recording the end of a run; it will be marked crashed"
+        );
+    }
+}
+
+async fn sleep_for(duration: Duration) {
+    if duration == Duration::MAX {
+        std::future::pending::<()>().await;
+    } else {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+fn failed_end(error: String) -> (RunStatus, RunEnd) {
+    (
+        RunStatus::Failed,
+        RunEnd {
+            status: RunStatus::Failed,
+            summary: None,
+            output: None,
+            details: None,
+            error: Some(error),
+        },
+    )
+}
+
+fn end_of(
+    result: Option<Result<RunReport, JobError>>,
+    cancel: Option<CancelReason>,
+    timeout: Option<Duration>,
+) -> (RunStatus, RunEnd) {
+    let cancelled_status = |reason: Option<CancelReason>| match reason {
+        Some(CancelReason::TimedOut) => (
+            RunStatus::TimedOut,
+            format!(
+                "timed out after {}",
+                humantime::format_duration(timeout.unwrap_or_default())
+            ),
+        ),
+        Some(CancelReason::Shutdown) => (
+            RunStatus::Cancelled,
+            "cancelled: patrol shut down".to_string(),
+        ),
+        Some(CancelReason::Replaced) => (
+            RunStatus::Cancelled,
+            "cancelled: replaced by a newer run (overlap: replace)".to_string(),
+        ),
+        Some(CancelReason::Requested) | None => {
+            (RunStatus::Cancelled, "cancelled on request".to_string())
+        }
+    };
+    match result {
+        None => {
+            let (status, error) = cancelled_status(cancel);
+            let error = format!(
+                "{error}; the job did not stop within {}s and was dropped",
+                WIND_DOWN.as_secs()
+            );
+            (
+                status,
+                RunEnd {
+                    status,
+                    summary: None,
+                    output: None,
+                    details: None,
+                    error: Some(error),
+                },
+            )
+        }
+        Some(Err(err)) => failed_end(err.to_string()),
+        Some(Ok(report)) => {
+            let (status, error) = match (report.outcome, cancel) {
+                (_, Some(reason)) => {
+                    let (status, error) = cancelled_status(Some(reason));
+                    (status, Some(error))
+                }
+                (Outcome::Succeeded, None) => (RunStatus::Succeeded, None),
+                (Outcome::Failed, None) => (RunStatus::Failed, None),
+                (Outcome::Cancelled, None) => (
+                    RunStatus::Cancelled,
+                    Some("the job cancelled itself".into()),
+                ),
+            };
+            let details = (!report.details.is_null()).then_some(report.details);
+            (
+                status,
+                RunEnd {
+                    status,
+                    summary: Some(report.summary),
+                    output: report.output,
+                    details,
+                    error,
+                },
+            )
+        }
+    }
+}
+
+/// The retry that follows a run which ended as `status`, if any remain.
+pub fn retry_after(
+    schedule: &Schedule,
+    run: &Run,
+    status: RunStatus,
+    now: DateTime<Utc>,
+) -> Option<NewRun> {
+    if !status.is_retryable() || run.attempt > schedule.retries.max {
+        return None;
+    }
+    let delay = retry_delay(
+        &schedule.retries,
+        &schedule.id,
+        run.scheduled_for,
+        run.attempt,
+    );
+    Some(NewRun {
+        schedule_id: run.schedule_id.clone(),
+        job: run.job.clone(),
+        scheduled_for: run.scheduled_for,
+        attempt: run.attempt + 1,
+        trigger: Trigger::Retry,
+        status: RunStatus::Pending,
+        not_before: Some(now + chrono::Duration::from_std(delay).unwrap_or_default()),
+        params: run.params.clone(),
+        dry_run: run.dry_run,
+        force_overlap: run.force_overlap,
+        error: None,
+    })
+}
