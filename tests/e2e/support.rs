@@ -1,7 +1,13 @@
-//! Helpers shared by the end-to-end tests.
+//! Helpers shared by the end-to-end tests: a scratch project folder with
+//! its own patrol.yaml and schedules, the real `patrol` binary, and the
+//! ledger (SQLite in the folder, or a fresh PostgreSQL database).
+#![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use patrol::ledger::{Ledger, Run, RunFilter};
 
 /// The `patrol` binary cargo built for these tests.
 pub fn patrol_bin() -> PathBuf {
@@ -9,11 +15,147 @@ pub fn patrol_bin() -> PathBuf {
 }
 
 /// Runs `patrol` with `args` in `dir` and returns its output.
-pub fn patrol(dir: &std::path::Path, args: &[&str]) -> Output {
+pub fn patrol(dir: &Path, args: &[&str]) -> Output {
     Command::new(patrol_bin())
         .args(args)
         .current_dir(dir)
         .env_remove("PATROL_DATABASE_URL")
+        .env_remove("PATROL_CONFIG")
         .output()
         .expect("patrol binary runs")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Which ledger a test project uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A scratch project: `patrol.yaml`, `schedules/`, and a ledger.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub database: String,
+}
+
+impl Project {
+    /// A project whose patrol.yaml adds `extra_config` lines.
+    pub async fn new(db: Db, extra_config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = match db {
+            Db::Sqlite => format!("sqlite://{}", dir.path().join("patrol.db").display()),
+            Db::Postgres => {
+                let server = std::env::var("PATROL_TEST_POSTGRES_URL").expect(
+                    "PATROL_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
+                );
+                patrol::ledger::create_scratch_postgres_database(&server, "patrol_e2e")
+                    .await
+                    .expect("scratch database")
+            }
+        };
+        std::fs::create_dir_all(dir.path().join("schedules")).expect("schedules dir");
+        std::fs::write(
+            dir.path().join("patrol.yaml"),
+            format!("database: \"{database}\"\nnode_ttl: 3s\nshutdown_grace: 5s\n{extra_config}"),
+        )
+        .expect("patrol.yaml");
+        Self { dir, database }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `schedules/<name>`.
+    pub fn schedule(&self, name: &str, yaml: &str) {
+        std::fs::write(self.path().join("schedules").join(name), yaml).expect("schedule file");
+    }
+
+    pub fn patrol(&self, args: &[&str]) -> Output {
+        patrol(self.path(), args)
+    }
+
+    /// Starts `patrol serve` in the background; logs go to `serve-N.log`.
+    pub fn serve(&self, tag: &str) -> Child {
+        let log = std::fs::File::create(self.path().join(format!("serve-{tag}.log"))).expect("log file");
+        Command::new(patrol_bin())
+            .arg("serve")
+            .current_dir(self.path())
+            .env_remove("PATROL_DATABASE_URL")
+            .env_remove("PATROL_CONFIG")
+            .env("PATROL_LOG", "info,patrol=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("patrol serve starts")
+    }
+
+    pub fn log(&self, tag: &str) -> String {
+        std::fs::read_to_string(self.path().join(format!("serve-{tag}.log"))).unwrap_or_default()
+    }
+
+    pub async fn ledger(&self) -> Ledger {
+        Ledger::connect(&self.database).await.expect("ledger")
+    }
+
+    /// Every run of `schedule`, oldest first.
+    pub async fn runs(&self, schedule: &str) -> Vec<Run> {
+        let ledger = self.ledger().await;
+        let mut runs = ledger
+            .runs(&RunFilter { schedule_id: Some(schedule.into()), status: None, limit: 100_000 })
+            .await
+            .expect("runs");
+        ledger.close().await;
+        runs.reverse();
+        runs
+    }
+
+    /// Polls `check` on the runs of `schedule` until it holds or `timeout` passes.
+    pub async fn wait_for_runs(
+        &self,
+        schedule: &str,
+        timeout: Duration,
+        check: impl Fn(&[Run]) -> bool,
+    ) -> Vec<Run> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let runs = self.runs(schedule).await;
+            if check(&runs) || Instant::now() > deadline {
+                return runs;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Sends SIGTERM and waits for the process to exit (or kills it after `timeout`).
+pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `kill -9`.
+pub fn kill_hard(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
