@@ -1,3 +1,5 @@
 //! End-to-end tests: the real `patrol` binary against real databases.
 
+mod cron_reference;
+mod validate;
 mod support;

@@ -40,7 +40,9 @@ impl<'a> YamlFile<'a> {
         Diagnostic {
             file: self.path.to_path_buf(),
             line: position.map(|(line, _)| line),
-            column: position.map(|(_, column)| column),
+            // A whole-document problem has a line (where it starts) but no
+            // meaningful column.
+            column: position.filter(|_| !path.is_empty()).map(|(_, column)| column),
             field: path.to_string(),
             message: message.into(),
         }
@@ -70,9 +72,20 @@ pub fn join_path(prefix: &str, inner: &str) -> String {
     }
 }
 
+/// The parser repeats the position in its message; we print it once, up front.
 fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(cut) => message[..cut].to_string(),
-        None => message.to_string(),
-    }
+    let Some(start) = message.find(" at line ") else {
+        return message.to_string();
+    };
+    let rest = &message[start + " at line ".len()..];
+    let end = rest
+        .find(" column ")
+        .map(|column| {
+            let digits = rest[column + " column ".len()..]
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len() - column - " column ".len());
+            column + " column ".len() + digits
+        })
+        .unwrap_or(0);
+    format!("{}{}", &message[..start], &rest[end..])
 }

@@ -36,7 +36,7 @@ fn each_mistake_names_line_and_field() {
         ("id: a\njob: command\ncron: \"0 3 * * *\"\nparams:\n  program: x\n  argz: [1]\n", "s.yaml:6:3: params.argz: unknown field `argz`"),
         ("id: Bad_Id\njob: command\ncron: \"0 3 * * *\"\nparams: {program: x}\n", "s.yaml:1:1: id: `Bad_Id` is not a valid id"),
         ("id: a\njob: command\ncron: \"0 3 * * *\"\nretries: {max: 2, backof: 1s}\nparams: {program: x}\n", "s.yaml:4:19: retries.backof: unknown field `backof`"),
-        ("id: a\njob: command\nparams: {program: x}\n", "s.yaml:1:3: missing field `cron`"),
+        ("id: a\njob: command\nparams: {program: x}\n", "s.yaml:1: missing field `cron`"),
         ("id: a\n  job: [\n", "s.yaml:2:6: invalid YAML"),
     ];
     for (source, expected) in cases {
