@@ -2,5 +2,9 @@
 
 mod cron_reference;
 mod operations;
+mod shipped;
 mod validate;
+mod crash_recovery;
+mod graceful;
+mod multi_node;
 mod support;

@@ -1,0 +1,78 @@
+//! The README's run command on a fresh clone: the shipped schedules over the
+//! shipped fixtures fire and are recorded within a minute, and succeed.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use patrol::ledger::{Ledger, RunFilter, RunStatus};
+
+use crate::support::{patrol_bin, stderr, terminate};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn shipped_schedules_are_valid() {
+    let output = std::process::Command::new(patrol_bin())
+        .arg("validate")
+        .current_dir(repo_root())
+        .env_remove("PATROL_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[tokio::test]
+async fn defaults_record_fires_within_a_minute() {
+    // A copy of the clone's schedules and fixtures, with no patrol.yaml: the
+    // embedded defaults (./patrol.db, ./schedules) apply.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo_root().join("schedules"), &dir.path().join("schedules"));
+    copy_dir(&repo_root().join("fixtures"), &dir.path().join("fixtures"));
+    let mut server = std::process::Command::new(patrol_bin())
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("PATROL_DATABASE_URL")
+        .env_remove("PATROL_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let database = format!("sqlite://{}", dir.path().join("patrol.db").display());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !dir.path().join("patrol.db").exists() {
+            continue;
+        }
+        let ledger = Ledger::connect(&database).await.unwrap();
+        seen = ledger
+            .runs(&RunFilter { limit: 100, ..Default::default() })
+            .await
+            .unwrap();
+        ledger.close().await;
+        let done = |id: &str| seen.iter().any(|r| r.schedule_id == id && r.status == RunStatus::Succeeded);
+        if done("heartbeat") && done("fixtures-integrity") {
+            break;
+        }
+    }
+    assert_eq!(terminate(&mut server, Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    for id in ["heartbeat", "fixtures-integrity"] {
+        assert!(
+            seen.iter().any(|r| r.schedule_id == id && r.status == RunStatus::Succeeded),
+            "{id} did not succeed within a minute: {seen:#?}"
+        );
+    }
+    assert!(seen.iter().all(|r| r.status != RunStatus::Failed), "{seen:#?}");
+}
