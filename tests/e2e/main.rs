@@ -1,10 +1,13 @@
 //! End-to-end tests: the real `patrol` binary against real databases.
 
-mod cron_reference;
-mod operations;
-mod shipped;
-mod validate;
+// A failed set-up step should stop the test right there.
+#![allow(clippy::unwrap_used)]
+
 mod crash_recovery;
+mod cron_reference;
 mod graceful;
 mod multi_node;
+mod operations;
+mod shipped;
 mod support;
+mod validate;

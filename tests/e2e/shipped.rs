@@ -38,7 +38,10 @@ async fn defaults_record_fires_within_a_minute() {
     // A copy of the clone's schedules and fixtures, with no patrol.yaml: the
     // embedded defaults (./patrol.db, ./schedules) apply.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&repo_root().join("schedules"), &dir.path().join("schedules"));
+    copy_dir(
+        &repo_root().join("schedules"),
+        &dir.path().join("schedules"),
+    );
     copy_dir(&repo_root().join("fixtures"), &dir.path().join("fixtures"));
     let mut server = std::process::Command::new(patrol_bin())
         .arg("serve")
@@ -58,21 +61,34 @@ async fn defaults_record_fires_within_a_minute() {
         }
         let ledger = Ledger::connect(&database).await.unwrap();
         seen = ledger
-            .runs(&RunFilter { limit: 100, ..Default::default() })
+            .runs(&RunFilter {
+                limit: 100,
+                ..Default::default()
+            })
             .await
             .unwrap();
         ledger.close().await;
-        let done = |id: &str| seen.iter().any(|r| r.schedule_id == id && r.status == RunStatus::Succeeded);
+        let done = |id: &str| {
+            seen.iter()
+                .any(|r| r.schedule_id == id && r.status == RunStatus::Succeeded)
+        };
         if done("heartbeat") && done("fixtures-integrity") {
             break;
         }
     }
-    assert_eq!(terminate(&mut server, Duration::from_secs(10)).and_then(|s| s.code()), Some(0));
+    assert_eq!(
+        terminate(&mut server, Duration::from_secs(10)).and_then(|s| s.code()),
+        Some(0)
+    );
     for id in ["heartbeat", "fixtures-integrity"] {
         assert!(
-            seen.iter().any(|r| r.schedule_id == id && r.status == RunStatus::Succeeded),
+            seen.iter()
+                .any(|r| r.schedule_id == id && r.status == RunStatus::Succeeded),
             "{id} did not succeed within a minute: {seen:#?}"
         );
     }
-    assert!(seen.iter().all(|r| r.status != RunStatus::Failed), "{seen:#?}");
+    assert!(
+        seen.iter().all(|r| r.status != RunStatus::Failed),
+        "{seen:#?}"
+    );
 }

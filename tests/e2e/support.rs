@@ -85,7 +85,8 @@ impl Project {
 
     /// Starts `patrol serve` in the background; logs go to `serve-N.log`.
     pub fn serve(&self, tag: &str) -> Child {
-        let log = std::fs::File::create(self.path().join(format!("serve-{tag}.log"))).expect("log file");
+        let log =
+            std::fs::File::create(self.path().join(format!("serve-{tag}.log"))).expect("log file");
         Command::new(patrol_bin())
             .arg("serve")
             .current_dir(self.path())
@@ -110,7 +111,11 @@ impl Project {
     pub async fn runs(&self, schedule: &str) -> Vec<Run> {
         let ledger = self.ledger().await;
         let mut runs = ledger
-            .runs(&RunFilter { schedule_id: Some(schedule.into()), status: None, limit: 100_000 })
+            .runs(&RunFilter {
+                schedule_id: Some(schedule.into()),
+                status: None,
+                limit: 100_000,
+            })
             .await
             .expect("runs");
         ledger.close().await;

@@ -21,18 +21,27 @@ fn every_broken_file_is_reported_with_file_line_and_field() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let Some(expected) = text.lines().next().and_then(|line| line.strip_prefix("# expect: ")) else {
+        let Some(expected) = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("# expect: "))
+        else {
             continue;
         };
         expectations += 1;
         assert!(
-            report.lines().any(|line| line.starts_with(&format!("./{expected}"))),
+            report
+                .lines()
+                .any(|line| line.starts_with(&format!("./{expected}"))),
             "no line starting with `./{expected}` in:\n{report}"
         );
     }
     assert!(expectations >= 15, "only {expectations} cases found");
     // One line per problem plus the count; nothing more, nothing less.
-    assert!(report.contains(&format!("{expectations} errors found")), "{report}");
+    assert!(
+        report.contains(&format!("{expectations} errors found")),
+        "{report}"
+    );
 }
 
 #[test]
@@ -58,19 +67,47 @@ async fn a_bad_patrol_yaml_is_reported_with_the_schedules() {
     let errors = report["errors"].as_array().unwrap();
     let messages: Vec<String> = errors
         .iter()
-        .map(|e| format!("{}:{}: {}", e["file"].as_str().unwrap(), e["line"], e["message"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{}:{}: {}",
+                e["file"].as_str().unwrap(),
+                e["line"],
+                e["message"].as_str().unwrap()
+            )
+        })
         .collect();
-    assert!(messages.iter().any(|m| m.contains("patrol.yaml:4: unknown field `retention`")), "{messages:?}");
-    assert!(messages.iter().any(|m| m.contains("x.yaml:4: unknown timezone `Nowhere/Land`")), "{messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("patrol.yaml:4: unknown field `retention`")),
+        "{messages:?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("x.yaml:4: unknown timezone `Nowhere/Land`")),
+        "{messages:?}"
+    );
 }
 
 #[test]
 fn serve_refuses_to_start_on_invalid_schedules() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("schedules")).unwrap();
-    std::fs::write(dir.path().join("schedules/bad.yaml"), "id: bad\njob: command\ncron: \"* * *\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("schedules/bad.yaml"),
+        "id: bad\njob: command\ncron: \"* * *\"\n",
+    )
+    .unwrap();
     let output = patrol(dir.path(), &["serve"]);
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("bad.yaml:3:1: cron:"), "{}", stderr(&output));
-    assert!(!dir.path().join("patrol.db").exists(), "a ledger was created before the config was checked");
+    assert!(
+        stderr(&output).contains("bad.yaml:3:1: cron:"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !dir.path().join("patrol.db").exists(),
+        "a ledger was created before the config was checked"
+    );
 }

@@ -89,6 +89,10 @@ mod tests {
     fn parse_error_names_unknown_field() {
         let value = serde_json::json!({"name": "x", "inner": {"count": 1}, "colour": 1});
         let err = parse_params::<Sample>(&value).unwrap_err();
-        assert!(err.message.contains("unknown field `colour`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown field `colour`"),
+            "{}",
+            err.message
+        );
     }
 }

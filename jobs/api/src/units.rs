@@ -16,9 +16,9 @@ impl HumanDuration {
         if trimmed == "0" {
             return Ok(Self(Duration::ZERO));
         }
-        humantime::parse_duration(trimmed)
-            .map(Self)
-            .map_err(|err| format!("`{text}` is not a duration ({err}); write e.g. 10s, 5m, 1h 30m, or 0"))
+        humantime::parse_duration(trimmed).map(Self).map_err(|err| {
+            format!("`{text}` is not a duration ({err}); write e.g. 10s, 5m, 1h 30m, or 0")
+        })
     }
 }
 
@@ -125,8 +125,14 @@ mod tests {
 
     #[test]
     fn durations_read_as_written() {
-        assert_eq!(HumanDuration::parse("5m").unwrap().0, Duration::from_secs(300));
-        assert_eq!(HumanDuration::parse("1h 30m").unwrap().0, Duration::from_secs(5400));
+        assert_eq!(
+            HumanDuration::parse("5m").unwrap().0,
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            HumanDuration::parse("1h 30m").unwrap().0,
+            Duration::from_secs(5400)
+        );
         assert_eq!(HumanDuration::parse("0").unwrap().0, Duration::ZERO);
         assert!(HumanDuration::parse("5 parsecs").is_err());
         assert!(HumanDuration::parse("").is_err());
@@ -136,7 +142,10 @@ mod tests {
     fn bare_number_duration_needs_unit() {
         let err = serde_json::from_str::<HumanDuration>("30").unwrap_err();
         assert!(err.to_string().contains("no unit"), "{err}");
-        assert_eq!(serde_json::from_str::<HumanDuration>("0").unwrap().0, Duration::ZERO);
+        assert_eq!(
+            serde_json::from_str::<HumanDuration>("0").unwrap().0,
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -49,10 +49,7 @@ impl BoundedCapture {
         let kept = (self.head.len() + self.tail.len()) as u64;
         let mut text = String::from_utf8_lossy(&self.head).into_owned();
         if self.total > kept {
-            text.push_str(&format!(
-                "\n[… {} bytes truncated …]\n",
-                self.total - kept
-            ));
+            text.push_str(&format!("\n[… {} bytes truncated …]\n", self.total - kept));
         }
         let tail: Vec<u8> = self.tail.iter().copied().collect();
         text.push_str(&String::from_utf8_lossy(&tail));

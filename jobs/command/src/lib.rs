@@ -15,8 +15,7 @@ use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use patrol_job_api::{
-    parse_params, Job, JobDescription, JobError, Outcome, ParamError, RunContext,
-    RunReport,
+    parse_params, Job, JobDescription, JobError, Outcome, ParamError, RunContext, RunReport,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
@@ -38,7 +37,8 @@ impl Job for CommandJob {
     fn describe(&self) -> JobDescription {
         JobDescription {
             kind: "command",
-            summary: "Runs a program; exit 0 succeeds, anything else fails. Output is captured, bounded.",
+            summary:
+                "Runs a program; exit 0 succeeds, anything else fails. Output is captured, bounded.",
             params: params::docs(),
         }
     }
@@ -211,7 +211,10 @@ fn render_output(stdout: &BoundedCapture, stderr: &BoundedCapture) -> String {
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|arg| {
-            if arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) {
+            if arg
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c))
+            {
                 arg.clone()
             } else {
                 format!("'{}'", arg.replace('\'', "'\\''"))

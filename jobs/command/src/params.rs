@@ -91,13 +91,61 @@ impl CommandParams {
 
 pub fn docs() -> Vec<ParamDoc> {
     vec![
-        ParamDoc { name: "program", type_name: "string", required: false, default: None, description: "program to run (PATH lookup); this or `shell`" },
-        ParamDoc { name: "args", type_name: "list of strings", required: false, default: Some("[]"), description: "arguments for `program`" },
-        ParamDoc { name: "shell", type_name: "string", required: false, default: None, description: "script run with /bin/sh -c; this or `program`" },
-        ParamDoc { name: "env", type_name: "map", required: false, default: Some("{}"), description: "extra environment variables" },
-        ParamDoc { name: "clear_env", type_name: "bool", required: false, default: Some("false"), description: "start from an empty environment" },
-        ParamDoc { name: "workdir", type_name: "path", required: false, default: None, description: "working directory" },
-        ParamDoc { name: "output_limit", type_name: "size", required: false, default: Some("64KiB"), description: "bytes kept per stream (head and tail)" },
-        ParamDoc { name: "kill_grace", type_name: "duration", required: false, default: Some("5s"), description: "SIGTERM→SIGKILL delay on cancel" },
+        ParamDoc {
+            name: "program",
+            type_name: "string",
+            required: false,
+            default: None,
+            description: "program to run (PATH lookup); this or `shell`",
+        },
+        ParamDoc {
+            name: "args",
+            type_name: "list of strings",
+            required: false,
+            default: Some("[]"),
+            description: "arguments for `program`",
+        },
+        ParamDoc {
+            name: "shell",
+            type_name: "string",
+            required: false,
+            default: None,
+            description: "script run with /bin/sh -c; this or `program`",
+        },
+        ParamDoc {
+            name: "env",
+            type_name: "map",
+            required: false,
+            default: Some("{}"),
+            description: "extra environment variables",
+        },
+        ParamDoc {
+            name: "clear_env",
+            type_name: "bool",
+            required: false,
+            default: Some("false"),
+            description: "start from an empty environment",
+        },
+        ParamDoc {
+            name: "workdir",
+            type_name: "path",
+            required: false,
+            default: None,
+            description: "working directory",
+        },
+        ParamDoc {
+            name: "output_limit",
+            type_name: "size",
+            required: false,
+            default: Some("64KiB"),
+            description: "bytes kept per stream (head and tail)",
+        },
+        ParamDoc {
+            name: "kill_grace",
+            type_name: "duration",
+            required: false,
+            default: Some("5s"),
+            description: "SIGTERM→SIGKILL delay on cancel",
+        },
     ]
 }

@@ -22,7 +22,10 @@ fn context(cancel: CancellationToken) -> RunContext {
 async fn exit_code_maps_to_outcome_and_output_is_captured() {
     let job = CommandJob;
     let ok = job
-        .run(context(CancellationToken::new()), json!({"shell": "echo out; echo err >&2"}))
+        .run(
+            context(CancellationToken::new()),
+            json!({"shell": "echo out; echo err >&2"}),
+        )
         .await
         .unwrap();
     assert_eq!(ok.outcome, Outcome::Succeeded);
@@ -31,7 +34,10 @@ async fn exit_code_maps_to_outcome_and_output_is_captured() {
     assert!(output.contains("--- stderr ---\nerr"), "{output}");
 
     let failed = job
-        .run(context(CancellationToken::new()), json!({"shell": "exit 3"}))
+        .run(
+            context(CancellationToken::new()),
+            json!({"shell": "exit 3"}),
+        )
         .await
         .unwrap();
     assert_eq!(failed.outcome, Outcome::Failed);
@@ -80,13 +86,19 @@ async fn cancel_kills_the_whole_process_group() {
     });
     let started = std::time::Instant::now();
     let report = CommandJob
-        .run(context(cancel), json!({"shell": script, "kill_grace": "1s"}))
+        .run(
+            context(cancel),
+            json!({"shell": script, "kill_grace": "1s"}),
+        )
         .await
         .unwrap();
     assert_eq!(report.outcome, Outcome::Cancelled);
     assert!(started.elapsed() < Duration::from_secs(5));
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(!marker.exists(), "a process of the group survived the cancel");
+    assert!(
+        !marker.exists(),
+        "a process of the group survived the cancel"
+    );
 }
 
 #[tokio::test]
@@ -95,10 +107,17 @@ async fn dry_run_does_not_execute() {
     ctx.dry_run = true;
     let marker = std::env::temp_dir().join(format!("patrol-dry-{}", std::process::id()));
     let report = CommandJob
-        .run(ctx, json!({"program": "touch", "args": [marker.display().to_string()]}))
+        .run(
+            ctx,
+            json!({"program": "touch", "args": [marker.display().to_string()]}),
+        )
         .await
         .unwrap();
-    assert!(report.summary.starts_with("dry run: would run touch"), "{}", report.summary);
+    assert!(
+        report.summary.starts_with("dry run: would run touch"),
+        "{}",
+        report.summary
+    );
     assert!(!marker.exists());
 }
 
@@ -111,7 +130,9 @@ fn params_are_checked_with_field_paths() {
         .check_params(&json!({"program": "x", "shell": "y"}))
         .unwrap_err();
     assert_eq!(errors[0].path, "shell");
-    let errors = job.check_params(&json!({"program": "x", "argz": []})).unwrap_err();
+    let errors = job
+        .check_params(&json!({"program": "x", "argz": []}))
+        .unwrap_err();
     assert!(errors[0].message.contains("unknown field `argz`"));
     assert!(job.check_params(&json!({"program": "true"})).is_ok());
 }

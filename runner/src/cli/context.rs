@@ -25,7 +25,8 @@ impl Context {
     }
 
     pub fn schedules(&self) -> Result<ScheduleSet> {
-        load_schedules(std::slice::from_ref(&self.config.schedules), &self.registry).map_err(diagnostics_error)
+        load_schedules(std::slice::from_ref(&self.config.schedules), &self.registry)
+            .map_err(diagnostics_error)
     }
 
     pub async fn ledger(&self) -> Result<Ledger> {

@@ -19,7 +19,10 @@ pub fn jobs(args: Args) -> Result<u8> {
     for description in descriptions {
         println!("{} — {}", description.kind, description.summary);
         for param in description.params {
-            let default = param.default.map(|d| format!(" (default {d})")).unwrap_or_default();
+            let default = param
+                .default
+                .map(|d| format!(" (default {d})"))
+                .unwrap_or_default();
             let required = if param.required { " required" } else { "" };
             println!(
                 "  {:<14} {:<16}{required} {}{default}",

@@ -30,14 +30,23 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 }
 
 pub fn timestamp(at: Option<DateTime<Utc>>) -> String {
-    at.map_or_else(|| "-".to_string(), |at| at.format("%Y-%m-%d %H:%M:%SZ").to_string())
+    at.map_or_else(
+        || "-".to_string(),
+        |at| at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+    )
 }
 
 /// First line, cut to `max` characters.
 pub fn one_line(text: &str, max: usize) -> String {
     let first = text.lines().next().unwrap_or("");
     if first.chars().count() > max {
-        format!("{}…", first.chars().take(max.saturating_sub(1)).collect::<String>())
+        format!(
+            "{}…",
+            first
+                .chars()
+                .take(max.saturating_sub(1))
+                .collect::<String>()
+        )
     } else {
         first.to_string()
     }

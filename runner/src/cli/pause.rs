@@ -20,7 +20,9 @@ pub async fn set_paused(config: Option<&Path>, args: Args, paused: bool) -> Resu
     }
     let ledger = context.ledger().await?;
     let who = std::env::var("USER").unwrap_or_else(|_| "cli".into());
-    ledger.set_paused(&args.id, paused, &who, Utc::now()).await?;
+    ledger
+        .set_paused(&args.id, paused, &who, Utc::now())
+        .await?;
     println!("{} {}", args.id, if paused { "paused" } else { "resumed" });
     Ok(OK)
 }

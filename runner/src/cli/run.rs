@@ -74,10 +74,16 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
     if !args.force && !others.is_empty() {
         match schedule.overlap {
             Overlap::Forbid => {
-                let reason = format!("run #{} is still running (overlap: forbid); use --force to run anyway", others[0].id);
+                let reason = format!(
+                    "run #{} is still running (overlap: forbid); use --force to run anyway",
+                    others[0].id
+                );
                 new_run.status = RunStatus::Skipped;
                 new_run.error = Some(reason.clone());
-                let instance = Instance { id: format!("cli-{}", uuid::Uuid::new_v4()), node: context.config.node.clone() };
+                let instance = Instance {
+                    id: format!("cli-{}", uuid::Uuid::new_v4()),
+                    node: context.config.node.clone(),
+                };
                 ledger.insert_runs(&[new_run], &instance, now).await?;
                 eprintln!("not run: {reason}");
                 return Ok(FOUND);
@@ -91,7 +97,8 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         }
     }
     let id = enqueue_unique(&ledger, &mut new_run).await?;
-    let ttl = chrono::Duration::from_std(context.config.node_ttl).unwrap_or_else(|_| chrono::Duration::seconds(15));
+    let ttl = chrono::Duration::from_std(context.config.node_ttl)
+        .unwrap_or_else(|_| chrono::Duration::seconds(15));
     if ledger.live_server(Utc::now(), ttl).await? {
         if !args.wait {
             println!("run #{id} queued; the running `patrol serve` will start it");
@@ -101,8 +108,13 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         return wait_and_report(&ledger, id).await;
     }
     // No scheduler is up: this process runs it.
-    let instance = Instance { id: format!("cli-{}", uuid::Uuid::new_v4()), node: context.config.node.clone() };
-    ledger.register_instance(&instance, "cli", Utc::now()).await?;
+    let instance = Instance {
+        id: format!("cli-{}", uuid::Uuid::new_v4()),
+        node: context.config.node.clone(),
+    };
+    ledger
+        .register_instance(&instance, "cli", Utc::now())
+        .await?;
     let outcome = match ledger.claim_one(id, &instance, Utc::now()).await? {
         Some(run) => run_here(&ledger, &context, run, schedule, &instance).await,
         // A scheduler started meanwhile and took it.
@@ -120,7 +132,10 @@ async fn enqueue_unique(ledger: &Ledger, run: &mut NewRun) -> Result<i64> {
         }
         run.scheduled_for += chrono::Duration::milliseconds(1);
     }
-    anyhow::bail!("cannot find a free slot for a manual run of `{}`", run.schedule_id)
+    anyhow::bail!(
+        "cannot find a free slot for a manual run of `{}`",
+        run.schedule_id
+    )
 }
 
 async fn run_here(
@@ -130,7 +145,11 @@ async fn run_here(
     schedule: Arc<Schedule>,
     instance: &Instance,
 ) -> Result<u8> {
-    let executor = Executor { ledger: ledger.clone(), registry: context.registry.clone(), clock: Arc::new(SystemClock) };
+    let executor = Executor {
+        ledger: ledger.clone(),
+        registry: context.registry.clone(),
+        clock: Arc::new(SystemClock),
+    };
     let handle = RunHandle::new(run.schedule_id.clone());
     let id = run.id;
     let heartbeat = {
@@ -161,7 +180,10 @@ async fn run_here(
 
 async fn wait_and_report(ledger: &Ledger, id: i64) -> Result<u8> {
     loop {
-        let run = ledger.run(id).await?.context("the run disappeared from the ledger")?;
+        let run = ledger
+            .run(id)
+            .await?
+            .context("the run disappeared from the ledger")?;
         if run.status.is_terminal() {
             return report(ledger, id).await;
         }
@@ -170,19 +192,31 @@ async fn wait_and_report(ledger: &Ledger, id: i64) -> Result<u8> {
 }
 
 async fn report(ledger: &Ledger, id: i64) -> Result<u8> {
-    let run = ledger.run(id).await?.context("the run disappeared from the ledger")?;
+    let run = ledger
+        .run(id)
+        .await?
+        .context("the run disappeared from the ledger")?;
     let took = match (run.started_at, run.finished_at) {
         (Some(start), Some(end)) => format!(" in {}", seconds(start, end)),
         _ => String::new(),
     };
-    println!("run #{} {}{took}: {}", run.id, run.status, run.summary.as_deref().unwrap_or(""));
+    println!(
+        "run #{} {}{took}: {}",
+        run.id,
+        run.status,
+        run.summary.as_deref().unwrap_or("")
+    );
     if let Some(error) = &run.error {
         println!("error: {error}");
     }
     if let Some(output) = run.output.as_deref().filter(|output| !output.is_empty()) {
         println!("{}", output.trim_end());
     }
-    Ok(if run.status == RunStatus::Succeeded { OK } else { FOUND })
+    Ok(if run.status == RunStatus::Succeeded {
+        OK
+    } else {
+        FOUND
+    })
 }
 
 fn seconds(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
@@ -196,7 +230,9 @@ fn apply_param(params: &mut serde_json::Value, assignment: &str) -> Result<(), S
         return Err("empty key".into());
     }
     let value: serde_json::Value = match serde_norway::from_str::<serde_norway::Value>(raw) {
-        Ok(serde_norway::Value::Null) if !raw.trim().is_empty() && raw.trim() != "null" && raw.trim() != "~" => {
+        Ok(serde_norway::Value::Null)
+            if !raw.trim().is_empty() && raw.trim() != "null" && raw.trim() != "~" =>
+        {
             serde_json::Value::String(raw.to_string())
         }
         Ok(value) => serde_json::to_value(value).map_err(|err| err.to_string())?,
@@ -214,7 +250,9 @@ fn apply_param(params: &mut serde_json::Value, assignment: &str) -> Result<(), S
             .entry(part.to_string())
             .or_insert_with(|| serde_json::json!({}));
     }
-    let map = target.as_object_mut().ok_or_else(|| format!("`{key}` does not lead into a map"))?;
+    let map = target
+        .as_object_mut()
+        .ok_or_else(|| format!("`{key}` does not lead into a map"))?;
     map.insert(parts[parts.len() - 1].to_string(), value);
     Ok(())
 }

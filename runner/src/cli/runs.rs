@@ -20,7 +20,12 @@ pub struct Args {
 }
 
 pub async fn runs(config: Option<&Path>, args: Args) -> Result<u8> {
-    let status = match args.status.as_deref().map(str::parse::<RunStatus>).transpose() {
+    let status = match args
+        .status
+        .as_deref()
+        .map(str::parse::<RunStatus>)
+        .transpose()
+    {
         Ok(status) => status,
         Err(message) => {
             eprintln!("error: --status: {message}");
@@ -30,7 +35,11 @@ pub async fn runs(config: Option<&Path>, args: Args) -> Result<u8> {
     let context = Context::load(config)?;
     let ledger = context.ledger().await?;
     let runs = ledger
-        .runs(&RunFilter { schedule_id: args.schedule, status, limit: args.limit })
+        .runs(&RunFilter {
+            schedule_id: args.schedule,
+            status,
+            limit: args.limit,
+        })
         .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -40,10 +49,16 @@ pub async fn runs(config: Option<&Path>, args: Args) -> Result<u8> {
         .iter()
         .map(|run| {
             let duration = match (run.started_at, run.finished_at) {
-                (Some(start), Some(end)) => format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0),
+                (Some(start), Some(end)) => {
+                    format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0)
+                }
                 _ => "-".into(),
             };
-            let note = run.error.as_deref().or(run.summary.as_deref()).unwrap_or("");
+            let note = run
+                .error
+                .as_deref()
+                .or(run.summary.as_deref())
+                .unwrap_or("");
             vec![
                 run.id.to_string(),
                 run.schedule_id.clone(),
@@ -57,6 +72,11 @@ pub async fn runs(config: Option<&Path>, args: Args) -> Result<u8> {
             ]
         })
         .collect();
-    print_table(&["ID", "SCHEDULE", "SLOT", "TRIGGER", "ATTEMPT", "STATUS", "STARTED", "TOOK", "NOTE"], &rows);
+    print_table(
+        &[
+            "ID", "SCHEDULE", "SLOT", "TRIGGER", "ATTEMPT", "STATUS", "STARTED", "TOOK", "NOTE",
+        ],
+        &rows,
+    );
     Ok(OK)
 }

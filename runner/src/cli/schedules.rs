@@ -49,16 +49,26 @@ pub async fn schedules(config: Option<&Path>, args: Args) -> Result<u8> {
             (true, false) => "active",
         };
         let last = ledger
-            .runs(&RunFilter { schedule_id: Some(schedule.id.clone()), status: None, limit: 1 })
+            .runs(&RunFilter {
+                schedule_id: Some(schedule.id.clone()),
+                status: None,
+                limit: 1,
+            })
             .await?
             .into_iter()
             .next()
-            .map(|run| LastRun { id: run.id, status: run.status, scheduled_for: run.scheduled_for.to_rfc3339() });
+            .map(|run| LastRun {
+                id: run.id,
+                status: run.status,
+                scheduled_for: run.scheduled_for.to_rfc3339(),
+            });
         let mut next_fires = Vec::new();
         if state == "active" {
             let mut at = now;
             for _ in 0..3 {
-                let Some(next) = schedule.cron.next_after(at, &schedule.timezone) else { break };
+                let Some(next) = schedule.cron.next_after(at, &schedule.timezone) else {
+                    break;
+                };
                 next_fires.push(next.with_timezone(&schedule.timezone).to_rfc3339());
                 at = next;
             }
@@ -72,7 +82,11 @@ pub async fn schedules(config: Option<&Path>, args: Args) -> Result<u8> {
             overlap: schedule.overlap,
             last_run: last,
             next_fires,
-            file: format!("{}:{}", schedule.source.file.display(), schedule.source.line),
+            file: format!(
+                "{}:{}",
+                schedule.source.file.display(),
+                schedule.source.line
+            ),
         });
     }
     if args.json {
@@ -88,7 +102,9 @@ pub async fn schedules(config: Option<&Path>, args: Args) -> Result<u8> {
                 view.cron.clone(),
                 view.timezone.clone(),
                 view.state.to_string(),
-                view.last_run.as_ref().map_or("-".into(), |last| format!("#{} {}", last.id, last.status)),
+                view.last_run
+                    .as_ref()
+                    .map_or("-".into(), |last| format!("#{} {}", last.id, last.status)),
                 one_line(&view.next_fires.join(", "), 100),
             ]
         })

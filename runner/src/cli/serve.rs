@@ -21,7 +21,10 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
         schedules_dir = %context.config.schedules.display(),
         "ledger ready"
     );
-    let instance = Instance { id: uuid::Uuid::new_v4().to_string(), node: context.config.node.clone() };
+    let instance = Instance {
+        id: uuid::Uuid::new_v4().to_string(),
+        node: context.config.node.clone(),
+    };
     let settings = EngineSettings {
         node_ttl: context.config.node_ttl,
         shutdown_grace: context.config.shutdown_grace,
@@ -38,7 +41,13 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
         shutdown_rx.clone(),
     )?;
     tokio::spawn(wait_for_shutdown_signal(shutdown_tx));
-    let engine = Engine::new(ledger.clone(), context.registry.clone(), Arc::new(SystemClock), instance, settings);
+    let engine = Engine::new(
+        ledger.clone(),
+        context.registry.clone(),
+        Arc::new(SystemClock),
+        instance,
+        settings,
+    );
     engine.run(schedules_rx, shutdown_rx).await?;
     ledger.close().await;
     Ok(OK)
@@ -64,7 +73,9 @@ fn init_logging(config: &PatrolConfig) {
         .or_else(|| config.log.level.clone())
         .unwrap_or_else(|| "info".to_string());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

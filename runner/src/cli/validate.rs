@@ -24,7 +24,10 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
         config_files.extend(config_path(config)?);
     } else {
         for path in &args.paths {
-            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("");
             if matches!(name, "patrol.yaml" | "patrol.yml") {
                 config_files.push(path.clone());
             } else {
@@ -42,7 +45,9 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
     if args.paths.is_empty() {
         let config = match loaded_config {
             Some(config) => config,
-            None if config_files.is_empty() => PatrolConfig::load(None).map_err(|d| anyhow::anyhow!("{d}"))?,
+            None if config_files.is_empty() => {
+                PatrolConfig::load(None).map_err(|d| anyhow::anyhow!("{d}"))?
+            }
             None => PatrolConfig::load(None).map_err(|d| anyhow::anyhow!("{d}"))?,
         };
         schedule_paths.push(config.schedules);
@@ -58,12 +63,19 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
         let out = serde_json::json!({ "ok": diagnostics.is_empty(), "schedules": count, "errors": diagnostics });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else if diagnostics.is_empty() {
-        println!("ok: {count} schedule{} valid", if count == 1 { "" } else { "s" });
+        println!(
+            "ok: {count} schedule{} valid",
+            if count == 1 { "" } else { "s" }
+        );
     } else {
         for diagnostic in &diagnostics {
             eprintln!("{diagnostic}");
         }
-        eprintln!("{} error{} found", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" });
+        eprintln!(
+            "{} error{} found",
+            diagnostics.len(),
+            if diagnostics.len() == 1 { "" } else { "s" }
+        );
     }
     Ok(if diagnostics.is_empty() { OK } else { ERROR })
 }

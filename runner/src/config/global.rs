@@ -67,7 +67,10 @@ impl PatrolConfig {
     /// `PATROL_DATABASE_URL` overrides `database`.
     pub fn load(path: Option<&Path>) -> Result<Self, Diagnostics> {
         let (spec, base) = match path {
-            Some(path) => (read_spec(path)?, path.parent().map(Path::to_path_buf).unwrap_or_default()),
+            Some(path) => (
+                read_spec(path)?,
+                path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
             None => (empty_spec(), PathBuf::new()),
         };
         let database = std::env::var("PATROL_DATABASE_URL")
@@ -94,23 +97,33 @@ impl PatrolConfig {
 }
 
 fn read_spec(path: &Path) -> Result<ConfigSpec, Diagnostics> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|err| Diagnostics(vec![Diagnostic::file_level(path, format!("cannot read: {err}"))]))?;
+    let source = std::fs::read_to_string(path).map_err(|err| {
+        Diagnostics(vec![Diagnostic::file_level(
+            path,
+            format!("cannot read: {err}"),
+        )])
+    })?;
     let yaml = YamlFile::parse(path, &source).map_err(|d| Diagnostics(vec![d]))?;
     if yaml.value.is_null() {
         return Ok(empty_spec());
     }
-    let spec: ConfigSpec = yaml.deserialize("", &yaml.value).map_err(|d| Diagnostics(vec![d]))?;
+    let spec: ConfigSpec = yaml
+        .deserialize("", &yaml.value)
+        .map_err(|d| Diagnostics(vec![d]))?;
     let mut errors = Vec::new();
     if let Some(database) = &spec.database {
-        if !(database.starts_with("sqlite:") || database.starts_with("postgres://") || database.starts_with("postgresql://")) {
-            errors.push(yaml.diagnostic(
-                "database",
-                "expected a sqlite://PATH or postgres://… URL",
-            ));
+        if !(database.starts_with("sqlite:")
+            || database.starts_with("postgres://")
+            || database.starts_with("postgresql://"))
+        {
+            errors
+                .push(yaml.diagnostic("database", "expected a sqlite://PATH or postgres://… URL"));
         }
     }
-    if let Some(HistoryPolicy { keep_last: Some(0), .. }) = spec.history {
+    if let Some(HistoryPolicy {
+        keep_last: Some(0), ..
+    }) = spec.history
+    {
         errors.push(yaml.diagnostic("history.keep_last", "must be at least 1"));
     }
     if errors.is_empty() {
@@ -134,7 +147,10 @@ fn empty_spec() -> ConfigSpec {
 
 /// A relative SQLite path is relative to the config file's folder.
 fn resolve_sqlite_path(url: &str, base: &Path) -> String {
-    let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) else {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
         return url.to_string();
     };
     if rest.starts_with('/') || rest.starts_with(":memory:") || base.as_os_str().is_empty() {

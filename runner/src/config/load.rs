@@ -17,7 +17,10 @@ use crate::registry::JobRegistry;
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Loads every schedule under `paths` (files, or folders of `*.yaml`/`*.yml`).
-pub fn load_schedules(paths: &[PathBuf], registry: &JobRegistry) -> Result<ScheduleSet, Diagnostics> {
+pub fn load_schedules(
+    paths: &[PathBuf],
+    registry: &JobRegistry,
+) -> Result<ScheduleSet, Diagnostics> {
     let mut diagnostics = Vec::new();
     let files = schedule_files(paths, &mut diagnostics);
     let mut schedules: BTreeMap<String, Arc<Schedule>> = BTreeMap::new();
@@ -80,7 +83,9 @@ fn schedule_files(paths: &[PathBuf], diagnostics: &mut Vec<Diagnostic>) -> Vec<P
                     found.sort();
                     files.extend(found);
                 }
-                Err(err) => diagnostics.push(Diagnostic::file_level(path, format!("cannot list: {err}"))),
+                Err(err) => {
+                    diagnostics.push(Diagnostic::file_level(path, format!("cannot list: {err}")))
+                }
             }
         } else if path.exists() {
             files.push(path.clone());
@@ -167,7 +172,10 @@ fn check_schedule(
         ("retries.max_backoff", spec.retries.max_backoff),
     ] {
         if value.0 > MAX_DURATION {
-            errors.push(at(field, format!("{value} is longer than the 10 years patrol accepts")));
+            errors.push(at(
+                field,
+                format!("{value} is longer than the 10 years patrol accepts"),
+            ));
         }
     }
     if let Some(history) = &spec.history {
@@ -199,7 +207,10 @@ fn check_schedule(
         (Some(cron), Some(timezone), Ok(params)) if errors.is_empty() => Ok(Schedule {
             source: SourceLocation {
                 file: yaml.path.to_path_buf(),
-                line: yaml.index.locate(&join_path(prefix, "id")).map_or(1, |(line, _)| line),
+                line: yaml
+                    .index
+                    .locate(&join_path(prefix, "id"))
+                    .map_or(1, |(line, _)| line),
             },
             id: spec.id,
             job: spec.job,
@@ -239,7 +250,9 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
             .find(|tz| tz.name().eq_ignore_ascii_case(name))
             .map(|tz| format!(" (did you mean `{}`?)", tz.name()))
             .unwrap_or_default();
-        format!("unknown timezone `{name}`{suggestion}; use an IANA name such as UTC or Europe/Berlin")
+        format!(
+            "unknown timezone `{name}`{suggestion}; use an IANA name such as UTC or Europe/Berlin"
+        )
     })
 }
 

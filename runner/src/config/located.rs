@@ -42,7 +42,9 @@ impl<'a> YamlFile<'a> {
             line: position.map(|(line, _)| line),
             // A whole-document problem has a line (where it starts) but no
             // meaningful column.
-            column: position.filter(|_| !path.is_empty()).map(|(_, column)| column),
+            column: position
+                .filter(|_| !path.is_empty())
+                .map(|(_, column)| column),
             field: path.to_string(),
             message: message.into(),
         }

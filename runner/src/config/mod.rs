@@ -14,7 +14,9 @@ mod yaml_lines;
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use global::{LogConfig, LogFormat, PatrolConfig, DEFAULT_DATABASE};
 pub use load::{load_schedules, parse_timezone, schedules_in_file};
-pub use schedule::{HistoryPolicy, Overlap, RetryPolicy, Schedule, ScheduleSet, ScheduleSpec, SourceLocation};
+pub use schedule::{
+    HistoryPolicy, Overlap, RetryPolicy, Schedule, ScheduleSet, ScheduleSpec, SourceLocation,
+};
 
 #[cfg(test)]
 mod tests;

@@ -56,8 +56,13 @@ fn all_errors_of_one_schedule_are_reported_together() {
 
 #[test]
 fn timezone_case_slip_gets_a_suggestion() {
-    let errors = check("id: a\njob: command\ncron: \"0 3 * * *\"\ntimezone: europe/berlin\nparams: {program: x}\n");
-    assert!(errors[0].contains("did you mean `Europe/Berlin`"), "{errors:?}");
+    let errors = check(
+        "id: a\njob: command\ncron: \"0 3 * * *\"\ntimezone: europe/berlin\nparams: {program: x}\n",
+    );
+    assert!(
+        errors[0].contains("did you mean `Europe/Berlin`"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -68,11 +73,18 @@ fn list_files_and_duplicate_ids_across_files() {
         "- id: one\n  job: command\n  cron: \"@hourly\"\n  params: {program: x}\n- id: two\n  job: command\n  cron: \"@daily\"\n  params: {program: x}\n",
     )
     .unwrap();
-    std::fs::write(dir.path().join("b.yaml"), "id: two\njob: command\ncron: \"@daily\"\nparams: {program: x}\n").unwrap();
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "id: two\njob: command\ncron: \"@daily\"\nparams: {program: x}\n",
+    )
+    .unwrap();
     let err = load_schedules(&[dir.path().to_path_buf()], &JobRegistry::builtin()).unwrap_err();
     assert_eq!(err.0.len(), 1);
     let message = err.0[0].to_string();
     assert!(message.contains("b.yaml:1"), "{message}");
-    assert!(message.contains("duplicate schedule id `two`; first defined at"), "{message}");
+    assert!(
+        message.contains("duplicate schedule id `two`; first defined at"),
+        "{message}"
+    );
     assert!(message.contains("a.yaml:5"), "{message}");
 }

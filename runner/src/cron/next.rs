@@ -9,7 +9,9 @@
 //! - any other job follows real time: it fires at every instant whose local
 //!   time matches, so a repeated hour fires twice and a skipped one not at all.
 
-use chrono::{DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Timelike, Utc,
+};
 
 use super::parse::CronExpr;
 
@@ -74,7 +76,11 @@ impl CronExpr {
     }
 
     /// The first local time strictly after `after` matching every field.
-    pub(super) fn next_wall_after(&self, after: NaiveDateTime, limit_year: i32) -> Option<NaiveDateTime> {
+    pub(super) fn next_wall_after(
+        &self,
+        after: NaiveDateTime,
+        limit_year: i32,
+    ) -> Option<NaiveDateTime> {
         let mut t = after.with_nanosecond(0)? + Duration::seconds(1);
         loop {
             if t.year() > limit_year {
@@ -113,7 +119,9 @@ impl CronExpr {
 
     fn day_matches(&self, date: NaiveDate) -> bool {
         let dom = self.days_of_month.contains(date.day());
-        let dow = self.days_of_week.contains(date.weekday().num_days_from_sunday());
+        let dow = self
+            .days_of_week
+            .contains(date.weekday().num_days_from_sunday());
         // Vixie: if either day field starts with `*`, both must match;
         // if both are restricted, either may match.
         if self.dom_star || self.dow_star {
@@ -192,4 +200,3 @@ fn first_of_next_month(date: NaiveDate) -> Option<NaiveDate> {
         NaiveDate::from_ymd_opt(date.year(), date.month() + 1, 1)
     }
 }
-

@@ -44,15 +44,37 @@ struct FieldSpec {
     names: &'static [&'static str],
 }
 
-const SECOND: FieldSpec = FieldSpec { name: "second", min: 0, max: 59, names: &[] };
-const MINUTE: FieldSpec = FieldSpec { name: "minute", min: 0, max: 59, names: &[] };
-const HOUR: FieldSpec = FieldSpec { name: "hour", min: 0, max: 23, names: &[] };
-const DAY_OF_MONTH: FieldSpec = FieldSpec { name: "day-of-month", min: 1, max: 31, names: &[] };
+const SECOND: FieldSpec = FieldSpec {
+    name: "second",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const MINUTE: FieldSpec = FieldSpec {
+    name: "minute",
+    min: 0,
+    max: 59,
+    names: &[],
+};
+const HOUR: FieldSpec = FieldSpec {
+    name: "hour",
+    min: 0,
+    max: 23,
+    names: &[],
+};
+const DAY_OF_MONTH: FieldSpec = FieldSpec {
+    name: "day-of-month",
+    min: 1,
+    max: 31,
+    names: &[],
+};
 const MONTH: FieldSpec = FieldSpec {
     name: "month",
     min: 1,
     max: 12,
-    names: &["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"],
+    names: &[
+        "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+    ],
 };
 // 7 is accepted as Sunday and folded to 0.
 const DAY_OF_WEEK: FieldSpec = FieldSpec {
@@ -79,11 +101,9 @@ impl CronExpr {
             5 => ("0", &fields[..]),
             6 => (fields[0], &fields[1..]),
             0 => return Err(CronError::new("expression is empty")),
-            n => {
-                return Err(CronError::new(format!(
-                    "expected 5 fields (min hour dom month dow) or 6 with leading seconds, found {n}"
-                )))
-            }
+            n => return Err(CronError::new(format!(
+                "expected 5 fields (min hour dom month dow) or 6 with leading seconds, found {n}"
+            ))),
         };
         let seconds = parse_field(second_field, &SECOND)?;
         let minutes = parse_field(rest[0], &MINUTE)?;
@@ -105,7 +125,9 @@ impl CronExpr {
             days_of_week,
             dom_star: starts_wild(rest[2]),
             dow_star: starts_wild(rest[4]),
-            fixed_time: !(starts_wild(second_field) || starts_wild(rest[0]) || starts_wild(rest[1])),
+            fixed_time: !(starts_wild(second_field)
+                || starts_wild(rest[0])
+                || starts_wild(rest[1])),
         };
         expr.ensure_can_fire()?;
         Ok(expr)
@@ -196,7 +218,14 @@ fn parse_part(part: &str, spec: &FieldSpec, set: &mut FieldSet) -> Result<(), St
         None => (part, None),
     };
     let (low, high) = if range == "*" || (range == "?" && spec.name.starts_with("day")) {
-        (spec.min, if spec.name == "day-of-week" { 6 } else { spec.max })
+        (
+            spec.min,
+            if spec.name == "day-of-week" {
+                6
+            } else {
+                spec.max
+            },
+        )
     } else if let Some((low, high)) = range.split_once('-') {
         (parse_value(low, spec)?, parse_value(high, spec)?)
     } else {

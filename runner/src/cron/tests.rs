@@ -19,7 +19,12 @@ fn fires(expr: &str, tz: &str, after: &str, count: usize) -> Vec<String> {
 fn fixed_time_in_spring_gap_fires_when_gap_ends() {
     // Berlin 2026-03-29: 02:00 CET jumps to 03:00 CEST.
     assert_eq!(
-        fires("30 2 * * *", "Europe/Berlin", "2026-03-28T12:00:00+01:00", 3),
+        fires(
+            "30 2 * * *",
+            "Europe/Berlin",
+            "2026-03-28T12:00:00+01:00",
+            3
+        ),
         [
             "2026-03-29T03:00:00+02:00",
             "2026-03-30T02:30:00+02:00",
@@ -32,14 +37,24 @@ fn fixed_time_in_spring_gap_fires_when_gap_ends() {
 fn fixed_time_in_repeated_hour_fires_once() {
     // New York 2026-11-01: 02:00 EDT falls back to 01:00 EST.
     assert_eq!(
-        fires("30 1 * * *", "America/New_York", "2026-10-31T12:00:00-04:00", 2),
+        fires(
+            "30 1 * * *",
+            "America/New_York",
+            "2026-10-31T12:00:00-04:00",
+            2
+        ),
         ["2026-11-01T01:30:00-04:00", "2026-11-02T01:30:00-05:00"]
     );
 }
 
 #[test]
 fn wildcard_hour_follows_real_time_through_fall_back() {
-    let got = fires("*/30 * * * *", "America/New_York", "2026-11-01T00:45:00-04:00", 5);
+    let got = fires(
+        "*/30 * * * *",
+        "America/New_York",
+        "2026-11-01T00:45:00-04:00",
+        5,
+    );
     assert_eq!(
         got,
         [
@@ -54,7 +69,12 @@ fn wildcard_hour_follows_real_time_through_fall_back() {
 
 #[test]
 fn wildcard_hour_follows_real_time_through_spring_forward() {
-    let got = fires("*/20 * * * *", "Europe/Berlin", "2026-03-29T01:30:00+01:00", 3);
+    let got = fires(
+        "*/20 * * * *",
+        "Europe/Berlin",
+        "2026-03-29T01:30:00+01:00",
+        3,
+    );
     assert_eq!(
         got,
         [
@@ -69,12 +89,22 @@ fn wildcard_hour_follows_real_time_through_spring_forward() {
 fn lord_howe_half_hour_shift() {
     // 2026-10-04 02:00 LHST jumps to 02:30 LHDT.
     assert_eq!(
-        fires("15 2 * * *", "Australia/Lord_Howe", "2026-10-03T23:00:00+10:30", 2),
+        fires(
+            "15 2 * * *",
+            "Australia/Lord_Howe",
+            "2026-10-03T23:00:00+10:30",
+            2
+        ),
         ["2026-10-04T02:30:00+11:00", "2026-10-05T02:15:00+11:00"]
     );
     // 2026-04-05 02:00 LHDT falls back to 01:30 LHST.
     assert_eq!(
-        fires("45 1 * * *", "Australia/Lord_Howe", "2026-04-04T23:00:00+11:00", 2),
+        fires(
+            "45 1 * * *",
+            "Australia/Lord_Howe",
+            "2026-04-04T23:00:00+11:00",
+            2
+        ),
         ["2026-04-05T01:45:00+11:00", "2026-04-06T01:45:00+10:30"]
     );
 }
@@ -93,7 +123,10 @@ fn vixie_day_rules() {
     );
     // Day-of-month starts with `*`: both must match (odd days that are Mondays).
     let got = fires("0 0 */2 * MON", "UTC", "2026-11-01T00:00:00Z", 2);
-    assert_eq!(got, ["2026-11-09T00:00:00+00:00", "2026-11-23T00:00:00+00:00"]);
+    assert_eq!(
+        got,
+        ["2026-11-09T00:00:00+00:00", "2026-11-23T00:00:00+00:00"]
+    );
 }
 
 #[test]
@@ -147,7 +180,9 @@ fn names_are_case_insensitive_and_sunday_is_0_or_7() {
     let a = CronExpr::parse("0 0 * jan-mar sun").unwrap();
     let b = CronExpr::parse("0 0 * 1-3 7").unwrap();
     let tz: Tz = "UTC".parse().unwrap();
-    let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().to_utc();
+    let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .to_utc();
     assert_eq!(
         a.fires_between(start, start + chrono::Duration::days(120), &tz, 100),
         b.fires_between(start, start + chrono::Duration::days(120), &tz, 100)

@@ -101,14 +101,19 @@ impl Ledger {
             let reason = if vanished {
                 format!("process {pid} on {node} died while the run was going")
             } else {
-                format!("node {node} (pid {pid}) stopped heartbeating at {}", last_heartbeat.to_rfc3339())
+                format!(
+                    "node {node} (pid {pid}) stopped heartbeating at {}",
+                    last_heartbeat.to_rfc3339()
+                )
             };
             let crashed_runs = self.crash_runs_of(&id, &reason, now, retry_of).await?;
-            sqlx::query("UPDATE instances SET stopped_at = $1 WHERE id = $2 AND stopped_at IS NULL")
-                .bind(to_millis(now))
-                .bind(id.clone())
-                .execute(self.pool())
-                .await?;
+            sqlx::query(
+                "UPDATE instances SET stopped_at = $1 WHERE id = $2 AND stopped_at IS NULL",
+            )
+            .bind(to_millis(now))
+            .bind(id.clone())
+            .execute(self.pool())
+            .await?;
             dead.push(DeadInstance {
                 id,
                 node,
@@ -127,12 +132,11 @@ impl Ledger {
         now: DateTime<Utc>,
         retry_of: &(dyn Fn(&Run) -> Option<NewRun> + Send + Sync),
     ) -> Result<Vec<Run>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE status = 'running' AND instance_id = $1",
-        )
-        .bind(instance_id)
-        .fetch_all(self.pool())
-        .await?;
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM runs WHERE status = 'running' AND instance_id = $1")
+                .bind(instance_id)
+                .fetch_all(self.pool())
+                .await?;
         let mut crashed = Vec::new();
         for id in ids {
             let mut tx = self.pool().begin().await?;
@@ -165,7 +169,9 @@ impl Ledger {
 }
 
 fn process_alive(pid: i64) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
     if pid <= 0 {
         return false;
     }

@@ -145,7 +145,8 @@ pub async fn create_scratch_postgres_database(server_url: &str, prefix: &str) ->
     let mut conn = sqlx::PgConnection::connect(server_url)
         .await
         .with_context(|| format!("cannot reach PostgreSQL at {}", redact_url(server_url)))?;
-    conn.execute(format!("CREATE DATABASE {name}").as_str()).await?;
+    conn.execute(format!("CREATE DATABASE {name}").as_str())
+        .await?;
     conn.close().await?;
     let (base, _) = server_url
         .rsplit_once('/')

@@ -10,7 +10,8 @@ use sqlx::Row;
 use super::model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 use super::Ledger;
 
-pub(super) const RUN_COLUMNS: &str = "id, schedule_id, job, scheduled_for, attempt, triggered_by, status, \
+pub(super) const RUN_COLUMNS: &str =
+    "id, schedule_id, job, scheduled_for, attempt, triggered_by, status, \
     not_before, created_at, started_at, finished_at, node, instance_id, params, dry_run, \
     force_overlap, summary, output, details, error";
 
@@ -55,8 +56,9 @@ impl Ledger {
         );
         for index in 0..runs.len() {
             let base = index * INSERT_COLUMNS;
-            let placeholders: Vec<String> =
-                (1..=INSERT_COLUMNS).map(|n| format!("${}", base + n)).collect();
+            let placeholders: Vec<String> = (1..=INSERT_COLUMNS)
+                .map(|n| format!("${}", base + n))
+                .collect();
             if index > 0 {
                 sql.push(',');
             }
@@ -110,7 +112,10 @@ impl Ledger {
                 .collect();
             self.stamp_finished(&terminal, now_ms).await?;
         }
-        Ok(runs.iter().map(|run| inserted.get(&key(run)).copied()).collect())
+        Ok(runs
+            .iter()
+            .map(|run| inserted.get(&key(run)).copied())
+            .collect())
     }
 
     async fn stamp_finished(&self, ids: &[i64], now_ms: i64) -> Result<()> {
@@ -163,7 +168,9 @@ impl Ledger {
         if let Some(retry) = retry {
             insert_pending(&mut tx, retry, now).await?;
         }
-        tx.commit().await.context("cannot commit the end of a run")?;
+        tx.commit()
+            .await
+            .context("cannot commit the end of a run")?;
         Ok(true)
     }
 
@@ -223,7 +230,13 @@ impl Ledger {
     }
 
     /// Marks a pending run as not to be run (e.g. overlap refused it).
-    pub async fn settle_pending(&self, id: i64, status: RunStatus, error: &str, now: DateTime<Utc>) -> Result<bool> {
+    pub async fn settle_pending(
+        &self,
+        id: i64,
+        status: RunStatus,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, error = $2, finished_at = $3 WHERE id = $4 AND status IN ('pending', 'running')",
         )
@@ -272,12 +285,14 @@ impl Ledger {
 
     /// Runs currently `running`, on any node.
     pub async fn running_runs(&self) -> Result<Vec<Run>> {
-        sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"))
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(decode_run)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode_run)
+        .collect()
     }
 
     /// The newest slot each schedule has a row for (any status), which is

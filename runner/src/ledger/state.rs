@@ -40,9 +40,10 @@ impl Ledger {
     }
 
     pub async fn schedule_states(&self) -> Result<HashMap<String, ScheduleState>> {
-        let rows = sqlx::query("SELECT schedule_id, paused, changed_at, changed_by FROM schedule_state")
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT schedule_id, paused, changed_at, changed_by FROM schedule_state")
+                .fetch_all(self.pool())
+                .await?;
         rows.iter()
             .map(|row| {
                 Ok((

@@ -15,7 +15,9 @@ async fn ledgers() -> Vec<(tempfile::TempDir, Ledger)> {
     let server = std::env::var("PATROL_TEST_POSTGRES_URL").expect(
         "PATROL_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
     );
-    let url = create_scratch_postgres_database(&server, "patrol_ledger_test").await.unwrap();
+    let url = create_scratch_postgres_database(&server, "patrol_ledger_test")
+        .await
+        .unwrap();
     let postgres = Ledger::connect(&url).await.unwrap();
     vec![(dir, sqlite), (tempfile::tempdir().unwrap(), postgres)]
 }
@@ -25,7 +27,10 @@ fn at(minute: u32) -> DateTime<Utc> {
 }
 
 fn me(id: &str) -> Instance {
-    Instance { id: id.into(), node: "node-a".into() }
+    Instance {
+        id: id.into(),
+        node: "node-a".into(),
+    }
 }
 
 fn slot(schedule: &str, minute: u32, status: RunStatus) -> NewRun {
@@ -48,15 +53,34 @@ fn slot(schedule: &str, minute: u32, status: RunStatus) -> NewRun {
 async fn a_slot_is_claimed_once_whoever_asks() {
     for (_dir, ledger) in ledgers().await {
         let first = ledger
-            .insert_runs(&[slot("a", 1, RunStatus::Running), slot("b", 1, RunStatus::Running)], &me("i1"), at(1))
+            .insert_runs(
+                &[
+                    slot("a", 1, RunStatus::Running),
+                    slot("b", 1, RunStatus::Running),
+                ],
+                &me("i1"),
+                at(1),
+            )
             .await
             .unwrap();
         assert!(first.iter().all(Option::is_some), "{:?}", ledger.backend());
         let second = ledger
-            .insert_runs(&[slot("a", 1, RunStatus::Running), slot("a", 2, RunStatus::Running)], &me("i2"), at(2))
+            .insert_runs(
+                &[
+                    slot("a", 1, RunStatus::Running),
+                    slot("a", 2, RunStatus::Running),
+                ],
+                &me("i2"),
+                at(2),
+            )
             .await
             .unwrap();
-        assert_eq!(second[0], None, "{:?}: slot a@1 claimed twice", ledger.backend());
+        assert_eq!(
+            second[0],
+            None,
+            "{:?}: slot a@1 claimed twice",
+            ledger.backend()
+        );
         assert!(second[1].is_some());
         let run = ledger.run(first[0].unwrap()).await.unwrap().unwrap();
         assert_eq!(run.instance_id.as_deref(), Some("i1"));
@@ -79,21 +103,51 @@ async fn large_batches_are_written_whole() {
 #[tokio::test]
 async fn finishing_a_run_writes_its_retry_atomically() {
     for (_dir, ledger) in ledgers().await {
-        let id = ledger.insert_runs(&[slot("a", 1, RunStatus::Running)], &me("i1"), at(1)).await.unwrap()[0].unwrap();
+        let id = ledger
+            .insert_runs(&[slot("a", 1, RunStatus::Running)], &me("i1"), at(1))
+            .await
+            .unwrap()[0]
+            .unwrap();
         let mut retry = slot("a", 1, RunStatus::Pending);
         retry.attempt = 2;
         retry.trigger = Trigger::Retry;
         retry.not_before = Some(at(3));
-        let end = RunEnd { status: RunStatus::Failed, summary: Some("exit 1".into()), output: None, details: None, error: None };
-        assert!(ledger.finish_run(id, &end, Some(&retry), at(2)).await.unwrap());
+        let end = RunEnd {
+            status: RunStatus::Failed,
+            summary: Some("exit 1".into()),
+            output: None,
+            details: None,
+            error: None,
+        };
+        assert!(ledger
+            .finish_run(id, &end, Some(&retry), at(2))
+            .await
+            .unwrap());
         // A second finish (e.g. after a reaper) changes nothing.
         assert!(!ledger.finish_run(id, &end, None, at(2)).await.unwrap());
 
-        assert!(ledger.claim_pending(&me("i1"), at(2), 10).await.unwrap().is_empty(), "retry claimed before its backoff");
+        assert!(
+            ledger
+                .claim_pending(&me("i1"), at(2), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "retry claimed before its backoff"
+        );
         let claimed = ledger.claim_pending(&me("i2"), at(3), 10).await.unwrap();
         assert_eq!(claimed.len(), 1);
-        assert_eq!((claimed[0].attempt, claimed[0].trigger), (2, Trigger::Retry));
-        assert!(ledger.claim_pending(&me("i3"), at(3), 10).await.unwrap().is_empty(), "claimed twice");
+        assert_eq!(
+            (claimed[0].attempt, claimed[0].trigger),
+            (2, Trigger::Retry)
+        );
+        assert!(
+            ledger
+                .claim_pending(&me("i3"), at(3), 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "claimed twice"
+        );
     }
 }
 
@@ -101,10 +155,20 @@ async fn finishing_a_run_writes_its_retry_atomically() {
 async fn dead_instances_leave_crashed_runs_and_retries() {
     for (_dir, ledger) in ledgers().await {
         let dead = me("dead");
-        ledger.register_instance(&dead, "serve", at(0)).await.unwrap();
-        let id = ledger.insert_runs(&[slot("a", 1, RunStatus::Running)], &dead, at(1)).await.unwrap()[0].unwrap();
+        ledger
+            .register_instance(&dead, "serve", at(0))
+            .await
+            .unwrap();
+        let id = ledger
+            .insert_runs(&[slot("a", 1, RunStatus::Running)], &dead, at(1))
+            .await
+            .unwrap()[0]
+            .unwrap();
         let alive = me("alive");
-        ledger.register_instance(&alive, "serve", at(1)).await.unwrap();
+        ledger
+            .register_instance(&alive, "serve", at(1))
+            .await
+            .unwrap();
         let retry_of = |run: &Run| {
             let mut retry = slot(&run.schedule_id, 1, RunStatus::Pending);
             retry.attempt = run.attempt + 1;
@@ -112,15 +176,28 @@ async fn dead_instances_leave_crashed_runs_and_retries() {
             Some(retry)
         };
         // Within the TTL nothing is reaped (the dead instance's pid is ours, alive).
-        let reaped = ledger.reap_dead_instances(&alive, at(1), Duration::minutes(5), &retry_of).await.unwrap();
+        let reaped = ledger
+            .reap_dead_instances(&alive, at(1), Duration::minutes(5), &retry_of)
+            .await
+            .unwrap();
         assert!(reaped.is_empty());
-        let reaped = ledger.reap_dead_instances(&alive, at(10), Duration::minutes(5), &retry_of).await.unwrap();
+        let reaped = ledger
+            .reap_dead_instances(&alive, at(10), Duration::minutes(5), &retry_of)
+            .await
+            .unwrap();
         assert_eq!(reaped.len(), 1);
         assert_eq!(reaped[0].crashed_runs[0].id, id);
         let run = ledger.run(id).await.unwrap().unwrap();
         assert_eq!(run.status, RunStatus::Crashed);
         assert!(run.error.unwrap().contains("stopped heartbeating"));
-        let pending = ledger.runs(&RunFilter { status: Some(RunStatus::Pending), limit: 10, ..Default::default() }).await.unwrap();
+        let pending = ledger
+            .runs(&RunFilter {
+                status: Some(RunStatus::Pending),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].attempt, 2);
     }
@@ -141,11 +218,28 @@ async fn last_slots_pause_state_and_pruning() {
 
         let deleted = ledger.prune("a", Some(3), None).await.unwrap();
         assert_eq!(deleted, 6);
-        let left = ledger.runs(&RunFilter { schedule_id: Some("a".into()), limit: 100, ..Default::default() }).await.unwrap();
-        assert_eq!(left.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), vec![at(9), at(8), at(7)]);
+        let left = ledger
+            .runs(&RunFilter {
+                schedule_id: Some("a".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            left.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(),
+            vec![at(9), at(8), at(7)]
+        );
         // Age pruning keeps the newest row whatever its age.
         ledger.prune("a", None, Some(at(59))).await.unwrap();
-        let left = ledger.runs(&RunFilter { schedule_id: Some("a".into()), limit: 100, ..Default::default() }).await.unwrap();
+        let left = ledger
+            .runs(&RunFilter {
+                schedule_id: Some("a".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(ledger.last_slots().await.unwrap()["a"], at(9));
     }
@@ -153,6 +247,9 @@ async fn last_slots_pause_state_and_pruning() {
 
 #[test]
 fn passwords_are_redacted_from_urls() {
-    assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+    assert_eq!(
+        redact_url("postgres://u:secret@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
     assert_eq!(redact_url("sqlite://patrol.db"), "sqlite://patrol.db");
 }

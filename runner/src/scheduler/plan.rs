@@ -269,7 +269,10 @@ mod tests {
             plan.missed[0].1
         );
         // The slot due this very second is an ordinary fire, not missed.
-        assert_eq!(plan.fire, Some((t("2026-11-23T00:00:00Z"), Trigger::Schedule)));
+        assert_eq!(
+            plan.fire,
+            Some((t("2026-11-23T00:00:00Z"), Trigger::Schedule))
+        );
         assert_eq!(plan.missed.last().unwrap().0, t("2026-11-22T23:59:59Z"));
     }
 }
