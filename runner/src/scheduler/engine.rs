@@ -94,7 +94,6 @@ impl Engine {
         self.ledger
             .register_instance(&self.me, "serve", now)
             .await?;
-        self.reap().await;
         self.refresh_paused().await?;
         let initial = schedules.borrow_and_update().clone();
         self.start_schedules(&initial).await?;
@@ -144,7 +143,8 @@ impl Engine {
         }
     }
 
-    /// Initial set: resume every schedule where the ledger left it.
+    /// Initial set: resume every schedule where the ledger left it, after
+    /// settling the runs of dead processes (their retries need the schedules).
     async fn start_schedules(&mut self, set: &ScheduleSet) -> Result<()> {
         let last_slots = self.ledger.last_slots().await?;
         let states = self.ledger.schedule_states().await?;
@@ -161,6 +161,7 @@ impl Engine {
                 plans.push((entry, Phase::Recovering));
             }
         }
+        self.reap().await;
         if self.handle_due(plans, now).await {
             for schedule in set.iter() {
                 self.push_next(&schedule.id);
