@@ -275,7 +275,7 @@ impl Engine {
         };
 
         let mut rows: Vec<NewRun> = Vec::new();
-        let mut to_replace: Vec<Run> = Vec::new();
+        let mut to_replace: Vec<i64> = Vec::new();
         let mut advanced: Vec<(String, DateTime<Utc>)> = Vec::new();
         for (id, phase) in due {
             let Some(entry) = self.entries.get(&id) else {
@@ -304,8 +304,7 @@ impl Engine {
                 let running = running_by_schedule.get(&id).cloned().unwrap_or_default();
                 match (schedule.overlap, running.is_empty()) {
                     (Overlap::Forbid, false) => {
-                        let ids: Vec<String> =
-                            running.iter().map(|run| format!("#{}", run.id)).collect();
+                        let ids: Vec<String> = running.iter().map(|id| format!("#{id}")).collect();
                         let reason = format!(
                             "previous run {} still running (overlap: forbid)",
                             ids.join(", ")
@@ -339,8 +338,8 @@ impl Engine {
         if rows.is_empty() {
             return true;
         }
-        for run in &to_replace {
-            self.cancel_run(run, CancelReason::Replaced).await;
+        for run_id in to_replace {
+            self.cancel_run(run_id, CancelReason::Replaced).await;
         }
         let ids = match self.ledger.insert_runs(&rows, &self.me, now).await {
             Ok(ids) => ids,
@@ -429,15 +428,13 @@ impl Engine {
         }
     }
 
-    async fn running_by_schedule(&self) -> HashMap<String, Vec<Run>> {
-        let mut by_schedule: HashMap<String, Vec<Run>> = HashMap::new();
+    /// Ids of the runs in progress per schedule, on every node.
+    async fn running_by_schedule(&self) -> HashMap<String, Vec<i64>> {
+        let mut by_schedule: HashMap<String, Vec<i64>> = HashMap::new();
         match self.ledger.running_runs().await {
             Ok(runs) => {
                 for run in runs {
-                    by_schedule
-                        .entry(run.schedule_id.clone())
-                        .or_default()
-                        .push(run);
+                    by_schedule.entry(run.schedule_id).or_default().push(run.id);
                 }
             }
             Err(err) => {
@@ -447,19 +444,19 @@ impl Engine {
                     by_schedule
                         .entry(handle.schedule_id.clone())
                         .or_default()
-                        .push(placeholder_run(*id, handle));
+                        .push(*id);
                 }
             }
         }
         by_schedule
     }
 
-    async fn cancel_run(&self, run: &Run, reason: CancelReason) {
-        match self.running.get(&run.id) {
+    async fn cancel_run(&self, run_id: i64, reason: CancelReason) {
+        match self.running.get(&run_id) {
             Some(handle) => handle.cancel(reason),
             None => {
-                if let Err(err) = self.ledger.request_cancel(run.id).await {
-                    tracing::warn!(run = run.id, error = %err, "cannot ask another node to cancel a run");
+                if let Err(err) = self.ledger.request_cancel(run_id).await {
+                    tracing::warn!(run = run_id, error = %err, "cannot ask another node to cancel a run");
                 }
             }
         }
@@ -497,16 +494,20 @@ impl Engine {
                 .entries
                 .get(&run.schedule_id)
                 .map(|entry| entry.schedule.clone());
-            let others: Vec<&Run> = running
+            let others: Vec<i64> = running
                 .get(&run.schedule_id)
-                .map(|runs| runs.iter().filter(|other| other.id != run.id).collect())
+                .map(|ids| {
+                    ids.iter()
+                        .copied()
+                        .filter(|other| *other != run.id)
+                        .collect()
+                })
                 .unwrap_or_default();
             let overlap = schedule.as_ref().map_or(Overlap::Allow, |s| s.overlap);
             if !run.force_overlap && !others.is_empty() {
                 match overlap {
                     Overlap::Forbid => {
-                        let reason =
-                            format!("run #{} still running (overlap: forbid)", others[0].id);
+                        let reason = format!("run #{} still running (overlap: forbid)", others[0]);
                         self.ledger
                             .settle_pending(run.id, RunStatus::Skipped, &reason, now)
                             .await?;
@@ -668,29 +669,4 @@ fn same_schedule(a: &Schedule, b: &Schedule) -> bool {
         && a.timeout == b.timeout
         && a.retries == b.retries
         && a.catchup == b.catchup
-}
-
-fn placeholder_run(id: i64, handle: &RunHandle) -> Run {
-    Run {
-        id,
-        schedule_id: handle.schedule_id.clone(),
-        job: String::new(),
-        scheduled_for: DateTime::<Utc>::MIN_UTC,
-        attempt: 1,
-        trigger: Trigger::Schedule,
-        status: RunStatus::Running,
-        not_before: None,
-        created_at: DateTime::<Utc>::MIN_UTC,
-        started_at: None,
-        finished_at: None,
-        node: None,
-        instance_id: None,
-        params: serde_json::Value::Null,
-        dry_run: false,
-        force_overlap: false,
-        summary: None,
-        output: None,
-        details: None,
-        error: None,
-    }
 }
