@@ -17,4 +17,8 @@ pub struct RunContext {
     pub dry_run: bool,
     /// Fires on timeout, shutdown, replacement or operator cancel.
     pub cancel: CancellationToken,
+    /// Unique across runners and ledgers. A job that starts processes
+    /// exports it to them as `PATROL_RUN_KEY`, so that if the runner dies,
+    /// the runner that reaps the run can find and stop them.
+    pub run_key: String,
 }

@@ -85,6 +85,7 @@ async fn run_program(
     }
     command.envs(&params.env);
     command.env("PATROL_RUN_ID", ctx.run_id.to_string());
+    command.env("PATROL_RUN_KEY", &ctx.run_key);
     command.env("PATROL_SCHEDULE_ID", &ctx.schedule_id);
     command.env("PATROL_SCHEDULED_FOR", ctx.scheduled_for.to_rfc3339());
     command.env("PATROL_ATTEMPT", ctx.attempt.to_string());

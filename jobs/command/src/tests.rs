@@ -15,6 +15,7 @@ fn context(cancel: CancellationToken) -> RunContext {
         deadline: None,
         dry_run: false,
         cancel,
+        run_key: "test/7".into(),
     }
 }
 

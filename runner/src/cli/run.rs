@@ -99,7 +99,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
     let id = enqueue_unique(&ledger, &mut new_run).await?;
     let ttl = chrono::Duration::from_std(context.config.node_ttl)
         .unwrap_or_else(|_| chrono::Duration::seconds(15));
-    if ledger.live_server(Utc::now(), ttl).await? {
+    if ledger.live_server(None, Utc::now(), ttl).await? {
         if !args.wait {
             println!("run #{id} queued; the running `patrol serve` will start it");
             return Ok(OK);

@@ -101,9 +101,11 @@ impl CronExpr {
             5 => ("0", &fields[..]),
             6 => (fields[0], &fields[1..]),
             0 => return Err(CronError::new("expression is empty")),
-            n => return Err(CronError::new(format!(
+            n => {
+                return Err(CronError::new(format!(
                 "expected 5 fields (min hour dom month dow) or 6 with leading seconds, found {n}"
-            ))),
+            )))
+            }
         };
         let seconds = parse_field(second_field, &SECOND)?;
         let minutes = parse_field(rest[0], &MINUTE)?;

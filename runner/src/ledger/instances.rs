@@ -57,12 +57,20 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether some `serve` instance is alive (heartbeat within `ttl`).
-    pub async fn live_server(&self, now: DateTime<Utc>, ttl: chrono::Duration) -> Result<bool> {
+    /// Whether some `serve` instance other than `except` is alive
+    /// (heartbeat within `ttl`).
+    pub async fn live_server(
+        &self,
+        except: Option<&Instance>,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<bool> {
         let count: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM instances WHERE role = 'serve' AND stopped_at IS NULL AND heartbeat_at >= $1",
+            "SELECT COUNT(*) FROM instances WHERE role = 'serve' AND stopped_at IS NULL \
+             AND heartbeat_at >= $1 AND id <> $2",
         )
         .bind(to_millis(now - ttl))
+        .bind(except.map_or(String::new(), |instance| instance.id.clone()))
         .fetch_one(self.pool())
         .await?;
         Ok(count > 0)

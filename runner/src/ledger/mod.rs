@@ -81,7 +81,7 @@ impl Ledger {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrate_serialized(&pool, backend, migrator).await?;
+        migrate_serialized(&pool, migrator).await?;
         Ok(Self { pool, backend })
     }
 
@@ -98,19 +98,15 @@ impl Ledger {
     }
 }
 
-/// Several nodes may start at once against one PostgreSQL database; sqlx's
-/// migrator takes an advisory lock there, and SQLite serializes writers.
-async fn migrate_serialized(
-    pool: &AnyPool,
-    backend: Backend,
-    migrator: &sqlx::migrate::Migrator,
-) -> Result<()> {
+/// Several processes may open a new ledger at once.
+async fn migrate_serialized(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) -> Result<()> {
     let mut attempts = 0;
     loop {
         match migrator.run(pool).await {
             Ok(()) => return Ok(()),
-            // Two first-time starts can race on creating _sqlx_migrations.
-            Err(err) if attempts < 3 && backend == Backend::Postgres => {
+            // Two first-time starts can race on creating the schema; the
+            // loser finds it applied on the next try.
+            Err(err) if attempts < 5 => {
                 attempts += 1;
                 tracing::debug!(error = %err, "migration raced another node; retrying");
                 tokio::time::sleep(Duration::from_millis(200 * attempts)).await;

@@ -57,4 +57,35 @@ impl Ledger {
             })
             .collect()
     }
+
+    /// Records that a runner schedules these ids from `now` on; ids seen
+    /// before keep their first date.
+    pub async fn mark_schedules_seen(&self, ids: &[String], now: DateTime<Utc>) -> Result<()> {
+        for chunk in ids.chunks(400) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|n| format!("(${}, ${})", 2 * n + 1, 2 * n + 2))
+                .collect();
+            let sql = format!(
+                "INSERT INTO schedules_seen (schedule_id, first_seen_at) VALUES {} \
+                 ON CONFLICT (schedule_id) DO NOTHING",
+                values.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(id.clone()).bind(to_millis(now));
+            }
+            query.execute(self.pool()).await?;
+        }
+        Ok(())
+    }
+
+    /// When each schedule was first scheduled.
+    pub async fn schedules_first_seen(&self) -> Result<HashMap<String, DateTime<Utc>>> {
+        let rows = sqlx::query("SELECT schedule_id, first_seen_at FROM schedules_seen")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get::<String, _>(0)?, from_millis(row.try_get(1)?))))
+            .collect()
+    }
 }

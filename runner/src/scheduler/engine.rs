@@ -122,7 +122,7 @@ impl Engine {
                 changed = schedules.changed() => {
                     if changed.is_ok() {
                         let set = schedules.borrow_and_update().clone();
-                        self.apply_schedules(&set);
+                        self.apply_schedules(&set).await;
                     }
                 }
                 _ = poll.tick() => self.poll_ledger().await,
@@ -146,19 +146,36 @@ impl Engine {
     /// Initial set: resume every schedule where the ledger left it, after
     /// settling the runs of dead processes (their retries need the schedules).
     async fn start_schedules(&mut self, set: &ScheduleSet) -> Result<()> {
+        let now = self.clock.now();
+        let ids: Vec<String> = set.iter().map(|schedule| schedule.id.clone()).collect();
+        self.ledger.mark_schedules_seen(&ids, now).await?;
+        let first_seen = self.ledger.schedules_first_seen().await?;
         let last_slots = self.ledger.last_slots().await?;
         let states = self.ledger.schedule_states().await?;
-        let now = self.clock.now();
+        let ttl = chrono::Duration::from_std(self.settings.node_ttl)
+            .unwrap_or_else(|_| chrono::Duration::seconds(15));
+        let phase = if self.ledger.live_server(Some(&self.me), now, ttl).await? {
+            Phase::Joining
+        } else {
+            Phase::Recovering
+        };
         let mut plans = Vec::new();
         for schedule in set.iter() {
-            let mut cursor = last_slots.get(&schedule.id).copied().unwrap_or(now);
+            // Resume after the newest recorded slot; a schedule that never
+            // fired resumes from when a runner first took it on, so its
+            // first slots are not lost to downtime either.
+            let mut cursor = last_slots
+                .get(&schedule.id)
+                .or_else(|| first_seen.get(&schedule.id))
+                .copied()
+                .unwrap_or(now);
             if let Some(state) = states.get(&schedule.id) {
                 // Slots while it was paused are not missed: ops chose that.
                 cursor = cursor.max(state.changed_at.min(now));
             }
             let entry = self.insert_entry(schedule.clone(), cursor);
             if schedule.enabled && !self.paused.contains(&schedule.id) {
-                plans.push((entry, Phase::Recovering));
+                plans.push((entry, phase));
             }
         }
         self.reap().await;
@@ -172,8 +189,12 @@ impl Engine {
 
     /// A reloaded set: new and changed schedules start from now; removed
     /// ones stop firing (their running runs finish).
-    fn apply_schedules(&mut self, set: &ScheduleSet) {
+    async fn apply_schedules(&mut self, set: &ScheduleSet) {
         let now = self.clock.now();
+        let ids: Vec<String> = set.iter().map(|schedule| schedule.id.clone()).collect();
+        if let Err(err) = self.ledger.mark_schedules_seen(&ids, now).await {
+            tracing::warn!(error = %err, "cannot record newly seen schedules");
+        }
         let mut added = 0;
         let mut changed = 0;
         self.entries.retain(|id, _| set.get(id).is_some());
@@ -578,6 +599,13 @@ impl Engine {
             Ok(dead) => {
                 for instance in dead {
                     for run in &instance.crashed_runs {
+                        if instance.node == self.me.node {
+                            let key = super::orphans::run_key(&instance.id, run.id);
+                            let killed = super::orphans::kill_run_processes(&key);
+                            if !killed.is_empty() {
+                                tracing::warn!(run = run.id, pids = ?killed, "killed processes the crashed run left behind");
+                            }
+                        }
                         tracing::warn!(schedule = %run.schedule_id, run = run.id, node = %instance.node,
                             pid = instance.pid, "run crashed with its process");
                     }

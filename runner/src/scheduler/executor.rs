@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use patrol_job_api::{CancellationToken, JobError, Outcome, RunContext, RunReport};
 
 use super::clock::Clock;
+use super::orphans::run_key;
 use super::spread::retry_delay;
 use crate::config::Schedule;
 use crate::ledger::{Ledger, NewRun, Run, RunEnd, RunStatus, Trigger};
@@ -120,6 +121,7 @@ impl Executor {
             deadline,
             dry_run: run.dry_run,
             cancel: handle.token.clone(),
+            run_key: run_key(run.instance_id.as_deref().unwrap_or("unowned"), run.id),
         };
         let mut job_future = job.run(context, run.params.clone());
         let timeout = schedule.timeout.unwrap_or(Duration::MAX);

@@ -13,16 +13,19 @@ use crate::ledger::Trigger;
 pub const MAX_ITEMISED_MISSED: usize = 1000;
 /// How far back a restart looks for missed slots.
 pub const MAX_LOOKBACK: Duration = Duration::from_secs(7 * 24 * 3600);
-/// At start, a slot this recent fires as an ordinary scheduled run: another
-/// node may be firing it right now, and it is not really missed.
+/// Joining running nodes, a slot this recent fires as an ordinary scheduled
+/// run: a live node may be firing it right now (the ledger lets one win).
 pub const START_TOLERANCE: Duration = Duration::from_secs(5);
 
 /// Why the scheduler is looking at the slots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Starting up: slots since the ledger's last one passed while no
-    /// runner of ours was up.
+    /// Starting up alone: slots since the ledger's last one passed while no
+    /// runner was up; the catch-up rules decide.
     Recovering,
+    /// Starting up while other nodes run: the newest slot, if only seconds
+    /// old, is theirs as much as ours; older ones follow the catch-up rules.
+    Joining,
     /// Running: the slots came due while we were up (maybe late).
     Live,
 }
@@ -84,11 +87,13 @@ pub fn plan_due_slots(
     let age = (now - latest).to_std().unwrap_or_default();
     let fire = match phase {
         Phase::Live => Some((latest, Trigger::Schedule)),
-        Phase::Recovering if age <= START_TOLERANCE => Some((latest, Trigger::Schedule)),
-        Phase::Recovering if !schedule.catchup.is_zero() && age <= schedule.catchup => {
+        Phase::Joining if age <= START_TOLERANCE => Some((latest, Trigger::Schedule)),
+        Phase::Recovering | Phase::Joining
+            if !schedule.catchup.is_zero() && age <= schedule.catchup =>
+        {
             Some((latest, Trigger::Catchup))
         }
-        Phase::Recovering => None,
+        Phase::Recovering | Phase::Joining => None,
     };
     let older = &slots[..slots.len() - 1];
     for &slot in older {
@@ -97,13 +102,13 @@ pub fn plan_due_slots(
                 "patrol fell behind; coalesced into the run of {}",
                 latest.to_rfc3339()
             ),
-            (Phase::Recovering, Some((at, _))) => {
+            (Phase::Recovering | Phase::Joining, Some((at, _))) => {
                 format!(
                     "patrol was not running; coalesced into the catch-up run of {}",
                     at.to_rfc3339()
                 )
             }
-            (Phase::Recovering, None) => outside_catchup(schedule),
+            (Phase::Recovering | Phase::Joining, None) => outside_catchup(schedule),
         };
         missed.push((slot, reason));
     }
@@ -221,19 +226,22 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_due_moments_ago_at_start_is_an_ordinary_fire() {
+    fn joining_live_nodes_a_slot_due_moments_ago_is_an_ordinary_fire() {
         let s = schedule("* * * * *", "UTC", "0");
-        let plan = plan_due_slots(
-            &s,
-            t("2026-11-23T09:59:00Z"),
-            t("2026-11-23T10:00:02Z"),
-            Phase::Recovering,
-        );
+        let (cursor, now) = (t("2026-11-23T09:59:00Z"), t("2026-11-23T10:00:02Z"));
+        let plan = plan_due_slots(&s, cursor, now, Phase::Joining);
         assert_eq!(
             plan.fire,
             Some((t("2026-11-23T10:00:00Z"), Trigger::Schedule))
         );
         assert!(plan.missed.is_empty());
+        // Alone, the same slot passed while nothing ran: catchup 0 means missed.
+        let plan = plan_due_slots(&s, cursor, now, Phase::Recovering);
+        assert_eq!(plan.fire, None);
+        assert_eq!(
+            plan.missed,
+            [(t("2026-11-23T10:00:00Z"), outside_catchup(&s))]
+        );
     }
 
     #[test]
@@ -268,11 +276,7 @@ mod tests {
             "{}",
             plan.missed[0].1
         );
-        // The slot due this very second is an ordinary fire, not missed.
-        assert_eq!(
-            plan.fire,
-            Some((t("2026-11-23T00:00:00Z"), Trigger::Schedule))
-        );
-        assert_eq!(plan.missed.last().unwrap().0, t("2026-11-22T23:59:59Z"));
+        assert_eq!(plan.fire, None);
+        assert_eq!(plan.missed.last().unwrap().0, t("2026-11-23T00:00:00Z"));
     }
 }
