@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
-use super::Ledger;
+use super::{Backend, Ledger};
 
 pub(super) const RUN_COLUMNS: &str =
     "id, schedule_id, job, scheduled_for, attempt, triggered_by, status, \
@@ -56,8 +56,14 @@ impl Ledger {
         );
         for index in 0..runs.len() {
             let base = index * INSERT_COLUMNS;
+            // SQLite resolves each `$N` by a linear scan of the statement's
+            // parameter names (quadratic over a 6,000-value batch); plain
+            // `?` binds positionally.
             let placeholders: Vec<String> = (1..=INSERT_COLUMNS)
-                .map(|n| format!("${}", base + n))
+                .map(|n| match self.backend() {
+                    Backend::Sqlite => "?".to_string(),
+                    Backend::Postgres => format!("${}", base + n),
+                })
                 .collect();
             if index > 0 {
                 sql.push(',');

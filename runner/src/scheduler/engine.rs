@@ -98,18 +98,28 @@ impl Engine {
         let initial = schedules.borrow_and_update().clone();
         self.start_schedules(&initial).await?;
         tracing::info!(node = %self.me.node, instance = %self.me.id, schedules = initial.len(), "patrol is scheduling");
-        self.prune_history().await;
 
         let mut poll = tokio::time::interval(self.settings.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let heartbeat_every = (self.settings.node_ttl / 4).max(Duration::from_millis(200));
         let mut heartbeat = tokio::time::interval(heartbeat_every);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut prune = tokio::time::interval(self.settings.prune_interval);
-        prune.tick().await;
+        // Pruning touches every schedule: off the loop, so fires never wait on it.
+        let (prune_tx, prune_rx) = watch::channel(self.prune_plan());
+        let pruner = tokio::spawn(prune_history(
+            self.ledger.clone(),
+            self.clock.clone(),
+            prune_rx,
+            self.settings.prune_interval,
+        ));
 
         loop {
             let wake = self.time_until_next_fire();
+            if wake.is_zero() {
+                // Overdue: fire before anything else gets a turn.
+                self.fire_due().await;
+                continue;
+            }
             tokio::select! {
                 biased;
                 changed = shutdown.changed() => {
@@ -123,13 +133,14 @@ impl Engine {
                     if changed.is_ok() {
                         let set = schedules.borrow_and_update().clone();
                         self.apply_schedules(&set).await;
+                        let _ = prune_tx.send(self.prune_plan());
                     }
                 }
                 _ = poll.tick() => self.poll_ledger().await,
                 _ = heartbeat.tick() => self.heartbeat().await,
-                _ = prune.tick() => self.prune_history().await,
             }
         }
+        pruner.abort();
         self.drain().await;
         Ok(())
     }
@@ -615,22 +626,17 @@ impl Engine {
         }
     }
 
-    async fn prune_history(&mut self) {
-        let now = self.clock.now();
-        for (id, entry) in &self.entries {
-            let policy = entry.schedule.history.unwrap_or(self.settings.history);
-            let cutoff = policy
-                .max_age
-                .and_then(|age| chrono::Duration::from_std(age.0).ok())
-                .map(|age| now - age);
-            match self.ledger.prune(id, policy.keep_last, cutoff).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::debug!(schedule = %id, deleted, "pruned run history"),
-                Err(err) => {
-                    tracing::warn!(schedule = %id, error = %err, "cannot prune run history")
-                }
-            }
-        }
+    /// Each schedule's retention policy, for the pruning task.
+    fn prune_plan(&self) -> Vec<(String, HistoryPolicy)> {
+        self.entries
+            .iter()
+            .map(|(id, entry)| {
+                (
+                    id.clone(),
+                    entry.schedule.history.unwrap_or(self.settings.history),
+                )
+            })
+            .collect()
     }
 
     /// Stop firing; let running jobs finish within the grace period, then
@@ -697,4 +703,36 @@ fn same_schedule(a: &Schedule, b: &Schedule) -> bool {
         && a.timeout == b.timeout
         && a.retries == b.retries
         && a.catchup == b.catchup
+}
+
+/// Deletes old finished runs every `interval`, per schedule policy.
+async fn prune_history(
+    ledger: Ledger,
+    clock: Arc<dyn Clock>,
+    plan: watch::Receiver<Vec<(String, HistoryPolicy)>>,
+    interval: Duration,
+) {
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(60).min(interval),
+        interval,
+    );
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let now = clock.now();
+        let schedules = plan.borrow().clone();
+        for (id, policy) in schedules {
+            let cutoff = policy
+                .max_age
+                .and_then(|age| chrono::Duration::from_std(age.0).ok())
+                .map(|age| now - age);
+            match ledger.prune(&id, policy.keep_last, cutoff).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(schedule = %id, deleted, "pruned run history"),
+                Err(err) => {
+                    tracing::warn!(schedule = %id, error = %err, "cannot prune run history")
+                }
+            }
+        }
+    }
 }
