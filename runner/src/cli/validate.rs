@@ -43,11 +43,10 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
         }
     }
     if args.paths.is_empty() {
+        // A broken patrol.yaml is already reported; its schedules folder is
+        // then the default one.
         let config = match loaded_config {
             Some(config) => config,
-            None if config_files.is_empty() => {
-                PatrolConfig::load(None).map_err(|d| anyhow::anyhow!("{d}"))?
-            }
             None => PatrolConfig::load(None).map_err(|d| anyhow::anyhow!("{d}"))?,
         };
         schedule_paths.push(config.schedules);
