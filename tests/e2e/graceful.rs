@@ -12,7 +12,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use patrol::ledger::{Run, RunStatus};
 
-use crate::support::{kill_hard, terminate, Db, Project};
+use crate::support::{group_alive, kill_hard, terminate, Db, Project};
 
 /// `shutdown_grace` that `Project::new` writes into patrol.yaml.
 const GRACE: Duration = Duration::from_secs(5);
@@ -52,26 +52,6 @@ fn kill_job_groups(dir: &Path) {
             let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
         }
     }
-}
-
-/// Whether any live (non-zombie) process is in group `pgid`. Zombies
-/// count as gone: in a container whose pid 1 does not reap, orphans that
-/// were killed stay listed as `<defunct>`.
-fn group_alive(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|entry| {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            return false;
-        };
-        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parens.
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            return false;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-    })
 }
 
 fn schedule_yaml(id: &str, dir: &Path, body: &str) -> String {

@@ -164,3 +164,23 @@ pub fn kill_hard(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Whether any live (non-zombie) process is in group `pgid`. Zombies
+/// count as gone: in a container whose pid 1 does not reap, killed
+/// orphans stay listed as `<defunct>`.
+pub fn group_alive(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parens.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+    })
+}
