@@ -15,10 +15,6 @@ mod bodies;
 /// missing or was truncated, and the test would pass (nearly) vacuously.
 /// The kept corpora hold several hundred to a few thousand inputs.
 const MIN_INPUTS: usize = 200;
-/// Of those, at least this many must get past parsing (a parsed cron
-/// expression, a loaded schedule or config), so the deep paths run too.
-const MIN_ACCEPTED: usize = 30;
-
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
@@ -38,9 +34,12 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     inputs
 }
 
-/// Runs `body` on every input of `target`, names every input that
-/// panicked, and checks that enough inputs ran and were accepted.
-fn replay(target: &str, mut body: impl FnMut(&[u8]) -> usize) {
+/// Runs `body` on every input of `target` and names every input that
+/// panicked. At least `min_accepted` inputs must get past parsing (`body`
+/// returns a parsed cron expression, loaded schedules or a loaded config
+/// as a count > 0), so the deep paths run too; the kept corpora have about
+/// twice as many.
+fn replay(target: &str, min_accepted: usize, mut body: impl FnMut(&[u8]) -> usize) {
     let inputs = corpus(target);
     let mut failed = Vec::new();
     let mut accepted = 0;
@@ -67,21 +66,23 @@ fn replay(target: &str, mut body: impl FnMut(&[u8]) -> usize) {
         inputs.len()
     );
     assert!(
-        accepted >= MIN_ACCEPTED,
-        "only {accepted} of {} {target} corpus inputs were accepted, expected at least {MIN_ACCEPTED}",
+        accepted >= min_accepted,
+        "only {accepted} of {} {target} corpus inputs were accepted, expected at least {min_accepted}",
         inputs.len()
     );
 }
 
 #[test]
 fn cron_parse_corpus_does_not_panic() {
-    replay("cron_parse", |data| usize::from(bodies::cron_parse(data)));
+    replay("cron_parse", 150, |data| {
+        usize::from(bodies::cron_parse(data))
+    });
 }
 
 #[test]
 fn schedule_file_corpus_does_not_panic() {
     let registry = JobRegistry::builtin();
-    replay("schedule_file", |data| {
+    replay("schedule_file", 35, |data| {
         bodies::schedule_file(data, &registry)
     });
 }
@@ -90,7 +91,7 @@ fn schedule_file_corpus_does_not_panic() {
 fn patrol_config_corpus_does_not_panic() {
     let scratch = tempfile::tempdir().expect("scratch folder");
     let file = scratch.path().join("patrol.yaml");
-    replay("patrol_config", |data| {
+    replay("patrol_config", 12, |data| {
         usize::from(bodies::patrol_config(data, &file))
     });
 }
