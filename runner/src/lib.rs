@@ -1,5 +1,6 @@
 //! patrol's runner: configuration, cron, scheduler, ledger and CLI.
 
+pub mod alerting;
 pub mod cli;
 pub mod config;
 pub mod cron;

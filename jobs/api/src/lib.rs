@@ -5,6 +5,7 @@
 //! retries, timeouts, recording, alerting — belongs to the runner.
 
 mod context;
+mod finding;
 mod params;
 mod report;
 pub mod units;
@@ -12,6 +13,7 @@ pub mod units;
 use async_trait::async_trait;
 
 pub use context::RunContext;
+pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};
 pub use params::{parse_params, JobDescription, ParamDoc, ParamError};
 pub use report::{Outcome, RunReport};
 pub use tokio_util::sync::CancellationToken;

@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::finding::Finding;
+
 /// How a run ended, as the job saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -20,6 +22,14 @@ pub struct RunReport {
     pub output: Option<String>,
     /// Structured facts for machines (`exit_code`, counts, …).
     pub details: serde_json::Value,
+    /// Problems found. On a succeeded run that is not `findings_partial`,
+    /// a key the schedule reported before and not now resolves its alert.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+    /// The run could not look at everything (a source was down): keys it
+    /// did not report are unknown, not cleared, and are not resolved.
+    #[serde(default)]
+    pub findings_partial: bool,
 }
 
 impl RunReport {
@@ -29,6 +39,8 @@ impl RunReport {
             summary: summary.into(),
             output: None,
             details: serde_json::Value::Null,
+            findings: Vec::new(),
+            findings_partial: false,
         }
     }
 }

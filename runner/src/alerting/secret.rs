@@ -1,0 +1,191 @@
+//! Secrets named in configuration as `env:NAME` or `file:PATH`, never
+//! written inline. A resolved value is registered with a process-wide
+//! redactor so that no log line, ledger row or error message carries it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use serde::{Deserialize, Deserializer};
+
+/// Where a secret comes from, as written in `patrol.yaml`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl SecretRef {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(name) = text.strip_prefix("env:") {
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(format!("`env:{name}` is not an environment variable name"));
+            }
+            return Ok(Self::Env(name.to_string()));
+        }
+        if let Some(path) = text.strip_prefix("file:") {
+            if path.is_empty() {
+                return Err("`file:` needs a path".into());
+            }
+            return Ok(Self::File(PathBuf::from(path)));
+        }
+        // Never echo the value: it is probably the secret itself.
+        Err("a secret must be written as env:NAME or file:PATH; inline secrets are refused".into())
+    }
+
+    /// Reads the value; relative files are relative to `base` (the config's
+    /// folder). Whitespace around a file's content is trimmed.
+    pub fn resolve(&self, base: &Path) -> Result<Secret, String> {
+        let value = match self {
+            Self::Env(name) => match std::env::var(name) {
+                Ok(value) if !value.is_empty() => value,
+                Ok(_) => return Err(format!("environment variable {name} is empty")),
+                Err(_) => return Err(format!("environment variable {name} is not set")),
+            },
+            Self::File(path) => {
+                let path = base.join(path);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|err| format!("cannot read secret file {}: {err}", path.display()))?;
+                let value = text.trim().to_string();
+                if value.is_empty() {
+                    return Err(format!("secret file {} is empty", path.display()));
+                }
+                value
+            }
+        };
+        register(&value);
+        Ok(Secret(value))
+    }
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Env(name) => write!(f, "env:{name}"),
+            Self::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A secret's value. `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn known() -> &'static Mutex<Vec<String>> {
+    static KNOWN: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    KNOWN.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// Values shorter than this are not scrubbed: they would mangle ordinary
+/// text and are too short to be a credential worth protecting this way.
+const MIN_REDACTED_LEN: usize = 6;
+
+fn register(value: &str) {
+    if value.len() < MIN_REDACTED_LEN {
+        return;
+    }
+    if let Ok(mut known) = known().lock() {
+        if !known.iter().any(|k| k == value) {
+            known.push(value.to_string());
+            // Longest first, so a secret containing another is scrubbed whole.
+            known.sort_by_key(|k| std::cmp::Reverse(k.len()));
+        }
+    }
+}
+
+/// `text` with every resolved secret replaced by `[redacted]`. Apply to
+/// anything built from a response or an error before it is logged or stored.
+pub fn redact(text: &str) -> String {
+    let Ok(known) = known().lock() else {
+        return text.to_string();
+    };
+    let mut text = text.to_string();
+    for value in known.iter() {
+        if text.contains(value.as_str()) {
+            text = text.replace(value.as_str(), "[redacted]");
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_values_are_refused_without_echoing_them() {
+        let err = SecretRef::parse("xoxb-very-secret-token").unwrap_err();
+        assert!(!err.contains("xoxb"), "{err}");
+        assert!(SecretRef::parse("env:").is_err());
+        assert!(SecretRef::parse("env:BAD NAME").is_err());
+        assert_eq!(
+            SecretRef::parse("env:SLACK_TOKEN").unwrap(),
+            SecretRef::Env("SLACK_TOKEN".into())
+        );
+    }
+
+    #[test]
+    fn resolved_file_secrets_are_trimmed_and_redacted_everywhere() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pd.key"), "R0uting-Key-abc123\n").unwrap();
+        let secret = SecretRef::parse("file:pd.key")
+            .unwrap()
+            .resolve(dir.path())
+            .unwrap();
+        assert_eq!(secret.expose(), "R0uting-Key-abc123");
+        assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+        assert_eq!(
+            redact("POST failed for key R0uting-Key-abc123: 400"),
+            "POST failed for key [redacted]: 400"
+        );
+    }
+
+    #[test]
+    fn missing_sources_say_what_is_missing() {
+        let err = SecretRef::Env("PATROL_TEST_UNSET_SECRET_VAR".into())
+            .resolve(Path::new("."))
+            .unwrap_err();
+        assert!(
+            err.contains("PATROL_TEST_UNSET_SECRET_VAR is not set"),
+            "{err}"
+        );
+        let err = SecretRef::File("nope/missing".into())
+            .resolve(Path::new("/nonexistent"))
+            .unwrap_err();
+        assert!(err.contains("cannot read secret file"), "{err}");
+    }
+}
