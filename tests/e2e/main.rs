@@ -3,6 +3,7 @@
 // A failed set-up step should stop the test right there.
 #![allow(clippy::unwrap_used)]
 
+mod alerting;
 mod crash_recovery;
 mod cron_reference;
 mod graceful;

@@ -6,6 +6,7 @@
 //! started outlives the run.
 
 mod capture;
+mod findings;
 mod params;
 
 use std::process::{ExitStatus, Stdio};
@@ -22,6 +23,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use capture::BoundedCapture;
+use findings::FindingLines;
 pub use params::CommandParams;
 
 /// The built-in `command` job kind.
@@ -97,8 +99,8 @@ async fn run_program(
         .map_err(|err| JobError::Failed(format!("cannot start `{}`: {err}", argv[0])))?;
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     let limit = usize::try_from(params.output_limit.0).unwrap_or(usize::MAX);
-    let stdout = spawn_capture(child.stdout.take(), limit);
-    let stderr = spawn_capture(child.stderr.take(), limit);
+    let stdout = spawn_capture(child.stdout.take(), limit, params.findings);
+    let stderr = spawn_capture(child.stderr.take(), limit, false);
 
     let (status, cancelled) = tokio::select! {
         status = child.wait() => (status, false),
@@ -112,8 +114,8 @@ async fn run_program(
         let _ = killpg(group, Signal::SIGKILL);
     }
     let status = status.map_err(|err| JobError::Failed(format!("waiting for program: {err}")))?;
-    let stdout = collect_capture(stdout).await;
-    let stderr = collect_capture(stderr).await;
+    let (stdout, findings) = collect_capture(stdout).await;
+    let (stderr, _) = collect_capture(stderr).await;
     let elapsed = started.elapsed();
 
     let (outcome, verdict) = if cancelled {
@@ -121,10 +123,17 @@ async fn run_program(
     } else {
         describe_status(status)
     };
-    let mut report = RunReport::new(
-        outcome,
-        format!("{verdict} in {:.1}s", elapsed.as_secs_f64()),
-    );
+    let mut summary = format!("{verdict} in {:.1}s", elapsed.as_secs_f64());
+    if !findings.findings.is_empty() {
+        summary.push_str(&format!(", {} finding(s)", findings.findings.len()));
+    }
+    if findings.malformed > 0 {
+        summary.push_str(&format!(
+            ", {} malformed finding line(s)",
+            findings.malformed
+        ));
+    }
+    let mut report = RunReport::new(outcome, summary);
     report.output = Some(render_output(&stdout, &stderr));
     report.details = serde_json::json!({
         "exit_code": status.code(),
@@ -132,7 +141,13 @@ async fn run_program(
         "stdout_bytes": stdout.total_bytes(),
         "stderr_bytes": stderr.total_bytes(),
         "duration_ms": elapsed.as_millis() as u64,
+        "findings": findings.findings.len(),
+        "malformed_findings": findings.malformed,
+        "findings_over_limit": findings.dropped_over_limit,
+        "finding_problems": findings.problems,
     });
+    report.findings_partial = findings.partial;
+    report.findings = findings.findings;
     Ok(report)
 }
 
@@ -170,12 +185,19 @@ async fn terminate_group(
     }
 }
 
-fn spawn_capture<R>(stream: Option<R>, limit: usize) -> JoinHandle<BoundedCapture>
+/// Reads a stream to its end, keeping a bounded capture and, when asked,
+/// reading finding lines from all of it (not just the kept part).
+fn spawn_capture<R>(
+    stream: Option<R>,
+    limit: usize,
+    read_findings: bool,
+) -> JoinHandle<(BoundedCapture, FindingLines)>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         let mut capture = BoundedCapture::new(limit);
+        let mut findings = FindingLines::default();
         if let Some(mut stream) = stream {
             let mut buffer = vec![0u8; 16 * 1024];
             while let Ok(read) = stream.read(&mut buffer).await {
@@ -183,14 +205,22 @@ where
                     break;
                 }
                 capture.push(&buffer[..read]);
+                if read_findings {
+                    findings.push(&buffer[..read]);
+                }
             }
         }
-        capture
+        findings.finish();
+        (capture, findings)
     })
 }
 
-async fn collect_capture(handle: JoinHandle<BoundedCapture>) -> BoundedCapture {
-    handle.await.unwrap_or_else(|_| BoundedCapture::new(0))
+async fn collect_capture(
+    handle: JoinHandle<(BoundedCapture, FindingLines)>,
+) -> (BoundedCapture, FindingLines) {
+    handle
+        .await
+        .unwrap_or_else(|_| (BoundedCapture::new(0), FindingLines::default()))
 }
 
 fn render_output(stdout: &BoundedCapture, stderr: &BoundedCapture) -> String {

@@ -28,6 +28,13 @@ pub struct CommandParams {
     /// Between SIGTERM and SIGKILL when the run is cancelled.
     #[serde(default = "default_kill_grace")]
     pub kill_grace: HumanDuration,
+    /// Read `{"finding": {...}}` lines on stdout as findings.
+    #[serde(default = "default_true")]
+    pub findings: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_output_limit() -> ByteSize {
@@ -146,6 +153,14 @@ pub fn docs() -> Vec<ParamDoc> {
             required: false,
             default: Some("5s"),
             description: "SIGTERM→SIGKILL delay on cancel",
+        },
+        ParamDoc {
+            name: "findings",
+            type_name: "bool",
+            required: false,
+            default: Some("true"),
+            description:
+                "read {\"finding\": {...}} JSON lines on stdout as findings (see docs/alerting.md)",
         },
     ]
 }

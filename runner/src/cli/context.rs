@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::config::{load_schedules, Diagnostics, PatrolConfig, ScheduleSet};
+use crate::config::{
+    check_routes, load_schedules, Diagnostic, Diagnostics, PatrolConfig, ScheduleSet, YamlFile,
+};
 use crate::ledger::Ledger;
 use crate::registry::JobRegistry;
 
@@ -25,8 +27,24 @@ impl Context {
     }
 
     pub fn schedules(&self) -> Result<ScheduleSet> {
-        load_schedules(std::slice::from_ref(&self.config.schedules), &self.registry)
-            .map_err(diagnostics_error)
+        let set = load_schedules(std::slice::from_ref(&self.config.schedules), &self.registry)
+            .map_err(diagnostics_error)?;
+        let unknown_routes = check_routes(&set, &self.config.alerting);
+        if !unknown_routes.is_empty() {
+            return Err(diagnostics_error(Diagnostics(unknown_routes)));
+        }
+        Ok(set)
+    }
+
+    /// Fails, naming file, line and field, when a notifier's secret cannot
+    /// be read: commands that deliver alerts check this before starting.
+    pub fn check_secrets(&self) -> Result<()> {
+        let missing = secret_diagnostics(&self.config);
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(diagnostics_error(Diagnostics(missing)))
+        }
     }
 
     pub async fn ledger(&self) -> Result<Ledger> {
@@ -51,4 +69,30 @@ fn diagnostics_error(diagnostics: Diagnostics) -> anyhow::Error {
         diagnostics.0.len(),
         if diagnostics.0.len() == 1 { "" } else { "s" }
     )
+}
+
+/// One diagnostic per notifier secret that cannot be read, located in
+/// patrol.yaml. The messages name the variable or file, never a value.
+pub fn secret_diagnostics(config: &PatrolConfig) -> Vec<Diagnostic> {
+    let missing = config.alerting.missing_secrets();
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let Some(file) = &config.file else {
+        return missing
+            .into_iter()
+            .map(|(field, message)| Diagnostic {
+                field,
+                ..Diagnostic::file_level(std::path::Path::new("patrol.yaml"), message)
+            })
+            .collect();
+    };
+    let source = std::fs::read_to_string(file).unwrap_or_default();
+    match YamlFile::parse(file, &source) {
+        Ok(yaml) => missing
+            .into_iter()
+            .map(|(field, message)| yaml.diagnostic(&field, message))
+            .collect(),
+        Err(diagnostic) => vec![diagnostic],
+    }
 }

@@ -3,6 +3,7 @@
 //! Exit codes: 0 ok, 1 a job failed or something was found, 2 usage,
 //! configuration or infrastructure error.
 
+mod alerts;
 mod context;
 mod cron_next;
 mod jobs;
@@ -12,6 +13,7 @@ mod run;
 mod runs;
 mod schedules;
 mod serve;
+mod silence;
 mod validate;
 
 use std::path::PathBuf;
@@ -53,6 +55,20 @@ pub enum Command {
     /// Cron expression tools.
     #[command(subcommand)]
     Cron(CronCommand),
+    /// List alerts and where they were delivered.
+    Alerts(alerts::ListArgs),
+    /// Alert tools.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+    /// Mute matching alerts for a while (they are still recorded).
+    #[command(subcommand)]
+    Silence(silence::Command),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test alert through a route and report each notifier's answer.
+    Test(alerts::TestArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +106,11 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Resume(args) => pause::set_paused(cli.config.as_deref(), args, false).await,
             Command::Jobs(args) => jobs::jobs(args),
             Command::Cron(CronCommand::Next(args)) => cron_next::cron_next(args),
+            Command::Alerts(args) => alerts::alerts(cli.config.as_deref(), args).await,
+            Command::Alert(AlertCommand::Test(args)) => {
+                alerts::test(cli.config.as_deref(), args).await
+            }
+            Command::Silence(command) => silence::silence(cli.config.as_deref(), command).await,
         }
     });
     match result {

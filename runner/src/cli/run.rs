@@ -6,9 +6,14 @@ use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 
 use super::{Context, ERROR, FOUND, OK};
+use crate::alerting::policy::AlertPolicy;
+use crate::alerting::worker::DeliveryWorker;
 use crate::config::{Overlap, Schedule};
 use crate::ledger::{Instance, Ledger, NewRun, Run, RunStatus, Trigger};
-use crate::scheduler::{CancelReason, Executor, RunHandle, SystemClock};
+use crate::scheduler::{Alerting, CancelReason, Executor, RunHandle, SystemClock};
+
+/// How long `patrol run` (without a server) keeps sending the run's alerts.
+const DELIVERY_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -145,10 +150,26 @@ async fn run_here(
     schedule: Arc<Schedule>,
     instance: &Instance,
 ) -> Result<u8> {
+    context.check_secrets()?;
+    let policy = Arc::new(AlertPolicy::new(&context.config.alerting));
+    let outbox = Arc::new(tokio::sync::Notify::new());
+    let worker = DeliveryWorker::new(
+        ledger.clone(),
+        &context.config.alerting,
+        policy.clone(),
+        &instance.id,
+        &instance.node,
+        outbox.clone(),
+    )?;
     let executor = Executor {
         ledger: ledger.clone(),
         registry: context.registry.clone(),
         clock: Arc::new(SystemClock),
+        alerting: Some(Alerting {
+            policy,
+            node: instance.node.clone(),
+            outbox,
+        }),
     };
     let handle = RunHandle::new(run.schedule_id.clone());
     let id = run.id;
@@ -173,6 +194,14 @@ async fn run_here(
     };
     eprintln!("run #{id} started here (no `patrol serve` is running)");
     executor.execute(run, Some(schedule), handle).await;
+    // No server is up to send this run's alerts: send them now.
+    match worker.drain(DELIVERY_WAIT).await {
+        Ok(0) => {}
+        Ok(left) => eprintln!(
+            "{left} alert deliveries still pending; `patrol serve` will go on sending them"
+        ),
+        Err(err) => eprintln!("warning: cannot deliver alerts now ({err:#}); `patrol serve` will"),
+    }
     heartbeat.abort();
     interrupt.abort();
     report(ledger, id).await

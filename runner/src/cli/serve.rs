@@ -6,15 +6,18 @@ use anyhow::Result;
 use tokio::sync::watch;
 
 use super::{Context, OK};
+use crate::alerting::policy::AlertPolicy;
+use crate::alerting::worker::DeliveryWorker;
 use crate::config::{LogFormat, PatrolConfig};
 use crate::ledger::Instance;
 use crate::reload::watch_schedules;
-use crate::scheduler::{Engine, EngineSettings, SystemClock};
+use crate::scheduler::{Alerting, Engine, EngineSettings, SystemClock};
 
 pub async fn serve(config: Option<&Path>) -> Result<u8> {
     let context = Context::load(config)?;
     init_logging(&context.config);
     let schedules = context.schedules()?;
+    context.check_secrets()?;
     let ledger = context.ledger().await?;
     tracing::info!(
         database = %crate::ledger::redact_url(&context.config.database),
@@ -41,14 +44,41 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
         shutdown_rx.clone(),
     )?;
     tokio::spawn(wait_for_shutdown_signal(shutdown_tx));
+    let policy = Arc::new(AlertPolicy::new(&context.config.alerting));
+    let outbox = Arc::new(tokio::sync::Notify::new());
+    let worker = DeliveryWorker::new(
+        ledger.clone(),
+        &context.config.alerting,
+        policy.clone(),
+        &instance.id,
+        &instance.node,
+        outbox.clone(),
+    )?;
+    tracing::info!(
+        notifiers = %context.config.alerting.notifiers.keys().cloned().collect::<Vec<_>>().join(", "),
+        routes = context.config.alerting.routes.len(),
+        "alerting ready"
+    );
+    // The worker outlives the engine's drain: runs that end during the
+    // grace period still get their alerts sent.
+    let (worker_stop_tx, worker_stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(worker.run(worker_stop_rx));
     let engine = Engine::new(
         ledger.clone(),
         context.registry.clone(),
         Arc::new(SystemClock),
-        instance,
+        instance.clone(),
         settings,
-    );
-    engine.run(schedules_rx, shutdown_rx).await?;
+    )
+    .with_alerting(Alerting {
+        policy,
+        node: instance.node.clone(),
+        outbox,
+    });
+    let result = engine.run(schedules_rx, shutdown_rx).await;
+    let _ = worker_stop_tx.send(true);
+    let _ = worker.await;
+    result?;
     ledger.close().await;
     Ok(OK)
 }

@@ -3,8 +3,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::context::config_path;
+use super::context::secret_diagnostics;
 use super::{ERROR, OK};
-use crate::config::{load_schedules, Diagnostic, PatrolConfig};
+use crate::config::{check_routes, load_schedules, Diagnostic, PatrolConfig};
 use crate::registry::JobRegistry;
 
 #[derive(Debug, clap::Args)]
@@ -38,10 +39,14 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
     let mut loaded_config = None;
     for file in &config_files {
         match PatrolConfig::load(Some(file)) {
-            Ok(config) => loaded_config = Some(config),
+            Ok(config) => {
+                diagnostics.extend(secret_diagnostics(&config));
+                loaded_config = Some(config);
+            }
             Err(errors) => diagnostics.extend(errors.0),
         }
     }
+    let alerting = loaded_config.as_ref().map(|config| config.alerting.clone());
     if args.paths.is_empty() {
         // A broken patrol.yaml is already reported; its schedules folder is
         // then the default one.
@@ -54,7 +59,11 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
     let mut count = 0;
     if !schedule_paths.is_empty() {
         match load_schedules(&schedule_paths, &registry) {
-            Ok(set) => count = set.len(),
+            Ok(set) => {
+                count = set.len();
+                let alerting = alerting.unwrap_or_default();
+                diagnostics.extend(check_routes(&set, &alerting));
+            }
             Err(errors) => diagnostics.extend(errors.0),
         }
     }

@@ -9,6 +9,10 @@ use serde::Deserialize;
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::located::YamlFile;
 use super::schedule::HistoryPolicy;
+use crate::alerting::config::{
+    AlertingConfig, AlertingSpec, DeliverySpec, MaintenanceSpec, RouteSpec, RunbooksSpec,
+};
+use crate::alerting::notifiers::NotifierSettings;
 
 /// Where the ledger lives unless configured.
 pub const DEFAULT_DATABASE: &str = "sqlite://patrol.db";
@@ -25,6 +29,16 @@ struct ConfigSpec {
     node: Option<String>,
     shutdown_grace: Option<HumanDuration>,
     node_ttl: Option<HumanDuration>,
+    #[serde(default)]
+    notifiers: std::collections::BTreeMap<String, NotifierSettings>,
+    #[serde(default)]
+    routes: Vec<RouteSpec>,
+    #[serde(default)]
+    maintenance: Vec<MaintenanceSpec>,
+    #[serde(default)]
+    runbooks: RunbooksSpec,
+    #[serde(default)]
+    delivery: DeliverySpec,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -60,18 +74,21 @@ pub struct PatrolConfig {
     pub shutdown_grace: Duration,
     /// A node whose heartbeat is older than this is dead; its runs crashed.
     pub node_ttl: Duration,
+    /// Notifiers, routes, maintenance windows, runbooks, delivery.
+    pub alerting: AlertingConfig,
 }
 
 impl PatrolConfig {
     /// Reads `path`, or the embedded defaults when `path` is `None`.
     /// `PATROL_DATABASE_URL` overrides `database`.
     pub fn load(path: Option<&Path>) -> Result<Self, Diagnostics> {
-        let (spec, base) = match path {
-            Some(path) => (
-                read_spec(path)?,
-                path.parent().map(Path::to_path_buf).unwrap_or_default(),
-            ),
-            None => (empty_spec(), PathBuf::new()),
+        let (spec, base, alerting) = match path {
+            Some(path) => {
+                let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                let (spec, alerting) = read_spec(path, &base)?;
+                (spec, base, alerting)
+            }
+            None => (empty_spec(), PathBuf::new(), AlertingConfig::default()),
         };
         let database = std::env::var("PATROL_DATABASE_URL")
             .ok()
@@ -92,11 +109,18 @@ impl PatrolConfig {
             node: spec.node.unwrap_or_else(default_node_name),
             shutdown_grace: spec.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0),
             node_ttl: spec.node_ttl.map_or(Duration::from_secs(15), |d| d.0),
+            alerting: AlertingConfig {
+                delivery: crate::alerting::config::DeliverySettings {
+                    node_ttl: spec.node_ttl.map_or(Duration::from_secs(15), |d| d.0),
+                    ..alerting.delivery
+                },
+                ..alerting
+            },
         })
     }
 }
 
-fn read_spec(path: &Path) -> Result<ConfigSpec, Diagnostics> {
+fn read_spec(path: &Path, base: &Path) -> Result<(ConfigSpec, AlertingConfig), Diagnostics> {
     let source = std::fs::read_to_string(path).map_err(|err| {
         Diagnostics(vec![Diagnostic::file_level(
             path,
@@ -105,7 +129,7 @@ fn read_spec(path: &Path) -> Result<ConfigSpec, Diagnostics> {
     })?;
     let yaml = YamlFile::parse(path, &source).map_err(|d| Diagnostics(vec![d]))?;
     if yaml.value.is_null() {
-        return Ok(empty_spec());
+        return Ok((empty_spec(), AlertingConfig::default()));
     }
     let spec: ConfigSpec = yaml
         .deserialize("", &yaml.value)
@@ -126,10 +150,19 @@ fn read_spec(path: &Path) -> Result<ConfigSpec, Diagnostics> {
     {
         errors.push(yaml.diagnostic("history.keep_last", "must be at least 1"));
     }
-    if errors.is_empty() {
-        Ok(spec)
-    } else {
-        Err(Diagnostics(errors))
+    let alerting = AlertingSpec {
+        notifiers: spec.notifiers.clone(),
+        routes: spec.routes.clone(),
+        maintenance: spec.maintenance.clone(),
+        runbooks: spec.runbooks.clone(),
+        delivery: spec.delivery.clone(),
+    };
+    let alerting = AlertingConfig::check(alerting, base, Some(&yaml))
+        .map_err(|problems| errors.extend(problems))
+        .ok();
+    match alerting {
+        Some(alerting) if errors.is_empty() => Ok((spec, alerting)),
+        _ => Err(Diagnostics(errors)),
     }
 }
 
@@ -142,6 +175,11 @@ fn empty_spec() -> ConfigSpec {
         node: None,
         shutdown_grace: None,
         node_ttl: None,
+        notifiers: Default::default(),
+        routes: Vec::new(),
+        maintenance: Vec::new(),
+        runbooks: RunbooksSpec::default(),
+        delivery: DeliverySpec::default(),
     }
 }
 

@@ -211,6 +211,10 @@ fn check_schedule(
                     .index
                     .locate(&join_path(prefix, "id"))
                     .map_or(1, |(line, _)| line),
+                route_line: yaml
+                    .index
+                    .locate(&join_path(prefix, "route"))
+                    .map(|(line, _)| line),
             },
             id: spec.id,
             job: spec.job,
@@ -225,6 +229,7 @@ fn check_schedule(
             retries: spec.retries,
             history: spec.history,
             params,
+            route: spec.route,
         }),
         _ => Err(errors),
     }
@@ -268,3 +273,34 @@ fn params_as_json(params: &serde_norway::Value) -> Result<serde_json::Value, Str
 /// The upper bound we accept for a single duration, so arithmetic on
 /// timestamps can never overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// Schedules that name a route `patrol.yaml` does not define.
+pub fn check_routes(
+    schedules: &ScheduleSet,
+    alerting: &crate::alerting::config::AlertingConfig,
+) -> Vec<Diagnostic> {
+    schedules
+        .iter()
+        .filter_map(|schedule| {
+            let route = schedule.route.as_ref()?;
+            if alerting.route(route).is_some() {
+                return None;
+            }
+            Some(Diagnostic {
+                file: schedule.source.file.clone(),
+                line: Some(schedule.source.route_line.unwrap_or(schedule.source.line)),
+                column: None,
+                field: "route".into(),
+                message: format!(
+                    "unknown route `{route}` (patrol.yaml defines: {})",
+                    alerting
+                        .routes
+                        .iter()
+                        .map(|route| route.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            })
+        })
+        .collect()
+}

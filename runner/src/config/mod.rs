@@ -13,7 +13,8 @@ mod yaml_lines;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use global::{LogConfig, LogFormat, PatrolConfig, DEFAULT_DATABASE};
-pub use load::{load_schedules, parse_timezone, schedules_in_file};
+pub use load::{check_routes, load_schedules, parse_timezone, schedules_in_file};
+pub use located::YamlFile;
 pub use schedule::{
     HistoryPolicy, Overlap, RetryPolicy, Schedule, ScheduleSet, ScheduleSpec, SourceLocation,
 };

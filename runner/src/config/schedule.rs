@@ -39,6 +39,9 @@ pub struct ScheduleSpec {
     pub history: Option<HistoryPolicy>,
     #[serde(default)]
     pub params: serde_norway::Value,
+    /// The route (in patrol.yaml) its alerts take, instead of matching.
+    #[serde(default)]
+    pub route: Option<String>,
 }
 
 fn default_timezone() -> String {
@@ -129,6 +132,8 @@ pub struct Schedule {
     pub retries: RetryPolicy,
     pub history: Option<HistoryPolicy>,
     pub params: serde_json::Value,
+    /// The route its alerts take (`routes[].name`), instead of matching.
+    pub route: Option<String>,
     /// Where it was defined, for messages.
     pub source: SourceLocation,
 }
@@ -137,6 +142,8 @@ pub struct Schedule {
 pub struct SourceLocation {
     pub file: PathBuf,
     pub line: usize,
+    /// The line of `route:`, when given.
+    pub route_line: Option<usize>,
 }
 
 /// Every schedule loaded from the schedule folder, by id.

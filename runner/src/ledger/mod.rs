@@ -18,7 +18,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use instances::DeadInstance;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
-pub use runs::RunFilter;
+pub use runs::{RunAlerts, RunFilter};
 pub use state::ScheduleState;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -131,7 +131,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Creates a fresh, uniquely named database on the PostgreSQL server at
 /// `server_url` and returns its URL. For tests and benchmarks.

@@ -168,6 +168,19 @@ pub struct RunEnd {
     pub error: Option<String>,
 }
 
+impl RunEnd {
+    /// An end with nothing but a status and an error.
+    pub fn failed(status: RunStatus, error: impl Into<String>) -> Self {
+        Self {
+            status,
+            summary: None,
+            output: None,
+            details: None,
+            error: Some(error.into()),
+        }
+    }
+}
+
 /// Who is acting on the ledger: this process.
 #[derive(Debug, Clone)]
 pub struct Instance {

@@ -9,6 +9,15 @@ use sqlx::Row;
 
 use super::model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 use super::{Backend, Ledger};
+use crate::alerting::policy::AlertPolicy;
+use crate::alerting::record::{record_findings, FindingsInput, Recorded};
+
+/// A run's findings and what recording them needs, for [`Ledger::finish_run`].
+#[derive(Debug, Clone)]
+pub struct RunAlerts<'a> {
+    pub policy: &'a AlertPolicy,
+    pub input: FindingsInput<'a>,
+}
 
 pub(super) const RUN_COLUMNS: &str =
     "id, schedule_id, job, scheduled_for, attempt, triggered_by, status, \
@@ -149,9 +158,25 @@ impl Ledger {
         run_id: i64,
         end: &RunEnd,
         retry: Option<&NewRun>,
+        alerts: Option<&RunAlerts<'_>>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
+        // Alerts first, so their counts go into the run's details; if the
+        // run turns out settled elsewhere, the rollback drops them too.
+        let mut details = end.details.clone();
+        if let Some(alerts) = alerts {
+            let recorded = record_findings(&mut tx, alerts.policy, &alerts.input, now).await?;
+            if recorded != Recorded::default() {
+                let entry = serde_json::to_value(&recorded)?;
+                match &mut details {
+                    Some(serde_json::Value::Object(map)) => {
+                        map.insert("alerts".into(), entry);
+                    }
+                    _ => details = Some(serde_json::json!({ "alerts": entry })),
+                }
+            }
+        }
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, finished_at = $2, summary = $3, output = $4, \
              details = $5, error = $6 WHERE id = $7 AND status = 'running'",
@@ -160,7 +185,7 @@ impl Ledger {
         .bind(to_millis(now))
         .bind(end.summary.clone())
         .bind(end.output.clone())
-        .bind(end.details.as_ref().map(ToString::to_string))
+        .bind(details.as_ref().map(ToString::to_string))
         .bind(end.error.clone())
         .bind(run_id)
         .execute(&mut *tx)

@@ -8,6 +8,12 @@ use super::*;
 /// One ledger per backend. PostgreSQL comes from the server that
 /// `scripts/test.sh` starts (`PATROL_TEST_POSTGRES_URL`).
 async fn ledgers() -> Vec<(tempfile::TempDir, Ledger)> {
+    ledgers_for("patrol_ledger_test").await
+}
+
+/// An SQLite ledger in a fresh folder and a fresh PostgreSQL database
+/// called `database`, for tests elsewhere in the crate.
+pub(crate) async fn ledgers_for(database: &str) -> Vec<(tempfile::TempDir, Ledger)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Ledger::connect(&format!("sqlite://{}", dir.path().join("l.db").display()))
         .await
@@ -15,7 +21,7 @@ async fn ledgers() -> Vec<(tempfile::TempDir, Ledger)> {
     let server = std::env::var("PATROL_TEST_POSTGRES_URL").expect(
         "PATROL_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
     );
-    let url = create_scratch_postgres_database(&server, "patrol_ledger_test")
+    let url = create_scratch_postgres_database(&server, database)
         .await
         .unwrap();
     let postgres = Ledger::connect(&url).await.unwrap();
@@ -120,11 +126,14 @@ async fn finishing_a_run_writes_its_retry_atomically() {
             error: None,
         };
         assert!(ledger
-            .finish_run(id, &end, Some(&retry), at(2))
+            .finish_run(id, &end, Some(&retry), None, at(2))
             .await
             .unwrap());
         // A second finish (e.g. after a reaper) changes nothing.
-        assert!(!ledger.finish_run(id, &end, None, at(2)).await.unwrap());
+        assert!(!ledger
+            .finish_run(id, &end, None, None, at(2))
+            .await
+            .unwrap());
 
         assert!(
             ledger

@@ -57,6 +57,12 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Records the findings of every run as alerts.
+    pub fn with_alerting(mut self, alerting: super::executor::Alerting) -> Self {
+        self.executor.alerting = Some(alerting);
+        self
+    }
+
     pub fn new(
         ledger: Ledger,
         registry: JobRegistry,
@@ -69,6 +75,7 @@ impl Engine {
                 ledger: ledger.clone(),
                 registry,
                 clock: clock.clone(),
+                alerting: None,
             },
             ledger,
             clock,

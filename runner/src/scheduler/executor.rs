@@ -5,13 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use patrol_job_api::{CancellationToken, JobError, Outcome, RunContext, RunReport};
+use patrol_job_api::{CancellationToken, Finding, JobError, Outcome, RunContext, RunReport};
+use tokio::sync::Notify;
 
 use super::clock::Clock;
 use super::orphans::run_key;
 use super::spread::retry_delay;
+use crate::alerting::policy::AlertPolicy;
+use crate::alerting::record::{usable_findings, FindingsInput};
 use crate::config::Schedule;
-use crate::ledger::{Ledger, NewRun, Run, RunEnd, RunStatus, Trigger};
+use crate::ledger::{Ledger, NewRun, Run, RunAlerts, RunEnd, RunStatus, Trigger};
 use crate::registry::JobRegistry;
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
@@ -62,6 +65,27 @@ pub struct Executor {
     pub ledger: Ledger,
     pub registry: JobRegistry,
     pub clock: Arc<dyn Clock>,
+    /// Where findings go; `None` drops them (benchmarks).
+    pub alerting: Option<Alerting>,
+}
+
+/// Recording findings as alerts at the end of each run.
+#[derive(Clone)]
+pub struct Alerting {
+    pub policy: Arc<AlertPolicy>,
+    /// This node's name, recorded with the alerts it raises.
+    pub node: String,
+    /// Woken after a run wrote deliveries, so the worker sends them now.
+    pub outbox: Arc<Notify>,
+}
+
+/// A finished job's findings, checked.
+#[derive(Debug, Default)]
+struct Reported {
+    findings: Vec<Finding>,
+    /// The job reported partial results, or some findings were unusable:
+    /// absent keys are unknown, not cleared.
+    partial: bool,
 }
 
 impl Executor {
@@ -73,26 +97,54 @@ impl Executor {
         schedule: Option<Arc<Schedule>>,
         handle: RunHandle,
     ) -> RunStatus {
-        let (status, end) = match schedule.as_deref() {
+        let (status, mut end, reported) = match schedule.as_deref() {
             Some(schedule) => self.run_job(&run, schedule, &handle).await,
             None => (
                 RunStatus::Cancelled,
-                RunEnd {
-                    status: RunStatus::Cancelled,
-                    summary: None,
-                    output: None,
-                    details: None,
-                    error: Some(format!(
-                        "schedule `{}` is no longer defined",
-                        run.schedule_id
-                    )),
-                },
+                RunEnd::failed(
+                    RunStatus::Cancelled,
+                    format!("schedule `{}` is no longer defined", run.schedule_id),
+                ),
+                None,
             ),
         };
         let retry = schedule
             .as_deref()
             .and_then(|schedule| retry_after(schedule, &run, status, self.clock.now()));
-        self.record_end(&run, &end, retry.as_ref()).await;
+        let mut reported = reported.map(|reported| checked_findings(reported, &mut end));
+        if status.is_retryable() && retry.is_none() {
+            // Out of retries: a failing schedule pages like a finding, and
+            // its next successful run resolves it (the key goes absent).
+            reported
+                .get_or_insert_with(|| Reported {
+                    findings: Vec::new(),
+                    partial: true,
+                })
+                .findings
+                .push(run_failed_finding(&run, &end));
+        }
+        let alerts = match (&self.alerting, &reported) {
+            // A dry run shows what a job would find; it pages nobody.
+            (Some(alerting), Some(reported)) if !run.dry_run => Some(RunAlerts {
+                policy: &alerting.policy,
+                input: FindingsInput {
+                    schedule_id: &run.schedule_id,
+                    job: &run.job,
+                    run_id: Some(run.id),
+                    findings: &reported.findings,
+                    resolve_absent: status == RunStatus::Succeeded && !reported.partial,
+                    named_route: schedule.as_deref().and_then(|s| s.route.as_deref()),
+                    notifiers: None,
+                    node: &alerting.node,
+                },
+            }),
+            _ => None,
+        };
+        self.record_end(&run, &end, retry.as_ref(), alerts.as_ref())
+            .await;
+        if let Some(alerting) = &self.alerting {
+            alerting.outbox.notify_one();
+        }
         status
     }
 
@@ -101,12 +153,13 @@ impl Executor {
         run: &Run,
         schedule: &Schedule,
         handle: &RunHandle,
-    ) -> (RunStatus, RunEnd) {
+    ) -> (RunStatus, RunEnd, Option<Reported>) {
         let Some(job) = self.registry.get(&run.job).cloned() else {
-            return failed_end(format!(
+            let (status, end) = failed_end(format!(
                 "job kind `{}` is not available in this runner",
                 run.job
             ));
+            return (status, end, None);
         };
         let started = self.clock.now();
         let deadline = schedule
@@ -142,12 +195,18 @@ impl Executor {
 
     /// The end must reach the ledger: retry on a database hiccup. If it
     /// still fails, the row stays `running` and is reaped as `crashed`.
-    async fn record_end(&self, run: &Run, end: &RunEnd, retry: Option<&NewRun>) {
+    async fn record_end(
+        &self,
+        run: &Run,
+        end: &RunEnd,
+        retry: Option<&NewRun>,
+        alerts: Option<&RunAlerts<'_>>,
+    ) {
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=8 {
             match self
                 .ledger
-                .finish_run(run.id, end, retry, self.clock.now())
+                .finish_run(run.id, end, retry, alerts, self.clock.now())
                 .await
             {
                 Ok(true) => return,
@@ -181,23 +240,72 @@ async fn sleep_for(duration: Duration) {
 }
 
 fn failed_end(error: String) -> (RunStatus, RunEnd) {
-    (
-        RunStatus::Failed,
-        RunEnd {
-            status: RunStatus::Failed,
-            summary: None,
-            output: None,
-            details: None,
-            error: Some(error),
-        },
-    )
+    (RunStatus::Failed, RunEnd::failed(RunStatus::Failed, error))
+}
+
+/// The key of the alert for a schedule whose run failed with no retry left.
+pub fn run_failed_key(schedule_id: &str) -> String {
+    format!("patrol/run-failed/{schedule_id}")
+}
+
+fn run_failed_finding(run: &Run, end: &RunEnd) -> Finding {
+    let mut finding = Finding::new(
+        run_failed_key(&run.schedule_id),
+        patrol_job_api::Severity::Error,
+        format!("Schedule `{}` failed ({})", run.schedule_id, end.status),
+    );
+    let mut summary = format!(
+        "Run #{} (attempt {}) ended {}",
+        run.id, run.attempt, end.status
+    );
+    for text in [end.error.as_deref(), end.summary.as_deref()]
+        .into_iter()
+        .flatten()
+    {
+        summary.push_str(": ");
+        summary.push_str(&text.chars().take(500).collect::<String>());
+    }
+    finding.summary = summary;
+    finding.runbook = Some("run-failed".into());
+    finding
+        .labels
+        .insert("schedule".into(), run.schedule_id.clone());
+    finding.details = serde_json::json!({ "run_id": run.id, "status": end.status.as_str() });
+    finding
+}
+
+/// Drops unusable findings (bad key or title, a key twice), noting each in
+/// the run's details and log; the run then counts as partial, since a key
+/// it meant to report may be among the dropped.
+fn checked_findings(reported: Reported, end: &mut RunEnd) -> Reported {
+    let (findings, problems) = usable_findings(reported.findings);
+    if problems.is_empty() {
+        return Reported {
+            findings,
+            partial: reported.partial,
+        };
+    }
+    for problem in &problems {
+        tracing::warn!(problem = %problem, "a finding was left out");
+    }
+    let entry = serde_json::json!(problems);
+    match &mut end.details {
+        Some(serde_json::Value::Object(map)) => {
+            map.insert("finding_problems".into(), entry);
+        }
+        _ => end.details = Some(serde_json::json!({ "finding_problems": entry })),
+    }
+    Reported {
+        findings,
+        partial: true,
+    }
 }
 
 fn end_of(
     result: Option<Result<RunReport, JobError>>,
     cancel: Option<CancelReason>,
     timeout: Option<Duration>,
-) -> (RunStatus, RunEnd) {
+) -> (RunStatus, RunEnd, Option<Reported>) {
     let cancelled_status = |reason: Option<CancelReason>| match reason {
         Some(CancelReason::TimedOut) => (
             RunStatus::TimedOut,
@@ -225,18 +333,12 @@ fn end_of(
                 "{error}; the job did not stop within {}s and was dropped",
                 WIND_DOWN.as_secs()
             );
-            (
-                status,
-                RunEnd {
-                    status,
-                    summary: None,
-                    output: None,
-                    details: None,
-                    error: Some(error),
-                },
-            )
+            (status, RunEnd::failed(status, error), None)
         }
-        Some(Err(err)) => failed_end(err.to_string()),
+        Some(Err(err)) => {
+            let (status, end) = failed_end(err.to_string());
+            (status, end, None)
+        }
         Some(Ok(report)) => {
             let (status, error) = match (report.outcome, cancel) {
                 (_, Some(reason)) => {
@@ -251,6 +353,10 @@ fn end_of(
                 ),
             };
             let details = (!report.details.is_null()).then_some(report.details);
+            let reported = Reported {
+                findings: report.findings,
+                partial: report.findings_partial,
+            };
             (
                 status,
                 RunEnd {
@@ -260,6 +366,7 @@ fn end_of(
                     details,
                     error,
                 },
+                Some(reported),
             )
         }
     }

@@ -1,0 +1,172 @@
+//! Findings from a program's stdout: JSON lines, one per finding.
+//!
+//! ```text
+//! {"finding": {"key": "disk/full/sda1", "severity": "error", "title": "sda1 is 97% full"}}
+//! {"findings_partial": true}
+//! ```
+//! Any other line is ordinary output. A line that starts like a finding
+//! but does not parse as one is counted and reported (line number and
+//! reason), and the run's findings are then partial: no alert is resolved
+//! on the strength of an output patrol could not fully read.
+
+use patrol_job_api::Finding;
+use serde::Deserialize;
+
+/// More findings than this from one run are counted, not kept.
+pub const MAX_FINDINGS: usize = 10_000;
+/// Longer lines are not findings (and are not buffered beyond this).
+pub const MAX_LINE: usize = 1024 * 1024;
+/// How many malformed lines are described; the rest are only counted.
+const MAX_PROBLEMS_KEPT: usize = 20;
+
+#[derive(Debug, Default)]
+pub struct FindingLines {
+    pending: Vec<u8>,
+    /// The current line outgrew `MAX_LINE`; skip to its end.
+    overlong: bool,
+    line_number: usize,
+    pub findings: Vec<Finding>,
+    pub partial: bool,
+    pub malformed: usize,
+    pub dropped_over_limit: usize,
+    pub problems: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FindingLine {
+    finding: Finding,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartialLine {
+    findings_partial: bool,
+}
+
+impl FindingLines {
+    /// Feeds a chunk of stdout.
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            self.extend(&bytes[..end]);
+            self.finish_line();
+            bytes = &bytes[end + 1..];
+        }
+        self.extend(bytes);
+    }
+
+    /// Call at end of stream: a last line without a newline still counts.
+    pub fn finish(&mut self) {
+        if !self.pending.is_empty() || self.overlong {
+            self.finish_line();
+        }
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if self.overlong {
+            return;
+        }
+        if self.pending.len() + bytes.len() > MAX_LINE {
+            self.overlong = true;
+            self.pending.clear();
+            return;
+        }
+        self.pending.extend_from_slice(bytes);
+    }
+
+    fn finish_line(&mut self) {
+        self.line_number += 1;
+        let line = std::mem::take(&mut self.pending);
+        if std::mem::take(&mut self.overlong) {
+            return;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        let compact: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .take(24)
+            .collect();
+        if compact.starts_with("{\"findings_partial\"") {
+            match serde_json::from_str::<PartialLine>(text) {
+                Ok(line) => self.partial |= line.findings_partial,
+                Err(err) => self.malformed(format!("findings_partial: {err}")),
+            }
+        } else if compact.starts_with("{\"finding\"") {
+            match serde_json::from_str::<FindingLine>(text)
+                .map_err(|err| err.to_string())
+                .and_then(|line| line.finding.check().map(|()| line.finding))
+            {
+                Ok(finding) if self.findings.len() < MAX_FINDINGS => self.findings.push(finding),
+                Ok(_) => {
+                    self.dropped_over_limit += 1;
+                    self.partial = true;
+                }
+                Err(err) => self.malformed(err),
+            }
+        }
+    }
+
+    fn malformed(&mut self, reason: String) {
+        self.malformed += 1;
+        self.partial = true;
+        if self.problems.len() < MAX_PROBLEMS_KEPT {
+            self.problems
+                .push(format!("stdout line {}: {reason}", self.line_number));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_lines_are_read_across_chunks_and_others_ignored() {
+        let mut lines = FindingLines::default();
+        lines.push(b"starting check\n{\"finding\": {\"key\": \"a/1\", \"sev");
+        lines.push(b"erity\": \"error\", \"title\": \"A is broken\"}}\n{\"other\": 1}\n");
+        lines.push(b"{\"finding\": {\"key\": \"a/2\", \"severity\": \"info\", \"title\": \"B\"}}");
+        lines.finish();
+        let keys: Vec<_> = lines.findings.iter().map(|f| f.key.as_str()).collect();
+        assert_eq!(keys, ["a/1", "a/2"]);
+        assert!(!lines.partial);
+        assert_eq!(lines.malformed, 0);
+    }
+
+    #[test]
+    fn malformed_findings_are_counted_located_and_make_the_run_partial() {
+        let mut lines = FindingLines::default();
+        lines.push(
+            b"ok\n{\"finding\": {\"key\": \"a\", \"severity\": \"loud\", \"title\": \"x\"}}\n",
+        );
+        lines.push(b"{\"finding\": {\"key\": \"\", \"severity\": \"info\", \"title\": \"x\"}}\n");
+        lines.push(b"{\"finding\": \n");
+        lines.finish();
+        assert!(lines.findings.is_empty());
+        assert_eq!(lines.malformed, 3);
+        assert!(lines.partial);
+        assert!(
+            lines.problems[0].starts_with("stdout line 2: unknown variant `loud`"),
+            "{:?}",
+            lines.problems
+        );
+        assert!(lines.problems[1].contains("line 3") && lines.problems[1].contains("key"));
+    }
+
+    #[test]
+    fn jobs_can_declare_partial_results_and_overlong_lines_are_skipped() {
+        let mut lines = FindingLines::default();
+        lines.push(b"{\"findings_partial\": true}\n");
+        let mut long = b"{\"finding\": \"".to_vec();
+        long.resize(MAX_LINE + 10, b'x');
+        lines.push(&long);
+        lines.push(
+            b"\n{\"finding\": {\"key\": \"k\", \"severity\": \"critical\", \"title\": \"t\"}}\n",
+        );
+        lines.finish();
+        assert!(lines.partial);
+        assert_eq!(lines.findings.len(), 1);
+        assert_eq!(lines.malformed, 0);
+    }
+}

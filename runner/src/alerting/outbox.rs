@@ -1,0 +1,346 @@
+//! The outbox as the delivery worker sees it: due deliveries (only the
+//! oldest open one per key and notifier, so order holds), claiming with a
+//! lease (one sender, whichever node), attempts, outcomes, notifier health.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use sqlx::{AnyConnection, Row};
+
+use super::notify::{Action, AlertView};
+use crate::ledger::{from_millis, to_millis, Ledger};
+
+/// A delivery claimed for sending.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: i64,
+    pub alert_id: i64,
+    pub notifier: String,
+    pub action: Action,
+    pub view: AlertView,
+    pub created_at: DateTime<Utc>,
+    /// Attempts before this one.
+    pub attempts: u32,
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone)]
+pub enum AttemptEnd {
+    Sent {
+        remote: Option<serde_json::Value>,
+    },
+    /// Try again at `next`.
+    Retry {
+        next: DateTime<Utc>,
+        error: String,
+        http_status: Option<u16>,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Given up: a permanent error, or retrying for too long.
+    Failed {
+        error: String,
+        http_status: Option<u16>,
+    },
+}
+
+/// Where a notifier stands after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    pub consecutive_failures: u32,
+}
+
+impl Ledger {
+    /// Pending deliveries due at `now` that are first in line for their key
+    /// and notifier, oldest first.
+    pub async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT d.id, d.notifier FROM deliveries d WHERE d.status = 'pending' AND d.not_before <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.alert_key = d.alert_key \
+               AND e.notifier = d.notifier AND e.id < d.id AND e.status IN ('pending', 'sending')) \
+             ORDER BY d.not_before, d.id LIMIT $2",
+        )
+        .bind(to_millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .context("cannot read due deliveries")?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    /// When the next pending delivery falls due, if any.
+    pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let next: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(not_before) FROM deliveries WHERE status = 'pending'")
+                .fetch_one(self.pool())
+                .await?;
+        Ok(next.map(from_millis))
+    }
+
+    /// Claims delivery `id` for `instance` until `lease_until` and writes
+    /// the attempt row, before anything is sent. `None` if another sender
+    /// got it first.
+    pub async fn claim_delivery(
+        &self,
+        id: i64,
+        instance: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<(Due, i64)>> {
+        let mut tx = self.pool().begin().await?;
+        let claimed = sqlx::query(
+            "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1 WHERE id = $3 AND status = 'pending'",
+        )
+        .bind(instance)
+        .bind(to_millis(lease_until))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if claimed == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT id, alert_id, notifier, action, view, created_at, attempts FROM deliveries WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let action: String = row.try_get(3)?;
+        let attempts: i64 = row.try_get(6)?;
+        let due = Due {
+            id: row.try_get(0)?,
+            alert_id: row.try_get(1)?,
+            notifier: row.try_get(2)?,
+            action: Action::parse(&action)
+                .with_context(|| format!("delivery {id} has unknown action `{action}`"))?,
+            view: serde_json::from_str(&row.try_get::<String, _>(4)?)
+                .with_context(|| format!("delivery {id} has an unreadable alert"))?,
+            created_at: from_millis(row.try_get(5)?),
+            attempts: u32::try_from(attempts - 1).unwrap_or(0),
+        };
+        let attempt_id: i64 = sqlx::query_scalar(
+            "INSERT INTO delivery_attempts (delivery_id, attempt, instance_id, started_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(id)
+        .bind(attempts)
+        .bind(instance)
+        .bind(to_millis(now))
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((due, attempt_id)))
+    }
+
+    /// What this notifier returned when it first delivered the alert
+    /// (Slack's channel and ts), for updates to refer to.
+    pub async fn delivery_remote(
+        &self,
+        alert_id: i64,
+        notifier: &str,
+    ) -> Result<Option<serde_json::Value>> {
+        let remote: Option<String> = sqlx::query_scalar(
+            "SELECT remote FROM deliveries WHERE alert_id = $1 AND notifier = $2 \
+             AND status = 'sent' AND remote IS NOT NULL ORDER BY id LIMIT 1",
+        )
+        .bind(alert_id)
+        .bind(notifier)
+        .fetch_optional(self.pool())
+        .await?
+        .flatten();
+        Ok(remote.and_then(|text| serde_json::from_str(&text).ok()))
+    }
+
+    /// Records how an attempt ended and updates the notifier's health, in
+    /// one transaction.
+    pub async fn finish_attempt(
+        &self,
+        due: &Due,
+        attempt_id: i64,
+        end: &AttemptEnd,
+        now: DateTime<Utc>,
+    ) -> Result<Health> {
+        let mut tx = self.pool().begin().await?;
+        let (outcome, error, http_status, retry_after) = match end {
+            AttemptEnd::Sent { .. } => ("sent", None, None, None),
+            AttemptEnd::Retry {
+                error,
+                http_status,
+                retry_after,
+                ..
+            } => ("retry", Some(error.as_str()), *http_status, *retry_after),
+            AttemptEnd::Failed { error, http_status } => {
+                ("failed", Some(error.as_str()), *http_status, None)
+            }
+        };
+        sqlx::query(
+            "UPDATE delivery_attempts SET finished_at = $1, outcome = $2, http_status = $3, \
+             retry_after_ms = $4, error = $5 WHERE id = $6",
+        )
+        .bind(to_millis(now))
+        .bind(outcome)
+        .bind(http_status.map(i64::from))
+        .bind(retry_after.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        .bind(error)
+        .bind(attempt_id)
+        .execute(&mut *tx)
+        .await?;
+        match end {
+            AttemptEnd::Sent { remote } => {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'sent', sent_at = $1, remote = $2, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $3",
+                )
+                .bind(to_millis(now))
+                .bind(remote.as_ref().map(ToString::to_string))
+                .bind(due.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            AttemptEnd::Retry { next, error, .. } => {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', not_before = $1, last_error = $2, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $3",
+                )
+                .bind(to_millis(*next))
+                .bind(error)
+                .bind(due.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            AttemptEnd::Failed { error, .. } => {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'failed', last_error = $1, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $2",
+                )
+                .bind(error)
+                .bind(due.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        let health = record_health(&mut tx, &due.notifier, error, now).await?;
+        tx.commit().await?;
+        Ok(health)
+    }
+
+    /// Marks a delivery the notifier does not want (email skips updates).
+    pub async fn skip_delivery(&self, id: i64, reason: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'skipped', reason = $1, lease_owner = NULL, \
+             lease_until = NULL WHERE id = $2",
+        )
+        .bind(reason)
+        .bind(id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Deliveries whose sender died mid-send go back to pending: those
+    /// whose lease expired, and at once those claimed by an instance the
+    /// ledger knows is gone (stopped, reaped, or silent since
+    /// `dead_before`). Their open attempt is closed as `unknown`. They are
+    /// sent again: at least once, never lost.
+    pub async fn reclaim_expired_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        dead_before: DateTime<Utc>,
+    ) -> Result<u64> {
+        const ABANDONED: &str = "status = 'sending' AND (lease_until < $1 OR lease_owner IN \
+             (SELECT id FROM instances WHERE stopped_at IS NOT NULL OR heartbeat_at < $2))";
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(&format!(
+            "UPDATE delivery_attempts SET outcome = 'unknown', finished_at = $1, \
+             error = 'the sender stopped before recording the outcome' \
+             WHERE outcome IS NULL AND delivery_id IN (SELECT id FROM deliveries WHERE {ABANDONED})"
+        ))
+        .bind(to_millis(now))
+        .bind(to_millis(dead_before))
+        .execute(&mut *tx)
+        .await?;
+        let reclaimed = sqlx::query(&format!(
+            "UPDATE deliveries SET status = 'pending', lease_owner = NULL, lease_until = NULL \
+             WHERE {ABANDONED}"
+        ))
+        .bind(to_millis(now))
+        .bind(to_millis(dead_before))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(reclaimed)
+    }
+
+    /// Releases this instance's claims at once (graceful shutdown), so
+    /// another node need not wait for the lease.
+    pub async fn release_deliveries(&self, instance: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE deliveries SET lease_until = $1 WHERE status = 'sending' AND lease_owner = $2",
+        )
+        .bind(to_millis(now) - 1)
+        .bind(instance)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// How many deliveries are still to be sent (pending or in flight).
+    pub async fn open_delivery_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'sending')",
+        )
+        .fetch_one(self.pool())
+        .await?)
+    }
+}
+
+async fn record_health(
+    conn: &mut AnyConnection,
+    notifier: &str,
+    error: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Health> {
+    let now = to_millis(now);
+    match error {
+        None => {
+            sqlx::query(
+                "INSERT INTO notifier_health (notifier, consecutive_failures, last_success_at) \
+                 VALUES ($1, 0, $2) ON CONFLICT (notifier) DO UPDATE SET \
+                 consecutive_failures = 0, last_success_at = excluded.last_success_at",
+            )
+            .bind(notifier)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Some(error) => {
+            sqlx::query(
+                "INSERT INTO notifier_health (notifier, consecutive_failures, last_failure_at, last_error) \
+                 VALUES ($1, 1, $2, $3) ON CONFLICT (notifier) DO UPDATE SET \
+                 consecutive_failures = notifier_health.consecutive_failures + 1, \
+                 last_failure_at = excluded.last_failure_at, last_error = excluded.last_error",
+            )
+            .bind(notifier)
+            .bind(now)
+            .bind(error)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    let failures: i64 =
+        sqlx::query_scalar("SELECT consecutive_failures FROM notifier_health WHERE notifier = $1")
+            .bind(notifier)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(Health {
+        consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+    })
+}

@@ -1,0 +1,596 @@
+//! The delivery worker: sends what the outbox holds. Per notifier it keeps
+//! a rate limit, honours `Retry-After`, retries with capped exponential
+//! backoff (backon), and sends a key's deliveries strictly in order. After
+//! `degraded_after` failures in a row on one notifier it raises
+//! `patrol/delivery-degraded/<name>` on the others, resolved once that
+//! notifier delivers again.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use backon::BackoffBuilder;
+use chrono::Utc;
+use patrol_job_api::{Finding, Severity};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use super::config::{AlertingConfig, DeliverySettings};
+use super::notifiers::RateLimit;
+use super::notify::{Notification, Notifier, Retry, SendError};
+use super::outbox::{AttemptEnd, Due};
+use super::policy::AlertPolicy;
+use super::record::{record_findings, resolve_key, FindingsInput};
+use super::secret::redact;
+use crate::ledger::Ledger;
+
+/// Schedule id and job name of the alerts patrol raises about itself.
+pub const PATROL_SOURCE: &str = "patrol";
+/// Deliveries in flight per notifier; order per key holds regardless.
+const IN_FLIGHT_PER_NOTIFIER: usize = 16;
+/// A claimed delivery not finished within this is presumed lost and sent again.
+const LEASE: Duration = Duration::from_secs(120);
+/// Upper bound on a single send, whatever the notifier's own timeout.
+const SEND_LIMIT: Duration = Duration::from_secs(60);
+/// How often the outbox is looked at without being woken.
+const POLL: Duration = Duration::from_millis(500);
+
+struct Channel {
+    notifier: Arc<dyn Notifier>,
+    limiter: Mutex<Limiter>,
+    /// Set from a 429's `Retry-After`: nothing goes to this notifier before.
+    blocked_until: Mutex<Option<Instant>>,
+    in_flight: AtomicUsize,
+}
+
+/// Generic cell rate algorithm: `count` per `per`, bursts up to `count`.
+#[derive(Debug)]
+struct Limiter {
+    interval: Duration,
+    burst: Duration,
+    /// Theoretical arrival time of the next send.
+    tat: Option<Instant>,
+}
+
+impl Limiter {
+    fn new(limit: Option<RateLimit>) -> Self {
+        let (interval, burst) = match limit {
+            Some(limit) if limit.count > 0 => {
+                let interval = limit.per / limit.count;
+                (interval, interval * (limit.count - 1))
+            }
+            _ => (Duration::ZERO, Duration::ZERO),
+        };
+        Self {
+            interval,
+            burst,
+            tat: None,
+        }
+    }
+
+    /// Takes a slot now, or says how long until one is free.
+    fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
+        if self.interval.is_zero() {
+            return Ok(());
+        }
+        let tat = self.tat.unwrap_or(now).max(now);
+        let allowed_at = tat.checked_sub(self.burst).unwrap_or(now);
+        if allowed_at > now {
+            return Err(allowed_at - now);
+        }
+        self.tat = Some(tat + self.interval);
+        Ok(())
+    }
+}
+
+/// Everything a sender task needs; cheap to clone.
+#[derive(Clone)]
+pub struct DeliveryWorker {
+    ledger: Ledger,
+    channels: Arc<BTreeMap<String, Channel>>,
+    settings: DeliverySettings,
+    policy: Arc<AlertPolicy>,
+    instance: String,
+    node: String,
+    outbox: Arc<Notify>,
+}
+
+impl DeliveryWorker {
+    /// Builds every configured notifier (resolving secrets).
+    pub fn new(
+        ledger: Ledger,
+        config: &AlertingConfig,
+        policy: Arc<AlertPolicy>,
+        instance: &str,
+        node: &str,
+        outbox: Arc<Notify>,
+    ) -> Result<Self> {
+        let mut notifiers = Vec::new();
+        for (name, settings) in &config.notifiers {
+            let notifier = settings
+                .build(name, &config.base)
+                .map_err(|err| anyhow::anyhow!("notifier `{name}`: {}", redact(&err)))?;
+            notifiers.push((name.clone(), notifier));
+        }
+        Ok(Self::with_notifiers(
+            ledger, config, policy, notifiers, instance, node, outbox,
+        ))
+    }
+
+    /// A worker over notifiers already built (tests, benchmarks).
+    pub fn with_notifiers(
+        ledger: Ledger,
+        config: &AlertingConfig,
+        policy: Arc<AlertPolicy>,
+        notifiers: Vec<(String, Arc<dyn Notifier>)>,
+        instance: &str,
+        node: &str,
+        outbox: Arc<Notify>,
+    ) -> Self {
+        let channels = notifiers
+            .into_iter()
+            .map(|(name, notifier)| {
+                let limit = config
+                    .notifiers
+                    .get(&name)
+                    .and_then(|settings| settings.rate_limit());
+                let channel = Channel {
+                    notifier,
+                    limiter: Mutex::new(Limiter::new(limit)),
+                    blocked_until: Mutex::new(None),
+                    in_flight: AtomicUsize::new(0),
+                };
+                (name, channel)
+            })
+            .collect();
+        Self {
+            ledger,
+            channels: Arc::new(channels),
+            settings: config.delivery.clone(),
+            policy,
+            instance: instance.to_string(),
+            node: node.to_string(),
+            outbox,
+        }
+    }
+
+    /// Sends until `shutdown`; then waits for sends in flight (bounded by
+    /// their timeouts) and releases anything still claimed.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut tasks = JoinSet::new();
+        let mut last_reclaim = Instant::now() - Duration::from_secs(60);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            if last_reclaim.elapsed() >= Duration::from_secs(5) {
+                last_reclaim = Instant::now();
+                match self.reclaim().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        deliveries = n,
+                        "re-sending deliveries whose sender stopped mid-send"
+                    ),
+                    Err(err) => tracing::warn!(error = %err, "cannot reclaim stale deliveries"),
+                }
+            }
+            let wait = match self.dispatch(&mut tasks).await {
+                Ok(wait) => wait,
+                Err(err) => {
+                    tracing::warn!(error = %redact(&format!("{err:#}")), "delivery worker cannot read the outbox");
+                    POLL
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.outbox.notified() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let drain = tokio::time::timeout(SEND_LIMIT, async {
+            while tasks.join_next().await.is_some() {}
+        });
+        if drain.await.is_err() {
+            tasks.abort_all();
+        }
+        if let Err(err) = self
+            .ledger
+            .release_deliveries(&self.instance, Utc::now())
+            .await
+        {
+            tracing::warn!(error = %err, "cannot release claimed deliveries");
+        }
+    }
+
+    /// Sends what is due until nothing is left or `deadline` passes (the
+    /// CLI, when no server is running). Returns how many remain.
+    pub async fn drain(&self, deadline: Duration) -> Result<i64> {
+        let until = Instant::now() + deadline;
+        let mut tasks = JoinSet::new();
+        loop {
+            let _ = self.reclaim().await;
+            let wait = self.dispatch(&mut tasks).await?;
+            while tasks.join_next().await.is_some() {}
+            let open = self.ledger.open_delivery_count().await?;
+            if open == 0 || Instant::now() >= until {
+                return Ok(open);
+            }
+            tokio::time::sleep(wait.min(until.saturating_duration_since(Instant::now()))).await;
+        }
+    }
+
+    async fn reclaim(&self) -> Result<u64> {
+        let now = Utc::now();
+        let ttl = chrono::Duration::from_std(self.settings.node_ttl).unwrap_or_default();
+        self.ledger.reclaim_expired_deliveries(now, now - ttl).await
+    }
+
+    /// Starts a sender for every due delivery a notifier can take now.
+    /// Returns how long to wait before looking again.
+    async fn dispatch(&self, tasks: &mut JoinSet<()>) -> Result<Duration> {
+        let now = Utc::now();
+        let mut wait = POLL;
+        let due = self.ledger.due_deliveries(now, 500).await?;
+        let mut skipped_by_notifier: HashMap<String, ()> = HashMap::new();
+        for (id, notifier) in due {
+            if skipped_by_notifier.contains_key(&notifier) {
+                continue;
+            }
+            let Some(channel) = self.channels.get(&notifier) else {
+                self.give_up_unknown(id, &notifier).await?;
+                continue;
+            };
+            let instant = Instant::now();
+            if let Some(until) = channel.blocked_until.lock().ok().and_then(|b| *b) {
+                if until > instant {
+                    wait = wait.min(until - instant);
+                    skipped_by_notifier.insert(notifier, ());
+                    continue;
+                }
+            }
+            if channel.in_flight.load(Ordering::SeqCst) >= IN_FLIGHT_PER_NOTIFIER {
+                skipped_by_notifier.insert(notifier, ());
+                continue;
+            }
+            let slot = channel
+                .limiter
+                .lock()
+                .map_or(Ok(()), |mut limiter| limiter.try_take(instant));
+            if let Err(later) = slot {
+                wait = wait.min(later);
+                skipped_by_notifier.insert(notifier, ());
+                continue;
+            }
+            let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+            let Some((due, attempt_id)) = self
+                .ledger
+                .claim_delivery(id, &self.instance, now, lease_until)
+                .await?
+            else {
+                continue;
+            };
+            if !channel.notifier.wants(due.action) {
+                self.ledger
+                    .skip_delivery(due.id, "this notifier does not send this kind of event")
+                    .await?;
+                continue;
+            }
+            channel.in_flight.fetch_add(1, Ordering::SeqCst);
+            let worker = self.clone();
+            tasks.spawn(async move {
+                worker.send(due, attempt_id).await;
+            });
+        }
+        if let Some(next) = self.ledger.next_delivery_due().await? {
+            let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            wait = wait.min(until.max(Duration::from_millis(5)));
+        }
+        Ok(wait)
+    }
+
+    async fn give_up_unknown(&self, id: i64, notifier: &str) -> Result<()> {
+        let now = Utc::now();
+        let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        if let Some((due, attempt_id)) = self
+            .ledger
+            .claim_delivery(id, &self.instance, now, lease_until)
+            .await?
+        {
+            let end = AttemptEnd::Failed {
+                error: format!("notifier `{notifier}` is no longer configured"),
+                http_status: None,
+            };
+            self.ledger
+                .finish_attempt(&due, attempt_id, &end, now)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, due: Due, attempt_id: i64) {
+        let Some(channel) = self.channels.get(&due.notifier) else {
+            return;
+        };
+        let started = Instant::now();
+        let end = self.attempt(channel, &due).await;
+        channel.in_flight.fetch_sub(1, Ordering::SeqCst);
+        match &end {
+            AttemptEnd::Sent { .. } => tracing::info!(
+                delivery = due.id, notifier = %due.notifier, action = due.action.as_str(),
+                key = %due.view.key, ms = started.elapsed().as_millis() as u64, "alert delivered"
+            ),
+            AttemptEnd::Retry { error, next, .. } => tracing::warn!(
+                delivery = due.id, notifier = %due.notifier, key = %due.view.key,
+                attempt = due.attempts + 1, retry_at = %next, error = %error, "delivery failed; will retry"
+            ),
+            AttemptEnd::Failed { error, .. } => tracing::error!(
+                delivery = due.id, notifier = %due.notifier, key = %due.view.key,
+                error = %error, "delivery failed for good"
+            ),
+        }
+        // The outcome must reach the ledger; if it cannot, the lease
+        // expires and the delivery is sent again (at least once).
+        let mut health = None;
+        for pause in [0u64, 200, 1000, 5000] {
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            match self
+                .ledger
+                .finish_attempt(&due, attempt_id, &end, Utc::now())
+                .await
+            {
+                Ok(recorded) => {
+                    health = Some(recorded);
+                    break;
+                }
+                Err(err) => {
+                    tracing::warn!(delivery = due.id, error = %err, "cannot record a delivery attempt")
+                }
+            }
+        }
+        let Some(health) = health else {
+            return;
+        };
+        let outcome = match end {
+            AttemptEnd::Sent { .. } => self.notifier_recovered(&due.notifier).await,
+            _ if health.consecutive_failures >= self.settings.degraded_after => {
+                self.notifier_degraded(&due.notifier, health.consecutive_failures)
+                    .await
+            }
+            _ => Ok(()),
+        };
+        if let Err(err) = outcome {
+            tracing::warn!(notifier = %due.notifier, error = %err, "cannot record the notifier's health alert");
+        }
+    }
+
+    async fn attempt(&self, channel: &Channel, due: &Due) -> AttemptEnd {
+        let remote = match self
+            .ledger
+            .delivery_remote(due.alert_id, &due.notifier)
+            .await
+        {
+            Ok(remote) => remote,
+            Err(err) => {
+                return self.retry_end(
+                    due,
+                    SendError::transient(format!("cannot read the ledger: {err}")),
+                );
+            }
+        };
+        let notification = Notification {
+            delivery_id: due.id,
+            action: due.action,
+            alert: due.view.clone(),
+            remote,
+        };
+        let result = tokio::time::timeout(SEND_LIMIT, channel.notifier.send(&notification)).await;
+        match result {
+            Ok(Ok(sent)) => AttemptEnd::Sent {
+                remote: sent.remote,
+            },
+            Ok(Err(error)) => {
+                if let Retry::Later {
+                    retry_after: Some(after),
+                } = error.retry
+                {
+                    if let Ok(mut blocked) = channel.blocked_until.lock() {
+                        *blocked = Some(Instant::now() + after);
+                    }
+                }
+                self.retry_end(due, error)
+            }
+            Err(_) => self.retry_end(
+                due,
+                SendError::transient(format!("no answer within {}s", SEND_LIMIT.as_secs())),
+            ),
+        }
+    }
+
+    /// Retry later (after backoff or `Retry-After`), or give up when the
+    /// error is permanent or the delivery has been failing too long.
+    fn retry_end(&self, due: &Due, error: SendError) -> AttemptEnd {
+        let message = redact(&error.message);
+        let now = Utc::now();
+        let too_old =
+            (now - due.created_at).to_std().unwrap_or_default() > self.settings.give_up_after;
+        match error.retry {
+            Retry::Never => AttemptEnd::Failed {
+                error: message,
+                http_status: error.http_status,
+            },
+            Retry::Later { .. } if too_old => AttemptEnd::Failed {
+                error: format!(
+                    "{message} (given up after retrying for {})",
+                    humantime::format_duration(self.settings.give_up_after)
+                ),
+                http_status: error.http_status,
+            },
+            Retry::Later { retry_after } => {
+                let backoff = backoff_delay(&self.settings, due.attempts);
+                let delay =
+                    retry_after.map_or(backoff, |after| after.max(Duration::from_millis(1)));
+                AttemptEnd::Retry {
+                    next: now + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    error: message,
+                    http_status: error.http_status,
+                    retry_after,
+                }
+            }
+        }
+    }
+
+    async fn notifier_degraded(&self, notifier: &str, failures: u32) -> Result<()> {
+        let others: Vec<String> = self
+            .channels
+            .keys()
+            .filter(|name| name.as_str() != notifier)
+            .cloned()
+            .collect();
+        let mut finding = Finding::new(
+            degraded_key(notifier),
+            Severity::Error,
+            format!("Alert delivery to `{notifier}` is failing"),
+        );
+        // No running count in the text: it would turn every further failure
+        // into an update of this alert.
+        finding.summary = format!(
+            "At least {} delivery attempts in a row to notifier `{notifier}` failed. \
+             Alerts for it are kept in the outbox and retried; they arrive once it recovers.",
+            self.settings.degraded_after
+        );
+        finding.runbook = Some("delivery-degraded".into());
+        finding
+            .labels
+            .insert("notifier".into(), notifier.to_string());
+        if others.is_empty() {
+            tracing::error!(
+                notifier,
+                failures,
+                "alert delivery is failing and there is no other notifier to tell"
+            );
+        }
+        let input = FindingsInput {
+            schedule_id: PATROL_SOURCE,
+            job: PATROL_SOURCE,
+            run_id: None,
+            findings: std::slice::from_ref(&finding),
+            resolve_absent: false,
+            named_route: None,
+            notifiers: Some(&others),
+            node: &self.node,
+        };
+        let mut tx = self.ledger.pool().begin().await?;
+        let recorded = record_findings(&mut tx, &self.policy, &input, Utc::now()).await?;
+        tx.commit().await?;
+        if recorded.triggered > 0 {
+            tracing::error!(
+                notifier,
+                failures,
+                "alert delivery degraded; telling the other notifiers"
+            );
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn notifier_recovered(&self, notifier: &str) -> Result<()> {
+        let others: Vec<String> = self
+            .channels
+            .keys()
+            .filter(|name| name.as_str() != notifier)
+            .cloned()
+            .collect();
+        let input = FindingsInput {
+            schedule_id: PATROL_SOURCE,
+            job: PATROL_SOURCE,
+            run_id: None,
+            findings: &[],
+            resolve_absent: false,
+            named_route: None,
+            notifiers: Some(&others),
+            node: &self.node,
+        };
+        let mut tx = self.ledger.pool().begin().await?;
+        let recorded = resolve_key(
+            &mut tx,
+            &self.policy,
+            &input,
+            &degraded_key(notifier),
+            Utc::now(),
+        )
+        .await?;
+        tx.commit().await?;
+        if recorded.resolved > 0 {
+            tracing::info!(notifier, "alert delivery recovered");
+            self.outbox.notify_one();
+        }
+        Ok(())
+    }
+}
+
+pub fn degraded_key(notifier: &str) -> String {
+    format!("patrol/delivery-degraded/{notifier}")
+}
+
+/// The delay before retry number `attempts + 1`: exponential from
+/// `retry_min`, capped at `retry_max`, with jitter so that many failed
+/// deliveries do not all come back at once.
+fn backoff_delay(settings: &DeliverySettings, attempts: u32) -> Duration {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(settings.retry_min)
+        .with_max_delay(settings.retry_max)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempts as usize)
+        .unwrap_or(settings.retry_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_allows_a_burst_then_spaces_sends() {
+        let mut limiter = Limiter::new(Some(RateLimit {
+            count: 2,
+            per: Duration::from_secs(1),
+        }));
+        let start = Instant::now();
+        assert!(limiter.try_take(start).is_ok());
+        assert!(limiter.try_take(start).is_ok());
+        let wait = limiter.try_take(start).unwrap_err();
+        assert!(
+            wait > Duration::from_millis(400) && wait <= Duration::from_millis(500),
+            "{wait:?}"
+        );
+        assert!(limiter.try_take(start + Duration::from_millis(500)).is_ok());
+        let mut unlimited = Limiter::new(None);
+        for _ in 0..1000 {
+            assert!(unlimited.try_take(start).is_ok());
+        }
+    }
+
+    #[test]
+    fn backoff_grows_from_min_and_stays_under_max() {
+        let settings = DeliverySettings {
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(30),
+            ..DeliverySettings::default()
+        };
+        let first = backoff_delay(&settings, 0);
+        assert!(
+            first >= Duration::from_secs(1) && first <= Duration::from_secs(2),
+            "{first:?}"
+        );
+        let fifth = backoff_delay(&settings, 4);
+        assert!(fifth >= Duration::from_secs(16), "{fifth:?}");
+        for attempts in 0..100 {
+            assert!(backoff_delay(&settings, attempts) <= Duration::from_secs(60));
+        }
+    }
+}
