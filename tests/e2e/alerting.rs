@@ -135,7 +135,7 @@ async fn succeeded(project: &Project, schedule: &str) -> usize {
         .count()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finding_pages_once_per_notifier_stays_quiet_on_repeats_and_resolves_when_cleared() {
     let services = Services::start().await;
     let project = Project::new(Db::Sqlite, "").await;
@@ -233,7 +233,7 @@ async fn a_finding_pages_once_per_notifier_stays_quiet_on_repeats_and_resolves_w
     assert_no_secrets(&haystacks);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_services_get_every_alert_once_in_order_and_a_kill_loses_none() {
     let services = Services::start().await;
     let project = Project::new(Db::Postgres, "").await;
@@ -459,4 +459,98 @@ fn assert_no_secrets(haystacks: &[(&str, String)]) {
             assert!(!text.contains(secret), "a secret appears in {name}");
         }
     }
+}
+
+// The CLI is run blocking; the stand-ins answer from the other worker thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silences_hold_pages_back_until_they_end_and_alert_test_reaches_every_notifier() {
+    let services = Services::start().await;
+    let project = Project::new(Db::Sqlite, "").await;
+    let config = services.config(project.path());
+    append_config(&project, &config);
+
+    // `patrol alert test ROUTE` (no server running): every notifier answers.
+    let test = project.patrol(&["alert", "test", "default"]);
+    assert_eq!(
+        test.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&test),
+        crate::support::stderr(&test)
+    );
+    for notifier in [
+        "oncall-slack: sent",
+        "oncall-pd: sent",
+        "oncall-email: sent",
+    ] {
+        assert!(stdout(&test).contains(notifier), "{}", stdout(&test));
+    }
+    assert_eq!(services.slack.messages().len(), 1);
+    assert_eq!(services.pagerduty.events().len(), 1);
+    assert_eq!(services.smtp.messages().len(), 1);
+    let unknown = project.patrol(&["alert", "test", "nope"]);
+    assert_eq!(unknown.status.code(), Some(2));
+
+    // A silence: the alert is recorded, nothing is paged.
+    let add = project.patrol(&[
+        "silence",
+        "add",
+        "--match",
+        "key=disk/*",
+        "--match",
+        "severity=critical",
+        "--for",
+        "2h",
+        "--reason",
+        "replacing sda",
+    ]);
+    assert_eq!(
+        add.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&add)
+    );
+    let id = stdout(&add)
+        .trim_start_matches("silence #")
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let list = project.patrol(&["silence", "list"]);
+    assert!(stdout(&list).contains("replacing sda"), "{}", stdout(&list));
+
+    findings_schedule(&project, "disk-check");
+    set_findings(&project, &[("disk/full/sda1", "Disk sda1 almost full")]);
+    let run = project.patrol(&["run", "disk-check", "--wait"]);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&run)
+    );
+    let open = project.patrol(&["alerts", "--open", "--json"]);
+    let alerts: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
+    assert_eq!(
+        alerts[0]["key"], "disk/full/sda1",
+        "recorded while silenced"
+    );
+    assert_eq!(
+        alerts[0]["deliveries"]["oncall-pd"][0]["status"],
+        "suppressed"
+    );
+    assert_eq!(services.pagerduty.events().len(), 1, "nothing paged");
+
+    // The silence ends: the next run pages, once.
+    let expire = project.patrol(&["silence", "expire", &id]);
+    assert_eq!(
+        expire.status.code(),
+        Some(0),
+        "{}",
+        crate::support::stderr(&expire)
+    );
+    let run = project.patrol(&["run", "disk-check", "--wait"]);
+    assert_eq!(run.status.code(), Some(0));
+    assert_eq!(services.pagerduty.events().len(), 2);
+    assert_eq!(services.pagerduty.events()[1].dedup_key, "disk/full/sda1");
+    assert_eq!(services.slack.messages().len(), 2);
 }

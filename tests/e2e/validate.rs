@@ -111,3 +111,38 @@ fn serve_refuses_to_start_on_invalid_schedules() {
         "a ledger was created before the config was checked"
     );
 }
+
+/// tests/data/invalid_config: a patrol.yaml with one mistake per notifier,
+/// route and window (each named in an `# expect:` line) and a schedule
+/// naming an unknown route: all reported at once, located, exit 2, and the
+/// inline secret never echoed.
+#[test]
+fn every_alerting_mistake_in_patrol_yaml_is_reported_with_line_and_field() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/invalid_config");
+    let config = std::fs::read_to_string(dir.join("patrol.yaml")).unwrap();
+    let expected: Vec<&str> = config
+        .lines()
+        .filter_map(|line| line.strip_prefix("# expect: "))
+        .collect();
+    assert!(expected.len() >= 10, "{expected:?}");
+    let output = std::process::Command::new(crate::support::patrol_bin())
+        .arg("validate")
+        .current_dir(&dir)
+        .env_remove("PATROL_TEST_MISSING_SLACK_TOKEN")
+        .env_remove("PATROL_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let report = stderr(&output);
+    for prefix in &expected {
+        assert!(
+            report.lines().any(|line| line.starts_with(prefix)),
+            "no line starting with `{prefix}` in:\n{report}"
+        );
+    }
+    assert!(
+        report.contains(&format!("{} errors found", expected.len())),
+        "{report}"
+    );
+    assert!(!report.contains("hunter2"), "the inline secret was echoed");
+}

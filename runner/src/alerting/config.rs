@@ -12,14 +12,142 @@ use patrol_job_api::units::HumanDuration;
 use serde::Deserialize;
 
 use super::matcher::Matcher;
-use super::notifiers::NotifierSettings;
+use super::notifiers::{
+    ConsoleSettings, EmailSettings, NotifierSettings, PagerDutySettings, SlackSettings,
+    WebhookSettings,
+};
 use crate::config::{Diagnostic, YamlFile};
 use crate::cron::CronExpr;
 
 /// The notifier every alert goes to when none is configured.
 pub const CONSOLE: &str = "console";
 
-/// The alerting sections of `patrol.yaml` as written.
+/// The alerting sections of `patrol.yaml` as read, before they are parsed
+/// piece by piece (so one bad notifier does not hide the next one's problems).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RawAlerting {
+    #[serde(default)]
+    pub notifiers: Option<serde_norway::Value>,
+    #[serde(default)]
+    pub routes: Option<serde_norway::Value>,
+    #[serde(default)]
+    pub maintenance: Option<serde_norway::Value>,
+    #[serde(default)]
+    pub runbooks: Option<serde_norway::Value>,
+    #[serde(default)]
+    pub delivery: Option<serde_norway::Value>,
+}
+
+impl RawAlerting {
+    /// Parses each notifier, route and window on its own, collecting every
+    /// problem with its location.
+    pub fn parse(&self, yaml: &YamlFile<'_>) -> (AlertingSpec, Vec<Diagnostic>) {
+        let mut errors = Vec::new();
+        let mut spec = AlertingSpec::default();
+        if let Some(value) = &self.notifiers {
+            match value.as_mapping() {
+                Some(map) => {
+                    for (name, settings) in map {
+                        let Some(name) = name.as_str() else {
+                            errors.push(yaml.diagnostic("notifiers", "notifier names are strings"));
+                            continue;
+                        };
+                        match parse_notifier(yaml, &format!("notifiers.{name}"), settings) {
+                            Ok(settings) => {
+                                spec.notifiers.insert(name.to_string(), settings);
+                            }
+                            Err(diagnostic) => errors.push(diagnostic),
+                        }
+                    }
+                }
+                None if value.is_null() => {}
+                None => errors.push(
+                    yaml.diagnostic("notifiers", "expected a map of notifier name → settings"),
+                ),
+            }
+        }
+        spec.routes = parse_list(yaml, "routes", self.routes.as_ref(), &mut errors);
+        spec.maintenance = parse_list(yaml, "maintenance", self.maintenance.as_ref(), &mut errors);
+        if let Some(value) = &self.runbooks {
+            match yaml.deserialize("runbooks", value) {
+                Ok(runbooks) => spec.runbooks = runbooks,
+                Err(diagnostic) => errors.push(diagnostic),
+            }
+        }
+        if let Some(value) = &self.delivery {
+            match yaml.deserialize("delivery", value) {
+                Ok(delivery) => spec.delivery = delivery,
+                Err(diagnostic) => errors.push(diagnostic),
+            }
+        }
+        (spec, errors)
+    }
+}
+
+fn parse_list<T: serde::de::DeserializeOwned>(
+    yaml: &YamlFile<'_>,
+    field: &str,
+    value: Option<&serde_norway::Value>,
+    errors: &mut Vec<Diagnostic>,
+) -> Vec<T> {
+    let Some(value) = value.filter(|value| !value.is_null()) else {
+        return Vec::new();
+    };
+    let Some(items) = value.as_sequence() else {
+        errors.push(yaml.diagnostic(field, "expected a list"));
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| {
+            yaml.deserialize(&format!("{field}[{index}]"), item)
+                .map_err(|diagnostic| errors.push(diagnostic))
+                .ok()
+        })
+        .collect()
+}
+
+/// A notifier's settings: `kind` picks the struct, which is then read
+/// with field paths intact (so errors point at the offending line).
+fn parse_notifier(
+    yaml: &YamlFile<'_>,
+    at: &str,
+    value: &serde_norway::Value,
+) -> Result<NotifierSettings, Diagnostic> {
+    let Some(map) = value.as_mapping() else {
+        return Err(yaml.diagnostic(at, "expected the notifier's settings (kind: …)"));
+    };
+    let kind = map
+        .get(serde_norway::Value::from("kind"))
+        .and_then(serde_norway::Value::as_str)
+        .ok_or_else(|| {
+            yaml.diagnostic(
+                at,
+                "missing `kind` (console, slack, pagerduty, email or webhook)",
+            )
+        })?;
+    let mut rest = map.clone();
+    rest.remove(serde_norway::Value::from("kind"));
+    let rest = serde_norway::Value::Mapping(rest);
+    Ok(match kind {
+        "console" => NotifierSettings::Console(yaml.deserialize::<ConsoleSettings>(at, &rest)?),
+        "slack" => NotifierSettings::Slack(yaml.deserialize::<SlackSettings>(at, &rest)?),
+        "pagerduty" => {
+            NotifierSettings::Pagerduty(yaml.deserialize::<PagerDutySettings>(at, &rest)?)
+        }
+        "email" => NotifierSettings::Email(yaml.deserialize::<EmailSettings>(at, &rest)?),
+        "webhook" => NotifierSettings::Webhook(yaml.deserialize::<WebhookSettings>(at, &rest)?),
+        other => {
+            return Err(yaml.diagnostic(
+                &format!("{at}.kind"),
+                format!("unknown notifier kind `{other}` (expected console, slack, pagerduty, email or webhook)"),
+            ))
+        }
+    })
+}
+
+/// The alerting sections of `patrol.yaml`, each piece parsed.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct AlertingSpec {
     #[serde(default)]
@@ -386,4 +514,49 @@ fn join(prefix: &str, field: &str) -> String {
     } else {
         format!("{prefix}.{field}")
     }
+}
+
+/// What `patrol validate` can learn about alerting from a patrol.yaml even
+/// when the file has other errors: the route names it defines, and every
+/// notifier secret that cannot be read (located at its field).
+pub struct FileAlertingFacts {
+    pub route_names: Vec<String>,
+    pub missing_secrets: Vec<Diagnostic>,
+}
+
+pub fn alerting_facts(path: &Path) -> Option<FileAlertingFacts> {
+    let source = std::fs::read_to_string(path).ok()?;
+    let yaml = YamlFile::parse(path, &source).ok()?;
+    let field = |name: &str| yaml.value.get(name).cloned();
+    let base = path.parent().unwrap_or(Path::new(""));
+    let route_names = field("routes")
+        .and_then(|routes| routes.as_sequence().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|route| route.get("name")?.as_str().map(str::to_string))
+        .collect::<Vec<_>>();
+    let mut missing_secrets = Vec::new();
+    if let Some(notifiers) = field("notifiers").and_then(|n| n.as_mapping().cloned()) {
+        for (name, settings) in &notifiers {
+            let Some(name) = name.as_str() else { continue };
+            let at = format!("notifiers.{name}");
+            let Ok(settings) = parse_notifier(&yaml, &at, settings) else {
+                continue;
+            };
+            for (secret_field, secret) in settings.secrets() {
+                if let Err(message) = secret.resolve(base) {
+                    missing_secrets.push(yaml.diagnostic(&format!("{at}.{secret_field}"), message));
+                }
+            }
+        }
+    }
+    let route_names = if route_names.is_empty() && field("routes").is_none() {
+        vec!["default".to_string()]
+    } else {
+        route_names
+    };
+    Some(FileAlertingFacts {
+        route_names,
+        missing_secrets,
+    })
 }

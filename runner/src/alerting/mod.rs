@@ -2,6 +2,9 @@
 //! routed to notifiers through an outbox in the ledger, delivered by a
 //! worker that retries, keeps order per key and survives restarts.
 
+/// Runbooks of the alerts patrol raises itself; each must exist in `runbooks/`.
+pub const BUILT_IN_RUNBOOKS: [&str; 3] = ["run-failed", "delivery-degraded", "alert-test"];
+
 pub mod config;
 pub mod listing;
 pub mod matcher;

@@ -239,3 +239,53 @@ async fn the_worker_retries_failures_and_keeps_each_keys_order() {
         );
     }
 }
+
+#[tokio::test]
+async fn maintenance_windows_mute_matching_alerts_only() {
+    for (_dir, ledger) in ledgers_for("patrol_alert_maintenance").await {
+        let mut spec = AlertingSpec::default();
+        spec.notifiers
+            .insert("chat".into(), NotifierSettings::Console(Default::default()));
+        // Opens every minute for two minutes: always open.
+        spec.maintenance.push(super::config::MaintenanceSpec {
+            name: "db-upgrade".into(),
+            cron: "* * * * *".into(),
+            timezone: "UTC".into(),
+            duration: patrol_job_api::units::HumanDuration(Duration::from_secs(120)),
+            matcher: Matcher::from_terms(&["key=db/*".to_string()]).unwrap(),
+        });
+        let policy = AlertPolicy::new(&AlertingConfig::check(spec, Path::new(""), None).unwrap());
+        let recorded = record(
+            &ledger,
+            &policy,
+            &[
+                finding("db/replica-lag", "lag"),
+                finding("disk/sda1", "full"),
+            ],
+            true,
+        )
+        .await;
+        assert_eq!(
+            (recorded.triggered, recorded.deliveries, recorded.suppressed),
+            (2, 1, 1)
+        );
+        let muted: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT alert_key, reason FROM deliveries WHERE status = 'suppressed'")
+                .fetch_all(ledger.pool())
+                .await
+                .unwrap();
+        assert_eq!(muted[0].0, "db/replica-lag");
+        assert_eq!(muted[0].1.as_deref(), Some("maintenance window db-upgrade"));
+    }
+}
+
+#[test]
+fn every_built_in_alert_ships_its_runbook() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runbooks");
+    for name in super::BUILT_IN_RUNBOOKS {
+        let path = dir.join(format!("{name}.md"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} is missing", path.display()));
+        assert!(text.starts_with("# "), "{} needs a title", path.display());
+    }
+}

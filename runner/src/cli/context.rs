@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
+use crate::alerting::config::alerting_facts;
 use crate::config::{
-    check_routes, load_schedules, Diagnostic, Diagnostics, PatrolConfig, ScheduleSet, YamlFile,
+    check_routes, load_schedules, Diagnostic, Diagnostics, PatrolConfig, ScheduleSet,
 };
 use crate::ledger::Ledger;
 use crate::registry::JobRegistry;
@@ -29,7 +30,14 @@ impl Context {
     pub fn schedules(&self) -> Result<ScheduleSet> {
         let set = load_schedules(std::slice::from_ref(&self.config.schedules), &self.registry)
             .map_err(diagnostics_error)?;
-        let unknown_routes = check_routes(&set, &self.config.alerting);
+        let names: Vec<String> = self
+            .config
+            .alerting
+            .routes
+            .iter()
+            .map(|route| route.name.clone())
+            .collect();
+        let unknown_routes = check_routes(&set, &names);
         if !unknown_routes.is_empty() {
             return Err(diagnostics_error(Diagnostics(unknown_routes)));
         }
@@ -74,25 +82,11 @@ fn diagnostics_error(diagnostics: Diagnostics) -> anyhow::Error {
 /// One diagnostic per notifier secret that cannot be read, located in
 /// patrol.yaml. The messages name the variable or file, never a value.
 pub fn secret_diagnostics(config: &PatrolConfig) -> Vec<Diagnostic> {
-    let missing = config.alerting.missing_secrets();
-    if missing.is_empty() {
-        return Vec::new();
-    }
-    let Some(file) = &config.file else {
-        return missing
-            .into_iter()
-            .map(|(field, message)| Diagnostic {
-                field,
-                ..Diagnostic::file_level(std::path::Path::new("patrol.yaml"), message)
-            })
-            .collect();
-    };
-    let source = std::fs::read_to_string(file).unwrap_or_default();
-    match YamlFile::parse(file, &source) {
-        Ok(yaml) => missing
-            .into_iter()
-            .map(|(field, message)| yaml.diagnostic(&field, message))
-            .collect(),
-        Err(diagnostic) => vec![diagnostic],
+    match &config.file {
+        Some(file) => alerting_facts(file)
+            .map(|facts| facts.missing_secrets)
+            .unwrap_or_default(),
+        // The embedded defaults have no notifier that needs a secret.
+        None => Vec::new(),
     }
 }

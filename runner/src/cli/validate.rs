@@ -3,8 +3,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 
 use super::context::config_path;
-use super::context::secret_diagnostics;
 use super::{ERROR, OK};
+use crate::alerting::config::alerting_facts;
 use crate::config::{check_routes, load_schedules, Diagnostic, PatrolConfig};
 use crate::registry::JobRegistry;
 
@@ -37,16 +37,18 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
         }
     }
     let mut loaded_config = None;
+    let mut route_names = vec!["default".to_string()];
     for file in &config_files {
         match PatrolConfig::load(Some(file)) {
-            Ok(config) => {
-                diagnostics.extend(secret_diagnostics(&config));
-                loaded_config = Some(config);
-            }
+            Ok(config) => loaded_config = Some(config),
             Err(errors) => diagnostics.extend(errors.0),
         }
+        // Read on their own, so they are reported even beside other errors.
+        if let Some(facts) = alerting_facts(file) {
+            diagnostics.extend(facts.missing_secrets);
+            route_names = facts.route_names;
+        }
     }
-    let alerting = loaded_config.as_ref().map(|config| config.alerting.clone());
     if args.paths.is_empty() {
         // A broken patrol.yaml is already reported; its schedules folder is
         // then the default one.
@@ -61,8 +63,7 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
         match load_schedules(&schedule_paths, &registry) {
             Ok(set) => {
                 count = set.len();
-                let alerting = alerting.unwrap_or_default();
-                diagnostics.extend(check_routes(&set, &alerting));
+                diagnostics.extend(check_routes(&set, &route_names));
             }
             Err(errors) => diagnostics.extend(errors.0),
         }

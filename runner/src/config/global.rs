@@ -9,10 +9,7 @@ use serde::Deserialize;
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::located::YamlFile;
 use super::schedule::HistoryPolicy;
-use crate::alerting::config::{
-    AlertingConfig, AlertingSpec, DeliverySpec, MaintenanceSpec, RouteSpec, RunbooksSpec,
-};
-use crate::alerting::notifiers::NotifierSettings;
+use crate::alerting::config::{AlertingConfig, RawAlerting};
 
 /// Where the ledger lives unless configured.
 pub const DEFAULT_DATABASE: &str = "sqlite://patrol.db";
@@ -30,15 +27,15 @@ struct ConfigSpec {
     shutdown_grace: Option<HumanDuration>,
     node_ttl: Option<HumanDuration>,
     #[serde(default)]
-    notifiers: std::collections::BTreeMap<String, NotifierSettings>,
+    notifiers: Option<serde_norway::Value>,
     #[serde(default)]
-    routes: Vec<RouteSpec>,
+    routes: Option<serde_norway::Value>,
     #[serde(default)]
-    maintenance: Vec<MaintenanceSpec>,
+    maintenance: Option<serde_norway::Value>,
     #[serde(default)]
-    runbooks: RunbooksSpec,
+    runbooks: Option<serde_norway::Value>,
     #[serde(default)]
-    delivery: DeliverySpec,
+    delivery: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -150,13 +147,15 @@ fn read_spec(path: &Path, base: &Path) -> Result<(ConfigSpec, AlertingConfig), D
     {
         errors.push(yaml.diagnostic("history.keep_last", "must be at least 1"));
     }
-    let alerting = AlertingSpec {
+    let raw = RawAlerting {
         notifiers: spec.notifiers.clone(),
         routes: spec.routes.clone(),
         maintenance: spec.maintenance.clone(),
         runbooks: spec.runbooks.clone(),
         delivery: spec.delivery.clone(),
     };
+    let (alerting, problems) = raw.parse(&yaml);
+    errors.extend(problems);
     let alerting = AlertingConfig::check(alerting, base, Some(&yaml))
         .map_err(|problems| errors.extend(problems))
         .ok();
@@ -175,11 +174,11 @@ fn empty_spec() -> ConfigSpec {
         node: None,
         shutdown_grace: None,
         node_ttl: None,
-        notifiers: Default::default(),
-        routes: Vec::new(),
-        maintenance: Vec::new(),
-        runbooks: RunbooksSpec::default(),
-        delivery: DeliverySpec::default(),
+        notifiers: None,
+        routes: None,
+        maintenance: None,
+        runbooks: None,
+        delivery: None,
     }
 }
 

@@ -274,16 +274,14 @@ fn params_as_json(params: &serde_norway::Value) -> Result<serde_json::Value, Str
 /// timestamps can never overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
-/// Schedules that name a route `patrol.yaml` does not define.
-pub fn check_routes(
-    schedules: &ScheduleSet,
-    alerting: &crate::alerting::config::AlertingConfig,
-) -> Vec<Diagnostic> {
+/// Schedules that name a route `patrol.yaml` does not define
+/// (`route_names`: the routes it does define).
+pub fn check_routes(schedules: &ScheduleSet, route_names: &[String]) -> Vec<Diagnostic> {
     schedules
         .iter()
         .filter_map(|schedule| {
             let route = schedule.route.as_ref()?;
-            if alerting.route(route).is_some() {
+            if route_names.contains(route) {
                 return None;
             }
             Some(Diagnostic {
@@ -293,12 +291,7 @@ pub fn check_routes(
                 field: "route".into(),
                 message: format!(
                     "unknown route `{route}` (patrol.yaml defines: {})",
-                    alerting
-                        .routes
-                        .iter()
-                        .map(|route| route.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    route_names.join(", ")
                 ),
             })
         })

@@ -82,7 +82,8 @@ struct Bucket {
 pub struct SlackBuilder {
     token: String,
     channels: Vec<Channel>,
-    rate_limit: Option<RateLimit>,
+    per_channel_per_sec: Option<f64>,
+    burst: u32,
 }
 
 impl SlackBuilder {
@@ -102,21 +103,22 @@ impl SlackBuilder {
     /// tolerates short bursts). A post finding the bucket empty gets 429,
     /// `Retry-After` and `{"ok":false,"error":"ratelimited"}`, and counts as
     /// a violation.
+    ///
+    /// # Panics
+    /// If `per_channel_per_sec` is not a positive number.
     pub fn with_rate_limit(mut self, per_channel_per_sec: f64) -> Self {
-        let burst = self.rate_limit.map_or(3.0, |limit| limit.burst);
-        self.rate_limit = Some(RateLimit {
-            per_second: per_channel_per_sec,
-            burst,
-        });
+        assert!(
+            per_channel_per_sec > 0.0 && per_channel_per_sec.is_finite(),
+            "a rate limit is a positive number of messages per second"
+        );
+        self.per_channel_per_sec = Some(per_channel_per_sec);
         self
     }
 
     /// How many posts a channel may receive back to back before the rate
-    /// limit applies (needs [`Self::with_rate_limit`]).
+    /// limit applies (at least 1; only used with [`Self::with_rate_limit`]).
     pub fn with_rate_limit_burst(mut self, burst: u32) -> Self {
-        if let Some(limit) = &mut self.rate_limit {
-            limit.burst = f64::from(burst.max(1));
-        }
+        self.burst = burst.max(1);
         self
     }
 
@@ -126,7 +128,10 @@ impl SlackBuilder {
         let logic = Arc::new(SlackLogic {
             token: self.token,
             channels: self.channels,
-            rate_limit: self.rate_limit,
+            rate_limit: self.per_channel_per_sec.map(|per_second| RateLimit {
+                per_second,
+                burst: f64::from(self.burst),
+            }),
             state: Mutex::new(SlackState::default()),
         });
         let server = Server::start(core.clone(), logic.clone()).await?;
@@ -155,7 +160,8 @@ impl SlackStandin {
         SlackBuilder {
             token: token.into(),
             channels: Vec::new(),
-            rate_limit: None,
+            per_channel_per_sec: None,
+            burst: 3,
         }
     }
 
@@ -368,7 +374,8 @@ impl SlackLogic {
             bucket.tokens -= 1.0;
             return None;
         }
-        let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / limit.per_second);
+        let wait = Duration::try_from_secs_f64((1.0 - bucket.tokens) / limit.per_second)
+            .unwrap_or(Duration::from_secs(3600));
         state.violations += 1;
         Some(wait)
     }
