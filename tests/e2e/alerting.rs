@@ -524,8 +524,8 @@ async fn silences_hold_pages_back_until_they_end_and_alert_test_reaches_every_no
     let run = project.patrol(&["run", "disk-check", "--wait"]);
     assert_eq!(
         run.status.code(),
-        Some(0),
-        "{}",
+        Some(1),
+        "a run that found something exits 1: {}",
         crate::support::stderr(&run)
     );
     let open = project.patrol(&["alerts", "--open", "--json"]);
@@ -549,7 +549,7 @@ async fn silences_hold_pages_back_until_they_end_and_alert_test_reaches_every_no
         crate::support::stderr(&expire)
     );
     let run = project.patrol(&["run", "disk-check", "--wait"]);
-    assert_eq!(run.status.code(), Some(0));
+    assert_eq!(run.status.code(), Some(1));
     assert_eq!(services.pagerduty.events().len(), 2);
     assert_eq!(services.pagerduty.events()[1].dedup_key, "disk/full/sda1");
     assert_eq!(services.slack.messages().len(), 2);

@@ -92,3 +92,53 @@ async fn defaults_record_fires_within_a_minute() {
         "{seen:#?}"
     );
 }
+
+/// The shipped fixtures-integrity schedule on the console defaults: a
+/// tampered fixture pages (one alert per file, with its runbook), and
+/// restoring the file resolves it.
+#[test]
+fn a_tampered_fixture_pages_on_the_console_and_resolves_when_restored() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo_root().join("schedules"),
+        &dir.path().join("schedules"),
+    );
+    copy_dir(&repo_root().join("fixtures"), &dir.path().join("fixtures"));
+    let readme = dir.path().join("fixtures/README.md");
+    let original = std::fs::read(&readme).unwrap();
+    std::fs::write(&readme, b"tampered\n").unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(patrol_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("PATROL_DATABASE_URL")
+            .env_remove("PATROL_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let tampered = run(&["run", "fixtures-integrity", "--wait"]);
+    let out = String::from_utf8_lossy(&tampered.stdout).into_owned();
+    assert_eq!(
+        tampered.status.code(),
+        Some(1),
+        "{out}{}",
+        stderr(&tampered)
+    );
+    assert!(
+        out.contains(
+            "[console] TRIGGER error fixtures-integrity/README.md: Fixture README.md changed"
+        ),
+        "{out}"
+    );
+    std::fs::write(&readme, original).unwrap();
+    let restored = run(&["run", "fixtures-integrity", "--wait"]);
+    let out = String::from_utf8_lossy(&restored.stdout).into_owned();
+    assert_eq!(restored.status.code(), Some(0), "{out}");
+    assert!(
+        out.contains("[console] RESOLVE error fixtures-integrity/README.md"),
+        "{out}"
+    );
+    let alerts = run(&["alerts", "--json"]);
+    let alerts: serde_json::Value = serde_json::from_slice(&alerts.stdout).unwrap();
+    assert_eq!(alerts[0]["status"], "resolved");
+}

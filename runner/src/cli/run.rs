@@ -241,7 +241,22 @@ async fn report(ledger: &Ledger, id: i64) -> Result<u8> {
     if let Some(output) = run.output.as_deref().filter(|output| !output.is_empty()) {
         println!("{}", output.trim_end());
     }
-    Ok(if run.status == RunStatus::Succeeded {
+    // Exit 1 also when the run found something (its findings are firing).
+    let found = run
+        .details
+        .as_ref()
+        .and_then(|details| details.get("alerts"))
+        .map(|alerts| {
+            ["triggered", "updated", "unchanged"]
+                .iter()
+                .filter_map(|field| alerts.get(field).and_then(serde_json::Value::as_u64))
+                .sum::<u64>()
+        })
+        .unwrap_or(0);
+    if found > 0 {
+        println!("found: {found} finding(s) firing (patrol alerts --open)");
+    }
+    Ok(if run.status == RunStatus::Succeeded && found == 0 {
         OK
     } else {
         FOUND
