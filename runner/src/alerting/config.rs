@@ -255,6 +255,9 @@ pub struct DeliverySettings {
     /// An instance silent this long is dead: deliveries it was sending are
     /// taken over at once (patrol.yaml's `node_ttl`).
     pub node_ttl: Duration,
+    /// Resolved alerts older than this are forgotten, with their deliveries
+    /// (patrol.yaml's `history.max_age`).
+    pub retention: Duration,
 }
 
 impl Default for DeliverySettings {
@@ -265,6 +268,7 @@ impl Default for DeliverySettings {
             retry_max: Duration::from_secs(300),
             give_up_after: Duration::from_secs(24 * 3600),
             node_ttl: Duration::from_secs(15),
+            retention: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }
@@ -435,6 +439,7 @@ impl AlertingConfig {
                 .give_up_after
                 .map_or(defaults.give_up_after, |d| d.0),
             node_ttl: defaults.node_ttl,
+            retention: defaults.retention,
         };
         if delivery.degraded_after == 0 {
             error(

@@ -344,3 +344,38 @@ async fn record_health(
         consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
     })
 }
+
+impl Ledger {
+    /// Forgets alerts resolved before `cutoff` (with their deliveries and
+    /// attempts) once nothing of theirs is left to send, and silences that
+    /// ended before it. Returns the alerts removed.
+    pub async fn prune_alerts(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        const OLD: &str = "SELECT id FROM alerts WHERE status = 'resolved' AND resolved_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.alert_id = alerts.id \
+               AND d.status IN ('pending', 'sending'))";
+        let cutoff = to_millis(cutoff);
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(&format!(
+            "DELETE FROM delivery_attempts WHERE delivery_id IN \
+             (SELECT id FROM deliveries WHERE alert_id IN ({OLD}))"
+        ))
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(&format!("DELETE FROM deliveries WHERE alert_id IN ({OLD})"))
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        let removed = sqlx::query(&format!("DELETE FROM alerts WHERE id IN ({OLD})"))
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM silences WHERE ends_at < $1 OR expired_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(removed)
+    }
+}

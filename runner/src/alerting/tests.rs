@@ -289,3 +289,32 @@ fn every_built_in_alert_ships_its_runbook() {
         assert!(text.starts_with("# "), "{} needs a title", path.display());
     }
 }
+
+#[tokio::test]
+async fn old_resolved_alerts_are_pruned_once_nothing_is_left_to_send() {
+    for (_dir, ledger) in ledgers_for("patrol_alert_prune").await {
+        let policy = AlertPolicy::new(&config());
+        record(&ledger, &policy, &[finding("k/old", "old")], true).await;
+        record(&ledger, &policy, &[], true).await;
+        let later = Utc::now() + chrono::Duration::days(1);
+        assert_eq!(
+            ledger.prune_alerts(later).await.unwrap(),
+            0,
+            "its resolve is still to be sent"
+        );
+        sqlx::query("UPDATE deliveries SET status = 'sent'")
+            .execute(ledger.pool())
+            .await
+            .unwrap();
+        record(&ledger, &policy, &[finding("k/new", "new")], true).await;
+        assert_eq!(ledger.prune_alerts(later).await.unwrap(), 1);
+        let left: Vec<String> = ledger
+            .alerts(false, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|alert| alert.key)
+            .collect();
+        assert_eq!(left, ["k/new"], "firing alerts are kept");
+    }
+}

@@ -161,9 +161,20 @@ impl DeliveryWorker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
         let mut last_reclaim = Instant::now() - Duration::from_secs(60);
+        let mut last_prune = Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if last_prune.elapsed() >= Duration::from_secs(3600) {
+                last_prune = Instant::now();
+                let cutoff = Utc::now()
+                    - chrono::Duration::from_std(self.settings.retention).unwrap_or_default();
+                match self.ledger.prune_alerts(cutoff).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(alerts = n, "pruned resolved alerts"),
+                    Err(err) => tracing::warn!(error = %err, "cannot prune old alerts"),
+                }
             }
             if last_reclaim.elapsed() >= Duration::from_secs(5) {
                 last_reclaim = Instant::now();

@@ -94,21 +94,27 @@ impl PatrolConfig {
             .unwrap_or_else(|| DEFAULT_DATABASE.to_string());
         let database = resolve_sqlite_path(&database, &base);
         let schedules = base.join(spec.schedules.unwrap_or_else(|| PathBuf::from("schedules")));
+        let history = spec.history.unwrap_or(HistoryPolicy {
+            keep_last: Some(1000),
+            max_age: Some(HumanDuration(Duration::from_secs(90 * 24 * 3600))),
+        });
+        let node_ttl = spec.node_ttl.map_or(Duration::from_secs(15), |d| d.0);
         Ok(Self {
             file: path.map(Path::to_path_buf),
             database,
             schedules,
-            history: spec.history.unwrap_or(HistoryPolicy {
-                keep_last: Some(1000),
-                max_age: Some(HumanDuration(Duration::from_secs(90 * 24 * 3600))),
-            }),
+            history,
             log: spec.log,
             node: spec.node.unwrap_or_else(default_node_name),
             shutdown_grace: spec.shutdown_grace.map_or(Duration::from_secs(30), |d| d.0),
-            node_ttl: spec.node_ttl.map_or(Duration::from_secs(15), |d| d.0),
+            node_ttl,
+            // Alerts follow the run history's age limit; nodes die the same way.
             alerting: AlertingConfig {
                 delivery: crate::alerting::config::DeliverySettings {
-                    node_ttl: spec.node_ttl.map_or(Duration::from_secs(15), |d| d.0),
+                    node_ttl,
+                    retention: history
+                        .max_age
+                        .map_or(alerting.delivery.retention, |age| age.0),
                     ..alerting.delivery
                 },
                 ..alerting
