@@ -2,12 +2,18 @@
 //! oldest open one per key and notifier, so order holds), claiming with a
 //! lease (one sender, whichever node), attempts, outcomes, notifier health.
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
 use super::notify::{Action, AlertView};
 use crate::ledger::{from_millis, to_millis, Ledger};
+
+/// Deliveries claimed per transaction (two parameters each for the
+/// attempt rows).
+const CLAIM_CHUNK: usize = 200;
 
 /// A delivery claimed for sending.
 #[derive(Debug, Clone)]
@@ -56,17 +62,35 @@ impl Ledger {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(i64, String)>> {
-        let rows = sqlx::query(
+        self.due_deliveries_except(now, limit, &[]).await
+    }
+
+    /// Like [`Self::due_deliveries`], leaving out the notifiers in `skip`
+    /// (those that cannot send now), so that their backlog never fills
+    /// the window and hides other notifiers' due deliveries.
+    pub async fn due_deliveries_except(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        skip: &[&str],
+    ) -> Result<Vec<(i64, String)>> {
+        let sql = format!(
             "SELECT d.id, d.notifier FROM deliveries d WHERE d.status = 'pending' AND d.not_before <= $1 \
              AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.alert_key = d.alert_key \
-               AND e.notifier = d.notifier AND e.id < d.id AND e.status IN ('pending', 'sending')) \
+               AND e.notifier = d.notifier AND e.id < d.id AND e.status IN ('pending', 'sending')){} \
              ORDER BY d.not_before, d.id LIMIT $2",
-        )
-        .bind(to_millis(now))
-        .bind(i64::from(limit))
-        .fetch_all(self.pool())
-        .await
-        .context("cannot read due deliveries")?;
+            not_in("d.notifier", 3, skip.len())
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(to_millis(now))
+            .bind(i64::from(limit));
+        for notifier in skip {
+            query = query.bind(*notifier);
+        }
+        let rows = query
+            .fetch_all(self.pool())
+            .await
+            .context("cannot read due deliveries")?;
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
@@ -74,10 +98,23 @@ impl Ledger {
 
     /// When the next pending delivery falls due, if any.
     pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>> {
-        let next: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(not_before) FROM deliveries WHERE status = 'pending'")
-                .fetch_one(self.pool())
-                .await?;
+        self.next_delivery_due_except(&[]).await
+    }
+
+    /// When the next pending delivery for a notifier not in `skip` falls due.
+    pub async fn next_delivery_due_except(
+        &self,
+        skip: &[&str],
+    ) -> Result<Option<DateTime<Utc>>> {
+        let sql = format!(
+            "SELECT MIN(not_before) FROM deliveries WHERE status = 'pending'{}",
+            not_in("notifier", 1, skip.len())
+        );
+        let mut query = sqlx::query_scalar(&sql);
+        for notifier in skip {
+            query = query.bind(*notifier);
+        }
+        let next: Option<i64> = query.fetch_one(self.pool()).await?;
         Ok(next.map(from_millis))
     }
 
@@ -91,52 +128,107 @@ impl Ledger {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Option<(Due, i64)>> {
-        let mut tx = self.pool().begin().await?;
-        let claimed = sqlx::query(
-            "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1 WHERE id = $3 AND status = 'pending'",
-        )
-        .bind(instance)
-        .bind(to_millis(lease_until))
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if claimed == 0 {
-            tx.rollback().await?;
-            return Ok(None);
+        Ok(self
+            .claim_deliveries(&[id], instance, now, lease_until)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Claims those of `ids` still pending for `instance` until
+    /// `lease_until` and writes their attempt rows, in one transaction per
+    /// chunk, before anything is sent. Returns the claimed ones (in `ids`
+    /// order) with their attempt ids; any another sender got first are
+    /// left out.
+    pub async fn claim_deliveries(
+        &self,
+        ids: &[i64],
+        instance: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(Due, i64)>> {
+        let mut claimed = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CLAIM_CHUNK) {
+            claimed.extend(self.claim_chunk(chunk, instance, now, lease_until).await?);
         }
-        let row = sqlx::query(
-            "SELECT id, alert_id, notifier, action, view, created_at, attempts FROM deliveries WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let action: String = row.try_get(3)?;
-        let attempts: i64 = row.try_get(6)?;
-        let due = Due {
-            id: row.try_get(0)?,
-            alert_id: row.try_get(1)?,
-            notifier: row.try_get(2)?,
-            action: Action::parse(&action)
-                .with_context(|| format!("delivery {id} has unknown action `{action}`"))?,
-            view: serde_json::from_str(&row.try_get::<String, _>(4)?)
-                .with_context(|| format!("delivery {id} has an unreadable alert"))?,
-            created_at: from_millis(row.try_get(5)?),
-            attempts: u32::try_from(attempts - 1).unwrap_or(0),
-        };
-        let attempt_id: i64 = sqlx::query_scalar(
+        Ok(claimed)
+    }
+
+    async fn claim_chunk(
+        &self,
+        ids: &[i64],
+        instance: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<(Due, i64)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool().begin().await?;
+        let sql = format!(
+            "UPDATE deliveries SET status = 'sending', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1 WHERE status = 'pending' AND id IN ({}) \
+             RETURNING id, alert_id, notifier, action, view, created_at, attempts",
+            placeholders(3, ids.len())
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(instance)
+            .bind(to_millis(lease_until));
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&mut *tx).await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let mut claimed = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.try_get(0)?;
+            let action: String = row.try_get(3)?;
+            let attempts: i64 = row.try_get(6)?;
+            let due = Due {
+                id,
+                alert_id: row.try_get(1)?,
+                notifier: row.try_get(2)?,
+                action: Action::parse(&action)
+                    .with_context(|| format!("delivery {id} has unknown action `{action}`"))?,
+                view: serde_json::from_str(&row.try_get::<String, _>(4)?)
+                    .with_context(|| format!("delivery {id} has an unreadable alert"))?,
+                created_at: from_millis(row.try_get(5)?),
+                attempts: u32::try_from(attempts - 1).unwrap_or(0),
+            };
+            claimed.insert(id, (due, attempts));
+        }
+        let values: Vec<String> = (0..claimed.len())
+            .map(|index| {
+                let first = 3 + 2 * index;
+                format!("(${first}, ${}, $1, $2)", first + 1)
+            })
+            .collect();
+        let sql = format!(
             "INSERT INTO delivery_attempts (delivery_id, attempt, instance_id, started_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(id)
-        .bind(attempts)
-        .bind(instance)
-        .bind(to_millis(now))
-        .fetch_one(&mut *tx)
-        .await?;
+             VALUES {} RETURNING id, delivery_id",
+            values.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(instance).bind(to_millis(now));
+        for (id, (_, attempts)) in &claimed {
+            query = query.bind(*id).bind(*attempts);
+        }
+        let attempt_ids: HashMap<i64, i64> = query
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(1)?, row.try_get(0)?)))
+            .collect::<Result<_>>()?;
         tx.commit().await?;
-        Ok(Some((due, attempt_id)))
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let (due, _) = claimed.remove(id)?;
+                Some((due, *attempt_ids.get(id)?))
+            })
+            .collect())
     }
 
     /// What this notifier returned when it first delivered the alert
@@ -231,16 +323,27 @@ impl Ledger {
         Ok(health)
     }
 
-    /// Marks a delivery the notifier does not want (email skips updates).
-    pub async fn skip_delivery(&self, id: i64, reason: &str) -> Result<()> {
+    /// Marks a delivery the notifier does not want (email skips updates),
+    /// closing the attempt row its claim opened.
+    pub async fn skip_delivery(&self, id: i64, reason: &str, now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "UPDATE delivery_attempts SET outcome = 'skipped', finished_at = $1 \
+             WHERE delivery_id = $2 AND outcome IS NULL",
+        )
+        .bind(to_millis(now))
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE deliveries SET status = 'skipped', reason = $1, lease_owner = NULL, \
              lease_until = NULL WHERE id = $2",
         )
         .bind(reason)
         .bind(id)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -292,6 +395,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// Whether an alert with this key is firing for `schedule_id`: one
+    /// indexed read, so patrol's own alerts can be checked before opening
+    /// a transaction to resolve them.
+    pub async fn has_firing_alert(&self, schedule_id: &str, key: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE status = 'firing' AND schedule_id = $1 AND alert_key = $2 \
+             LIMIT 1",
+        )
+        .bind(schedule_id)
+        .bind(key)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(found.is_some())
+    }
+
     /// How many deliveries are still to be sent (pending or in flight).
     pub async fn open_delivery_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar(
@@ -309,40 +427,54 @@ async fn record_health(
     now: DateTime<Utc>,
 ) -> Result<Health> {
     let now = to_millis(now);
-    match error {
+    let failures: i64 = match error {
         None => {
-            sqlx::query(
+            sqlx::query_scalar(
                 "INSERT INTO notifier_health (notifier, consecutive_failures, last_success_at) \
                  VALUES ($1, 0, $2) ON CONFLICT (notifier) DO UPDATE SET \
-                 consecutive_failures = 0, last_success_at = excluded.last_success_at",
+                 consecutive_failures = 0, last_success_at = excluded.last_success_at \
+                 RETURNING consecutive_failures",
             )
             .bind(notifier)
             .bind(now)
-            .execute(&mut *conn)
-            .await?;
+            .fetch_one(&mut *conn)
+            .await?
         }
         Some(error) => {
-            sqlx::query(
+            sqlx::query_scalar(
                 "INSERT INTO notifier_health (notifier, consecutive_failures, last_failure_at, last_error) \
                  VALUES ($1, 1, $2, $3) ON CONFLICT (notifier) DO UPDATE SET \
                  consecutive_failures = notifier_health.consecutive_failures + 1, \
-                 last_failure_at = excluded.last_failure_at, last_error = excluded.last_error",
+                 last_failure_at = excluded.last_failure_at, last_error = excluded.last_error \
+                 RETURNING consecutive_failures",
             )
             .bind(notifier)
             .bind(now)
             .bind(error)
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
-    let failures: i64 =
-        sqlx::query_scalar("SELECT consecutive_failures FROM notifier_health WHERE notifier = $1")
-            .bind(notifier)
             .fetch_one(&mut *conn)
-            .await?;
+            .await?
+        }
+    };
     Ok(Health {
         consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
     })
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ` AND column NOT IN ($first, …)`, or nothing when `count` is 0.
+fn not_in(column: &str, first: usize, count: usize) -> String {
+    if count == 0 {
+        String::new()
+    } else {
+        format!(" AND {column} NOT IN ({})", placeholders(first, count))
+    }
 }
 
 impl Ledger {

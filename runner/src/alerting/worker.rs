@@ -285,7 +285,11 @@ impl DeliveryWorker {
             };
             if !channel.notifier.wants(due.action) {
                 self.ledger
-                    .skip_delivery(due.id, "this notifier does not send this kind of event")
+                    .skip_delivery(
+                        due.id,
+                        "this notifier does not send this kind of event",
+                        Utc::now(),
+                    )
                     .await?;
                 continue;
             }
