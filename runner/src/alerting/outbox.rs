@@ -26,6 +26,10 @@ pub struct Due {
     pub created_at: DateTime<Utc>,
     /// Attempts before this one.
     pub attempts: u32,
+    /// What the notifier returned for this alert's first delivered event
+    /// (see [`Ledger::delivery_remote`]), read with the claim: every
+    /// earlier event of the alert at this notifier is settled by then.
+    pub remote: Option<serde_json::Value>,
 }
 
 /// How one attempt ended.
@@ -102,10 +106,7 @@ impl Ledger {
     }
 
     /// When the next pending delivery for a notifier not in `skip` falls due.
-    pub async fn next_delivery_due_except(
-        &self,
-        skip: &[&str],
-    ) -> Result<Option<DateTime<Utc>>> {
+    pub async fn next_delivery_due_except(&self, skip: &[&str]) -> Result<Option<DateTime<Utc>>> {
         let sql = format!(
             "SELECT MIN(not_before) FROM deliveries WHERE status = 'pending'{}",
             not_in("notifier", 1, skip.len())
@@ -197,8 +198,28 @@ impl Ledger {
                     .with_context(|| format!("delivery {id} has an unreadable alert"))?,
                 created_at: from_millis(row.try_get(5)?),
                 attempts: u32::try_from(attempts - 1).unwrap_or(0),
+                remote: None,
             };
             claimed.insert(id, (due, attempts));
+        }
+        // What each alert's first delivered event returned at its notifier
+        // (Slack's message), as `delivery_remote` reads it.
+        let sql = format!(
+            "SELECT d.id, (SELECT r.remote FROM deliveries r WHERE r.alert_id = d.alert_id \
+               AND r.notifier = d.notifier AND r.status = 'sent' AND r.remote IS NOT NULL \
+               ORDER BY r.id LIMIT 1) FROM deliveries d WHERE d.id IN ({})",
+            placeholders(1, claimed.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in claimed.keys() {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *tx).await? {
+            let id: i64 = row.try_get(0)?;
+            let remote: Option<String> = row.try_get(1)?;
+            if let Some((due, _)) = claimed.get_mut(&id) {
+                due.remote = remote.and_then(|text| serde_json::from_str(&text).ok());
+            }
         }
         let values: Vec<String> = (0..claimed.len())
             .map(|index| {
@@ -509,5 +530,170 @@ impl Ledger {
             .await?;
         tx.commit().await?;
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use patrol_job_api::{Finding, Severity};
+
+    use super::*;
+    use crate::alerting::config::{AlertingConfig, AlertingSpec};
+    use crate::alerting::notifiers::NotifierSettings;
+    use crate::alerting::policy::AlertPolicy;
+    use crate::alerting::record::{record_findings, FindingsInput};
+    use crate::ledger::tests::ledgers_for;
+
+    async fn record(ledger: &Ledger, policy: &AlertPolicy, findings: &[Finding]) {
+        let input = FindingsInput {
+            schedule_id: "disk-check",
+            job: "command",
+            run_id: Some(1),
+            findings,
+            resolve_absent: true,
+            named_route: None,
+            notifiers: None,
+            node: "node-a",
+        };
+        let mut tx = ledger.pool().begin().await.unwrap();
+        record_findings(&mut tx, policy, &input, Utc::now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// (id, key, notifier) of every delivery, in id order.
+    async fn rows(ledger: &Ledger) -> Vec<(i64, String, String)> {
+        sqlx::query_as("SELECT id, alert_key, notifier FROM deliveries ORDER BY id")
+            .fetch_all(ledger.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn batch_claims_skip_busy_notifiers_write_attempts_and_carry_the_remote() {
+        for (_dir, ledger) in ledgers_for("patrol_outbox_batch").await {
+            let mut spec = AlertingSpec::default();
+            for name in ["chat", "pager"] {
+                spec.notifiers
+                    .insert(name.into(), NotifierSettings::Console(Default::default()));
+            }
+            let policy =
+                AlertPolicy::new(&AlertingConfig::check(spec, Path::new(""), None).unwrap());
+            let finding = |key: &str, title: &str| Finding::new(key, Severity::Error, title);
+            record(&ledger, &policy, &[finding("a", "a"), finding("b", "b")]).await;
+            let all = rows(&ledger).await;
+            assert_eq!(all.len(), 4);
+
+            // A notifier that cannot send now is left out of the window.
+            let now = Utc::now();
+            let pager_only = ledger
+                .due_deliveries_except(now, 10, &["chat"])
+                .await
+                .unwrap();
+            assert_eq!(pager_only.len(), 2);
+            assert!(pager_only.iter().all(|(_, notifier)| notifier == "pager"));
+            assert_eq!(ledger.due_deliveries(now, 10).await.unwrap().len(), 4);
+
+            // One batch: all claimed, in the order asked, attempt rows written.
+            let mut ids: Vec<i64> = all.iter().map(|(id, _, _)| *id).collect();
+            ids.reverse();
+            let lease = now + chrono::Duration::seconds(60);
+            let claimed = ledger
+                .claim_deliveries(&ids, "me", now, lease)
+                .await
+                .unwrap();
+            let claimed_ids: Vec<i64> = claimed.iter().map(|(due, _)| due.id).collect();
+            assert_eq!(claimed_ids, ids);
+            assert!(claimed
+                .iter()
+                .all(|(due, _)| due.attempts == 0 && due.remote.is_none()));
+            let open_attempts: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM delivery_attempts WHERE outcome IS NULL AND attempt = 1",
+            )
+            .fetch_one(ledger.pool())
+            .await
+            .unwrap();
+            assert_eq!(open_attempts, 4);
+            let again = ledger.claim_deliveries(&ids, "other", now, lease).await;
+            assert!(again.unwrap().is_empty(), "claimed twice");
+            assert_eq!(
+                ledger.next_delivery_due_except(&[]).await.unwrap(),
+                None,
+                "nothing pending"
+            );
+
+            // Sent and failed outcomes; failures count up per notifier.
+            let by_pair = |key: &str, notifier: &str| {
+                claimed
+                    .iter()
+                    .find(|(due, _)| due.view.key == key && due.notifier == notifier)
+                    .unwrap()
+                    .clone()
+            };
+            let (a_chat, attempt) = by_pair("a", "chat");
+            let sent = AttemptEnd::Sent {
+                remote: Some(serde_json::json!({ "ts": "17" })),
+            };
+            let health = ledger
+                .finish_attempt(&a_chat, attempt, &sent, Utc::now())
+                .await
+                .unwrap();
+            assert_eq!(health.consecutive_failures, 0);
+            for (n, key) in ["a", "b"].into_iter().enumerate() {
+                let (due, attempt) = by_pair(key, "pager");
+                let failed = AttemptEnd::Failed {
+                    error: "down".into(),
+                    http_status: Some(503),
+                };
+                let health = ledger
+                    .finish_attempt(&due, attempt, &failed, Utc::now())
+                    .await
+                    .unwrap();
+                assert_eq!(health.consecutive_failures, u32::try_from(n + 1).unwrap());
+            }
+
+            // An update of `a` goes out at chat (its trigger is sent) with
+            // what the trigger returned; `b`'s waits behind its trigger.
+            record(
+                &ledger,
+                &policy,
+                &[finding("a", "a, worse"), finding("b", "b, worse")],
+            )
+            .await;
+            let keys: HashMap<i64, (String, String)> = rows(&ledger)
+                .await
+                .into_iter()
+                .map(|(id, key, notifier)| (id, (key, notifier)))
+                .collect();
+            let due = ledger.due_deliveries(Utc::now(), 10).await.unwrap();
+            let mut due_pairs: Vec<(String, String)> =
+                due.iter().map(|(id, _)| keys[id].clone()).collect();
+            due_pairs.sort();
+            let pair = |key: &str, notifier: &str| (key.to_string(), notifier.to_string());
+            assert_eq!(
+                due_pairs,
+                [pair("a", "chat"), pair("a", "pager"), pair("b", "pager")],
+                "b at chat waits for its trigger, still sending"
+            );
+            let update = due
+                .iter()
+                .find(|(id, _)| keys[id] == pair("a", "chat"))
+                .map(|(id, _)| *id)
+                .unwrap();
+            let (claimed, _) = ledger
+                .claim_delivery(update, "me", Utc::now(), lease)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(claimed.action, Action::Update);
+            assert_eq!(claimed.remote, Some(serde_json::json!({ "ts": "17" })));
+
+            assert!(ledger.has_firing_alert("disk-check", "a").await.unwrap());
+            assert!(!ledger.has_firing_alert("disk-check", "zzz").await.unwrap());
+            assert!(!ledger.has_firing_alert("patrol", "a").await.unwrap());
+        }
     }
 }

@@ -39,7 +39,12 @@ const POLL: Duration = Duration::from_millis(500);
 
 struct Channel {
     notifier: Arc<dyn Notifier>,
+    /// Decides how many deliveries may be claimed for sending.
     limiter: Mutex<Limiter>,
+    /// The same limit, taken just before each request goes out: the time
+    /// from claim to request varies (a busy ledger), and the service counts
+    /// requests, not claims.
+    send_gate: Mutex<Limiter>,
     /// Set from a 429's `Retry-After`: nothing goes to this notifier before.
     blocked_until: Mutex<Option<Instant>>,
     in_flight: AtomicUsize,
@@ -68,6 +73,16 @@ impl Limiter {
             burst,
             tat: None,
         }
+    }
+
+    /// How long until a slot is free; `None` if one is free now.
+    fn ready_in(&self, now: Instant) -> Option<Duration> {
+        if self.interval.is_zero() {
+            return None;
+        }
+        let tat = self.tat.unwrap_or(now).max(now);
+        let allowed_at = tat.checked_sub(self.burst).unwrap_or(now);
+        (allowed_at > now).then(|| allowed_at - now)
     }
 
     /// Takes a slot now, or says how long until one is free.
@@ -139,6 +154,7 @@ impl DeliveryWorker {
                 let channel = Channel {
                     notifier,
                     limiter: Mutex::new(Limiter::new(limit)),
+                    send_gate: Mutex::new(Limiter::new(limit)),
                     blocked_until: Mutex::new(None),
                     in_flight: AtomicUsize::new(0),
                 };
@@ -197,7 +213,10 @@ impl DeliveryWorker {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.outbox.notified() => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
+                    // Reap every send that has finished: one look serves all.
+                    while tasks.try_join_next().is_some() {}
+                }
                 _ = shutdown.changed() => {}
             }
         }
@@ -243,44 +262,74 @@ impl DeliveryWorker {
     /// Returns how long to wait before looking again.
     async fn dispatch(&self, tasks: &mut JoinSet<()>) -> Result<Duration> {
         let now = Utc::now();
+        let instant = Instant::now();
         let mut wait = POLL;
-        let due = self.ledger.due_deliveries(now, 500).await?;
-        let mut skipped_by_notifier: HashMap<String, ()> = HashMap::new();
-        for (id, notifier) in due {
-            if skipped_by_notifier.contains_key(&notifier) {
+        // How many more each notifier can take now. Those that can take
+        // none (blocked by a Retry-After, out of rate, or with every slot in
+        // flight) are left out of the query: their backlog must not fill
+        // the window and hide the others' due deliveries.
+        let mut room: HashMap<&str, usize> = HashMap::new();
+        let mut skip: Vec<&str> = Vec::new();
+        for (name, channel) in self.channels.iter() {
+            let blocked = channel
+                .blocked_until
+                .lock()
+                .ok()
+                .and_then(|b| *b)
+                .filter(|until| *until > instant)
+                .map(|until| until - instant);
+            let limited = channel
+                .limiter
+                .lock()
+                .ok()
+                .and_then(|limiter| limiter.ready_in(instant));
+            if let Some(later) = blocked.max(limited) {
+                wait = wait.min(later);
+                skip.push(name);
                 continue;
             }
+            let free =
+                IN_FLIGHT_PER_NOTIFIER.saturating_sub(channel.in_flight.load(Ordering::SeqCst));
+            if free == 0 {
+                skip.push(name);
+                continue;
+            }
+            room.insert(name, free);
+        }
+        let window = room.values().sum::<usize>().clamp(16, 500);
+        let due = self
+            .ledger
+            .due_deliveries_except(now, u32::try_from(window).unwrap_or(500), &skip)
+            .await?;
+        let mut picked = Vec::new();
+        for (id, notifier) in due {
             let Some(channel) = self.channels.get(&notifier) else {
                 self.give_up_unknown(id, &notifier).await?;
                 continue;
             };
-            let instant = Instant::now();
-            if let Some(until) = channel.blocked_until.lock().ok().and_then(|b| *b) {
-                if until > instant {
-                    wait = wait.min(until - instant);
-                    skipped_by_notifier.insert(notifier, ());
-                    continue;
-                }
-            }
-            if channel.in_flight.load(Ordering::SeqCst) >= IN_FLIGHT_PER_NOTIFIER {
-                skipped_by_notifier.insert(notifier, ());
+            let Some(free) = room.get_mut(notifier.as_str()).filter(|free| **free > 0) else {
                 continue;
-            }
+            };
             let slot = channel
                 .limiter
                 .lock()
                 .map_or(Ok(()), |mut limiter| limiter.try_take(instant));
             if let Err(later) = slot {
                 wait = wait.min(later);
-                skipped_by_notifier.insert(notifier, ());
+                *free = 0;
                 continue;
             }
-            let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-            let Some((due, attempt_id)) = self
-                .ledger
-                .claim_delivery(id, &self.instance, now, lease_until)
-                .await?
-            else {
+            *free -= 1;
+            picked.push(id);
+        }
+        // One claim (and its attempt rows) for the lot, before any is sent.
+        let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+        let claimed = self
+            .ledger
+            .claim_deliveries(&picked, &self.instance, now, lease_until)
+            .await?;
+        for (due, attempt_id) in claimed {
+            let Some(channel) = self.channels.get(&due.notifier) else {
                 continue;
             };
             if !channel.notifier.wants(due.action) {
@@ -299,7 +348,9 @@ impl DeliveryWorker {
                 worker.send(due, attempt_id).await;
             });
         }
-        if let Some(next) = self.ledger.next_delivery_due().await? {
+        // Skipped notifiers wake the loop themselves: by `wait` (rate,
+        // Retry-After) or by a send finishing (slots).
+        if let Some(next) = self.ledger.next_delivery_due_except(&skip).await? {
             let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(5)));
         }
@@ -382,25 +433,13 @@ impl DeliveryWorker {
     }
 
     async fn attempt(&self, channel: &Channel, due: &Due) -> AttemptEnd {
-        let remote = match self
-            .ledger
-            .delivery_remote(due.alert_id, &due.notifier)
-            .await
-        {
-            Ok(remote) => remote,
-            Err(err) => {
-                return self.retry_end(
-                    due,
-                    SendError::transient(format!("cannot read the ledger: {err}")),
-                );
-            }
-        };
         let notification = Notification {
             delivery_id: due.id,
             action: due.action,
             alert: due.view.clone(),
-            remote,
+            remote: due.remote.clone(),
         };
+        wait_for_send_slot(channel).await;
         let result = tokio::time::timeout(SEND_LIMIT, channel.notifier.send(&notification)).await;
         match result {
             Ok(Ok(sent)) => AttemptEnd::Sent {
@@ -512,6 +551,15 @@ impl DeliveryWorker {
     }
 
     async fn notifier_recovered(&self, notifier: &str) -> Result<()> {
+        // The common case, after every successful send: nothing to resolve,
+        // found with one read instead of a transaction.
+        if !self
+            .ledger
+            .has_firing_alert(PATROL_SOURCE, &degraded_key(notifier))
+            .await?
+        {
+            return Ok(());
+        }
         let others: Vec<String> = self
             .channels
             .keys()
@@ -543,6 +591,22 @@ impl DeliveryWorker {
             self.outbox.notify_one();
         }
         Ok(())
+    }
+}
+
+/// Waits until the notifier's rate limit lets a request go out now. The
+/// claim already kept to the limit, so this waits at most as long as the
+/// claim-to-request time varies.
+async fn wait_for_send_slot(channel: &Channel) {
+    loop {
+        let wait = channel
+            .send_gate
+            .lock()
+            .map_or(None, |mut gate| gate.try_take(Instant::now()).err());
+        match wait {
+            None => return,
+            Some(wait) => tokio::time::sleep(wait).await,
+        }
     }
 }
 
@@ -587,6 +651,104 @@ mod tests {
         let mut unlimited = Limiter::new(None);
         for _ in 0..1000 {
             assert!(unlimited.try_take(start).is_ok());
+        }
+    }
+
+    #[test]
+    fn limiter_says_when_a_slot_is_free_without_taking_it() {
+        let mut limiter = Limiter::new(Some(RateLimit {
+            count: 1,
+            per: Duration::from_secs(1),
+        }));
+        let start = Instant::now();
+        assert_eq!(limiter.ready_in(start), None);
+        assert_eq!(limiter.ready_in(start), None, "peeking takes nothing");
+        assert!(limiter.try_take(start).is_ok());
+        let wait = limiter.ready_in(start).unwrap();
+        assert_eq!(Err(wait), limiter.try_take(start));
+        assert_eq!(limiter.ready_in(start + Duration::from_secs(1)), None);
+        assert_eq!(Limiter::new(None).ready_in(start), None);
+    }
+
+    /// Counts what it is given.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl Notifier for Counter {
+        fn kind(&self) -> &'static str {
+            "counter"
+        }
+
+        async fn send(
+            &self,
+            _: &crate::alerting::notify::Notification,
+        ) -> Result<crate::alerting::notify::Sent, SendError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(crate::alerting::notify::Sent::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_backlog_does_not_hold_back_other_notifiers() {
+        use crate::alerting::config::AlertingSpec;
+        use crate::ledger::tests::ledgers_for;
+
+        for (_dir, ledger) in ledgers_for("patrol_alert_backlog").await {
+            // `slow` may send once an hour; `fast` has no limit. Both get
+            // every alert; 600 of `slow`'s wait, more than a look at the
+            // outbox reads at once.
+            let spec: AlertingSpec = serde_norway::from_str(
+                "notifiers:\n  fast:\n    kind: console\n  slow:\n    kind: webhook\n    \
+                 url: http://127.0.0.1:9/unused\n    rate_limit: 1/1h\n",
+            )
+            .unwrap();
+            let config = AlertingConfig::check(spec, std::path::Path::new(""), None).unwrap();
+            let policy = Arc::new(AlertPolicy::new(&config));
+            let findings: Vec<Finding> = (0..600)
+                .map(|n| Finding::new(format!("disk/{n}"), Severity::Error, "full"))
+                .collect();
+            let input = FindingsInput {
+                schedule_id: "disk-check",
+                job: "command",
+                run_id: None,
+                findings: &findings,
+                resolve_absent: false,
+                named_route: None,
+                notifiers: None,
+                node: "node-a",
+            };
+            let mut tx = ledger.pool().begin().await.unwrap();
+            record_findings(&mut tx, &policy, &input, Utc::now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let fast = Arc::new(Counter::default());
+            let slow = Arc::new(Counter::default());
+            let worker = DeliveryWorker::with_notifiers(
+                ledger.clone(),
+                &config,
+                policy,
+                vec![
+                    ("fast".into(), fast.clone() as Arc<dyn Notifier>),
+                    ("slow".into(), slow.clone() as Arc<dyn Notifier>),
+                ],
+                "instance-a",
+                "node-a",
+                Arc::new(Notify::new()),
+            );
+            let (stop, stopped) = watch::channel(false);
+            let running = tokio::spawn(worker.run(stopped));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while fast.0.load(Ordering::SeqCst) < 600 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            stop.send(true).unwrap();
+            running.await.unwrap();
+            assert_eq!(fast.0.load(Ordering::SeqCst), 600);
+            assert_eq!(slow.0.load(Ordering::SeqCst), 1);
+            // Only the rate-limited notifier's backlog is left.
+            assert_eq!(ledger.open_delivery_count().await.unwrap(), 599);
         }
     }
 
