@@ -24,6 +24,8 @@ pub struct FindingLines {
     pending: Vec<u8>,
     /// The current line outgrew `MAX_LINE`; skip to its end.
     overlong: bool,
+    /// The first bytes of an overlong line: enough to tell a finding.
+    overlong_start: Vec<u8>,
     line_number: usize,
     pub findings: Vec<Finding>,
     pub partial: bool,
@@ -68,7 +70,10 @@ impl FindingLines {
         }
         if self.pending.len() + bytes.len() > MAX_LINE {
             self.overlong = true;
-            self.pending.clear();
+            self.pending
+                .extend_from_slice(&bytes[..bytes.len().min(64)]);
+            self.pending.truncate(64);
+            self.overlong_start = std::mem::take(&mut self.pending);
             return;
         }
         self.pending.extend_from_slice(bytes);
@@ -78,6 +83,16 @@ impl FindingLines {
         self.line_number += 1;
         let line = std::mem::take(&mut self.pending);
         if std::mem::take(&mut self.overlong) {
+            // A finding too long to read still counts: dropping it quietly
+            // would let its alert resolve.
+            let start = std::mem::take(&mut self.overlong_start);
+            let compact: String = String::from_utf8_lossy(&start)
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            if compact.starts_with("{\"finding") {
+                self.malformed(format!("longer than {MAX_LINE} bytes"));
+            }
             return;
         }
         let text = String::from_utf8_lossy(&line);
@@ -167,6 +182,18 @@ mod tests {
         lines.finish();
         assert!(lines.partial);
         assert_eq!(lines.findings.len(), 1);
-        assert_eq!(lines.malformed, 0);
+        assert_eq!(lines.malformed, 1, "an overlong finding is counted");
+        assert!(
+            lines.problems[0].contains("longer than"),
+            "{:?}",
+            lines.problems
+        );
+
+        // An overlong line of ordinary output is just output.
+        let mut plain = FindingLines::default();
+        plain.push(&vec![b'x'; MAX_LINE + 10]);
+        plain.push(b"\n");
+        plain.finish();
+        assert_eq!((plain.malformed, plain.partial), (0, false));
     }
 }

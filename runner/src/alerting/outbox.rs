@@ -56,6 +56,9 @@ pub enum AttemptEnd {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Health {
     pub consecutive_failures: u32,
+    /// Another sender claimed the delivery since (this one's lease was taken
+    /// over): nothing was recorded about the delivery itself.
+    pub superseded: bool,
 }
 
 impl Ledger {
@@ -305,39 +308,52 @@ impl Ledger {
         .bind(attempt_id)
         .execute(&mut *tx)
         .await?;
-        match end {
-            AttemptEnd::Sent { remote } => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'sent', sent_at = $1, remote = $2, \
-                     lease_owner = NULL, lease_until = NULL WHERE id = $3",
-                )
-                .bind(to_millis(now))
-                .bind(remote.as_ref().map(ToString::to_string))
-                .bind(due.id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            AttemptEnd::Retry { next, error, .. } => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'pending', not_before = $1, last_error = $2, \
-                     lease_owner = NULL, lease_until = NULL WHERE id = $3",
-                )
-                .bind(to_millis(*next))
-                .bind(error)
-                .bind(due.id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            AttemptEnd::Failed { error, .. } => {
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'failed', last_error = $1, \
-                     lease_owner = NULL, lease_until = NULL WHERE id = $2",
-                )
-                .bind(error)
-                .bind(due.id)
-                .execute(&mut *tx)
-                .await?;
-            }
+        let claim_number = i64::from(due.attempts) + 1;
+        let updated = match end {
+            AttemptEnd::Sent { remote } => sqlx::query(
+                "UPDATE deliveries SET status = 'sent', sent_at = $1, remote = $2, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $3 \
+                     AND status = 'sending' AND attempts = $4",
+            )
+            .bind(to_millis(now))
+            .bind(remote.as_ref().map(ToString::to_string))
+            .bind(due.id)
+            .bind(claim_number)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            AttemptEnd::Retry { next, error, .. } => sqlx::query(
+                "UPDATE deliveries SET status = 'pending', not_before = $1, last_error = $2, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $3 \
+                     AND status = 'sending' AND attempts = $4",
+            )
+            .bind(to_millis(*next))
+            .bind(error)
+            .bind(due.id)
+            .bind(claim_number)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            AttemptEnd::Failed { error, .. } => sqlx::query(
+                "UPDATE deliveries SET status = 'failed', last_error = $1, \
+                     lease_owner = NULL, lease_until = NULL WHERE id = $2 \
+                     AND status = 'sending' AND attempts = $3",
+            )
+            .bind(error)
+            .bind(due.id)
+            .bind(claim_number)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if updated == 0 {
+            // A late sender must not overwrite the claim that replaced its
+            // own (that could let a resolve overtake its trigger).
+            tx.commit().await?;
+            return Ok(Health {
+                consecutive_failures: 0,
+                superseded: true,
+            });
         }
         let health = record_health(&mut tx, &due.notifier, error, now).await?;
         tx.commit().await?;
@@ -478,6 +494,7 @@ async fn record_health(
     };
     Ok(Health {
         consecutive_failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        superseded: false,
     })
 }
 

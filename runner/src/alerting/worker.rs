@@ -419,6 +419,13 @@ impl DeliveryWorker {
         let Some(health) = health else {
             return;
         };
+        if health.superseded {
+            tracing::warn!(
+                delivery = due.id, notifier = %due.notifier,
+                "another sender took this delivery over; its outcome stands, not this one"
+            );
+            return;
+        }
         let outcome = match end {
             AttemptEnd::Sent { .. } => self.notifier_recovered(&due.notifier).await,
             _ if health.consecutive_failures >= self.settings.degraded_after => {
@@ -445,11 +452,15 @@ impl DeliveryWorker {
             Ok(Ok(sent)) => AttemptEnd::Sent {
                 remote: sent.remote,
             },
-            Ok(Err(error)) => {
+            Ok(Err(mut error)) => {
+                // A service's Retry-After is honoured up to give_up_after; an
+                // absurd value must not overflow the clock arithmetic below.
                 if let Retry::Later {
                     retry_after: Some(after),
-                } = error.retry
+                } = &mut error.retry
                 {
+                    *after = (*after).min(self.settings.give_up_after);
+                    let after = *after;
                     if let Ok(mut blocked) = channel.blocked_until.lock() {
                         *blocked = Some(Instant::now() + after);
                     }

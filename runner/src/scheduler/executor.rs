@@ -254,23 +254,33 @@ fn run_failed_finding(run: &Run, end: &RunEnd) -> Finding {
         patrol_job_api::Severity::Error,
         format!("Schedule `{}` failed ({})", run.schedule_id, end.status),
     );
-    let mut summary = format!(
-        "Run #{} (attempt {}) ended {}",
-        run.id, run.attempt, end.status
-    );
-    for text in [end.error.as_deref(), end.summary.as_deref()]
-        .into_iter()
-        .flatten()
+    // Only what stays the same from one failure to the next goes into the
+    // summary (it is part of the alert's identity for updates); the run id
+    // and the job's one-line summary (with its duration) go into details.
+    let mut summary = format!("The last attempt ended {}", end.status);
+    if let Some(code) = end
+        .details
+        .as_ref()
+        .and_then(|details| details.get("exit_code"))
+        .and_then(serde_json::Value::as_i64)
     {
+        summary.push_str(&format!(" with exit code {code}"));
+    }
+    if let Some(error) = end.error.as_deref() {
         summary.push_str(": ");
-        summary.push_str(&text.chars().take(500).collect::<String>());
+        summary.push_str(&error.chars().take(500).collect::<String>());
     }
     finding.summary = summary;
     finding.runbook = Some("run-failed".into());
     finding
         .labels
         .insert("schedule".into(), run.schedule_id.clone());
-    finding.details = serde_json::json!({ "run_id": run.id, "status": end.status.as_str() });
+    finding.details = serde_json::json!({
+        "run_id": run.id,
+        "attempt": run.attempt,
+        "status": end.status.as_str(),
+        "run_summary": end.summary,
+    });
     finding
 }
 
