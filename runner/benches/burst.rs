@@ -345,7 +345,7 @@ async fn drive(case: &Case, ledger: &Ledger, label: String) -> Result<Outcomes> 
         ledger.clone(),
         registry,
         Arc::new(SystemClock),
-        instance,
+        instance.clone(),
         settings(),
     );
     let (_schedules_tx, schedules_rx) = watch::channel(Arc::new(set));
@@ -368,6 +368,7 @@ async fn drive(case: &Case, ledger: &Ledger, label: String) -> Result<Outcomes> 
         .send(true)
         .map_err(|_| anyhow::anyhow!("engine gone before shutdown"))?;
     engine.await.context("engine task panicked")??;
+    ledger.stop_instance(&instance, Utc::now()).await?;
 
     let mut outcomes = verify(ledger, &ids, &slots, &starts).await?;
     outcomes.label = label;

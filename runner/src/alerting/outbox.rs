@@ -69,29 +69,43 @@ impl Ledger {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(i64, String)>> {
-        self.due_deliveries_except(now, limit, &[]).await
+        self.due_deliveries_among(now, limit, None).await
     }
 
-    /// Like [`Self::due_deliveries`], leaving out the notifiers in `skip`
-    /// (those that cannot send now), so that their backlog never fills
-    /// the window and hides other notifiers' due deliveries.
-    pub async fn due_deliveries_except(
+    /// Like [`Self::due_deliveries`], for the `notifiers` given only (those
+    /// this node has configured and that can send now): another notifier's
+    /// backlog never fills the window, and one this node does not know is
+    /// left to a node that does.
+    pub async fn due_deliveries_for(
         &self,
         now: DateTime<Utc>,
         limit: u32,
-        skip: &[&str],
+        notifiers: &[&str],
     ) -> Result<Vec<(i64, String)>> {
+        if notifiers.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.due_deliveries_among(now, limit, Some(notifiers)).await
+    }
+
+    async fn due_deliveries_among(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        notifiers: Option<&[&str]>,
+    ) -> Result<Vec<(i64, String)>> {
+        let notifiers = notifiers.unwrap_or_default();
         let sql = format!(
             "SELECT d.id, d.notifier FROM deliveries d WHERE d.status = 'pending' AND d.not_before <= $1 \
              AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.alert_key = d.alert_key \
                AND e.notifier = d.notifier AND e.id < d.id AND e.status IN ('pending', 'sending')){} \
              ORDER BY d.not_before, d.id LIMIT $2",
-            not_in("d.notifier", 3, skip.len())
+            in_list("d.notifier", 3, notifiers.len())
         );
         let mut query = sqlx::query(&sql)
             .bind(to_millis(now))
             .bind(i64::from(limit));
-        for notifier in skip {
+        for notifier in notifiers {
             query = query.bind(*notifier);
         }
         let rows = query
@@ -105,21 +119,59 @@ impl Ledger {
 
     /// When the next pending delivery falls due, if any.
     pub async fn next_delivery_due(&self) -> Result<Option<DateTime<Utc>>> {
-        self.next_delivery_due_except(&[]).await
+        self.next_delivery_due_among(&[]).await
     }
 
-    /// When the next pending delivery for a notifier not in `skip` falls due.
-    pub async fn next_delivery_due_except(&self, skip: &[&str]) -> Result<Option<DateTime<Utc>>> {
+    /// When the next pending delivery for one of `notifiers` falls due.
+    pub async fn next_delivery_due_for(&self, notifiers: &[&str]) -> Result<Option<DateTime<Utc>>> {
+        if notifiers.is_empty() {
+            return Ok(None);
+        }
+        self.next_delivery_due_among(notifiers).await
+    }
+
+    /// `notifiers` empty means all.
+    async fn next_delivery_due_among(&self, notifiers: &[&str]) -> Result<Option<DateTime<Utc>>> {
         let sql = format!(
             "SELECT MIN(not_before) FROM deliveries WHERE status = 'pending'{}",
-            not_in("notifier", 1, skip.len())
+            in_list("notifier", 1, notifiers.len())
         );
         let mut query = sqlx::query_scalar(&sql);
-        for notifier in skip {
+        for notifier in notifiers {
             query = query.bind(*notifier);
         }
         let next: Option<i64> = query.fetch_one(self.pool()).await?;
         Ok(next.map(from_millis))
+    }
+
+    /// Pending deliveries per notifier not in `known`: sent by no node
+    /// with this configuration. Those older than `give_up_before` are
+    /// failed, or they would wait forever. Returns what is still waiting.
+    pub async fn settle_unknown_notifiers(
+        &self,
+        known: &[&str],
+        give_up_before: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>> {
+        let give_up_sql = format!(
+            "UPDATE deliveries SET status = 'failed', \
+             last_error = 'notifier `' || notifier || '` is configured on no node that looked; gave up' \
+             WHERE status = 'pending' AND created_at < $1{}",
+            not_in("notifier", 2, known.len())
+        );
+        let mut give_up = sqlx::query(&give_up_sql).bind(to_millis(give_up_before));
+        for notifier in known {
+            give_up = give_up.bind(*notifier);
+        }
+        give_up.execute(self.pool()).await?;
+        let sql = format!(
+            "SELECT notifier, COUNT(*) FROM deliveries WHERE status = 'pending'{} GROUP BY notifier ORDER BY notifier",
+            not_in("notifier", 1, known.len())
+        );
+        let mut query = sqlx::query_as(&sql);
+        for notifier in known {
+            query = query.bind(*notifier);
+        }
+        Ok(query.fetch_all(self.pool()).await?)
     }
 
     /// Claims delivery `id` for `instance` until `lease_until` and writes
@@ -506,6 +558,15 @@ fn placeholders(first: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// ` AND column IN ($first, …)`, or nothing when `count` is 0.
+fn in_list(column: &str, first: usize, count: usize) -> String {
+    if count == 0 {
+        String::new()
+    } else {
+        format!(" AND {column} IN ({})", placeholders(first, count))
+    }
+}
+
 /// ` AND column NOT IN ($first, …)`, or nothing when `count` is 0.
 fn not_in(column: &str, first: usize, count: usize) -> String {
     if count == 0 {
@@ -570,6 +631,7 @@ mod tests {
             run_id: Some(1),
             findings,
             resolve_absent: true,
+            also_resolve: None,
             named_route: None,
             notifiers: None,
             node: "node-a",
@@ -607,7 +669,7 @@ mod tests {
             // A notifier that cannot send now is left out of the window.
             let now = Utc::now();
             let pager_only = ledger
-                .due_deliveries_except(now, 10, &["chat"])
+                .due_deliveries_for(now, 10, &["pager"])
                 .await
                 .unwrap();
             assert_eq!(pager_only.len(), 2);
@@ -637,7 +699,7 @@ mod tests {
             let again = ledger.claim_deliveries(&ids, "other", now, lease).await;
             assert!(again.unwrap().is_empty(), "claimed twice");
             assert_eq!(
-                ledger.next_delivery_due_except(&[]).await.unwrap(),
+                ledger.next_delivery_due().await.unwrap(),
                 None,
                 "nothing pending"
             );
@@ -711,6 +773,118 @@ mod tests {
             assert!(ledger.has_firing_alert("disk-check", "a").await.unwrap());
             assert!(!ledger.has_firing_alert("disk-check", "zzz").await.unwrap());
             assert!(!ledger.has_firing_alert("patrol", "a").await.unwrap());
+        }
+    }
+
+    fn two_notifier_policy() -> AlertPolicy {
+        let mut spec = AlertingSpec::default();
+        for name in ["chat", "pager"] {
+            spec.notifiers
+                .insert(name.into(), NotifierSettings::Console(Default::default()));
+        }
+        AlertPolicy::new(&AlertingConfig::check(spec, Path::new(""), None).unwrap())
+    }
+
+    async fn status_of(ledger: &Ledger, id: i64) -> (String, Option<String>) {
+        sqlx::query_as("SELECT status, last_error FROM deliveries WHERE id = $1")
+            .bind(id)
+            .fetch_one(ledger.pool())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_sender_whose_claim_was_taken_over_records_nothing_over_the_new_claim() {
+        for (_dir, ledger) in ledgers_for("patrol_outbox_superseded").await {
+            let policy = two_notifier_policy();
+            record(&ledger, &policy, &[Finding::new("a", Severity::Error, "a")]).await;
+            let (id, _, _) = rows(&ledger).await[0].clone();
+            let start = Utc::now();
+            let (slow, slow_attempt) = ledger
+                .claim_delivery(id, "slow", start, start + chrono::Duration::seconds(1))
+                .await
+                .unwrap()
+                .unwrap();
+            // The slow sender's lease runs out; another node takes over.
+            let later = start + chrono::Duration::seconds(5);
+            assert_eq!(
+                ledger
+                    .reclaim_expired_deliveries(later, later - chrono::Duration::minutes(1))
+                    .await
+                    .unwrap(),
+                1
+            );
+            let (fresh, fresh_attempt) = ledger
+                .claim_delivery(id, "fresh", later, later + chrono::Duration::minutes(2))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(fresh.attempts, slow.attempts + 1);
+
+            // The slow sender wakes up and reports a failure: ignored.
+            let failed = AttemptEnd::Failed {
+                error: "late failure".into(),
+                http_status: Some(500),
+            };
+            let health = ledger
+                .finish_attempt(&slow, slow_attempt, &failed, later)
+                .await
+                .unwrap();
+            assert!(health.superseded);
+            assert_eq!(status_of(&ledger, id).await, ("sending".into(), None));
+
+            // The new owner's outcome is what counts.
+            let sent = AttemptEnd::Sent { remote: None };
+            let health = ledger
+                .finish_attempt(&fresh, fresh_attempt, &sent, later)
+                .await
+                .unwrap();
+            assert!(!health.superseded);
+            assert_eq!(status_of(&ledger, id).await.0, "sent");
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_for_a_notifier_this_node_lacks_wait_for_a_node_that_has_it() {
+        for (_dir, ledger) in ledgers_for("patrol_outbox_unknown").await {
+            // Recorded by a node that has `chat` and `pager`; this one has `chat`.
+            let policy = two_notifier_policy();
+            record(&ledger, &policy, &[Finding::new("a", Severity::Error, "a")]).await;
+            let now = Utc::now();
+            let due = ledger.due_deliveries_for(now, 10, &["chat"]).await.unwrap();
+            assert_eq!(due.len(), 1);
+            assert_eq!(due[0].1, "chat");
+            assert!(ledger
+                .due_deliveries_for(now, 10, &[])
+                .await
+                .unwrap()
+                .is_empty());
+            assert_eq!(ledger.next_delivery_due_for(&[]).await.unwrap(), None);
+
+            // Within give_up_after: left pending, reported as waiting.
+            let waiting = ledger
+                .settle_unknown_notifiers(&["chat"], now - chrono::Duration::hours(24))
+                .await
+                .unwrap();
+            assert_eq!(waiting, [("pager".to_string(), 1)]);
+            let pager = rows(&ledger)
+                .await
+                .into_iter()
+                .find(|(_, _, notifier)| notifier == "pager")
+                .unwrap()
+                .0;
+            assert_eq!(status_of(&ledger, pager).await.0, "pending");
+
+            // No node sent it in time: failed, saying why; chat untouched.
+            let waiting = ledger
+                .settle_unknown_notifiers(&["chat"], now + chrono::Duration::seconds(1))
+                .await
+                .unwrap();
+            assert!(waiting.is_empty());
+            let (status, error) = status_of(&ledger, pager).await;
+            assert_eq!(status, "failed");
+            assert!(error.unwrap().contains("`pager`"));
+            assert_eq!(ledger.due_deliveries(now, 10).await.unwrap().len(), 1);
         }
     }
 }

@@ -28,6 +28,10 @@ pub struct FindingsInput<'a> {
     /// The run succeeded and looked at everything: firing alerts of this
     /// schedule whose key it did not report are resolved.
     pub resolve_absent: bool,
+    /// A key to resolve when absent even if `resolve_absent` is false: a
+    /// schedule's run-failed alert clears on any successful run, complete
+    /// or partial.
+    pub also_resolve: Option<&'a str>,
     /// The schedule's `route:`.
     pub named_route: Option<&'a str>,
     /// Send to exactly these notifiers, bypassing routes (patrol's own
@@ -72,6 +76,7 @@ pub async fn record_findings(
     now: DateTime<Utc>,
 ) -> Result<Recorded> {
     let mut recorded = Recorded::default();
+    lock_schedule_alerts(conn, input.schedule_id).await?;
     let firing = firing_alerts(conn, input.schedule_id).await?;
     let mut firing_by_key: HashMap<&str, &FiringAlert> = firing
         .iter()
@@ -187,6 +192,8 @@ pub async fn record_findings(
         for alert in firing_by_key.into_values() {
             resolve(conn, policy, input, alert, now, &mut recorded).await?;
         }
+    } else if let Some(alert) = input.also_resolve.and_then(|key| firing_by_key.remove(key)) {
+        resolve(conn, policy, input, alert, now, &mut recorded).await?;
     }
     Ok(recorded)
 }
@@ -270,11 +277,28 @@ pub async fn resolve_key(
     now: DateTime<Utc>,
 ) -> Result<Recorded> {
     let mut recorded = Recorded::default();
+    lock_schedule_alerts(conn, input.schedule_id).await?;
     let firing = firing_alerts(conn, input.schedule_id).await?;
     if let Some(alert) = firing.iter().find(|alert| alert.key == key) {
         resolve(conn, policy, input, alert, now, &mut recorded).await?;
     }
     Ok(recorded)
+}
+
+/// Serializes alert bookkeeping per schedule until the transaction ends.
+/// Two runs of one schedule ending at once (overlap: allow, or two nodes)
+/// would otherwise both read the same firing set and write conflicting
+/// events, e.g. an update queued after the resolve. SQLite needs nothing:
+/// its one writer connection already serializes these transactions.
+async fn lock_schedule_alerts(conn: &mut AnyConnection, schedule_id: &str) -> Result<()> {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7091))")
+            .bind(format!("patrol-alerts:{schedule_id}"))
+            .execute(&mut *conn)
+            .await
+            .context("cannot lock the schedule's alerts")?;
+    }
+    Ok(())
 }
 
 fn targets_for(policy: &AlertPolicy, input: &FindingsInput<'_>, view: &AlertView) -> Vec<Target> {
@@ -508,6 +532,7 @@ pub async fn record_test_alert(
         run_id: None,
         findings: std::slice::from_ref(&finding),
         resolve_absent: false,
+        also_resolve: None,
         named_route: Some(&route.name),
         notifiers: None,
         node,

@@ -40,12 +40,23 @@ async fn record(
     findings: &[Finding],
     resolve_absent: bool,
 ) -> Recorded {
+    record_resolving(ledger, policy, findings, resolve_absent, None).await
+}
+
+async fn record_resolving(
+    ledger: &Ledger,
+    policy: &AlertPolicy,
+    findings: &[Finding],
+    resolve_absent: bool,
+    also_resolve: Option<&str>,
+) -> Recorded {
     let input = FindingsInput {
         schedule_id: "disk-check",
         job: "command",
         run_id: Some(1),
         findings,
         resolve_absent,
+        also_resolve,
         named_route: None,
         notifiers: None,
         node: "node-a",
@@ -111,6 +122,44 @@ async fn new_keys_trigger_seen_keys_stay_quiet_changes_update_and_absence_resolv
         let back = record(&ledger, &policy, &changed, true).await;
         assert_eq!(back.triggered, 1);
         assert_eq!(ledger.alerts(false, 10).await.unwrap().len(), 3);
+    }
+}
+
+#[tokio::test]
+async fn a_partial_success_clears_the_run_failed_alert_but_nothing_it_did_not_look_at() {
+    for (_dir, ledger) in ledgers_for("patrol_alert_also_resolve").await {
+        let policy = AlertPolicy::new(&config());
+        let failed = finding("patrol/run-failed/disk-check", "disk-check failed");
+        let disk = finding("disk/sda1", "sda1 full");
+        record(&ledger, &policy, std::slice::from_ref(&disk), true).await;
+        let first = record(&ledger, &policy, &[failed.clone(), disk], false).await;
+        assert_eq!(first.triggered, 1);
+
+        // Succeeded with partial results: the failure is over, the disk
+        // alert stays (this run may not have looked at sda1).
+        let partial = record_resolving(&ledger, &policy, &[], false, Some(&failed.key)).await;
+        assert_eq!((partial.resolved, partial.deliveries), (1, 2));
+        let open: Vec<String> = ledger
+            .alerts(true, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|alert| alert.key)
+            .collect();
+        assert_eq!(open, ["disk/sda1"]);
+
+        // Reported again by the run itself, it is not resolved.
+        let back = record(&ledger, &policy, std::slice::from_ref(&failed), false).await;
+        assert_eq!(back.triggered, 1);
+        let kept = record_resolving(
+            &ledger,
+            &policy,
+            std::slice::from_ref(&failed),
+            false,
+            Some(&failed.key),
+        )
+        .await;
+        assert_eq!((kept.resolved, kept.unchanged), (0, 1));
     }
 }
 

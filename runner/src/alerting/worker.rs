@@ -176,14 +176,17 @@ impl DeliveryWorker {
     /// their timeouts) and releases anything still claimed.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut tasks = JoinSet::new();
-        let mut last_reclaim = Instant::now() - Duration::from_secs(60);
-        let mut last_prune = Instant::now();
+        // `None`: not done yet, so both happen at start.
+        let mut last_reclaim: Option<Instant> = None;
+        let mut last_prune: Option<Instant> = None;
+        let due =
+            |last: Option<Instant>, every: Duration| last.is_none_or(|at| at.elapsed() >= every);
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            if last_prune.elapsed() >= Duration::from_secs(3600) {
-                last_prune = Instant::now();
+            if due(last_prune, Duration::from_secs(3600)) {
+                last_prune = Some(Instant::now());
                 let cutoff = Utc::now()
                     - chrono::Duration::from_std(self.settings.retention).unwrap_or_default();
                 match self.ledger.prune_alerts(cutoff).await {
@@ -191,9 +194,10 @@ impl DeliveryWorker {
                     Ok(n) => tracing::debug!(alerts = n, "pruned resolved alerts"),
                     Err(err) => tracing::warn!(error = %err, "cannot prune old alerts"),
                 }
+                self.settle_unknown_notifiers().await;
             }
-            if last_reclaim.elapsed() >= Duration::from_secs(5) {
-                last_reclaim = Instant::now();
+            if due(last_reclaim, Duration::from_secs(5)) {
+                last_reclaim = Some(Instant::now());
                 match self.reclaim().await {
                     Ok(0) => {}
                     Ok(n) => tracing::warn!(
@@ -296,15 +300,15 @@ impl DeliveryWorker {
             }
             room.insert(name, free);
         }
+        let ready: Vec<&str> = room.keys().copied().collect();
         let window = room.values().sum::<usize>().clamp(16, 500);
         let due = self
             .ledger
-            .due_deliveries_except(now, u32::try_from(window).unwrap_or(500), &skip)
+            .due_deliveries_for(now, u32::try_from(window).unwrap_or(500), &ready)
             .await?;
         let mut picked = Vec::new();
         for (id, notifier) in due {
             let Some(channel) = self.channels.get(&notifier) else {
-                self.give_up_unknown(id, &notifier).await?;
                 continue;
             };
             let Some(free) = room.get_mut(notifier.as_str()).filter(|free| **free > 0) else {
@@ -350,30 +354,41 @@ impl DeliveryWorker {
         }
         // Skipped notifiers wake the loop themselves: by `wait` (rate,
         // Retry-After) or by a send finishing (slots).
-        if let Some(next) = self.ledger.next_delivery_due_except(&skip).await? {
+        let waiting: Vec<&str> = self
+            .channels
+            .keys()
+            .map(String::as_str)
+            .filter(|name| !skip.contains(name))
+            .collect();
+        if let Some(next) = self.ledger.next_delivery_due_for(&waiting).await? {
             let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(5)));
         }
         Ok(wait)
     }
 
-    async fn give_up_unknown(&self, id: i64, notifier: &str) -> Result<()> {
-        let now = Utc::now();
-        let lease_until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-        if let Some((due, attempt_id)) = self
+    /// Deliveries for a notifier this node does not have are left to a
+    /// node that has it (configs differ during a rollout); if none sends
+    /// them within `give_up_after`, they fail rather than wait forever.
+    async fn settle_unknown_notifiers(&self) {
+        let known: Vec<&str> = self.channels.keys().map(String::as_str).collect();
+        let give_up_before = Utc::now()
+            - chrono::Duration::from_std(self.settings.give_up_after).unwrap_or_default();
+        match self
             .ledger
-            .claim_delivery(id, &self.instance, now, lease_until)
-            .await?
+            .settle_unknown_notifiers(&known, give_up_before)
+            .await
         {
-            let end = AttemptEnd::Failed {
-                error: format!("notifier `{notifier}` is no longer configured"),
-                http_status: None,
-            };
-            self.ledger
-                .finish_attempt(&due, attempt_id, &end, now)
-                .await?;
+            Ok(waiting) => {
+                for (notifier, pending) in waiting {
+                    tracing::warn!(notifier = %notifier, pending,
+                        "deliveries wait for a notifier this node does not have configured");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot look at unknown notifiers' deliveries")
+            }
         }
-        Ok(())
     }
 
     async fn send(&self, due: Due, attempt_id: i64) {
@@ -543,6 +558,7 @@ impl DeliveryWorker {
             run_id: None,
             findings: std::slice::from_ref(&finding),
             resolve_absent: false,
+            also_resolve: None,
             named_route: None,
             notifiers: Some(&others),
             node: &self.node,
@@ -583,6 +599,7 @@ impl DeliveryWorker {
             run_id: None,
             findings: &[],
             resolve_absent: false,
+            also_resolve: None,
             named_route: None,
             notifiers: Some(&others),
             node: &self.node,
@@ -725,6 +742,7 @@ mod tests {
                 run_id: None,
                 findings: &findings,
                 resolve_absent: false,
+                also_resolve: None,
                 named_route: None,
                 notifiers: None,
                 node: "node-a",

@@ -3,13 +3,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use chrono::Utc;
 use tokio::sync::watch;
 
 use super::{Context, OK};
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::worker::DeliveryWorker;
 use crate::config::{LogFormat, PatrolConfig};
-use crate::ledger::Instance;
+use crate::ledger::{Instance, Ledger};
 use crate::reload::watch_schedules;
 use crate::scheduler::{Alerting, Engine, EngineSettings, SystemClock};
 
@@ -77,10 +78,36 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
     });
     let result = engine.run(schedules_rx, shutdown_rx).await;
     let _ = worker_stop_tx.send(true);
-    let _ = worker.await;
+    // Until the worker has finished its sends and released its claims,
+    // this instance must look alive, or another node would re-send them.
+    heartbeat_until(&ledger, &instance, context.config.node_ttl / 4, worker).await;
+    if let Err(err) = ledger.stop_instance(&instance, Utc::now()).await {
+        tracing::warn!(error = %err, "cannot record this instance as stopped");
+    }
+    tracing::info!("patrol stopped");
     result?;
     ledger.close().await;
     Ok(OK)
+}
+
+async fn heartbeat_until<T>(
+    ledger: &Ledger,
+    instance: &Instance,
+    every: Duration,
+    task: tokio::task::JoinHandle<T>,
+) {
+    let mut heartbeat = tokio::time::interval(every.max(Duration::from_millis(200)));
+    tokio::pin!(task);
+    loop {
+        tokio::select! {
+            _ = &mut task => return,
+            _ = heartbeat.tick() => {
+                if let Err(err) = ledger.heartbeat(instance, Utc::now()).await {
+                    tracing::warn!(error = %err, "cannot write heartbeat");
+                }
+            }
+        }
+    }
 }
 
 async fn wait_for_shutdown_signal(shutdown: watch::Sender<bool>) {

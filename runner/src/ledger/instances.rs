@@ -1,13 +1,35 @@
 //! Which processes are alive. A run belongs to the instance that claimed
 //! it; when that instance dies, its runs are marked `crashed`.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 use chrono::{DateTime, Utc};
+use patrol_job_api::Finding;
 use sqlx::Row;
+
+use crate::alerting::policy::AlertPolicy;
+use crate::alerting::record::{record_findings, FindingsInput};
 
 use super::model::{from_millis, to_millis, Instance, NewRun, Run};
 use super::runs::{decode_run, insert_pending, RUN_COLUMNS};
 use super::Ledger;
+
+/// What follows a crashed run, decided by the scheduler: a retry, or —
+/// out of retries — a page, like any run that failed for good.
+#[derive(Default)]
+pub struct CrashFollowUp {
+    pub retry: Option<NewRun>,
+    pub page: Option<CrashPage>,
+}
+
+/// The alert a crashed run raises, recorded with the crash.
+pub struct CrashPage {
+    pub policy: Arc<AlertPolicy>,
+    pub finding: Finding,
+    pub named_route: Option<String>,
+    pub node: String,
+}
 
 /// An instance found dead, with the runs it left `running`.
 #[derive(Debug, Clone)]
@@ -80,14 +102,15 @@ impl Ledger {
     /// this node with a process id that no longer exists — marks their
     /// `running` runs `crashed` and the instances stopped.
     ///
-    /// `retry_of` decides, per crashed run, the retry to enqueue; it is
-    /// written in the same transaction as the crash, so none is lost.
+    /// `follow_up` decides, per crashed run, the retry to enqueue or the
+    /// alert to raise; both are written in the same transaction as the
+    /// crash, so none is lost.
     pub async fn reap_dead_instances(
         &self,
         me: &Instance,
         now: DateTime<Utc>,
         ttl: chrono::Duration,
-        retry_of: &(dyn Fn(&Run) -> Option<NewRun> + Send + Sync),
+        follow_up: &(dyn Fn(&Run) -> CrashFollowUp + Send + Sync),
     ) -> Result<Vec<DeadInstance>> {
         let rows = sqlx::query(
             "SELECT id, node, pid, heartbeat_at FROM instances WHERE stopped_at IS NULL AND id <> $1",
@@ -114,7 +137,7 @@ impl Ledger {
                     last_heartbeat.to_rfc3339()
                 )
             };
-            let crashed_runs = self.crash_runs_of(&id, &reason, now, retry_of).await?;
+            let crashed_runs = self.crash_runs_of(&id, &reason, now, follow_up).await?;
             sqlx::query(
                 "UPDATE instances SET stopped_at = $1 WHERE id = $2 AND stopped_at IS NULL",
             )
@@ -138,7 +161,7 @@ impl Ledger {
         instance_id: &str,
         reason: &str,
         now: DateTime<Utc>,
-        retry_of: &(dyn Fn(&Run) -> Option<NewRun> + Send + Sync),
+        follow_up: &(dyn Fn(&Run) -> CrashFollowUp + Send + Sync),
     ) -> Result<Vec<Run>> {
         let ids: Vec<i64> =
             sqlx::query_scalar("SELECT id FROM runs WHERE status = 'running' AND instance_id = $1")
@@ -166,8 +189,24 @@ impl Ledger {
                 .fetch_one(&mut *tx)
                 .await?;
             let run = decode_run(&row)?;
-            if let Some(retry) = retry_of(&run) {
+            let follow_up = follow_up(&run);
+            if let Some(retry) = follow_up.retry {
                 insert_pending(&mut tx, &retry, now).await?;
+            }
+            if let Some(page) = follow_up.page {
+                let findings = [page.finding];
+                let input = FindingsInput {
+                    schedule_id: &run.schedule_id,
+                    job: &run.job,
+                    run_id: Some(run.id),
+                    findings: &findings,
+                    resolve_absent: false,
+                    also_resolve: None,
+                    named_route: page.named_route.as_deref(),
+                    notifiers: None,
+                    node: &page.node,
+                };
+                record_findings(&mut tx, &page.policy, &input, now).await?;
             }
             tx.commit().await?;
             crashed.push(run);

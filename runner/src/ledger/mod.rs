@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use instances::DeadInstance;
+pub use instances::{CrashFollowUp, CrashPage, DeadInstance};
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 pub use runs::{RunAlerts, RunFilter};
 pub use state::ScheduleState;

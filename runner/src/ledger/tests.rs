@@ -182,7 +182,10 @@ async fn dead_instances_leave_crashed_runs_and_retries() {
             let mut retry = slot(&run.schedule_id, 1, RunStatus::Pending);
             retry.attempt = run.attempt + 1;
             retry.trigger = Trigger::Retry;
-            Some(retry)
+            CrashFollowUp {
+                retry: Some(retry),
+                page: None,
+            }
         };
         // Within the TTL nothing is reaped (the dead instance's pid is ours, alive).
         let reaped = ledger
@@ -209,6 +212,57 @@ async fn dead_instances_leave_crashed_runs_and_retries() {
             .unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].attempt, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_run_out_of_retries_raises_its_alert_with_the_crash() {
+    use crate::alerting::config::{AlertingConfig, AlertingSpec};
+    use crate::alerting::policy::AlertPolicy;
+    use patrol_job_api::{Finding, Severity};
+
+    for (_dir, ledger) in ledgers().await {
+        let dead = me("dead");
+        ledger
+            .register_instance(&dead, "serve", at(0))
+            .await
+            .unwrap();
+        let id = ledger
+            .insert_runs(&[slot("a", 1, RunStatus::Running)], &dead, at(1))
+            .await
+            .unwrap()[0]
+            .unwrap();
+        let policy = std::sync::Arc::new(AlertPolicy::new(
+            &AlertingConfig::check(AlertingSpec::default(), std::path::Path::new(""), None)
+                .unwrap(),
+        ));
+        let follow_up = |run: &Run| CrashFollowUp {
+            retry: None,
+            page: Some(CrashPage {
+                policy: policy.clone(),
+                finding: Finding::new(
+                    format!("patrol/run-failed/{}", run.schedule_id),
+                    Severity::Error,
+                    "a crashed",
+                ),
+                named_route: None,
+                node: "alive-node".into(),
+            }),
+        };
+        let reaped = ledger
+            .reap_dead_instances(&me("alive"), at(10), Duration::minutes(5), &follow_up)
+            .await
+            .unwrap();
+        assert_eq!(reaped[0].crashed_runs[0].id, id);
+        let open = ledger.alerts(true, 10).await.unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].key, "patrol/run-failed/a");
+        let deliveries: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE action = 'trigger'")
+                .fetch_one(ledger.pool())
+                .await
+                .unwrap();
+        assert_eq!(deliveries, 1, "paged on the console notifier");
     }
 }
 

@@ -13,11 +13,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::clock::Clock;
-use super::executor::{retry_after, CancelReason, Executor, RunHandle};
+use super::executor::{retry_after, run_failed_finding, CancelReason, Executor, RunHandle};
 use super::plan::{plan_due_slots, Phase};
 use super::spread::jitter;
 use crate::config::{HistoryPolicy, Overlap, Schedule, ScheduleSet};
-use crate::ledger::{Instance, Ledger, NewRun, Run, RunStatus, Trigger};
+use crate::ledger::{
+    CrashFollowUp, CrashPage, Instance, Ledger, NewRun, Run, RunEnd, RunStatus, Trigger,
+};
 use crate::registry::JobRegistry;
 
 /// Knobs of the loop; the defaults suit production.
@@ -91,7 +93,11 @@ impl Engine {
     }
 
     /// Runs until `shutdown` flips to true, then drains. `schedules` carries
-    /// each new valid schedule set (file reloads).
+    /// each new valid schedule set (file reloads). The instance stays
+    /// registered and alive afterwards: the caller stops it with
+    /// [`Ledger::stop_instance`] once nothing else (the delivery worker)
+    /// works under its name, or another node would take that work over
+    /// while it is still being done.
     pub async fn run(
         mut self,
         mut schedules: watch::Receiver<Arc<ScheduleSet>>,
@@ -148,7 +154,7 @@ impl Engine {
             }
         }
         pruner.abort();
-        self.drain().await;
+        self.drain(heartbeat).await;
         Ok(())
     }
 
@@ -602,19 +608,41 @@ impl Engine {
             .map(|(id, entry)| (id.clone(), entry.schedule.clone()))
             .collect();
         let now = self.clock.now();
-        let retry_of = move |run: &Run| {
-            entries
-                .get(&run.schedule_id)
-                .and_then(|schedule| retry_after(schedule, run, RunStatus::Crashed, now))
+        let alerting = self.executor.alerting.clone();
+        let follow_up = move |run: &Run| {
+            let Some(schedule) = entries.get(&run.schedule_id) else {
+                return CrashFollowUp::default();
+            };
+            let retry = retry_after(schedule, run, RunStatus::Crashed, now);
+            // Out of retries: page like any run that failed for good.
+            let page = match (&alerting, &retry) {
+                (Some(alerting), None) if !run.dry_run => {
+                    let end = RunEnd::failed(
+                        RunStatus::Crashed,
+                        run.error.clone().unwrap_or_else(|| "crashed".into()),
+                    );
+                    Some(CrashPage {
+                        policy: alerting.policy.clone(),
+                        finding: run_failed_finding(run, &end),
+                        named_route: schedule.route.clone(),
+                        node: alerting.node.clone(),
+                    })
+                }
+                _ => None,
+            };
+            CrashFollowUp { retry, page }
         };
         let ttl = chrono::Duration::from_std(self.settings.node_ttl)
             .unwrap_or_else(|_| chrono::Duration::seconds(15));
         match self
             .ledger
-            .reap_dead_instances(&self.me, now, ttl, &retry_of)
+            .reap_dead_instances(&self.me, now, ttl, &follow_up)
             .await
         {
             Ok(dead) => {
+                if let (Some(alerting), false) = (&self.executor.alerting, dead.is_empty()) {
+                    alerting.outbox.notify_one();
+                }
                 for instance in dead {
                     for run in &instance.crashed_runs {
                         if instance.node == self.me.node {
@@ -648,7 +676,10 @@ impl Engine {
 
     /// Stop firing; let running jobs finish within the grace period, then
     /// cancel them; every run ends recorded, never left `running`.
-    async fn drain(mut self) {
+    /// Heartbeats go on meanwhile: the grace period may outlast the node
+    /// TTL, and a silent node's runs would be reaped and retried elsewhere
+    /// while they are still finishing here.
+    async fn drain(mut self, mut heartbeat: tokio::time::Interval) {
         tracing::info!(running = self.running.len(), grace = ?self.settings.shutdown_grace, "shutting down");
         let grace = tokio::time::sleep(self.settings.shutdown_grace);
         tokio::pin!(grace);
@@ -658,6 +689,11 @@ impl Engine {
             }
             tokio::select! {
                 Some(done) = self.tasks.join_next() => self.run_finished(done),
+                _ = heartbeat.tick() => {
+                    if let Err(err) = self.ledger.heartbeat(&self.me, self.clock.now()).await {
+                        tracing::warn!(error = %err, "cannot write heartbeat");
+                    }
+                }
                 () = &mut grace => {
                     for handle in self.running.values() {
                         handle.cancel(CancelReason::Shutdown);
@@ -669,10 +705,7 @@ impl Engine {
                 }
             }
         }
-        if let Err(err) = self.ledger.stop_instance(&self.me, self.clock.now()).await {
-            tracing::warn!(error = %err, "cannot record this instance as stopped");
-        }
-        tracing::info!("patrol stopped");
+        tracing::info!("scheduling stopped; every run recorded");
     }
 }
 

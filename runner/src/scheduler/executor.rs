@@ -123,6 +123,7 @@ impl Executor {
                 .findings
                 .push(run_failed_finding(&run, &end));
         }
+        let run_failed = run_failed_key(&run.schedule_id);
         let alerts = match (&self.alerting, &reported) {
             // A dry run shows what a job would find; it pages nobody.
             (Some(alerting), Some(reported)) if !run.dry_run => Some(RunAlerts {
@@ -133,6 +134,7 @@ impl Executor {
                     run_id: Some(run.id),
                     findings: &reported.findings,
                     resolve_absent: status == RunStatus::Succeeded && !reported.partial,
+                    also_resolve: (status == RunStatus::Succeeded).then_some(run_failed.as_str()),
                     named_route: schedule.as_deref().and_then(|s| s.route.as_deref()),
                     notifiers: None,
                     node: &alerting.node,
@@ -248,7 +250,7 @@ pub fn run_failed_key(schedule_id: &str) -> String {
     format!("patrol/run-failed/{schedule_id}")
 }
 
-fn run_failed_finding(run: &Run, end: &RunEnd) -> Finding {
+pub(super) fn run_failed_finding(run: &Run, end: &RunEnd) -> Finding {
     let mut finding = Finding::new(
         run_failed_key(&run.schedule_id),
         patrol_job_api::Severity::Error,
