@@ -363,6 +363,17 @@ impl AlertingConfig {
                     );
                 }
             }
+            if route
+                .repeat_interval
+                .is_some_and(|d| d.0 < Duration::from_secs(60))
+            {
+                // Every run would re-page a still-firing alert.
+                error(
+                    format!("{at}.repeat_interval"),
+                    "repeat_interval must be at least 1m (it is how often a still-firing alert is re-sent)"
+                        .into(),
+                );
+            }
             check_matcher(&route.matcher, &format!("{at}.match"), &mut error);
             routes.push(Route {
                 name: route.name,

@@ -5,6 +5,10 @@
 /// Runbooks of the alerts patrol raises itself; each must exist in `runbooks/`.
 pub const BUILT_IN_RUNBOOKS: [&str; 3] = ["run-failed", "delivery-degraded", "alert-test"];
 
+/// Schedule id and job name of the alerts patrol raises about itself; no
+/// schedule may take it (its runs would resolve them).
+pub const PATROL_SCHEDULE: &str = "patrol";
+
 pub mod config;
 pub mod listing;
 pub mod matcher;

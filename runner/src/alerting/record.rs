@@ -527,8 +527,8 @@ pub async fn record_test_alert(
     );
     finding.runbook = Some("alert-test".into());
     let input = FindingsInput {
-        schedule_id: "patrol",
-        job: "patrol",
+        schedule_id: super::PATROL_SCHEDULE,
+        job: super::PATROL_SCHEDULE,
         run_id: None,
         findings: std::slice::from_ref(&finding),
         resolve_absent: false,

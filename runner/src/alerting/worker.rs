@@ -26,8 +26,7 @@ use super::record::{record_findings, resolve_key, FindingsInput};
 use super::secret::redact;
 use crate::ledger::Ledger;
 
-/// Schedule id and job name of the alerts patrol raises about itself.
-pub const PATROL_SOURCE: &str = "patrol";
+pub use super::PATROL_SCHEDULE as PATROL_SOURCE;
 /// Deliveries in flight per notifier; order per key holds regardless.
 const IN_FLIGHT_PER_NOTIFIER: usize = 16;
 /// A claimed delivery not finished within this is presumed lost and sent again.

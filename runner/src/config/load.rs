@@ -244,6 +244,11 @@ fn check_id(id: &str) -> Result<(), String> {
             "`{id}` is not a valid id: use 1-63 characters of a-z, 0-9 and -, not starting or ending with -"
         ));
     }
+    if id == crate::alerting::PATROL_SCHEDULE {
+        return Err(format!(
+            "`{id}` is reserved: patrol files its own alerts (delivery degraded, tests) under it"
+        ));
+    }
     Ok(())
 }
 
