@@ -775,7 +775,7 @@ async fn record_run(
     let begin = Instant::now();
     let now = Utc::now();
     if !ledger
-        .finish_run(run_id, &end, None, Some(&alerts), now)
+        .finish_run(run_id, &end, None, Some(&alerts), &[], now)
         .await?
     {
         anyhow::bail!("run {run_id} was no longer running");

@@ -1,6 +1,8 @@
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::state::JobState;
+
 /// Everything a job may know about the run it is executing.
 #[derive(Debug, Clone)]
 pub struct RunContext {
@@ -21,4 +23,6 @@ pub struct RunContext {
     /// exports it to them as `PATROL_RUN_KEY`, so that if the runner dies,
     /// the runner that reaps the run can find and stop them.
     pub run_key: String,
+    /// What earlier runs of this schedule kept (see [`crate::StateWrite`]).
+    pub state: JobState,
 }

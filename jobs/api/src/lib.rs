@@ -8,6 +8,7 @@ mod context;
 mod finding;
 mod params;
 mod report;
+mod state;
 pub mod units;
 
 use async_trait::async_trait;
@@ -16,6 +17,7 @@ pub use context::RunContext;
 pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};
 pub use params::{parse_params, JobDescription, ParamDoc, ParamError};
 pub use report::{Outcome, RunReport};
+pub use state::{JobState, StateError, StateRead, StateWrite, MAX_STATE_KEY_LEN};
 pub use tokio_util::sync::CancellationToken;
 
 /// A kind of job a schedule can name with `job: <kind>`.

@@ -30,6 +30,10 @@ pub struct RunReport {
     /// did not report are unknown, not cleared, and are not resolved.
     #[serde(default)]
     pub findings_partial: bool,
+    /// Changes to the schedule's state, committed with the run's end and
+    /// findings (not for dry runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<crate::StateWrite>,
 }
 
 impl RunReport {
@@ -41,6 +45,7 @@ impl RunReport {
             details: serde_json::Value::Null,
             findings: Vec::new(),
             findings_partial: false,
+            state: Vec::new(),
         }
     }
 }

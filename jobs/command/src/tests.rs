@@ -16,6 +16,7 @@ fn context(cancel: CancellationToken) -> RunContext {
         dry_run: false,
         cancel,
         run_key: "test/7".into(),
+        state: patrol_job_api::JobState::empty(),
     }
 }
 

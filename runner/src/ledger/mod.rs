@@ -5,6 +5,7 @@
 //! `runner/migrations/{sqlite,postgres}` and is applied on connect.
 
 mod instances;
+mod job_state;
 mod model;
 mod runs;
 mod state;
@@ -17,6 +18,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use instances::{CrashFollowUp, CrashPage, DeadInstance};
+pub use job_state::ScheduleStateStore;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 pub use runs::{RunAlerts, RunFilter};
 pub use state::ScheduleState;

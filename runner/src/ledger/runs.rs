@@ -11,6 +11,9 @@ use super::model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunSta
 use super::{Backend, Ledger};
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::record::{record_findings, FindingsInput, Recorded};
+use patrol_job_api::StateWrite;
+
+use super::job_state::write_job_state;
 
 /// A run's findings and what recording them needs, for [`Ledger::finish_run`].
 #[derive(Debug, Clone)]
@@ -159,6 +162,7 @@ impl Ledger {
         end: &RunEnd,
         retry: Option<&NewRun>,
         alerts: Option<&RunAlerts<'_>>,
+        state: &[StateWrite],
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
@@ -195,6 +199,14 @@ impl Ledger {
         if updated == 0 {
             tx.rollback().await?;
             return Ok(false);
+        }
+        if !state.is_empty() {
+            let schedule_id: String =
+                sqlx::query_scalar("SELECT schedule_id FROM runs WHERE id = $1")
+                    .bind(run_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            write_job_state(&mut tx, self.backend(), &schedule_id, run_id, state, now).await?;
         }
         if let Some(retry) = retry {
             insert_pending(&mut tx, retry, now).await?;

@@ -107,6 +107,95 @@ async fn large_batches_are_written_whole() {
 }
 
 #[tokio::test]
+async fn job_state_is_written_with_the_run_end_and_read_back_per_schedule() {
+    use patrol_job_api::{StateRead, StateWrite};
+
+    for (_dir, ledger) in ledgers().await {
+        let end = RunEnd {
+            status: RunStatus::Succeeded,
+            summary: None,
+            output: None,
+            details: None,
+            error: None,
+        };
+        let run_of = |schedule: &str, minute: u32| slot(schedule, minute, RunStatus::Running);
+        let ids = ledger
+            .insert_runs(
+                &[run_of("a", 1), run_of("b", 1), run_of("a", 2)],
+                &me("i"),
+                at(1),
+            )
+            .await
+            .unwrap();
+        let (a1, b1, a2) = (ids[0].unwrap(), ids[1].unwrap(), ids[2].unwrap());
+        // 1,000 chains in one run: several statements, each under the bind limits.
+        let mut writes: Vec<StateWrite> = (0..1000)
+            .map(|n| StateWrite::put(format!("chain/{n:04}"), format!("v{n}").into_bytes()))
+            .collect();
+        writes.push(StateWrite::put("cursor", b"10".to_vec()));
+        writes.push(StateWrite::put("cursor", b"20".to_vec()));
+        assert!(ledger
+            .finish_run(a1, &end, None, None, &writes, at(2))
+            .await
+            .unwrap());
+        let other = [StateWrite::put("cursor", b"other".to_vec())];
+        ledger
+            .finish_run(b1, &end, None, None, &other, at(2))
+            .await
+            .unwrap();
+
+        let a = ScheduleStateStore::new(ledger.clone(), "a");
+        let got = a
+            .get_many(&["cursor".into(), "chain/0007".into(), "nope".into()])
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got["cursor"], b"20", "the last write of a key wins");
+        assert_eq!(got["chain/0007"], b"v7");
+        let page = a.scan("chain/", Some("chain/0997"), 10).await.unwrap();
+        let keys: Vec<&str> = page.iter().map(|(key, _)| key.as_str()).collect();
+        assert_eq!(keys, ["chain/0998", "chain/0999"]);
+        assert_eq!(a.scan("chain/", None, 5000).await.unwrap().len(), 1000);
+        assert!(a.scan("cursor/", None, 10).await.unwrap().is_empty());
+
+        // Deletes and a settled run's writes.
+        let next = [
+            StateWrite::delete("chain/0007"),
+            StateWrite::put("cursor", b"30".to_vec()),
+        ];
+        ledger
+            .finish_run(a2, &end, None, None, &next, at(3))
+            .await
+            .unwrap();
+        assert!(!ledger
+            .finish_run(
+                a2,
+                &end,
+                None,
+                None,
+                &[StateWrite::put("cursor", b"late".to_vec())],
+                at(4)
+            )
+            .await
+            .unwrap());
+        let got = a
+            .get_many(&["cursor".into(), "chain/0007".into()])
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got["cursor"], b"30",
+            "a run settled elsewhere writes nothing"
+        );
+        let b = ScheduleStateStore::new(ledger.clone(), "b");
+        assert_eq!(
+            b.get_many(&["cursor".into()]).await.unwrap()["cursor"],
+            b"other"
+        );
+    }
+}
+
+#[tokio::test]
 async fn finishing_a_run_writes_its_retry_atomically() {
     for (_dir, ledger) in ledgers().await {
         let id = ledger
@@ -126,12 +215,12 @@ async fn finishing_a_run_writes_its_retry_atomically() {
             error: None,
         };
         assert!(ledger
-            .finish_run(id, &end, Some(&retry), None, at(2))
+            .finish_run(id, &end, Some(&retry), None, &[], at(2))
             .await
             .unwrap());
         // A second finish (e.g. after a reaper) changes nothing.
         assert!(!ledger
-            .finish_run(id, &end, None, None, at(2))
+            .finish_run(id, &end, None, None, &[], at(2))
             .await
             .unwrap());
 

@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use patrol_job_api::{CancellationToken, Finding, JobError, Outcome, RunContext, RunReport};
+use patrol_job_api::{
+    CancellationToken, Finding, JobError, JobState, Outcome, RunContext, RunReport, StateWrite,
+};
 use tokio::sync::Notify;
 
 use super::clock::Clock;
@@ -14,7 +16,9 @@ use super::spread::retry_delay;
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::record::{usable_findings, FindingsInput};
 use crate::config::Schedule;
-use crate::ledger::{Ledger, NewRun, Run, RunAlerts, RunEnd, RunStatus, Trigger};
+use crate::ledger::{
+    Ledger, NewRun, Run, RunAlerts, RunEnd, RunStatus, ScheduleStateStore, Trigger,
+};
 use crate::registry::JobRegistry;
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
@@ -86,6 +90,8 @@ struct Reported {
     /// The job reported partial results, or some findings were unusable:
     /// absent keys are unknown, not cleared.
     partial: bool,
+    /// What the job keeps for its next run, written with the run's end.
+    state: Vec<StateWrite>,
 }
 
 impl Executor {
@@ -119,6 +125,7 @@ impl Executor {
                 .get_or_insert_with(|| Reported {
                     findings: Vec::new(),
                     partial: true,
+                    state: Vec::new(),
                 })
                 .findings
                 .push(run_failed_finding(&run, &end));
@@ -142,7 +149,12 @@ impl Executor {
             }),
             _ => None,
         };
-        self.record_end(&run, &end, retry.as_ref(), alerts.as_ref())
+        // A dry run changes nothing, its job's state included.
+        let state = match &reported {
+            Some(reported) if !run.dry_run => reported.state.as_slice(),
+            _ => &[],
+        };
+        self.record_end(&run, &end, retry.as_ref(), alerts.as_ref(), state)
             .await;
         if let Some(alerting) = &self.alerting {
             alerting.outbox.notify_one();
@@ -177,6 +189,10 @@ impl Executor {
             dry_run: run.dry_run,
             cancel: handle.token.clone(),
             run_key: run_key(run.instance_id.as_deref().unwrap_or("unowned"), run.id),
+            state: JobState::new(Arc::new(ScheduleStateStore::new(
+                self.ledger.clone(),
+                run.schedule_id.clone(),
+            ))),
         };
         let mut job_future = job.run(context, run.params.clone());
         let timeout = schedule.timeout.unwrap_or(Duration::MAX);
@@ -203,12 +219,13 @@ impl Executor {
         end: &RunEnd,
         retry: Option<&NewRun>,
         alerts: Option<&RunAlerts<'_>>,
+        state: &[StateWrite],
     ) {
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=8 {
             match self
                 .ledger
-                .finish_run(run.id, end, retry, alerts, self.clock.now())
+                .finish_run(run.id, end, retry, alerts, state, self.clock.now())
                 .await
             {
                 Ok(true) => return,
@@ -295,6 +312,7 @@ fn checked_findings(reported: Reported, end: &mut RunEnd) -> Reported {
         return Reported {
             findings,
             partial: reported.partial,
+            state: reported.state,
         };
     }
     for problem in &problems {
@@ -310,6 +328,7 @@ fn checked_findings(reported: Reported, end: &mut RunEnd) -> Reported {
     Reported {
         findings,
         partial: true,
+        state: reported.state,
     }
 }
 
@@ -368,6 +387,7 @@ fn end_of(
             let reported = Reported {
                 findings: report.findings,
                 partial: report.findings_partial,
+                state: report.state,
             };
             (
                 status,
