@@ -16,6 +16,7 @@ impl JobRegistry {
     pub fn builtin() -> Self {
         let mut registry = Self::default();
         registry.register(Arc::new(patrol_job_command::CommandJob));
+        registry.register(Arc::new(patrol_job_provmon::ProvmonJob));
         registry
     }
 

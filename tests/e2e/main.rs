@@ -9,6 +9,7 @@ mod cron_reference;
 mod graceful;
 mod multi_node;
 mod operations;
+mod provmon;
 mod shipped;
 mod support;
 mod validate;

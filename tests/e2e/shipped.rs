@@ -1,26 +1,11 @@
 //! The README's run command on a fresh clone: the shipped schedules over the
 //! shipped fixtures fire and are recorded within a minute, and succeed.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use patrol::ledger::{Ledger, RunFilter, RunStatus};
 
-use crate::support::{patrol_bin, stderr, terminate};
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_file() {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
+use crate::support::{patrol_bin, repo_root, shipped_checkout, stderr, terminate};
 
 #[test]
 fn shipped_schedules_are_valid() {
@@ -38,11 +23,7 @@ async fn defaults_record_fires_within_a_minute() {
     // A copy of the clone's schedules and fixtures, with no patrol.yaml: the
     // embedded defaults (./patrol.db, ./schedules) apply.
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo_root().join("schedules"),
-        &dir.path().join("schedules"),
-    );
-    copy_dir(&repo_root().join("fixtures"), &dir.path().join("fixtures"));
+    shipped_checkout(dir.path());
     let mut server = std::process::Command::new(patrol_bin())
         .arg("serve")
         .current_dir(dir.path())
@@ -99,11 +80,7 @@ async fn defaults_record_fires_within_a_minute() {
 #[test]
 fn a_tampered_fixture_pages_on_the_console_and_resolves_when_restored() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo_root().join("schedules"),
-        &dir.path().join("schedules"),
-    );
-    copy_dir(&repo_root().join("fixtures"), &dir.path().join("fixtures"));
+    shipped_checkout(dir.path());
     let readme = dir.path().join("fixtures/README.md");
     let original = std::fs::read(&readme).unwrap();
     std::fs::write(&readme, b"tampered\n").unwrap();

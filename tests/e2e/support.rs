@@ -184,3 +184,30 @@ pub fn group_alive(pgid: i32) -> bool {
         fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
     })
 }
+
+/// The repository's root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Copies `from` into `to`, folders included.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// What a fresh clone runs on: the shipped schedules, fixtures, policies
+/// and runbooks, copied into `dir`.
+pub fn shipped_checkout(dir: &Path) {
+    for folder in ["schedules", "fixtures", "policies", "runbooks"] {
+        copy_dir(&repo_root().join(folder), &dir.join(folder));
+    }
+}

@@ -10,6 +10,7 @@ mod params;
 mod report;
 mod state;
 pub mod units;
+pub mod yaml_lines;
 
 use async_trait::async_trait;
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 use super::diagnostic::Diagnostic;
-use super::yaml_lines::LineIndex;
+use patrol_job_api::yaml_lines::LineIndex;
 
 /// A YAML file read and indexed, ready to be deserialized piece by piece.
 pub struct YamlFile<'a> {

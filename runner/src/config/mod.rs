@@ -9,7 +9,6 @@ mod global;
 mod load;
 mod located;
 mod schedule;
-mod yaml_lines;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use global::{LogConfig, LogFormat, PatrolConfig, DEFAULT_DATABASE};

@@ -4,6 +4,9 @@
 //! - [`SlackStandin`]: Slack Web API `chat.postMessage` / `chat.update`.
 //! - [`PagerDutyStandin`]: PagerDuty Events API v2 `/v2/enqueue`, with an
 //!   incident model.
+//! - [`RekorStandin`]: Rekor v1 (`/api/v1/log`, entries, index search), a
+//!   real Merkle log signed like Rekor, with withheld entries and forged
+//!   inclusion proofs on demand.
 //! - [`WebhookReceiver`]: any POST, with HMAC-SHA256 signature checks.
 //! - [`SmtpServer`]: a real SMTP server (aiosmtpd) in a child process.
 //!
@@ -16,6 +19,7 @@
 
 mod pagerduty;
 mod record;
+mod rekor;
 mod server;
 mod slack;
 mod smtp;
@@ -29,6 +33,7 @@ pub use record::{
     hmac_sha256_signature, Failure, Outcome, RecordedCall, SignatureError, WaitTimedOut,
     TIMEOUT_HOLD,
 };
+pub use rekor::{Forgery, RekorStandin};
 pub use slack::{
     SlackBuilder, SlackMessage, SlackMessageVersion, SlackStandin, MAX_BLOCKS, MAX_TEXT_CHARS,
 };

@@ -1,0 +1,360 @@
+//! Rules over chains: which findings hold now, and which chains must be
+//! looked at again next sweep (a window still open, or a finding firing)
+//! even if no new event touches them.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use patrol_job_api::Finding;
+
+use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
+use crate::event::Stage;
+use crate::rules::{Condition, Rule};
+
+/// The outcome of evaluating some units.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    /// Units to evaluate again next sweep, with why.
+    pub active: BTreeMap<Unit, Watch>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    /// A finding holds; it must be reported every sweep until it clears.
+    Firing,
+    /// A window is open; at `until` the rule decides.
+    Pending { until: DateTime<Utc> },
+}
+
+/// Evaluates `rules` on `units` (which must be loaded in `chains`).
+pub fn evaluate<'a>(
+    rules: &[Rule],
+    chains: &Chains,
+    units: impl IntoIterator<Item = &'a Unit>,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    let mut evaluation = Evaluation::default();
+    for unit in units {
+        match unit {
+            Unit::Digest(digest) => {
+                if let Some(chain) = chains.digests.get(digest) {
+                    for rule in rules {
+                        check_digest(rule, digest, chain, now, &mut evaluation);
+                    }
+                }
+            }
+            Unit::Release(sha) => {
+                if let Some(release) = chains.releases.get(sha) {
+                    for rule in rules {
+                        check_release(rule, sha, release, chains, now, &mut evaluation);
+                    }
+                }
+            }
+        }
+    }
+    evaluation
+}
+
+fn check_digest(
+    rule: &Rule,
+    digest: &str,
+    chain: &DigestChain,
+    now: DateTime<Utc>,
+    out: &mut Evaluation,
+) {
+    let unit = || Unit::Digest(digest.to_string());
+    match &rule.condition {
+        Condition::Absent {
+            after,
+            expected,
+            within,
+        } if !after.is_release_level() => {
+            let Some(start) = chain.stages.get(after) else {
+                return;
+            };
+            if chain.stages.contains_key(expected) {
+                return;
+            }
+            let deadline = start.first + chrono::Duration::from_std(*within).unwrap_or_default();
+            if now < deadline {
+                out.watch(unit(), Watch::Pending { until: deadline });
+                return;
+            }
+            let finding = finding(
+                rule,
+                digest,
+                format!(
+                    "{} of {digest}: no {} within {} (first {} at {})",
+                    after.as_str(),
+                    expected.as_str(),
+                    humantime::format_duration(*within),
+                    after.as_str(),
+                    start.first.to_rfc3339()
+                ),
+                chain_details(chain),
+            );
+            out.fire(unit(), finding);
+        }
+        Condition::Status {
+            after,
+            stage,
+            value,
+        } => {
+            let has_after = if after.is_release_level() {
+                !chain.releases.is_empty()
+            } else {
+                chain.stages.contains_key(after)
+            };
+            let Some(log) = chain.stages.get(stage).filter(|_| has_after) else {
+                return;
+            };
+            if log.status.as_deref() == Some(value.as_str()) {
+                let detail = log
+                    .detail
+                    .as_deref()
+                    .map(|detail| format!(": {detail}"))
+                    .unwrap_or_default();
+                let finding = finding(
+                    rule,
+                    digest,
+                    format!(
+                        "latest {} of {digest} at {} is {value}{detail}",
+                        stage.as_str(),
+                        log.last.to_rfc3339()
+                    ),
+                    chain_details(chain),
+                );
+                out.fire(unit(), finding);
+            }
+        }
+        Condition::DeployedUnverified { within } => {
+            let Some(deploy) = chain.stages.get(&Stage::Deploy) else {
+                return;
+            };
+            let missing: Vec<&str> = [Stage::Sign, Stage::Rekor]
+                .into_iter()
+                .filter(|stage| !chain.stages.contains_key(stage))
+                .map(Stage::as_str)
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            let deadline = deploy.first + chrono::Duration::from_std(*within).unwrap_or_default();
+            if now < deadline {
+                out.watch(unit(), Watch::Pending { until: deadline });
+                return;
+            }
+            let revs: Vec<&str> = chain.deploy_revs.iter().map(String::as_str).collect();
+            let finding = finding(
+                rule,
+                digest,
+                format!(
+                    "{digest} is deployed ({}) without {}",
+                    revs.join(", "),
+                    missing.join(" or ")
+                ),
+                chain_details(chain),
+            );
+            out.fire(unit(), finding);
+        }
+        Condition::Absent { .. } => {}
+    }
+}
+
+fn check_release(
+    rule: &Rule,
+    sha: &str,
+    release: &ReleaseChain,
+    chains: &Chains,
+    now: DateTime<Utc>,
+    out: &mut Evaluation,
+) {
+    let Condition::Absent {
+        after,
+        expected,
+        within,
+    } = &rule.condition
+    else {
+        return;
+    };
+    if !after.is_release_level() {
+        return;
+    }
+    let Some(start) = release.stages.get(after) else {
+        return;
+    };
+    let done = release.stages.contains_key(expected)
+        || release.digests.iter().any(|digest| {
+            chains
+                .digests
+                .get(digest)
+                .is_some_and(|chain| chain.stages.contains_key(expected))
+        });
+    if done {
+        return;
+    }
+    let unit = Unit::Release(sha.to_string());
+    let deadline = start.first + chrono::Duration::from_std(*within).unwrap_or_default();
+    if now < deadline {
+        out.watch(unit, Watch::Pending { until: deadline });
+        return;
+    }
+    let finding = finding(
+        rule,
+        sha,
+        format!(
+            "release {sha} at {}: no {} within {}",
+            start.first.to_rfc3339(),
+            expected.as_str(),
+            humantime::format_duration(*within)
+        ),
+        serde_json::json!({
+            "release_sha": sha,
+            "bundle_digests": release.digests,
+            "stages": release.stages,
+        }),
+    );
+    out.fire(unit, finding);
+}
+
+impl Evaluation {
+    fn fire(&mut self, unit: Unit, finding: Finding) {
+        self.findings.push(finding);
+        self.active.insert(unit, Watch::Firing);
+    }
+
+    fn watch(&mut self, unit: Unit, watch: Watch) {
+        let entry = self.active.entry(unit).or_insert(watch);
+        if let (Watch::Pending { until: old }, Watch::Pending { until: new }) = (*entry, watch) {
+            *entry = Watch::Pending {
+                until: old.min(new),
+            };
+        }
+    }
+}
+
+fn finding(rule: &Rule, subject: &str, summary: String, details: serde_json::Value) -> Finding {
+    let mut finding = Finding::new(
+        format!("provmon/{}/{subject}", rule.id),
+        rule.severity,
+        format!("{}: {}", rule.id, rule.description),
+    );
+    finding.summary = summary;
+    finding.runbook = rule.runbook.clone();
+    finding.labels.insert("rule".into(), rule.id.clone());
+    finding.details = details;
+    finding
+}
+
+fn chain_details(chain: &DigestChain) -> serde_json::Value {
+    serde_json::json!({
+        "release_shas": chain.releases,
+        "rekor_uuids": chain.rekor_uuids,
+        "deploy_revs": chain.deploy_revs,
+        "stages": chain.stages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::parse_event;
+    use crate::rules::parse_rules;
+
+    fn rules() -> Vec<Rule> {
+        parse_rules(
+            std::path::Path::new("rules.yaml"),
+            r#"rules:
+  - {id: missing-rekor, description: no rekor, when: "sign -> (no rekor within 5m)", severity: high}
+  - {id: runtime-verify-fail, description: verify failed, when: "deploy -> runtime_verify(status=fail)", severity: critical}
+  - {id: stale-chain, description: no bundle, when: "release -> (no bundle within 30m)", severity: warning}
+  - {id: deployed-unverified, description: unverified deploy, check: deployed-unverified, window: 10m, severity: critical}
+"#,
+        )
+        .unwrap()
+    }
+
+    fn chains(lines: &[&str]) -> Chains {
+        let mut chains = Chains::default();
+        for line in lines {
+            chains.apply(&parse_event(line.as_bytes()).unwrap());
+        }
+        chains
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn keys(evaluation: &Evaluation) -> Vec<&str> {
+        let mut keys: Vec<&str> = evaluation.findings.iter().map(|f| f.key.as_str()).collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn a_signature_without_rekor_is_pending_for_five_minutes_then_fires() {
+        let chains =
+            chains(&[r#"{"type":"sign","ts":"2026-11-20T10:00:00Z","bundle_digest":"d1"}"#]);
+        let units = chains.touched();
+        let early = evaluate(&rules(), &chains, &units, at("2026-11-20T10:04:59Z"));
+        assert!(early.findings.is_empty());
+        assert_eq!(
+            early.active[&Unit::Digest("d1".into())],
+            Watch::Pending {
+                until: at("2026-11-20T10:05:00Z")
+            }
+        );
+        let late = evaluate(&rules(), &chains, &units, at("2026-11-20T10:05:00Z"));
+        assert_eq!(keys(&late), ["provmon/missing-rekor/d1"]);
+        assert_eq!(late.active[&Unit::Digest("d1".into())], Watch::Firing);
+    }
+
+    #[test]
+    fn a_healthy_chain_has_no_findings_and_needs_no_watching() {
+        let chains = chains(&[
+            r#"{"type":"release","ts":"2026-11-20T10:00:00Z","release_sha":"r1"}"#,
+            r#"{"type":"bundle","ts":"2026-11-20T10:01:00Z","release_sha":"r1","bundle_digest":"d1"}"#,
+            r#"{"type":"sign","ts":"2026-11-20T10:02:00Z","bundle_digest":"d1"}"#,
+            r#"{"type":"rekor","ts":"2026-11-20T10:02:05Z","bundle_digest":"d1","rekor_uuid":"u1"}"#,
+            r#"{"type":"deploy","ts":"2026-11-20T10:10:00Z","bundle_digest":"d1","deploy_rev":"v1"}"#,
+            r#"{"type":"runtime_verify","ts":"2026-11-20T10:11:00Z","deploy_rev":"v1","status":"pass"}"#,
+        ]);
+        let units = chains.touched();
+        let evaluation = evaluate(&rules(), &chains, &units, at("2026-11-21T00:00:00Z"));
+        assert!(evaluation.findings.is_empty(), "{:?}", evaluation.findings);
+        assert!(evaluation.active.is_empty());
+    }
+
+    #[test]
+    fn gaps_fire_with_stable_keys() {
+        let chains = chains(&[
+            r#"{"type":"release","ts":"2026-11-20T10:00:00Z","release_sha":"r-stale"}"#,
+            r#"{"type":"deploy","ts":"2026-11-20T10:10:00Z","bundle_digest":"d-bare","deploy_rev":"v9"}"#,
+            r#"{"type":"sign","ts":"2026-11-20T10:00:00Z","bundle_digest":"d-bad","release_sha":"r2"}"#,
+            r#"{"type":"rekor","ts":"2026-11-20T10:00:00Z","bundle_digest":"d-bad","rekor_uuid":"u"}"#,
+            r#"{"type":"deploy","ts":"2026-11-20T10:10:00Z","bundle_digest":"d-bad","deploy_rev":"v2"}"#,
+            r#"{"type":"runtime_verify","ts":"2026-11-20T10:11:00Z","bundle_digest":"d-bad","status":"FAIL","detail":"cosign: no matching signatures"}"#,
+        ]);
+        let units = chains.touched();
+        let evaluation = evaluate(&rules(), &chains, &units, at("2026-11-21T00:00:00Z"));
+        assert_eq!(
+            keys(&evaluation),
+            [
+                "provmon/deployed-unverified/d-bare",
+                "provmon/runtime-verify-fail/d-bad",
+                "provmon/stale-chain/r-stale",
+            ]
+        );
+        let failed = evaluation
+            .findings
+            .iter()
+            .find(|f| f.key.contains("runtime-verify"))
+            .unwrap();
+        assert!(failed.summary.contains("no matching signatures"));
+        assert_eq!(failed.severity, patrol_job_api::Severity::Critical);
+    }
+}

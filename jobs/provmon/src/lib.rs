@@ -1,0 +1,170 @@
+//! The provenance monitor job (`provmon`): each sweep reads the events
+//! that are new since the last one, folds them into the chains kept in the
+//! job's state (release → bundle digest → signature → Rekor → deploy →
+//! runtime verify), evaluates the rules on the chains that changed or are
+//! being watched, and reports what holds as findings. The runner turns
+//! findings into pages and resolves those that stop holding.
+//!
+//! Cost per sweep grows with new events and open problems, not history:
+//! only touched and watched chains are loaded.
+
+pub mod chain;
+pub mod evaluate;
+pub mod event;
+pub mod rules;
+pub mod source;
+mod sweep;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use patrol_job_api::{
+    parse_params, Job, JobDescription, JobError, ParamDoc, ParamError, RunContext, RunReport,
+};
+use serde::Deserialize;
+
+pub use sweep::{sweep, SweepInput};
+
+/// The `provmon` job kind.
+#[derive(Debug, Default)]
+pub struct ProvmonJob;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The rules file.
+    #[serde(default = "default_rules")]
+    pub rules: PathBuf,
+    pub sources: Vec<SourceSpec>,
+    /// Most events read per sweep; a backlog beyond it is read next sweep.
+    #[serde(default = "default_max_events")]
+    pub max_events: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// NDJSON files in a folder (or one file).
+    Files { name: String, path: PathBuf },
+}
+
+impl SourceSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceSpec::Files { name, .. } => name,
+        }
+    }
+}
+
+fn default_rules() -> PathBuf {
+    PathBuf::from("policies/provmon/rules.yaml")
+}
+
+fn default_max_events() -> u64 {
+    5_000_000
+}
+
+fn check(params: &serde_json::Value) -> Result<(Params, Vec<rules::Rule>), Vec<ParamError>> {
+    let params: Params = parse_params(params).map_err(|err| vec![err])?;
+    let mut errors = Vec::new();
+    if params.sources.is_empty() {
+        errors.push(ParamError::new("sources", "at least one source is needed"));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (n, source) in params.sources.iter().enumerate() {
+        let name = source.name();
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            errors.push(ParamError::new(
+                format!("sources[{n}].name"),
+                format!("`{name}` is not a source name (letters, digits, - and _)"),
+            ));
+        } else if !names.insert(name.to_string()) {
+            errors.push(ParamError::new(
+                format!("sources[{n}].name"),
+                format!("source `{name}` is named twice (each keeps its own cursor)"),
+            ));
+        }
+        let SourceSpec::Files { path, .. } = source;
+        if !path.exists() {
+            errors.push(ParamError::new(
+                format!("sources[{n}].path"),
+                format!("{} does not exist", path.display()),
+            ));
+        }
+    }
+    if params.max_events == 0 {
+        errors.push(ParamError::new("max_events", "must be at least 1"));
+    }
+    let rules = match rules::load_rules(&params.rules) {
+        Ok(rules) => rules,
+        Err(problems) => {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|problem| ParamError::new("rules", problem)),
+            );
+            Vec::new()
+        }
+    };
+    if errors.is_empty() {
+        Ok((params, rules))
+    } else {
+        Err(errors)
+    }
+}
+
+#[async_trait]
+impl Job for ProvmonJob {
+    fn kind(&self) -> &'static str {
+        "provmon"
+    }
+
+    fn describe(&self) -> JobDescription {
+        JobDescription {
+            kind: "provmon",
+            summary: "Correlates release → bundle → signature → Rekor → deploy → runtime verify events and reports gaps as findings",
+            params: vec![
+                ParamDoc {
+                    name: "sources",
+                    type_name: "list of {kind: files, name, path}",
+                    required: true,
+                    default: None,
+                    description: "Where events come from; each source keeps its own cursor",
+                },
+                ParamDoc {
+                    name: "rules",
+                    type_name: "path",
+                    required: false,
+                    default: Some("policies/provmon/rules.yaml"),
+                    description: "The rules file",
+                },
+                ParamDoc {
+                    name: "max_events",
+                    type_name: "integer",
+                    required: false,
+                    default: Some("5000000"),
+                    description: "Most events read per sweep; the rest waits for the next",
+                },
+            ],
+        }
+    }
+
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
+        check(params).map(|_| ())
+    }
+
+    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
+        let (params, rules) = check(&params).map_err(JobError::InvalidParams)?;
+        let input = SweepInput {
+            sources: params.sources,
+            rules,
+            max_events: params.max_events,
+            now: chrono::Utc::now(),
+        };
+        sweep(&ctx.state, input, &ctx.cancel).await
+    }
+}

@@ -1,0 +1,297 @@
+//! One sweep: new events → delta chains → merged with the chains in state
+//! → rules → findings and state writes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use patrol_job_api::{CancellationToken, JobError, JobState, Outcome, RunReport, StateWrite};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
+use crate::evaluate::{evaluate, Watch};
+use crate::event::Event;
+use crate::rules::{Condition, Rule};
+use crate::source::{read_files, FilesCursor, SourceStats};
+use crate::SourceSpec;
+
+const ACTIVE_KEY: &str = "active";
+
+fn cursor_key(source: &str) -> String {
+    format!("cursor/{source}")
+}
+
+fn unit_key(unit: &Unit) -> String {
+    match unit {
+        Unit::Digest(digest) => format!("digest/{digest}"),
+        Unit::Release(sha) => format!("release/{sha}"),
+    }
+}
+
+/// What a sweep needs besides the state.
+#[derive(Debug, Clone)]
+pub struct SweepInput {
+    pub sources: Vec<SourceSpec>,
+    pub rules: Vec<Rule>,
+    pub max_events: u64,
+    pub now: DateTime<Utc>,
+}
+
+/// What reading the sources produced.
+struct Read {
+    delta: Chains,
+    cursors: Vec<(String, FilesCursor)>,
+    stats: BTreeMap<String, SourceStats>,
+    failed: BTreeMap<String, String>,
+}
+
+fn state_err(err: impl std::fmt::Display) -> JobError {
+    JobError::Failed(format!("cannot read provmon state: {err}"))
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, JobError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| JobError::Failed(format!("provmon state `{key}` is unreadable: {err}")))
+}
+
+fn encode(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Runs one sweep against `state`.
+pub async fn sweep(
+    state: &JobState,
+    input: SweepInput,
+    cancel: &CancellationToken,
+) -> Result<RunReport, JobError> {
+    let keys: Vec<String> = input
+        .sources
+        .iter()
+        .map(|source| cursor_key(source.name()))
+        .chain([ACTIVE_KEY.to_string()])
+        .collect();
+    let stored = state.get_many(&keys).await.map_err(state_err)?;
+    let mut cursors = Vec::new();
+    for source in &input.sources {
+        let key = cursor_key(source.name());
+        let cursor: FilesCursor = match stored.get(&key) {
+            Some(bytes) => decode(&key, bytes)?,
+            None => FilesCursor::default(),
+        };
+        cursors.push((source.clone(), cursor));
+    }
+    let active: Vec<Unit> = match stored.get(ACTIVE_KEY) {
+        Some(bytes) => decode(ACTIVE_KEY, bytes)?,
+        None => Vec::new(),
+    };
+
+    let started = std::time::Instant::now();
+    let max_events = input.max_events;
+    let read = tokio::task::spawn_blocking(move || read_sources(cursors, max_events))
+        .await
+        .map_err(|err| JobError::Failed(format!("reading events failed: {err}")))?;
+    if cancel.is_cancelled() {
+        return Ok(RunReport::new(
+            Outcome::Cancelled,
+            "cancelled while reading events",
+        ));
+    }
+
+    let read_ms = started.elapsed().as_millis();
+    let mut chains = load(state, &read.delta, &active, &input.rules).await?;
+    let load_ms = started.elapsed().as_millis() - read_ms;
+    let new_units = read.delta.digests.len() + read.delta.releases.len();
+    chains.absorb(read.delta);
+    let mut units: Vec<Unit> = chains.dirty.iter().cloned().collect();
+    units.extend(
+        active
+            .iter()
+            .filter(|unit| !chains.dirty.contains(*unit))
+            .cloned(),
+    );
+    let evaluation = evaluate(&input.rules, &chains, &units, input.now);
+    let evaluate_ms = started.elapsed().as_millis() - read_ms - load_ms;
+
+    let mut writes = Vec::new();
+    for unit in &chains.dirty {
+        let value = match unit {
+            Unit::Digest(digest) => chains.digests.get(digest).map(encode),
+            Unit::Release(sha) => chains.releases.get(sha).map(encode),
+        };
+        if let Some(value) = value {
+            writes.push(StateWrite::put(unit_key(unit), value));
+        }
+    }
+    for rev in &chains.dirty_revs {
+        if let Some(digest) = chains.revs.get(rev) {
+            writes.push(StateWrite::put(
+                format!("rev/{rev}"),
+                digest.clone().into_bytes(),
+            ));
+        }
+    }
+    for rev in &chains.dirty_unlinked {
+        let key = format!("unlinked/{rev}");
+        writes.push(match chains.unlinked.get(rev) {
+            Some(events) => StateWrite::put(key, encode(events)),
+            None => StateWrite::delete(key),
+        });
+    }
+    let watched: Vec<&Unit> = evaluation.active.keys().collect();
+    writes.push(StateWrite::put(ACTIVE_KEY, encode(&watched)));
+    for (name, cursor) in &read.cursors {
+        writes.push(StateWrite::put(cursor_key(name), encode(cursor)));
+    }
+
+    let encode_ms = started.elapsed().as_millis() - read_ms - load_ms - evaluate_ms;
+    let events: u64 = read.stats.values().map(|stats| stats.events).sum();
+    let malformed: u64 = read.stats.values().map(|stats| stats.malformed).sum();
+    let pending = evaluation
+        .active
+        .values()
+        .filter(|watch| matches!(watch, Watch::Pending { .. }))
+        .count();
+    let mut summary = format!(
+        "{events} events from {} sources, {} chains updated, {} findings, {pending} windows open",
+        read.stats.len(),
+        chains.dirty.len(),
+        evaluation.findings.len()
+    );
+    if malformed > 0 {
+        let per_source: Vec<String> = read
+            .stats
+            .iter()
+            .filter(|(_, stats)| stats.malformed > 0)
+            .map(|(name, stats)| format!("{name}: {}", stats.malformed))
+            .collect();
+        summary.push_str(&format!(
+            "; {malformed} malformed ({})",
+            per_source.join(", ")
+        ));
+    }
+    if !read.failed.is_empty() {
+        let failed: Vec<String> = read
+            .failed
+            .iter()
+            .map(|(name, error)| format!("{name}: {error}"))
+            .collect();
+        summary.push_str(&format!("; sources unreadable: {}", failed.join("; ")));
+    }
+    let mut report = RunReport::new(Outcome::Succeeded, summary);
+    report.details = serde_json::json!({
+        "sources": read.stats,
+        "failed_sources": read.failed,
+        "events": events,
+        "malformed": malformed,
+        "chains_new_or_changed": new_units,
+        "chains_evaluated": units.len(),
+        "watching": evaluation.active.len(),
+        "timings_ms": {
+            "read_and_correlate": read_ms,
+            "load_state": load_ms,
+            "merge_and_evaluate": evaluate_ms,
+            "encode_state": encode_ms,
+        },
+    });
+    // A source we could not read may hold the events that clear a finding:
+    // report what holds, but resolve nothing.
+    report.findings_partial = !read.failed.is_empty();
+    report.findings = evaluation.findings;
+    report.state = writes;
+    // Freeing a big sweep's chains takes a while; nothing waits for it.
+    tokio::task::spawn_blocking(move || drop(chains));
+    Ok(report)
+}
+
+fn read_sources(cursors: Vec<(SourceSpec, FilesCursor)>, max_events: u64) -> Read {
+    let mut read = Read {
+        delta: Chains::default(),
+        cursors: Vec::new(),
+        stats: BTreeMap::new(),
+        failed: BTreeMap::new(),
+    };
+    let mut budget = max_events;
+    for (source, cursor) in cursors {
+        let SourceSpec::Files { name, path } = &source;
+        let mut stats = SourceStats::default();
+        let delta = &mut read.delta;
+        let mut apply = |event: Event<'_>| {
+            delta.apply(&event);
+        };
+        match read_files(path, &cursor, budget, &mut stats, &mut apply) {
+            Ok(next) => {
+                budget = budget.saturating_sub(stats.events);
+                read.cursors.push((name.clone(), next));
+            }
+            Err(err) => {
+                // Events applied before the error are kept in the delta but
+                // the cursor stays: they are read again, and merging the same
+                // event twice only moves counts.
+                read.failed
+                    .insert(name.clone(), format!("{}: {err}", path.display()));
+            }
+        }
+        read.stats.insert(name.clone(), stats);
+    }
+    read
+}
+
+/// Loads from state the chains the new events touch and those watched,
+/// and for releases the digests their rules look into.
+async fn load(
+    state: &JobState,
+    delta: &Chains,
+    active: &[Unit],
+    rules: &[Rule],
+) -> Result<Chains, JobError> {
+    let mut chains = Chains::default();
+    let mut units: BTreeSet<Unit> = delta.touched().into_iter().collect();
+    units.extend(active.iter().cloned());
+    let mut keys: Vec<String> = units.iter().map(unit_key).collect();
+    keys.extend(delta.unlinked.keys().map(|rev| format!("rev/{rev}")));
+    keys.extend(delta.revs.keys().map(|rev| format!("unlinked/{rev}")));
+    let found = state.get_many(&keys).await.map_err(state_err)?;
+    for (key, bytes) in &found {
+        insert(&mut chains, key, bytes)?;
+    }
+    let release_rules = rules.iter().any(|rule| {
+        matches!(rule.condition, Condition::Absent { after, .. } if after.is_release_level())
+    });
+    if release_rules {
+        let mut digests: BTreeSet<String> = chains
+            .releases
+            .values()
+            .chain(delta.releases.values())
+            .flat_map(|release| release.digests.iter().cloned())
+            .collect();
+        digests.retain(|digest| {
+            !chains.digests.contains_key(digest) && !delta.digests.contains_key(digest)
+        });
+        let keys: Vec<String> = digests.iter().map(|d| format!("digest/{d}")).collect();
+        for (key, bytes) in &state.get_many(&keys).await.map_err(state_err)? {
+            insert(&mut chains, key, bytes)?;
+        }
+    }
+    Ok(chains)
+}
+
+fn insert(chains: &mut Chains, key: &str, bytes: &[u8]) -> Result<(), JobError> {
+    if let Some(digest) = key.strip_prefix("digest/") {
+        let chain: DigestChain = decode(key, bytes)?;
+        chains.digests.insert(digest.to_string(), chain);
+    } else if let Some(sha) = key.strip_prefix("release/") {
+        let release: ReleaseChain = decode(key, bytes)?;
+        chains.releases.insert(sha.to_string(), release);
+    } else if let Some(rev) = key.strip_prefix("rev/") {
+        chains
+            .revs
+            .insert(rev.to_string(), String::from_utf8_lossy(bytes).into_owned());
+    } else if let Some(rev) = key.strip_prefix("unlinked/") {
+        let events: Vec<Event<'_>> = serde_json::from_slice(bytes).map_err(|err| {
+            JobError::Failed(format!("provmon state `{key}` is unreadable: {err}"))
+        })?;
+        let events = events.into_iter().map(Event::into_owned).collect();
+        chains.unlinked.insert(rev.to_string(), events);
+    }
+    Ok(())
+}
