@@ -2,13 +2,17 @@
 //! up event by event. A digest can belong to several releases and a
 //! release can have several bundles; each link is kept, none overwritten.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+// foldhash: fast, and unlike FxHash it spreads keys that differ only in a
+// few hex digits (digests, shas), which otherwise collide into long memcmp
+// chains.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compact::{Links, Stages};
 use crate::event::{Event, Stage};
 
 /// What happened at one stage of a chain.
@@ -54,48 +58,50 @@ const MAX_LINKS: usize = 64;
 /// Everything known about one bundle digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DigestChain {
-    pub releases: BTreeSet<String>,
-    pub stages: BTreeMap<Stage, StageLog>,
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub rekor_uuids: BTreeSet<String>,
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub deploy_revs: BTreeSet<String>,
+    pub releases: Links,
+    pub stages: Stages,
+    #[serde(default, skip_serializing_if = "Links::is_empty")]
+    pub rekor_uuids: Links,
+    #[serde(default, skip_serializing_if = "Links::is_empty")]
+    pub deploy_revs: Links,
     /// Signatures seen on `sign` events (base64), for verification.
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    pub signatures: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Links::is_empty")]
+    pub signatures: Links,
     /// Links not kept because a set was full.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_links: u64,
+    /// Changed since loaded: to be written back.
+    #[serde(skip)]
+    pub changed: bool,
 }
 
 /// Everything known about one release.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReleaseChain {
-    pub digests: BTreeSet<String>,
-    pub stages: BTreeMap<Stage, StageLog>,
+    pub digests: Links,
+    pub stages: Stages,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_links: u64,
+    #[serde(skip)]
+    pub changed: bool,
 }
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-fn log_stage(stages: &mut BTreeMap<Stage, StageLog>, event: &Event) {
-    stages
-        .entry(event.stage)
-        .and_modify(|log| log.add(event))
-        .or_insert_with(|| StageLog::new(event));
+fn log_stage(stages: &mut Stages, event: &Event) {
+    stages.upsert(event.stage, || StageLog::new(event), |log| log.add(event));
 }
 
-fn link(set: &mut BTreeSet<String>, value: &str, dropped: &mut u64) {
+fn link(set: &mut Links, value: &str, dropped: &mut u64) {
     if set.contains(value) {
         return;
     }
     if set.len() >= MAX_LINKS {
         *dropped += 1;
     } else {
-        set.insert(value.to_string());
+        set.insert(value);
     }
 }
 
@@ -106,6 +112,23 @@ fn entry<'a, T: Default>(map: &'a mut HashMap<String, T>, key: &str) -> &'a mut 
         map.insert(key.to_string(), T::default());
     }
     map.get_mut(key).expect("inserted above")
+}
+
+/// Moves `from` into `into`, merging entries both have. An empty `into`
+/// (a first sweep) just takes `from` whole.
+fn merge_maps<T>(into: &mut HashMap<String, T>, from: HashMap<String, T>, merge: fn(&mut T, &T)) {
+    if into.is_empty() {
+        *into = from;
+        return;
+    }
+    for (key, value) in from {
+        match into.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut mine) => merge(mine.get_mut(), &value),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(value);
+            }
+        }
+    }
 }
 
 /// A unit rules are evaluated on.
@@ -126,9 +149,6 @@ pub struct Chains {
     pub revs: HashMap<String, String>,
     /// Runtime verifies whose rev is not linked to a digest yet, by rev.
     pub unlinked: HashMap<String, Vec<Event<'static>>>,
-    /// Chains changed by [`Chains::absorb`] (not by `apply`: a delta's
-    /// chains are all new, see [`Chains::touched`]).
-    pub dirty: HashSet<Unit>,
     pub dirty_revs: BTreeSet<String>,
     pub dirty_unlinked: BTreeSet<String>,
 }
@@ -166,6 +186,7 @@ impl Chains {
                 if let Some(sha) = event.release_sha.as_deref() {
                     // A bundle (or any stage) naming its release links both ways.
                     let release = entry(&mut self.releases, sha);
+                    release.changed = true;
                     link(&mut release.digests, digest, &mut release.dropped_links);
                     if event.stage == Stage::Bundle {
                         log_stage(&mut release.stages, event);
@@ -190,11 +211,13 @@ impl Chains {
 
     fn release_event(&mut self, sha: &str, event: &Event) {
         let release = entry(&mut self.releases, sha);
+        release.changed = true;
         log_stage(&mut release.stages, event);
     }
 
     fn digest_event(&mut self, digest: &str, event: &Event) {
         let chain = entry(&mut self.digests, digest);
+        chain.changed = true;
         log_stage(&mut chain.stages, event);
         let dropped = &mut chain.dropped_links;
         if let Some(sha) = event.release_sha.as_deref() {
@@ -234,22 +257,21 @@ impl StageLog {
     }
 }
 
-fn merge_stages(into: &mut BTreeMap<Stage, StageLog>, from: &BTreeMap<Stage, StageLog>) {
-    for (stage, log) in from {
-        into.entry(*stage)
-            .and_modify(|mine| mine.merge(log))
-            .or_insert_with(|| log.clone());
+fn merge_stages(into: &mut Stages, from: &Stages) {
+    for (stage, log) in from.iter() {
+        into.upsert(stage, || log.clone(), |mine| mine.merge(log));
     }
 }
 
-fn merge_links(into: &mut BTreeSet<String>, from: &BTreeSet<String>, dropped: &mut u64) {
-    for value in from {
+fn merge_links(into: &mut Links, from: &Links, dropped: &mut u64) {
+    for value in from.iter() {
         link(into, value, dropped);
     }
 }
 
 impl DigestChain {
     pub fn merge(&mut self, other: &DigestChain) {
+        self.changed = true;
         merge_stages(&mut self.stages, &other.stages);
         let dropped = &mut self.dropped_links;
         merge_links(&mut self.releases, &other.releases, dropped);
@@ -262,6 +284,7 @@ impl DigestChain {
 
 impl ReleaseChain {
     pub fn merge(&mut self, other: &ReleaseChain) {
+        self.changed = true;
         merge_stages(&mut self.stages, &other.stages);
         merge_links(&mut self.digests, &other.digests, &mut self.dropped_links);
         self.dropped_links += other.dropped_links;
@@ -269,32 +292,42 @@ impl ReleaseChain {
 }
 
 impl Chains {
+    /// Folds another delta (a parsing worker's) into this one.
+    pub fn merge_delta(&mut self, other: Chains) {
+        if other.digests.len() + other.releases.len() > self.digests.len() + self.releases.len() {
+            let mine = std::mem::replace(self, other);
+            return self.merge_delta(mine);
+        }
+        merge_maps(&mut self.digests, other.digests, DigestChain::merge);
+        merge_maps(&mut self.releases, other.releases, ReleaseChain::merge);
+        self.revs.extend(other.revs);
+        self.dirty_revs.extend(other.dirty_revs);
+        self.dirty_unlinked.extend(other.dirty_unlinked);
+        for (rev, events) in other.unlinked {
+            self.unlinked.entry(rev).or_default().extend(events);
+        }
+        // A verify one worker could not link may name a rev another saw deployed.
+        let linkable: Vec<String> = self
+            .unlinked
+            .keys()
+            .filter(|rev| self.revs.contains_key(*rev))
+            .cloned()
+            .collect();
+        for rev in linkable {
+            let digest = self.revs[&rev].clone();
+            for event in self.unlinked.remove(&rev).unwrap_or_default() {
+                self.digest_event(&digest, &event);
+            }
+            self.dirty_unlinked.insert(rev);
+        }
+    }
+
     /// Folds a sweep's new chains (`delta`, built from new events only)
     /// into the chains loaded from state. Runtime verifies that only named
     /// a rev are linked now if the rev is known from either side.
     pub fn absorb(&mut self, delta: Chains) {
-        for (digest, chain) in delta.digests {
-            self.dirty.insert(Unit::Digest(digest.clone()));
-            match self.digests.entry(digest) {
-                std::collections::hash_map::Entry::Occupied(mut mine) => {
-                    mine.get_mut().merge(&chain)
-                }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(chain);
-                }
-            }
-        }
-        for (sha, release) in delta.releases {
-            self.dirty.insert(Unit::Release(sha.clone()));
-            match self.releases.entry(sha) {
-                std::collections::hash_map::Entry::Occupied(mut mine) => {
-                    mine.get_mut().merge(&release)
-                }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(release);
-                }
-            }
-        }
+        merge_maps(&mut self.digests, delta.digests, DigestChain::merge);
+        merge_maps(&mut self.releases, delta.releases, ReleaseChain::merge);
         for (rev, digest) in delta.revs {
             if self.revs.get(&rev) != Some(&digest) {
                 self.revs.insert(rev.clone(), digest);
@@ -316,7 +349,6 @@ impl Chains {
             for event in self.unlinked.remove(&rev).unwrap_or_default() {
                 self.digest_event(&digest, &event);
             }
-            self.dirty.insert(Unit::Digest(digest));
             self.dirty_unlinked.insert(rev);
         }
     }
@@ -344,7 +376,7 @@ mod tests {
         }
         let r1 = &chains.releases["r1"];
         assert_eq!(r1.digests.iter().collect::<Vec<_>>(), ["d1", "d2"]);
-        assert_eq!(r1.stages[&Stage::Bundle].count, 2);
+        assert_eq!(r1.stages.get(&Stage::Bundle).unwrap().count, 2);
         assert_eq!(
             chains.digests["d1"].releases.iter().collect::<Vec<_>>(),
             ["r1", "r2"]
@@ -363,7 +395,10 @@ mod tests {
             r#"{"type":"deploy","ts":"2026-11-20T10:05:00Z","bundle_digest":"d1","deploy_rev":"v7"}"#,
         );
         assert!(chains.apply(&deploy));
-        let log = &chains.digests["d1"].stages[&Stage::RuntimeVerify];
+        let log = chains.digests["d1"]
+            .stages
+            .get(&Stage::RuntimeVerify)
+            .unwrap();
         assert_eq!(log.status.as_deref(), Some("fail"));
         assert!(chains.unlinked.is_empty());
         assert_eq!(chains.revs["v7"], "d1");
@@ -374,7 +409,10 @@ mod tests {
         let mut chains = Chains::default();
         chains.apply(&event(r#"{"type":"runtime_verify","ts":"2026-11-20T10:10:00Z","bundle_digest":"d1","status":"pass"}"#));
         chains.apply(&event(r#"{"type":"runtime_verify","ts":"2026-11-20T10:05:00Z","bundle_digest":"d1","status":"fail"}"#));
-        let log = &chains.digests["d1"].stages[&Stage::RuntimeVerify];
+        let log = chains.digests["d1"]
+            .stages
+            .get(&Stage::RuntimeVerify)
+            .unwrap();
         assert_eq!((log.status.as_deref(), log.count), (Some("pass"), 2));
     }
 }

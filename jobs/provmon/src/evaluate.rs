@@ -27,30 +27,18 @@ pub enum Watch {
     Pending { until: DateTime<Utc> },
 }
 
-/// Evaluates `rules` on `units` (which must be loaded in `chains`).
-pub fn evaluate<'a>(
-    rules: &[Rule],
-    chains: &Chains,
-    units: impl IntoIterator<Item = &'a Unit>,
-    now: DateTime<Utc>,
-) -> Evaluation {
+/// Evaluates `rules` on every chain in `chains` (a sweep loads those its
+/// events touched and those being watched).
+pub fn evaluate(rules: &[Rule], chains: &Chains, now: DateTime<Utc>) -> Evaluation {
     let mut evaluation = Evaluation::default();
-    for unit in units {
-        match unit {
-            Unit::Digest(digest) => {
-                if let Some(chain) = chains.digests.get(digest) {
-                    for rule in rules {
-                        check_digest(rule, digest, chain, now, &mut evaluation);
-                    }
-                }
-            }
-            Unit::Release(sha) => {
-                if let Some(release) = chains.releases.get(sha) {
-                    for rule in rules {
-                        check_release(rule, sha, release, chains, now, &mut evaluation);
-                    }
-                }
-            }
+    for (digest, chain) in &chains.digests {
+        for rule in rules {
+            check_digest(rule, digest, chain, now, &mut evaluation);
+        }
+    }
+    for (sha, release) in &chains.releases {
+        for rule in rules {
+            check_release(rule, sha, release, chains, now, &mut evaluation);
         }
     }
     evaluation
@@ -299,8 +287,7 @@ mod tests {
     fn a_signature_without_rekor_is_pending_for_five_minutes_then_fires() {
         let chains =
             chains(&[r#"{"type":"sign","ts":"2026-11-20T10:00:00Z","bundle_digest":"d1"}"#]);
-        let units = chains.touched();
-        let early = evaluate(&rules(), &chains, &units, at("2026-11-20T10:04:59Z"));
+        let early = evaluate(&rules(), &chains, at("2026-11-20T10:04:59Z"));
         assert!(early.findings.is_empty());
         assert_eq!(
             early.active[&Unit::Digest("d1".into())],
@@ -308,7 +295,7 @@ mod tests {
                 until: at("2026-11-20T10:05:00Z")
             }
         );
-        let late = evaluate(&rules(), &chains, &units, at("2026-11-20T10:05:00Z"));
+        let late = evaluate(&rules(), &chains, at("2026-11-20T10:05:00Z"));
         assert_eq!(keys(&late), ["provmon/missing-rekor/d1"]);
         assert_eq!(late.active[&Unit::Digest("d1".into())], Watch::Firing);
     }
@@ -323,8 +310,7 @@ mod tests {
             r#"{"type":"deploy","ts":"2026-11-20T10:10:00Z","bundle_digest":"d1","deploy_rev":"v1"}"#,
             r#"{"type":"runtime_verify","ts":"2026-11-20T10:11:00Z","deploy_rev":"v1","status":"pass"}"#,
         ]);
-        let units = chains.touched();
-        let evaluation = evaluate(&rules(), &chains, &units, at("2026-11-21T00:00:00Z"));
+        let evaluation = evaluate(&rules(), &chains, at("2026-11-21T00:00:00Z"));
         assert!(evaluation.findings.is_empty(), "{:?}", evaluation.findings);
         assert!(evaluation.active.is_empty());
     }
@@ -339,8 +325,7 @@ mod tests {
             r#"{"type":"deploy","ts":"2026-11-20T10:10:00Z","bundle_digest":"d-bad","deploy_rev":"v2"}"#,
             r#"{"type":"runtime_verify","ts":"2026-11-20T10:11:00Z","bundle_digest":"d-bad","status":"FAIL","detail":"cosign: no matching signatures"}"#,
         ]);
-        let units = chains.touched();
-        let evaluation = evaluate(&rules(), &chains, &units, at("2026-11-21T00:00:00Z"));
+        let evaluation = evaluate(&rules(), &chains, at("2026-11-21T00:00:00Z"));
         assert_eq!(
             keys(&evaluation),
             [

@@ -9,8 +9,10 @@
 //! only touched and watched chains are loaded.
 
 pub mod chain;
+pub mod compact;
 pub mod evaluate;
 pub mod event;
+pub mod ingest;
 pub mod rules;
 pub mod source;
 mod sweep;
@@ -36,7 +38,7 @@ pub struct Params {
     #[serde(default = "default_rules")]
     pub rules: PathBuf,
     pub sources: Vec<SourceSpec>,
-    /// Most events read per sweep; a backlog beyond it is read next sweep.
+    /// Most lines read per sweep; a backlog beyond it is read next sweep.
     #[serde(default = "default_max_events")]
     pub max_events: u64,
 }
@@ -61,7 +63,7 @@ fn default_rules() -> PathBuf {
 }
 
 fn default_max_events() -> u64 {
-    5_000_000
+    1_000_000
 }
 
 fn check(params: &serde_json::Value) -> Result<(Params, Vec<rules::Rule>), Vec<ParamError>> {
@@ -146,8 +148,8 @@ impl Job for ProvmonJob {
                     name: "max_events",
                     type_name: "integer",
                     required: false,
-                    default: Some("5000000"),
-                    description: "Most events read per sweep; the rest waits for the next",
+                    default: Some("1000000"),
+                    description: "Most lines read per sweep; the rest waits for the next",
                 },
             ],
         }

@@ -10,7 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{parse_event, Event};
+/// Where the lines read go (the parser, on other threads).
+pub trait LineSink {
+    /// Complete lines of `file`, the first being line `first_line`.
+    fn lines(&mut self, file: &str, first_line: u64, chunk: &[u8]);
+    /// A line that could not be taken (too long).
+    fn malformed(&mut self, file: &str, line_no: u64, problem: String);
+}
 
 /// Where a `files` source stopped, per file (name relative to the source).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +33,9 @@ pub struct FilePosition {
 /// What reading a source found, for the run's summary and details.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SourceStats {
+    /// Lines read (what `max_events` limits).
+    #[serde(skip)]
+    pub lines: u64,
     pub events: u64,
     pub malformed: u64,
     /// The first few malformed lines, as `file:line: problem`.
@@ -44,7 +53,6 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-const SAMPLES: usize = 5;
 /// A last line without its newline is taken once the file has been still
 /// this long; before, a writer may be in the middle of it.
 const SETTLED: Duration = Duration::from_secs(5);
@@ -58,16 +66,16 @@ pub fn read_files(
     cursor: &FilesCursor,
     limit: u64,
     stats: &mut SourceStats,
-    on_event: &mut dyn FnMut(Event<'_>),
+    sink: &mut dyn LineSink,
 ) -> std::io::Result<FilesCursor> {
     let mut next = cursor.clone();
     for (name, file) in event_files(path)? {
-        if stats.events >= limit {
+        if stats.lines >= limit {
             stats.more_waiting = true;
             break;
         }
         let position = cursor.files.get(&name).copied().unwrap_or_default();
-        let end = read_file(&name, &file, position, limit, stats, on_event)?;
+        let end = read_file(&name, &file, position, limit, stats, sink)?;
         next.files.insert(name, end);
     }
     Ok(next)
@@ -101,7 +109,7 @@ fn read_file(
     mut position: FilePosition,
     limit: u64,
     stats: &mut SourceStats,
-    on_event: &mut dyn FnMut(Event<'_>),
+    sink: &mut dyn LineSink,
 ) -> std::io::Result<FilePosition> {
     let mut file = std::fs::File::open(path)?;
     let metadata = file.metadata()?;
@@ -115,55 +123,88 @@ fn read_file(
         .and_then(|modified| SystemTime::now().duration_since(modified).ok())
         .is_some_and(|age| age >= SETTLED);
     file.seek(SeekFrom::Start(position.offset))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut line = Vec::with_capacity(512);
-    while stats.events < limit {
-        line.clear();
-        let read = Read::by_ref(&mut reader)
-            .take(MAX_LINE as u64 + 1)
-            .read_until(b'\n', &mut line)?;
-        if read == 0 {
+    // Whole chunks of complete lines go to the sink; the parsing (the
+    // expensive part) happens there, on other threads.
+    let mut buf = vec![0u8; MAX_LINE];
+    let mut filled = 0;
+    let mut at_end = false;
+    while stats.lines < limit {
+        while !at_end && filled < buf.len() {
+            let n = file.read(&mut buf[filled..])?;
+            if n == 0 {
+                at_end = true;
+            }
+            filled += n;
+        }
+        if filled == 0 {
             break;
         }
-        let complete = line.last() == Some(&b'\n');
-        if !complete && read <= MAX_LINE && !settled {
-            break; // a writer is still on this line
-        }
-        position.offset += read as u64;
-        if !complete && read > MAX_LINE {
-            // Skip the rest of an overlong line.
-            let mut rest = Vec::new();
-            position.offset += reader.read_until(b'\n', &mut rest)? as u64;
-        }
-        position.line += 1;
-        let text = trim(&line);
-        if text.is_empty() {
-            continue;
-        }
-        let parsed = if read > MAX_LINE {
-            Err(format!("line longer than {MAX_LINE} bytes"))
-        } else {
-            parse_event(text)
+        let mut cut = match memchr::memrchr(b'\n', &buf[..filled]) {
+            Some(last) => last + 1,
+            None if at_end && settled => filled, // a last line without its newline
+            None if at_end => break,             // a writer is still on this line
+            None => {
+                // No line end in MAX_LINE bytes: skip the line, say so.
+                let skipped = skip_line(&mut file, filled)?;
+                position.offset += skipped;
+                position.line += 1;
+                stats.lines += 1;
+                sink.malformed(
+                    name,
+                    position.line,
+                    format!("line longer than {MAX_LINE} bytes"),
+                );
+                filled = 0;
+                continue;
+            }
         };
-        match parsed {
-            Ok(event) => {
-                stats.events += 1;
-                on_event(event);
-            }
-            Err(problem) => {
-                stats.malformed += 1;
-                if stats.samples.len() < SAMPLES {
-                    stats
-                        .samples
-                        .push(format!("{name}:{}: {problem}", position.line));
-                }
-            }
+        // Stop at the limit, counting lines.
+        let room = limit - stats.lines;
+        let mut lines = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
+        if cut == filled && buf[..cut].last() != Some(&b'\n') {
+            lines += 1;
         }
+        if lines > room {
+            let nth = memchr::memchr_iter(b'\n', &buf[..cut])
+                .nth(usize::try_from(room - 1).unwrap_or(0))
+                .unwrap_or(cut - 1);
+            cut = nth + 1;
+            lines = room;
+        }
+        sink.lines(name, position.line + 1, &buf[..cut]);
+        position.offset += cut as u64;
+        position.line += lines;
+        stats.lines += lines;
+        buf.copy_within(cut..filled, 0);
+        filled -= cut;
     }
-    if stats.events >= limit {
+    if stats.lines >= limit {
         stats.more_waiting = true;
     }
     Ok(position)
+}
+
+/// Reads past the rest of an overlong line; returns the bytes skipped,
+/// counting the `already` bytes seen.
+fn skip_line(file: &mut std::fs::File, already: usize) -> std::io::Result<u64> {
+    let mut skipped = already as u64;
+    let mut reader = BufReader::new(file);
+    let mut rest = Vec::new();
+    skipped += reader.read_until(b'\n', &mut rest)? as u64;
+    // The BufReader may have read ahead: put the file back after the line.
+    let ahead = reader.buffer().len() as i64;
+    reader.into_inner().seek(SeekFrom::Current(-ahead))?;
+    Ok(skipped)
+}
+
+/// Splits a chunk of lines; `first` is the number of its first line.
+pub fn each_line(first: u64, chunk: &[u8], mut f: impl FnMut(u64, &[u8])) {
+    for (line_no, line) in (first..).zip(chunk.split(|&b| b == b'\n')) {
+        let text = trim(line);
+        if !text.is_empty() {
+            f(line_no, text);
+        }
+    }
 }
 
 fn trim(line: &[u8]) -> &[u8] {
@@ -183,19 +224,22 @@ mod tests {
     use std::io::Write;
 
     use super::*;
+    use crate::chain::Chains;
+    use crate::ingest::Ingest;
 
-    fn read(
-        dir: &Path,
-        cursor: &FilesCursor,
-        limit: u64,
-    ) -> (Vec<Event<'static>>, FilesCursor, SourceStats) {
-        let mut events = Vec::new();
+    fn read(dir: &Path, cursor: &FilesCursor, limit: u64) -> (Chains, FilesCursor, SourceStats) {
+        let mut ingest = Ingest::new(1);
         let mut stats = SourceStats::default();
-        let next = read_files(dir, cursor, limit, &mut stats, &mut |event| {
-            events.push(event.into_owned())
-        })
-        .unwrap();
-        (events, next, stats)
+        let next = read_files(dir, cursor, limit, &mut stats, &mut ingest).unwrap();
+        let (chains, parsed) = ingest.finish();
+        stats.events = parsed[0].events;
+        stats.malformed = parsed[0].malformed;
+        stats.samples = parsed[0]
+            .samples
+            .iter()
+            .map(|(file, line, problem)| format!("{file}:{line}: {problem}"))
+            .collect();
+        (chains, next, stats)
     }
 
     const RELEASE: &str = r#"{"type":"release","ts":"2026-11-20T10:00:00Z","release_sha":"r1"}"#;
@@ -207,30 +251,31 @@ mod tests {
         let mut file = std::fs::File::create(&path).unwrap();
         writeln!(file, "{RELEASE}\nnot json\n\n{RELEASE}").unwrap();
         std::fs::write(dir.path().join("ignored.txt"), "x").unwrap();
-        let (events, cursor, stats) = read(dir.path(), &FilesCursor::default(), 100);
-        assert_eq!((events.len(), stats.malformed), (2, 1));
+        let (chains, cursor, stats) = read(dir.path(), &FilesCursor::default(), 100);
+        assert_eq!((stats.events, stats.malformed), (2, 1));
+        assert_eq!(chains.releases.len(), 1);
         assert_eq!(
             stats.samples,
             ["a.ndjson:2: expected ident at line 1 column 2"]
         );
 
         // Nothing new: nothing read. A half-written line waits.
-        let (events, same, _) = read(dir.path(), &cursor, 100);
-        assert!(events.is_empty());
+        let (_, same, stats) = read(dir.path(), &cursor, 100);
+        assert_eq!(stats.events, 0);
         assert_eq!(same, cursor);
         write!(file, "{}", &RELEASE[..20]).unwrap();
-        let (events, same, _) = read(dir.path(), &cursor, 100);
-        assert!(events.is_empty());
+        let (_, same, stats) = read(dir.path(), &cursor, 100);
+        assert_eq!(stats.events, 0);
         assert_eq!(same, cursor);
         writeln!(file, "{}", &RELEASE[20..]).unwrap();
-        let (events, next, _) = read(dir.path(), &cursor, 100);
-        assert_eq!(events.len(), 1);
+        let (_, next, stats) = read(dir.path(), &cursor, 100);
+        assert_eq!(stats.events, 1);
         assert_eq!(next.files["a.ndjson"].line, 5);
 
         // A rotated (shorter) file is read from the start.
         std::fs::write(&path, format!("{RELEASE}\n")).unwrap();
-        let (events, _, stats) = read(dir.path(), &next, 100);
-        assert_eq!((events.len(), stats.restarted_files), (1, 1));
+        let (_, _, stats) = read(dir.path(), &next, 100);
+        assert_eq!((stats.events, stats.restarted_files), (1, 1));
     }
 
     #[test]
@@ -239,11 +284,11 @@ mod tests {
         let lines: String = (0..10).map(|_| format!("{RELEASE}\n")).collect();
         std::fs::write(dir.path().join("a.ndjson"), &lines).unwrap();
         std::fs::write(dir.path().join("b.ndjson"), &lines).unwrap();
-        let (events, cursor, stats) = read(dir.path(), &FilesCursor::default(), 15);
-        assert_eq!(events.len(), 15);
+        let (_, cursor, stats) = read(dir.path(), &FilesCursor::default(), 15);
+        assert_eq!(stats.events, 15);
         assert!(stats.more_waiting);
-        let (events, _, stats) = read(dir.path(), &cursor, 15);
-        assert_eq!(events.len(), 5);
+        let (_, _, stats) = read(dir.path(), &cursor, 15);
+        assert_eq!(stats.events, 5);
         assert!(!stats.more_waiting);
     }
 }

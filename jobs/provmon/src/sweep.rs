@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
 use crate::evaluate::{evaluate, Watch};
 use crate::event::Event;
+use crate::ingest::Ingest;
 use crate::rules::{Condition, Rule};
 use crate::source::{read_files, FilesCursor, SourceStats};
 use crate::SourceSpec;
@@ -102,26 +103,10 @@ pub async fn sweep(
     let load_ms = started.elapsed().as_millis() - read_ms;
     let new_units = read.delta.digests.len() + read.delta.releases.len();
     chains.absorb(read.delta);
-    let mut units: Vec<Unit> = chains.dirty.iter().cloned().collect();
-    units.extend(
-        active
-            .iter()
-            .filter(|unit| !chains.dirty.contains(*unit))
-            .cloned(),
-    );
-    let evaluation = evaluate(&input.rules, &chains, &units, input.now);
+    let evaluation = evaluate(&input.rules, &chains, input.now);
     let evaluate_ms = started.elapsed().as_millis() - read_ms - load_ms;
 
-    let mut writes = Vec::new();
-    for unit in &chains.dirty {
-        let value = match unit {
-            Unit::Digest(digest) => chains.digests.get(digest).map(encode),
-            Unit::Release(sha) => chains.releases.get(sha).map(encode),
-        };
-        if let Some(value) = value {
-            writes.push(StateWrite::put(unit_key(unit), value));
-        }
-    }
+    let (mut writes, changed) = encode_changed(&chains);
     for rev in &chains.dirty_revs {
         if let Some(digest) = chains.revs.get(rev) {
             writes.push(StateWrite::put(
@@ -154,7 +139,7 @@ pub async fn sweep(
     let mut summary = format!(
         "{events} events from {} sources, {} chains updated, {} findings, {pending} windows open",
         read.stats.len(),
-        chains.dirty.len(),
+        changed,
         evaluation.findings.len()
     );
     if malformed > 0 {
@@ -184,7 +169,7 @@ pub async fn sweep(
         "events": events,
         "malformed": malformed,
         "chains_new_or_changed": new_units,
-        "chains_evaluated": units.len(),
+        "chains_evaluated": chains.digests.len() + chains.releases.len(),
         "watching": evaluation.active.len(),
         "timings_ms": {
             "read_and_correlate": read_ms,
@@ -203,37 +188,94 @@ pub async fn sweep(
     Ok(report)
 }
 
+/// State writes for every chain that changed, encoded on every core (a
+/// first sweep over a long history changes hundreds of thousands).
+/// Returns them and how many chains changed.
+fn encode_changed(chains: &Chains) -> (Vec<StateWrite>, usize) {
+    let digests: Vec<(&String, &DigestChain)> = chains
+        .digests
+        .iter()
+        .filter(|(_, chain)| chain.changed)
+        .collect();
+    let releases: Vec<(&String, &ReleaseChain)> = chains
+        .releases
+        .iter()
+        .filter(|(_, release)| release.changed)
+        .collect();
+    let changed = digests.len() + releases.len();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = digests.len().div_ceil(threads).max(1);
+    let mut writes: Vec<StateWrite> = std::thread::scope(|scope| {
+        let handles: Vec<_> = digests
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|(digest, chain)| {
+                            StateWrite::put(format!("digest/{digest}"), encode(chain))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect()
+    });
+    writes.extend(
+        releases
+            .iter()
+            .map(|(sha, release)| StateWrite::put(format!("release/{sha}"), encode(release))),
+    );
+    (writes, changed)
+}
+
 fn read_sources(cursors: Vec<(SourceSpec, FilesCursor)>, max_events: u64) -> Read {
-    let mut read = Read {
-        delta: Chains::default(),
-        cursors: Vec::new(),
-        stats: BTreeMap::new(),
-        failed: BTreeMap::new(),
-    };
+    let mut ingest = Ingest::new(cursors.len());
+    let mut cursors_out = Vec::new();
+    let mut failed = BTreeMap::new();
+    let mut read_stats = Vec::new();
     let mut budget = max_events;
-    for (source, cursor) in cursors {
-        let SourceSpec::Files { name, path } = &source;
+    for (index, (source, cursor)) in cursors.iter().enumerate() {
+        let SourceSpec::Files { name, path } = source;
+        ingest.start_source(index);
         let mut stats = SourceStats::default();
-        let delta = &mut read.delta;
-        let mut apply = |event: Event<'_>| {
-            delta.apply(&event);
-        };
-        match read_files(path, &cursor, budget, &mut stats, &mut apply) {
+        match read_files(path, cursor, budget, &mut stats, &mut ingest) {
             Ok(next) => {
-                budget = budget.saturating_sub(stats.events);
-                read.cursors.push((name.clone(), next));
+                budget = budget.saturating_sub(stats.lines);
+                cursors_out.push((name.clone(), next));
             }
             Err(err) => {
-                // Events applied before the error are kept in the delta but
-                // the cursor stays: they are read again, and merging the same
-                // event twice only moves counts.
-                read.failed
-                    .insert(name.clone(), format!("{}: {err}", path.display()));
+                // Lines handed over before the error are correlated but the
+                // cursor stays: they are read again next sweep, and merging
+                // the same event twice changes no verdict, only counts.
+                failed.insert(name.clone(), format!("{}: {err}", path.display()));
             }
         }
-        read.stats.insert(name.clone(), stats);
+        read_stats.push((name.clone(), stats));
     }
-    read
+    let (delta, parsed) = ingest.finish();
+    let stats = read_stats
+        .into_iter()
+        .zip(parsed)
+        .map(|((name, mut stats), parsed)| {
+            stats.events = parsed.events;
+            stats.malformed = parsed.malformed;
+            stats.samples = parsed
+                .samples
+                .into_iter()
+                .map(|(file, line, problem)| format!("{file}:{line}: {problem}"))
+                .collect();
+            (name, stats)
+        })
+        .collect();
+    Read {
+        delta,
+        cursors: cursors_out,
+        stats,
+        failed,
+    }
 }
 
 /// Loads from state the chains the new events touch and those watched,
