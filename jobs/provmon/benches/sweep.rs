@@ -20,51 +20,16 @@
 //! under 2 s. Loading and encoding the job's state (its persistence) are
 //! reported beside it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use chrono::{Duration, TimeZone, Utc};
-use patrol_job_api::{CancellationToken, JobState, StateError, StateRead, StateWrite};
+use patrol_job_api::{CancellationToken, JobState};
+use patrol_job_provmon::memory::MemoryState;
 use patrol_job_provmon::rules::parse_rules;
 use patrol_job_provmon::{sweep, SourceSpec, SweepInput};
-
-#[derive(Default)]
-struct MemoryState(Mutex<BTreeMap<String, Vec<u8>>>);
-
-#[async_trait]
-impl StateRead for MemoryState {
-    async fn get_many(&self, keys: &[String]) -> Result<HashMap<String, Vec<u8>>, StateError> {
-        let map = self.0.lock().map_err(|err| StateError(err.to_string()))?;
-        Ok(keys
-            .iter()
-            .filter_map(|key| map.get(key).map(|value| (key.clone(), value.clone())))
-            .collect())
-    }
-
-    async fn scan(
-        &self,
-        _prefix: &str,
-        _after: Option<&str>,
-        _limit: usize,
-    ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
-        Ok(Vec::new())
-    }
-}
-
-impl MemoryState {
-    fn apply(&self, writes: &[StateWrite]) {
-        let mut map = self.0.lock().expect("state lock");
-        for write in writes {
-            match &write.value {
-                Some(value) => map.insert(write.key.clone(), value.clone()),
-                None => map.remove(&write.key),
-            };
-        }
-    }
-}
 
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -163,6 +128,7 @@ fn main() {
             path: folder.clone(),
         }],
         rules: rules.clone(),
+        verifier: Default::default(),
         max_events: u64::MAX,
         now: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
     };

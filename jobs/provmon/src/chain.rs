@@ -2,7 +2,7 @@
 //! up event by event. A digest can belong to several releases and a
 //! release can have several bundles; each link is kept, none overwritten.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 // foldhash: fast, and unlike FxHash it spreads keys that differ only in a
 // few hex digits (digests, shas), which otherwise collide into long memcmp
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::compact::{Links, Stages};
 use crate::event::{Event, Stage};
+use crate::verify::Check;
 
 /// What happened at one stage of a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,9 +71,16 @@ pub struct DigestChain {
     /// Links not kept because a set was full.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_links: u64,
+    /// Results of verifying signatures (`sig:<base64>`) and Rekor entries
+    /// (`rekor:<uuid>`), each checked once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<String, Check>,
     /// Changed since loaded: to be written back.
     #[serde(skip)]
     pub changed: bool,
+    /// Something could not be checked this sweep (Rekor down): watch it.
+    #[serde(skip)]
+    pub unverifiable: bool,
 }
 
 /// Everything known about one release.
@@ -278,6 +286,11 @@ impl DigestChain {
         merge_links(&mut self.rekor_uuids, &other.rekor_uuids, dropped);
         merge_links(&mut self.deploy_revs, &other.deploy_revs, dropped);
         merge_links(&mut self.signatures, &other.signatures, dropped);
+        for (key, check) in &other.checks {
+            self.checks
+                .entry(key.clone())
+                .or_insert_with(|| check.clone());
+        }
         self.dropped_links += other.dropped_links;
     }
 }

@@ -27,13 +27,30 @@ pub enum Watch {
     Pending { until: DateTime<Utc> },
 }
 
+/// What verification is configured: stages then count only once
+/// verified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Verifying {
+    pub signatures: bool,
+    pub rekor: bool,
+}
+
 /// Evaluates `rules` on every chain in `chains` (a sweep loads those its
 /// events touched and those being watched).
-pub fn evaluate(rules: &[Rule], chains: &Chains, now: DateTime<Utc>) -> Evaluation {
+pub fn evaluate(
+    rules: &[Rule],
+    chains: &Chains,
+    verifying: Verifying,
+    now: DateTime<Utc>,
+) -> Evaluation {
     let mut evaluation = Evaluation::default();
     for (digest, chain) in &chains.digests {
+        if chain.unverifiable {
+            // Rekor could not be asked: judge it when it can.
+            evaluation.watch(Unit::Digest(digest.clone()), Watch::Pending { until: now });
+        }
         for rule in rules {
-            check_digest(rule, digest, chain, now, &mut evaluation);
+            check_digest(rule, digest, chain, verifying, now, &mut evaluation);
         }
     }
     for (sha, release) in &chains.releases {
@@ -48,6 +65,7 @@ fn check_digest(
     rule: &Rule,
     digest: &str,
     chain: &DigestChain,
+    verifying: Verifying,
     now: DateTime<Utc>,
     out: &mut Evaluation,
 ) {
@@ -68,6 +86,9 @@ fn check_digest(
             if now < deadline {
                 out.watch(unit(), Watch::Pending { until: deadline });
                 return;
+            }
+            if *expected == Stage::Rekor && chain.unverifiable {
+                return; // Rekor could not be searched: absence not shown
             }
             let finding = finding(
                 rule,
@@ -120,11 +141,41 @@ fn check_digest(
             let Some(deploy) = chain.stages.get(&Stage::Deploy) else {
                 return;
             };
-            let missing: Vec<&str> = [Stage::Sign, Stage::Rekor]
-                .into_iter()
-                .filter(|stage| !chain.stages.contains_key(stage))
-                .map(Stage::as_str)
-                .collect();
+            let signed = if verifying.signatures {
+                chain.checks_of("sig:").any(|(_, check)| check.ok)
+            } else {
+                chain.stages.contains_key(&Stage::Sign)
+            };
+            let logged = if verifying.rekor {
+                chain.checks_of("rekor:").any(|(_, check)| check.ok)
+            } else {
+                chain.stages.contains_key(&Stage::Rekor)
+            };
+            let missing: Vec<&str> = [
+                (
+                    signed,
+                    if verifying.signatures {
+                        "a verified signature"
+                    } else {
+                        "sign"
+                    },
+                ),
+                (
+                    logged,
+                    if verifying.rekor {
+                        "a verified Rekor entry"
+                    } else {
+                        "rekor"
+                    },
+                ),
+            ]
+            .into_iter()
+            .filter(|(present, _)| !present)
+            .map(|(_, name)| name)
+            .collect();
+            if chain.unverifiable && !logged {
+                return; // not knowable this sweep
+            }
             if missing.is_empty() {
                 return;
             }
@@ -145,6 +196,46 @@ fn check_digest(
                 chain_details(chain),
             );
             out.fire(unit(), finding);
+        }
+        Condition::SignatureInvalid => {
+            if !verifying.signatures || !chain.stages.contains_key(&Stage::Sign) {
+                return;
+            }
+            let checks: Vec<(&str, &crate::verify::Check)> = chain.checks_of("sig:").collect();
+            let summary = if chain.signatures.is_empty() {
+                format!("{digest} was signed (a `sign` event) but no event carried the signature to verify")
+            } else if checks.iter().any(|(_, check)| check.ok) {
+                return;
+            } else if checks.len() < chain.signatures.len() {
+                return; // not all checked yet
+            } else {
+                let reasons: Vec<&str> = checks
+                    .iter()
+                    .filter_map(|(_, check)| check.reason.as_deref())
+                    .collect();
+                format!(
+                    "no signature of {digest} verifies ({} tried): {}",
+                    checks.len(),
+                    reasons.join("; ")
+                )
+            };
+            out.fire(unit(), finding(rule, digest, summary, chain_details(chain)));
+        }
+        Condition::RekorMismatch => {
+            let failed: Vec<String> = chain
+                .checks_of("rekor:")
+                .filter(|(_, check)| !check.ok)
+                .map(|(uuid, check)| {
+                    format!("{uuid}: {}", check.reason.as_deref().unwrap_or("failed"))
+                })
+                .collect();
+            if verifying.rekor && !failed.is_empty() {
+                let summary = format!(
+                    "Rekor entry of {digest} does not check out: {}",
+                    failed.join("; ")
+                );
+                out.fire(unit(), finding(rule, digest, summary, chain_details(chain)));
+            }
         }
         Condition::Absent { .. } => {}
     }
@@ -241,6 +332,7 @@ fn chain_details(chain: &DigestChain) -> serde_json::Value {
         "rekor_uuids": chain.rekor_uuids,
         "deploy_revs": chain.deploy_revs,
         "stages": chain.stages,
+        "checks": chain.checks,
     })
 }
 
@@ -287,7 +379,12 @@ mod tests {
     fn a_signature_without_rekor_is_pending_for_five_minutes_then_fires() {
         let chains =
             chains(&[r#"{"type":"sign","ts":"2026-11-20T10:00:00Z","bundle_digest":"d1"}"#]);
-        let early = evaluate(&rules(), &chains, at("2026-11-20T10:04:59Z"));
+        let early = evaluate(
+            &rules(),
+            &chains,
+            Verifying::default(),
+            at("2026-11-20T10:04:59Z"),
+        );
         assert!(early.findings.is_empty());
         assert_eq!(
             early.active[&Unit::Digest("d1".into())],
@@ -295,7 +392,12 @@ mod tests {
                 until: at("2026-11-20T10:05:00Z")
             }
         );
-        let late = evaluate(&rules(), &chains, at("2026-11-20T10:05:00Z"));
+        let late = evaluate(
+            &rules(),
+            &chains,
+            Verifying::default(),
+            at("2026-11-20T10:05:00Z"),
+        );
         assert_eq!(keys(&late), ["provmon/missing-rekor/d1"]);
         assert_eq!(late.active[&Unit::Digest("d1".into())], Watch::Firing);
     }
@@ -310,7 +412,12 @@ mod tests {
             r#"{"type":"deploy","ts":"2026-11-20T10:10:00Z","bundle_digest":"d1","deploy_rev":"v1"}"#,
             r#"{"type":"runtime_verify","ts":"2026-11-20T10:11:00Z","deploy_rev":"v1","status":"pass"}"#,
         ]);
-        let evaluation = evaluate(&rules(), &chains, at("2026-11-21T00:00:00Z"));
+        let evaluation = evaluate(
+            &rules(),
+            &chains,
+            Verifying::default(),
+            at("2026-11-21T00:00:00Z"),
+        );
         assert!(evaluation.findings.is_empty(), "{:?}", evaluation.findings);
         assert!(evaluation.active.is_empty());
     }
@@ -325,7 +432,12 @@ mod tests {
             r#"{"type":"deploy","ts":"2026-11-20T10:10:00Z","bundle_digest":"d-bad","deploy_rev":"v2"}"#,
             r#"{"type":"runtime_verify","ts":"2026-11-20T10:11:00Z","bundle_digest":"d-bad","status":"FAIL","detail":"cosign: no matching signatures"}"#,
         ]);
-        let evaluation = evaluate(&rules(), &chains, at("2026-11-21T00:00:00Z"));
+        let evaluation = evaluate(
+            &rules(),
+            &chains,
+            Verifying::default(),
+            at("2026-11-21T00:00:00Z"),
+        );
         assert_eq!(
             keys(&evaluation),
             [

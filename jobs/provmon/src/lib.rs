@@ -13,9 +13,11 @@ pub mod compact;
 pub mod evaluate;
 pub mod event;
 pub mod ingest;
+pub mod memory;
 pub mod rules;
 pub mod source;
 mod sweep;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -41,6 +43,9 @@ pub struct Params {
     /// Most lines read per sweep; a backlog beyond it is read next sweep.
     #[serde(default = "default_max_events")]
     pub max_events: u64,
+    /// Keys and Rekor for verifying signatures and log entries.
+    #[serde(default)]
+    pub verify: verify::VerifySpec,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,7 +71,9 @@ fn default_max_events() -> u64 {
     1_000_000
 }
 
-fn check(params: &serde_json::Value) -> Result<(Params, Vec<rules::Rule>), Vec<ParamError>> {
+type Checked = (Params, Vec<rules::Rule>, verify::Verifier);
+
+fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
     let params: Params = parse_params(params).map_err(|err| vec![err])?;
     let mut errors = Vec::new();
     if params.sources.is_empty() {
@@ -112,8 +119,25 @@ fn check(params: &serde_json::Value) -> Result<(Params, Vec<rules::Rule>), Vec<P
             Vec::new()
         }
     };
+    let verifier = params.verify.build().unwrap_or_else(|problems| {
+        errors.extend(problems);
+        verify::Verifier::default()
+    });
+    for rule in &rules {
+        let needs = match rule.condition {
+            rules::Condition::SignatureInvalid if params.verify.signing_keys.is_empty() => {
+                "verify.signing_keys"
+            }
+            rules::Condition::RekorMismatch if params.verify.rekor.is_none() => "verify.rekor",
+            _ => continue,
+        };
+        errors.push(ParamError::new(
+            "rules",
+            format!("rule `{}` needs params.{needs} to check anything", rule.id),
+        ));
+    }
     if errors.is_empty() {
-        Ok((params, rules))
+        Ok((params, rules, verifier))
     } else {
         Err(errors)
     }
@@ -145,6 +169,13 @@ impl Job for ProvmonJob {
                     description: "The rules file",
                 },
                 ParamDoc {
+                    name: "verify",
+                    type_name: "{signing_keys: [pem paths], rekor: {public_key, url, offline_dir, timeout}}",
+                    required: false,
+                    default: None,
+                    description: "Verify signatures and Rekor entries (fail closed); needed by signature-invalid and rekor-mismatch",
+                },
+                ParamDoc {
                     name: "max_events",
                     type_name: "integer",
                     required: false,
@@ -160,10 +191,11 @@ impl Job for ProvmonJob {
     }
 
     async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
-        let (params, rules) = check(&params).map_err(JobError::InvalidParams)?;
+        let (params, rules, verifier) = check(&params).map_err(JobError::InvalidParams)?;
         let input = SweepInput {
             sources: params.sources,
             rules,
+            verifier,
             max_events: params.max_events,
             now: chrono::Utc::now(),
         };

@@ -12,7 +12,8 @@
 //! `when` is one of two shapes: `A -> (no B within D)` (a stage that must
 //! follow within a window) and `A -> B(field=value)` (the latest `B` of a
 //! chain that has an `A` has that status). Checks that need more than
-//! events name a built-in `check` instead (`deployed-unverified`).
+//! events name a built-in `check` instead (`deployed-unverified`,
+//! `signature-invalid`, `rekor-mismatch`).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -42,9 +43,16 @@ pub enum Condition {
         stage: Stage,
         value: String,
     },
-    /// A deployed digest whose chain lacks a signature or a Rekor entry
-    /// once `within` has passed since the deploy.
+    /// A deployed digest whose chain lacks a (verified, when verification
+    /// is configured) signature or Rekor entry once `within` has passed
+    /// since the deploy.
     DeployedUnverified { within: Duration },
+    /// A signed digest none of whose signatures verifies with the
+    /// configured keys.
+    SignatureInvalid,
+    /// A Rekor entry of the digest that does not check out: body for
+    /// another artifact, bad entry timestamp, inclusion proof or checkpoint.
+    RekorMismatch,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +87,7 @@ struct RawRule {
 }
 
 /// Built-in checks a rule may name with `check:`.
-pub const CHECKS: [&str; 1] = ["deployed-unverified"];
+pub const CHECKS: [&str; 3] = ["deployed-unverified", "signature-invalid", "rekor-mismatch"];
 
 /// Reads and checks a rules file; every problem is reported as
 /// `file:line:col: field: message`.
@@ -196,6 +204,12 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Vec<(String, String)>>
                 within: window.unwrap_or(Duration::from_secs(600)),
             }),
             ("deployed-unverified", Err(_)) => Err((field("window"), String::new())),
+            ("signature-invalid", _) if raw.window.is_none() => Ok(Condition::SignatureInvalid),
+            ("rekor-mismatch", _) if raw.window.is_none() => Ok(Condition::RekorMismatch),
+            ("signature-invalid" | "rekor-mismatch", _) => Err((
+                field("window"),
+                format!("`{check}` has no window: it fires as soon as a check fails"),
+            )),
             (other, _) => Err((
                 field("check"),
                 format!("unknown check `{other}` (known: {})", CHECKS.join(", ")),

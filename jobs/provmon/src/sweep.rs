@@ -9,11 +9,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
-use crate::evaluate::{evaluate, Watch};
-use crate::event::Event;
+use crate::evaluate::{evaluate, Verifying, Watch};
+use crate::event::{Event, Stage};
 use crate::ingest::Ingest;
 use crate::rules::{Condition, Rule};
 use crate::source::{read_files, FilesCursor, SourceStats};
+use crate::verify::Verifier;
 use crate::SourceSpec;
 
 const ACTIVE_KEY: &str = "active";
@@ -34,6 +35,7 @@ fn unit_key(unit: &Unit) -> String {
 pub struct SweepInput {
     pub sources: Vec<SourceSpec>,
     pub rules: Vec<Rule>,
+    pub verifier: Verifier,
     pub max_events: u64,
     pub now: DateTime<Utc>,
 }
@@ -103,7 +105,13 @@ pub async fn sweep(
     let load_ms = started.elapsed().as_millis() - read_ms;
     let new_units = read.delta.digests.len() + read.delta.releases.len();
     chains.absorb(read.delta);
-    let evaluation = evaluate(&input.rules, &chains, input.now);
+    let search = overdue_for_rekor(&input.rules, &chains, input.now);
+    let verified = input.verifier.verify(&mut chains, &search, input.now).await;
+    let verifying = Verifying {
+        signatures: input.verifier.checks_signatures(),
+        rekor: input.verifier.checks_rekor(),
+    };
+    let evaluation = evaluate(&input.rules, &chains, verifying, input.now);
     let evaluate_ms = started.elapsed().as_millis() - read_ms - load_ms;
 
     let (mut writes, changed) = encode_changed(&chains);
@@ -154,6 +162,12 @@ pub async fn sweep(
             per_source.join(", ")
         ));
     }
+    if let Some(outage) = &verified.outage {
+        summary.push_str(&format!(
+            "; degraded: {} Rekor checks wait ({outage})",
+            verified.unavailable
+        ));
+    }
     if !read.failed.is_empty() {
         let failed: Vec<String> = read
             .failed
@@ -171,6 +185,7 @@ pub async fn sweep(
         "chains_new_or_changed": new_units,
         "chains_evaluated": chains.digests.len() + chains.releases.len(),
         "watching": evaluation.active.len(),
+        "verification": verified,
         "timings_ms": {
             "read_and_correlate": read_ms,
             "load_state": load_ms,
@@ -180,7 +195,7 @@ pub async fn sweep(
     });
     // A source we could not read may hold the events that clear a finding:
     // report what holds, but resolve nothing.
-    report.findings_partial = !read.failed.is_empty();
+    report.findings_partial = !read.failed.is_empty() || verified.unavailable > 0;
     report.findings = evaluation.findings;
     report.state = writes;
     // Freeing a big sweep's chains takes a while; nothing waits for it.
@@ -191,6 +206,38 @@ pub async fn sweep(
 /// State writes for every chain that changed, encoded on every core (a
 /// first sweep over a long history changes hundreds of thousands).
 /// Returns them and how many chains changed.
+/// Digests signed longer ago than a `sign -> (no rekor …)` window with no
+/// Rekor entry seen: Rekor is searched for them before paging.
+fn overdue_for_rekor(rules: &[Rule], chains: &Chains, now: DateTime<Utc>) -> Vec<String> {
+    let Some(window) = rules
+        .iter()
+        .filter_map(|rule| match rule.condition {
+            Condition::Absent {
+                after: Stage::Sign,
+                expected: Stage::Rekor,
+                within,
+            } => Some(within),
+            _ => None,
+        })
+        .min()
+    else {
+        return Vec::new();
+    };
+    let window = chrono::Duration::from_std(window).unwrap_or_default();
+    chains
+        .digests
+        .iter()
+        .filter(|(_, chain)| !chain.stages.contains_key(&Stage::Rekor))
+        .filter(|(_, chain)| {
+            chain
+                .stages
+                .get(&Stage::Sign)
+                .is_some_and(|sign| sign.first + window <= now)
+        })
+        .map(|(digest, _)| digest.clone())
+        .collect()
+}
+
 fn encode_changed(chains: &Chains) -> (Vec<StateWrite>, usize) {
     let digests: Vec<(&String, &DigestChain)> = chains
         .digests

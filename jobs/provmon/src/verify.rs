@@ -1,0 +1,335 @@
+//! Checking the chains' cryptographic evidence (fail closed): each
+//! signature seen on a `sign` event against the configured cosign keys,
+//! each Rekor entry (body names the digest, signed entry timestamp, Merkle
+//! inclusion proof, signed checkpoint) against the Rekor key. Entries come
+//! from an offline folder (`<uuid>.json`, the API's answer) or from Rekor
+//! itself. Results are kept in the chain, so each item is checked once.
+//!
+//! A Rekor that cannot be reached is an outage, not an absence: the items
+//! stay unchecked, the chain is watched, and the sweep is partial.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use patrol_job_api::units::HumanDuration;
+use patrol_job_api::ParamError;
+use patrol_provmon_verify::key::PublicKey;
+use patrol_provmon_verify::rekor::{parse_entry_response, verify_entry, Client, ExpectedArtifact};
+use patrol_provmon_verify::{cosign, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{Chains, DigestChain};
+use crate::event::Stage;
+
+/// `params.verify`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// PEM public keys; a signature is valid if one of them verifies it.
+    #[serde(default)]
+    pub signing_keys: Vec<PathBuf>,
+    #[serde(default)]
+    pub rekor: Option<RekorSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekorSpec {
+    /// The log's PEM public key (signs entry timestamps and checkpoints).
+    pub public_key: PathBuf,
+    /// Rekor's base URL, e.g. `https://rekor.sigstore.dev`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A folder of `<uuid>.json` entries for offline verification, looked
+    /// at before `url`.
+    #[serde(default)]
+    pub offline_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// Ready-to-use verification settings.
+#[derive(Debug, Clone, Default)]
+pub struct Verifier {
+    pub signing_keys: Vec<PublicKey>,
+    pub rekor: Option<RekorVerifier>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RekorVerifier {
+    pub key: PublicKey,
+    pub client: Option<Client>,
+    pub offline_dir: Option<PathBuf>,
+}
+
+/// One check's result, kept in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(with = "chrono::serde::ts_milliseconds")]
+    pub at: DateTime<Utc>,
+}
+
+impl Check {
+    fn of(verdict: &Verdict, at: DateTime<Utc>) -> Self {
+        Self {
+            ok: verdict.is_verified(),
+            reason: verdict.reason().map(str::to_string),
+            at,
+        }
+    }
+}
+
+fn read_key(path: &Path, field: &str) -> Result<PublicKey, ParamError> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|err| ParamError::new(field, format!("cannot read {}: {err}", path.display())))?;
+    PublicKey::from_pem(&pem)
+        .map_err(|err| ParamError::new(field, format!("{}: {err}", path.display())))
+}
+
+impl VerifySpec {
+    /// Reads the keys and builds the client; every problem reported.
+    pub fn build(&self) -> Result<Verifier, Vec<ParamError>> {
+        let mut errors = Vec::new();
+        let mut signing_keys = Vec::new();
+        for (n, path) in self.signing_keys.iter().enumerate() {
+            match read_key(path, &format!("verify.signing_keys[{n}]")) {
+                Ok(key) => signing_keys.push(key),
+                Err(err) => errors.push(err),
+            }
+        }
+        let rekor = self.rekor.as_ref().and_then(|spec| {
+            let key = read_key(&spec.public_key, "verify.rekor.public_key")
+                .map_err(|err| errors.push(err))
+                .ok();
+            let timeout = match spec.timeout.as_deref().map(HumanDuration::parse) {
+                None => Duration::from_secs(10),
+                Some(Ok(timeout)) => timeout.0,
+                Some(Err(message)) => {
+                    errors.push(ParamError::new("verify.rekor.timeout", message));
+                    Duration::from_secs(10)
+                }
+            };
+            if spec.url.is_none() && spec.offline_dir.is_none() {
+                errors.push(ParamError::new(
+                    "verify.rekor",
+                    "give `url`, `offline_dir` or both: where the entries come from",
+                ));
+            }
+            if let Some(dir) = spec.offline_dir.as_ref().filter(|dir| !dir.is_dir()) {
+                errors.push(ParamError::new(
+                    "verify.rekor.offline_dir",
+                    format!("{} is not a folder", dir.display()),
+                ));
+            }
+            let client = spec.url.as_deref().and_then(|url| {
+                Client::new(url, timeout)
+                    .map_err(|err| {
+                        errors.push(ParamError::new("verify.rekor.url", err.to_string()))
+                    })
+                    .ok()
+            });
+            Some(RekorVerifier {
+                key: key?,
+                client,
+                offline_dir: spec.offline_dir.clone(),
+            })
+        });
+        if errors.is_empty() {
+            Ok(Verifier {
+                signing_keys,
+                rekor,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// What verifying a sweep's chains met.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyStats {
+    pub signatures_checked: u64,
+    pub entries_checked: u64,
+    pub entries_found_by_search: u64,
+    /// Rekor could not be asked (outage): these wait for the next sweep.
+    pub unavailable: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outage: Option<String>,
+}
+
+/// Where a Rekor entry could come from, and what came.
+enum Fetched {
+    Entry(Box<(String, patrol_provmon_verify::rekor::LogEntry)>),
+    Missing(String),
+    Outage(String),
+}
+
+impl Verifier {
+    pub fn checks_signatures(&self) -> bool {
+        !self.signing_keys.is_empty()
+    }
+
+    pub fn checks_rekor(&self) -> bool {
+        self.rekor.is_some()
+    }
+
+    /// Checks what is new in `chains` (changed or watched chains). `search`
+    /// lists digests whose Rekor entry is overdue: Rekor is searched for
+    /// them before anyone is paged.
+    pub async fn verify(
+        &self,
+        chains: &mut Chains,
+        search: &[String],
+        now: DateTime<Utc>,
+    ) -> VerifyStats {
+        let mut stats = VerifyStats::default();
+        if let Some(rekor) = &self.rekor {
+            for digest in search {
+                let Some(client) = &rekor.client else { break };
+                match client.search_by_sha256(digest).await {
+                    Ok(uuids) => {
+                        if let Some(chain) = chains.digests.get_mut(digest) {
+                            for uuid in uuids {
+                                stats.entries_found_by_search += 1;
+                                chain.found_in_rekor(&uuid, now);
+                            }
+                        }
+                    }
+                    // Down, or an answer that is not one: either way absence
+                    // is not shown, so nobody is paged for it.
+                    Err(err) => {
+                        stats.unavailable += 1;
+                        stats.outage = Some(err.to_string());
+                        if let Some(chain) = chains.digests.get_mut(digest) {
+                            chain.unverifiable = true;
+                        }
+                    }
+                }
+            }
+        }
+        for (digest, chain) in chains.digests.iter_mut() {
+            if self.checks_signatures() {
+                let unchecked: Vec<String> = chain
+                    .signatures
+                    .iter()
+                    .filter(|signature| !chain.checks.contains_key(&sig_key(signature)))
+                    .cloned()
+                    .collect();
+                for signature in unchecked {
+                    let verdict = self.check_signature(digest, &signature);
+                    stats.signatures_checked += 1;
+                    chain.record_check(sig_key(&signature), Check::of(&verdict, now));
+                }
+            }
+            let Some(rekor) = &self.rekor else { continue };
+            let unchecked: Vec<String> = chain
+                .rekor_uuids
+                .iter()
+                .filter(|uuid| !chain.checks.contains_key(&rekor_key(uuid)))
+                .cloned()
+                .collect();
+            for uuid in unchecked {
+                let verdict = match fetch(rekor, &uuid).await {
+                    Fetched::Entry(entry) => {
+                        let (uuid, entry) = *entry;
+                        verify_entry(
+                            &uuid,
+                            &entry,
+                            &rekor.key,
+                            &ExpectedArtifact::digest(digest.clone()),
+                        )
+                        .verdict()
+                    }
+                    Fetched::Missing(reason) => Verdict::failed(reason),
+                    Fetched::Outage(reason) => {
+                        stats.unavailable += 1;
+                        stats.outage = Some(reason);
+                        chain.unverifiable = true;
+                        continue;
+                    }
+                };
+                stats.entries_checked += 1;
+                chain.record_check(rekor_key(&uuid), Check::of(&verdict, now));
+            }
+        }
+        stats
+    }
+
+    fn check_signature(&self, digest: &str, signature: &str) -> Verdict {
+        let mut reasons = Vec::new();
+        for key in &self.signing_keys {
+            match cosign::verify_blob_digest(key, digest, signature) {
+                Verdict::Verified => return Verdict::Verified,
+                Verdict::Failed { reason } => reasons.push(reason),
+            }
+        }
+        Verdict::failed(format!(
+            "no configured key verifies it: {}",
+            reasons.join("; ")
+        ))
+    }
+}
+
+async fn fetch(rekor: &RekorVerifier, uuid: &str) -> Fetched {
+    let safe = uuid.chars().all(|c| c.is_ascii_hexdigit());
+    if let Some(dir) = rekor.offline_dir.as_ref().filter(|_| safe) {
+        let path = dir.join(format!("{uuid}.json"));
+        if let Ok(bytes) = std::fs::read(&path) {
+            return match parse_entry_response(&bytes) {
+                Ok(entry) => Fetched::Entry(Box::new(entry)),
+                Err(reason) => Fetched::Missing(format!("{}: {reason}", path.display())),
+            };
+        }
+    }
+    match &rekor.client {
+        Some(client) => match client.entry(uuid).await {
+            Ok(entry) => Fetched::Entry(Box::new(entry)),
+            Err(err) if err.is_outage() => Fetched::Outage(err.to_string()),
+            Err(err) => Fetched::Missing(err.to_string()),
+        },
+        None => Fetched::Missing(format!("entry {uuid} is not in the offline folder")),
+    }
+}
+
+pub fn sig_key(signature: &str) -> String {
+    format!("sig:{signature}")
+}
+
+pub fn rekor_key(uuid: &str) -> String {
+    format!("rekor:{uuid}")
+}
+
+impl DigestChain {
+    fn record_check(&mut self, key: String, check: Check) {
+        self.checks.insert(key, check);
+        self.changed = true;
+    }
+
+    fn found_in_rekor(&mut self, uuid: &str, now: DateTime<Utc>) {
+        if self.rekor_uuids.insert(uuid) {
+            self.changed = true;
+        }
+        self.stages.upsert(
+            Stage::Rekor,
+            || crate::chain::StageLog {
+                first: now,
+                last: now,
+                count: 1,
+                status: Some("found by search".into()),
+                detail: None,
+            },
+            |_| {},
+        );
+    }
+
+    /// Checks of the given kind (`sig:` or `rekor:`), with their subject.
+    pub fn checks_of<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a Check)> {
+        self.checks.iter().filter_map(move |(key, check)| {
+            key.strip_prefix(prefix).map(|subject| (subject, check))
+        })
+    }
+}

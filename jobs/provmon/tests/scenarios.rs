@@ -1,0 +1,284 @@
+//! The issue's scenarios, end to end through a sweep with real keys,
+//! real signatures and a Rekor stand-in holding a real Merkle log: a
+//! healthy release; a signed release whose Rekor entry never appears; a
+//! runtime verify failure; a tampered artifact; a forged inclusion proof;
+//! a Rekor outage; and a gap that closes.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use patrol_job_api::{CancellationToken, JobState, RunReport};
+use patrol_job_provmon::memory::MemoryState;
+use patrol_job_provmon::rules::load_rules;
+use patrol_job_provmon::verify::{RekorSpec, VerifySpec};
+use patrol_job_provmon::{sweep, SourceSpec, SweepInput};
+use patrol_provmon_verify::fixtures::{Artifact, SigningKey};
+use patrol_standins::{Forgery, RekorStandin};
+
+struct World {
+    dir: tempfile::TempDir,
+    rekor: RekorStandin,
+    cosign: SigningKey,
+    state: Arc<MemoryState>,
+    files: usize,
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).unwrap()
+}
+
+fn ts(minutes: i64) -> String {
+    (t0() + Duration::minutes(minutes)).to_rfc3339()
+}
+
+impl World {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cosign = SigningKey::p256_from_seed(b"scenarios/cosign");
+        let rekor = RekorStandin::start(b"scenarios/rekor").await.unwrap();
+        rekor.set_now(t0().timestamp());
+        std::fs::create_dir(dir.path().join("events")).unwrap();
+        std::fs::write(dir.path().join("cosign.pub"), cosign.public_key_pem()).unwrap();
+        std::fs::write(dir.path().join("rekor.pub"), rekor.public_key_pem()).unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut rules = std::fs::read_to_string(root.join("policies/provmon/rules.yaml")).unwrap();
+        rules.push_str(
+            "  - {id: signature-invalid, description: signature does not verify, check: signature-invalid, severity: critical}\n  \
+             - {id: rekor-mismatch, description: Rekor entry does not check out, check: rekor-mismatch, severity: critical}\n",
+        );
+        std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+        Self {
+            dir,
+            rekor,
+            cosign,
+            state: Arc::new(MemoryState::default()),
+            files: 0,
+        }
+    }
+
+    fn events(&mut self, lines: &[String]) {
+        self.files += 1;
+        let path = self
+            .dir
+            .path()
+            .join(format!("events/{:03}.ndjson", self.files));
+        std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    }
+
+    /// Logs the artifact's signed hashedrekord in the stand-in; its uuid.
+    fn log(&self, artifact: &Artifact) -> String {
+        self.rekor
+            .add_body(artifact.hashedrekord_body(&self.cosign.public_key_pem()))
+    }
+
+    async fn sweep(&self, minutes_after_t0: i64) -> RunReport {
+        let path = self.dir.path();
+        let verify = VerifySpec {
+            signing_keys: vec![path.join("cosign.pub")],
+            rekor: Some(RekorSpec {
+                public_key: path.join("rekor.pub"),
+                url: Some(self.rekor.base_url()),
+                offline_dir: None,
+                timeout: Some("5s".into()),
+            }),
+        };
+        let input = SweepInput {
+            sources: vec![SourceSpec::Files {
+                name: "ci".into(),
+                path: path.join("events"),
+            }],
+            rules: load_rules(&path.join("rules.yaml")).unwrap(),
+            verifier: verify.build().unwrap(),
+            max_events: 1_000_000,
+            now: t0() + Duration::minutes(minutes_after_t0),
+        };
+        let state = JobState::new(self.state.clone());
+        let report = sweep(&state, input, &CancellationToken::new())
+            .await
+            .unwrap();
+        self.state.apply(&report.state);
+        report
+    }
+}
+
+fn keys(report: &RunReport) -> Vec<String> {
+    let mut keys: Vec<String> = report.findings.iter().map(|f| f.key.clone()).collect();
+    keys.sort();
+    keys
+}
+
+fn chain(artifact: &Artifact, name: &str, uuid: Option<&str>, signature: &str) -> Vec<String> {
+    let digest = artifact.digest();
+    let mut lines = vec![
+        format!(
+            r#"{{"type":"release","ts":"{}","release_sha":"{name}"}}"#,
+            ts(0)
+        ),
+        format!(
+            r#"{{"type":"bundle","ts":"{}","release_sha":"{name}","bundle_digest":"{digest}"}}"#,
+            ts(1)
+        ),
+        format!(
+            r#"{{"type":"sign","ts":"{}","bundle_digest":"{digest}","signature":"{signature}"}}"#,
+            ts(2)
+        ),
+    ];
+    if let Some(uuid) = uuid {
+        lines.push(format!(
+            r#"{{"type":"rekor","ts":"{}","bundle_digest":"{digest}","rekor_uuid":"{uuid}"}}"#,
+            ts(2)
+        ));
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_scenario_yields_exactly_its_findings_and_closed_gaps_resolve() {
+    let mut world = World::new().await;
+    let healthy = Artifact::signed(&world.cosign, "healthy", b"healthy bundle");
+    let no_rekor = Artifact::signed(&world.cosign, "no-rekor", b"never logged");
+    let verify_fails = Artifact::signed(&world.cosign, "verify-fails", b"rejected at start");
+    let tampered = Artifact::signed(&world.cosign, "tampered", b"the real bundle");
+    let other = Artifact::signed(&world.cosign, "other", b"what was really signed");
+    let forged = Artifact::signed(&world.cosign, "forged", b"bundle with a forged proof");
+
+    let healthy_uuid = world.log(&healthy);
+    let verify_fails_uuid = world.log(&verify_fails);
+    let tampered_uuid = world.log(&tampered);
+    let forged_uuid = world.log(&forged);
+    assert!(world
+        .rekor
+        .forge_inclusion_proof(&forged_uuid, Forgery::FlippedHash));
+
+    let mut lines = Vec::new();
+    lines.extend(chain(
+        &healthy,
+        "r-healthy",
+        Some(&healthy_uuid),
+        &healthy.signature_b64(),
+    ));
+    lines.push(format!(
+        r#"{{"type":"deploy","ts":"{}","bundle_digest":"{}","deploy_rev":"web-1"}}"#,
+        ts(10),
+        healthy.digest()
+    ));
+    lines.push(format!(
+        r#"{{"type":"runtime_verify","ts":"{}","deploy_rev":"web-1","status":"pass"}}"#,
+        ts(11)
+    ));
+    lines.extend(chain(
+        &no_rekor,
+        "r-no-rekor",
+        None,
+        &no_rekor.signature_b64(),
+    ));
+    lines.extend(chain(
+        &verify_fails,
+        "r-verify-fails",
+        Some(&verify_fails_uuid),
+        &verify_fails.signature_b64(),
+    ));
+    lines.push(format!(
+        r#"{{"type":"deploy","ts":"{}","bundle_digest":"{}","deploy_rev":"api-1"}}"#,
+        ts(10),
+        verify_fails.digest()
+    ));
+    lines.push(format!(
+        r#"{{"type":"runtime_verify","ts":"{}","deploy_rev":"api-1","status":"fail","detail":"cosign: no matching signatures"}}"#,
+        ts(11)
+    ));
+    // The tampered artifact's sign event carries another artifact's signature.
+    lines.extend(chain(
+        &tampered,
+        "r-tampered",
+        Some(&tampered_uuid),
+        &other.signature_b64(),
+    ));
+    lines.extend(chain(
+        &forged,
+        "r-forged",
+        Some(&forged_uuid),
+        &forged.signature_b64(),
+    ));
+    world.events(&lines);
+
+    // Four minutes after signing: the Rekor window (5m) is still open.
+    let early = world.sweep(6).await;
+    let digest_key =
+        |rule: &str, artifact: &Artifact| format!("provmon/{rule}/{}", artifact.digest());
+    let mut expected = vec![
+        digest_key("rekor-mismatch", &forged),
+        digest_key("runtime-verify-fail", &verify_fails),
+        digest_key("signature-invalid", &tampered),
+    ];
+    expected.sort();
+    assert_eq!(keys(&early), expected, "{}", early.summary);
+    assert!(!early.findings_partial);
+
+    // Past the window: the signed-but-unlogged release pages too (Rekor
+    // was searched for its digest and has nothing).
+    let late = world.sweep(8).await;
+    expected.push(digest_key("missing-rekor", &no_rekor));
+    expected.sort();
+    assert_eq!(keys(&late), expected, "{}", late.summary);
+    let found = late
+        .findings
+        .iter()
+        .find(|f| f.key.contains("rekor-mismatch"))
+        .unwrap();
+    assert!(found.summary.contains("inclusion"), "{}", found.summary);
+    let bad_signature = late
+        .findings
+        .iter()
+        .find(|f| f.key.contains("signature-invalid"))
+        .unwrap();
+    assert!(
+        bad_signature.summary.contains("no signature"),
+        "{}",
+        bad_signature.summary
+    );
+
+    // A Rekor outage: a newly signed release is not paged as missing, the
+    // sweep says it is degraded and partial. Absence from Rekor cannot be
+    // shown now, so missing-rekor is not re-reported either; being partial,
+    // the sweep resolves nothing, and that page stays open. What needs no
+    // Rekor is reported as before.
+    let during = Artifact::signed(
+        &world.cosign,
+        "during-outage",
+        b"signed while Rekor is down",
+    );
+    world.events(&chain(&during, "r-during", None, &during.signature_b64()));
+    world.rekor.outage();
+    let outage = world.sweep(30).await;
+    assert!(outage.findings_partial);
+    assert!(outage.summary.contains("degraded"), "{}", outage.summary);
+    let without_rekor: Vec<String> = expected
+        .iter()
+        .filter(|key| !key.contains("missing-rekor"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        keys(&outage),
+        without_rekor,
+        "no page for the outage: {}",
+        outage.summary
+    );
+
+    // Rekor back; the late release's entry was logged meanwhile, and the
+    // unlogged one finally gets its entry too: both gaps close.
+    world.rekor.clear_failures();
+    world.log(&during);
+    let no_rekor_uuid = world.log(&no_rekor);
+    world.events(&[format!(
+        r#"{{"type":"rekor","ts":"{}","bundle_digest":"{}","rekor_uuid":"{no_rekor_uuid}"}}"#,
+        ts(31),
+        no_rekor.digest()
+    )]);
+    let recovered = world.sweep(32).await;
+    assert!(!recovered.findings_partial, "{}", recovered.summary);
+    expected.retain(|key| !key.contains("missing-rekor"));
+    assert_eq!(keys(&recovered), expected, "{}", recovered.summary);
+}
