@@ -12,6 +12,7 @@ pub mod chain;
 pub mod compact;
 pub mod evaluate;
 pub mod event;
+pub mod http_source;
 pub mod ingest;
 pub mod memory;
 pub mod rules;
@@ -22,6 +23,7 @@ pub mod verify;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
     parse_params, Job, JobDescription, JobError, ParamDoc, ParamError, RunContext, RunReport,
 };
@@ -53,12 +55,19 @@ pub struct Params {
 pub enum SourceSpec {
     /// NDJSON files in a folder (or one file).
     Files { name: String, path: PathBuf },
+    /// An endpoint answering NDJSON (see `http_source`).
+    Http {
+        name: String,
+        url: String,
+        #[serde(default)]
+        timeout: Option<String>,
+    },
 }
 
 impl SourceSpec {
     pub fn name(&self) -> &str {
         match self {
-            SourceSpec::Files { name, .. } => name,
+            SourceSpec::Files { name, .. } | SourceSpec::Http { name, .. } => name,
         }
     }
 }
@@ -97,12 +106,24 @@ fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
                 format!("source `{name}` is named twice (each keeps its own cursor)"),
             ));
         }
-        let SourceSpec::Files { path, .. } = source;
-        if !path.exists() {
-            errors.push(ParamError::new(
+        match source {
+            SourceSpec::Files { path, .. } if !path.exists() => errors.push(ParamError::new(
                 format!("sources[{n}].path"),
                 format!("{} does not exist", path.display()),
-            ));
+            )),
+            SourceSpec::Files { .. } => {}
+            SourceSpec::Http { url, timeout, .. } => {
+                let http = url.starts_with("http://") || url.starts_with("https://");
+                if !http || url.parse::<reqwest::Url>().is_err() {
+                    errors.push(ParamError::new(
+                        format!("sources[{n}].url"),
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
+                }
+                if let Some(Err(message)) = timeout.as_deref().map(HumanDuration::parse) {
+                    errors.push(ParamError::new(format!("sources[{n}].timeout"), message));
+                }
+            }
         }
     }
     if params.max_events == 0 {
@@ -156,7 +177,7 @@ impl Job for ProvmonJob {
             params: vec![
                 ParamDoc {
                     name: "sources",
-                    type_name: "list of {kind: files, name, path}",
+                    type_name: "list of {kind: files, name, path} or {kind: http, name, url, timeout}",
                     required: true,
                     default: None,
                     description: "Where events come from; each source keeps its own cursor",

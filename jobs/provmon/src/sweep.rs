@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
+use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{CancellationToken, JobError, JobState, Outcome, RunReport, StateWrite};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
 use crate::evaluate::{evaluate, Verifying, Watch};
 use crate::event::{Event, Stage};
+use crate::http_source::{fetch, read_body, HttpBody, HttpCursor};
 use crate::ingest::Ingest;
 use crate::rules::{Condition, Rule};
 use crate::source::{read_files, FilesCursor, SourceStats};
@@ -43,7 +45,8 @@ pub struct SweepInput {
 /// What reading the sources produced.
 struct Read {
     delta: Chains,
-    cursors: Vec<(String, FilesCursor)>,
+    /// Each source's new cursor, encoded.
+    cursors: Vec<(String, Vec<u8>)>,
     stats: BTreeMap<String, SourceStats>,
     failed: BTreeMap<String, String>,
 }
@@ -74,14 +77,29 @@ pub async fn sweep(
         .chain([ACTIVE_KEY.to_string()])
         .collect();
     let stored = state.get_many(&keys).await.map_err(state_err)?;
-    let mut cursors = Vec::new();
+    let mut inputs = Vec::new();
     for source in &input.sources {
         let key = cursor_key(source.name());
-        let cursor: FilesCursor = match stored.get(&key) {
-            Some(bytes) => decode(&key, bytes)?,
-            None => FilesCursor::default(),
+        let stored = stored.get(&key);
+        let input = match source {
+            SourceSpec::Files { .. } => SourceInput::Files(match stored {
+                Some(bytes) => decode(&key, bytes)?,
+                None => FilesCursor::default(),
+            }),
+            SourceSpec::Http { url, timeout, .. } => {
+                let cursor: HttpCursor = match stored {
+                    Some(bytes) => decode(&key, bytes)?,
+                    None => HttpCursor::default(),
+                };
+                let timeout = timeout
+                    .as_deref()
+                    .and_then(|t| HumanDuration::parse(t).ok())
+                    .map_or(std::time::Duration::from_secs(30), |t| t.0);
+                let body = fetch(url, &cursor, timeout).await;
+                SourceInput::Http(cursor, body)
+            }
         };
-        cursors.push((source.clone(), cursor));
+        inputs.push((source.clone(), input));
     }
     let active: Vec<Unit> = match stored.get(ACTIVE_KEY) {
         Some(bytes) => decode(ACTIVE_KEY, bytes)?,
@@ -90,7 +108,7 @@ pub async fn sweep(
 
     let started = std::time::Instant::now();
     let max_events = input.max_events;
-    let read = tokio::task::spawn_blocking(move || read_sources(cursors, max_events))
+    let read = tokio::task::spawn_blocking(move || read_sources(inputs, max_events))
         .await
         .map_err(|err| JobError::Failed(format!("reading events failed: {err}")))?;
     if cancel.is_cancelled() {
@@ -133,7 +151,7 @@ pub async fn sweep(
     let watched: Vec<&Unit> = evaluation.active.keys().collect();
     writes.push(StateWrite::put(ACTIVE_KEY, encode(&watched)));
     for (name, cursor) in &read.cursors {
-        writes.push(StateWrite::put(cursor_key(name), encode(cursor)));
+        writes.push(StateWrite::put(cursor_key(name), cursor.clone()));
     }
 
     let encode_ms = started.elapsed().as_millis() - read_ms - load_ms - evaluate_ms;
@@ -278,29 +296,50 @@ fn encode_changed(chains: &Chains) -> (Vec<StateWrite>, usize) {
     (writes, changed)
 }
 
-fn read_sources(cursors: Vec<(SourceSpec, FilesCursor)>, max_events: u64) -> Read {
-    let mut ingest = Ingest::new(cursors.len());
+/// A source and where it stopped (for `http`, also what it answered).
+enum SourceInput {
+    Files(FilesCursor),
+    Http(HttpCursor, Result<HttpBody, String>),
+}
+
+fn read_sources(inputs: Vec<(SourceSpec, SourceInput)>, max_events: u64) -> Read {
+    let mut ingest = Ingest::new(inputs.len());
     let mut cursors_out = Vec::new();
     let mut failed = BTreeMap::new();
     let mut read_stats = Vec::new();
     let mut budget = max_events;
-    for (index, (source, cursor)) in cursors.iter().enumerate() {
-        let SourceSpec::Files { name, path } = source;
+    for (index, (source, input)) in inputs.iter().enumerate() {
+        let name = source.name().to_string();
         ingest.start_source(index);
         let mut stats = SourceStats::default();
-        match read_files(path, cursor, budget, &mut stats, &mut ingest) {
-            Ok(next) => {
-                budget = budget.saturating_sub(stats.lines);
-                cursors_out.push((name.clone(), next));
+        match (source, input) {
+            (SourceSpec::Files { path, .. }, SourceInput::Files(cursor)) => {
+                match read_files(path, cursor, budget, &mut stats, &mut ingest) {
+                    Ok(next) => cursors_out.push((name.clone(), encode(&next))),
+                    // Lines handed over before the error are correlated but
+                    // the cursor stays: they are read again next sweep, and
+                    // merging the same event twice changes no verdict.
+                    Err(err) => {
+                        failed.insert(name.clone(), format!("{}: {err}", path.display()));
+                    }
+                }
             }
-            Err(err) => {
-                // Lines handed over before the error are correlated but the
-                // cursor stays: they are read again next sweep, and merging
-                // the same event twice changes no verdict, only counts.
-                failed.insert(name.clone(), format!("{}: {err}", path.display()));
+            (_, SourceInput::Http(cursor, Ok(body))) => {
+                let next = read_body(&name, body, cursor, budget, &mut stats, &mut ingest);
+                cursors_out.push((name.clone(), encode(&next)));
+            }
+            (_, SourceInput::Http(_, Err(err))) => {
+                failed.insert(name.clone(), err.clone());
+            }
+            (SourceSpec::Http { .. }, SourceInput::Files(_)) => {
+                failed.insert(
+                    name.clone(),
+                    "internal: source and cursor kinds differ".into(),
+                );
             }
         }
-        read_stats.push((name.clone(), stats));
+        budget = budget.saturating_sub(stats.lines);
+        read_stats.push((name, stats));
     }
     let (delta, parsed) = ingest.finish();
     let stats = read_stats
