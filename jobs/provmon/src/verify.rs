@@ -71,6 +71,10 @@ pub struct Check {
     pub reason: Option<String>,
     #[serde(with = "chrono::serde::ts_milliseconds")]
     pub at: DateTime<Utc>,
+    /// Checked again next sweep: the entry was not found (Rekor may not
+    /// have it yet), unlike a verdict on content, which stands.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub again: bool,
 }
 
 impl Check {
@@ -79,7 +83,12 @@ impl Check {
             ok: verdict.is_verified(),
             reason: verdict.reason().map(str::to_string),
             at,
+            again: false,
         }
+    }
+
+    fn settled(&self) -> bool {
+        !self.again
     }
 }
 
@@ -164,7 +173,10 @@ pub struct VerifyStats {
 /// Where a Rekor entry could come from, and what came.
 enum Fetched {
     Entry(Box<(String, patrol_provmon_verify::rekor::LogEntry)>),
+    /// Not there (yet): failed now, asked again next sweep.
     Missing(String),
+    /// An answer that can never verify (garbage, a refused request).
+    Bad(String),
     Outage(String),
 }
 
@@ -229,10 +241,16 @@ impl Verifier {
             let unchecked: Vec<String> = chain
                 .rekor_uuids
                 .iter()
-                .filter(|uuid| !chain.checks.contains_key(&rekor_key(uuid)))
+                .filter(|uuid| {
+                    !chain
+                        .checks
+                        .get(&rekor_key(uuid))
+                        .is_some_and(Check::settled)
+                })
                 .cloned()
                 .collect();
             for uuid in unchecked {
+                let mut again = false;
                 let verdict = match fetch(rekor, &uuid).await {
                     Fetched::Entry(entry) => {
                         let (uuid, entry) = *entry;
@@ -244,7 +262,11 @@ impl Verifier {
                         )
                         .verdict()
                     }
-                    Fetched::Missing(reason) => Verdict::failed(reason),
+                    Fetched::Missing(reason) => {
+                        again = true;
+                        Verdict::failed(reason)
+                    }
+                    Fetched::Bad(reason) => Verdict::failed(reason),
                     Fetched::Outage(reason) => {
                         stats.unavailable += 1;
                         stats.outage = Some(reason);
@@ -253,7 +275,16 @@ impl Verifier {
                     }
                 };
                 stats.entries_checked += 1;
-                chain.record_check(rekor_key(&uuid), Check::of(&verdict, now));
+                let check = Check {
+                    again,
+                    ..Check::of(&verdict, now)
+                };
+                let same = chain.checks.get(&rekor_key(&uuid)).is_some_and(|old| {
+                    (old.ok, &old.reason, old.again) == (check.ok, &check.reason, check.again)
+                });
+                if !same {
+                    chain.record_check(rekor_key(&uuid), check);
+                }
             }
         }
         stats
@@ -281,7 +312,7 @@ async fn fetch(rekor: &RekorVerifier, uuid: &str) -> Fetched {
         if let Ok(bytes) = std::fs::read(&path) {
             return match parse_entry_response(&bytes) {
                 Ok(entry) => Fetched::Entry(Box::new(entry)),
-                Err(reason) => Fetched::Missing(format!("{}: {reason}", path.display())),
+                Err(reason) => Fetched::Bad(format!("{}: {reason}", path.display())),
             };
         }
     }
@@ -289,7 +320,8 @@ async fn fetch(rekor: &RekorVerifier, uuid: &str) -> Fetched {
         Some(client) => match client.entry(uuid).await {
             Ok(entry) => Fetched::Entry(Box::new(entry)),
             Err(err) if err.is_outage() => Fetched::Outage(err.to_string()),
-            Err(err) => Fetched::Missing(err.to_string()),
+            Err(err) if err.is_not_found() => Fetched::Missing(err.to_string()),
+            Err(err) => Fetched::Bad(err.to_string()),
         },
         None => Fetched::Missing(format!("entry {uuid} is not in the offline folder")),
     }

@@ -278,4 +278,22 @@ async fn each_scenario_yields_exactly_its_findings_and_closed_gaps_resolve() {
     assert!(!recovered.findings_partial, "{}", recovered.summary);
     expected.retain(|key| !key.contains("missing-rekor"));
     assert_eq!(keys(&recovered), expected, "{}", recovered.summary);
+
+    // An entry Rekor does not serve yet fails (fail closed) but is asked
+    // again each sweep: once served and valid, the finding clears.
+    let lagging = Artifact::signed(&world.cosign, "lagging", b"logged, not yet served");
+    let lagging_uuid = world.log(&lagging);
+    assert!(world.rekor.withhold(&lagging_uuid));
+    world.events(&chain(
+        &lagging,
+        "r-lagging",
+        Some(&lagging_uuid),
+        &lagging.signature_b64(),
+    ));
+    let not_yet = world.sweep(40).await;
+    let lagging_key = digest_key("rekor-mismatch", &lagging);
+    assert!(keys(&not_yet).contains(&lagging_key), "{}", not_yet.summary);
+    world.rekor.release(&lagging_uuid);
+    let served = world.sweep(45).await;
+    assert_eq!(keys(&served), expected, "{}", served.summary);
 }
