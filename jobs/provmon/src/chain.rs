@@ -305,33 +305,15 @@ impl ReleaseChain {
 }
 
 impl Chains {
-    /// Folds another delta (a parsing worker's) into this one.
+    /// Folds another delta (a parsing worker's) into this one: the
+    /// smaller into the bigger, then as [`Chains::absorb`]. A verify one
+    /// worker could not link may name a rev another saw deployed.
     pub fn merge_delta(&mut self, other: Chains) {
         if other.digests.len() + other.releases.len() > self.digests.len() + self.releases.len() {
-            let mine = std::mem::replace(self, other);
-            return self.merge_delta(mine);
-        }
-        merge_maps(&mut self.digests, other.digests, DigestChain::merge);
-        merge_maps(&mut self.releases, other.releases, ReleaseChain::merge);
-        self.revs.extend(other.revs);
-        self.dirty_revs.extend(other.dirty_revs);
-        self.dirty_unlinked.extend(other.dirty_unlinked);
-        for (rev, events) in other.unlinked {
-            self.unlinked.entry(rev).or_default().extend(events);
-        }
-        // A verify one worker could not link may name a rev another saw deployed.
-        let linkable: Vec<String> = self
-            .unlinked
-            .keys()
-            .filter(|rev| self.revs.contains_key(*rev))
-            .cloned()
-            .collect();
-        for rev in linkable {
-            let digest = self.revs[&rev].clone();
-            for event in self.unlinked.remove(&rev).unwrap_or_default() {
-                self.digest_event(&digest, &event);
-            }
-            self.dirty_unlinked.insert(rev);
+            let smaller = std::mem::replace(self, other);
+            self.absorb(smaller);
+        } else {
+            self.absorb(other);
         }
     }
 

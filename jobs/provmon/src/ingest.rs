@@ -114,15 +114,16 @@ impl Ingest {
     }
 
     /// Waits for every line to be parsed; the merged chains and per-source
-    /// stats.
-    pub fn finish(mut self) -> (Chains, Vec<ParseStats>) {
+    /// stats. A worker that died took lines with it: that is an error, so
+    /// the caller keeps its cursors and the lines are read again.
+    pub fn finish(mut self) -> Result<(Chains, Vec<ParseStats>), String> {
         self.flush();
         self.sender = None;
         let mut chains = Chains::default();
         let mut stats = vec![ParseStats::default(); self.sources];
         for worker in std::mem::take(&mut self.workers) {
             let Ok(parsed) = worker.join() else {
-                continue;
+                return Err("a parsing worker died; nothing of this sweep's events is kept".into());
             };
             chains.merge_delta(parsed.chains);
             for (total, part) in stats.iter_mut().zip(parsed.stats) {
@@ -135,7 +136,7 @@ impl Ingest {
             total.samples.sort();
             total.samples.truncate(SAMPLES);
         }
-        (chains, stats)
+        Ok((chains, stats))
     }
 }
 

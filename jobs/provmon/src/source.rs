@@ -231,7 +231,7 @@ mod tests {
         let mut ingest = Ingest::new(1);
         let mut stats = SourceStats::default();
         let next = read_files(dir, cursor, limit, &mut stats, &mut ingest).unwrap();
-        let (chains, parsed) = ingest.finish();
+        let (chains, parsed) = ingest.finish().unwrap();
         stats.events = parsed[0].events;
         stats.malformed = parsed[0].malformed;
         stats.samples = parsed[0]

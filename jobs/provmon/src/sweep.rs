@@ -13,7 +13,7 @@ use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
 use crate::evaluate::{evaluate, Verifying, Watch};
 use crate::event::{Event, Stage};
 use crate::http_source::{fetch, read_body, HttpBody, HttpCursor};
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, ParseStats};
 use crate::rules::{Condition, Rule};
 use crate::source::{read_files, FilesCursor, SourceStats};
 use crate::verify::Verifier;
@@ -341,10 +341,24 @@ fn read_sources(inputs: Vec<(SourceSpec, SourceInput)>, max_events: u64) -> Read
         budget = budget.saturating_sub(stats.lines);
         read_stats.push((name, stats));
     }
-    let (delta, parsed) = ingest.finish();
+    let (delta, parsed) = match ingest.finish() {
+        Ok(done) => done,
+        Err(err) => {
+            // Keep every cursor: all of it is read again next sweep.
+            for (name, _) in &read_stats {
+                failed.insert(name.clone(), err.clone());
+            }
+            cursors_out.clear();
+            (Chains::default(), Vec::new())
+        }
+    };
     let stats = read_stats
         .into_iter()
-        .zip(parsed)
+        .zip(
+            parsed
+                .into_iter()
+                .chain(std::iter::repeat_with(ParseStats::default)),
+        )
         .map(|((name, mut stats), parsed)| {
             stats.events = parsed.events;
             stats.malformed = parsed.malformed;
