@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::Output;
 
+use sha2::Digest;
+
 use crate::support::{patrol_bin, shipped_checkout, stderr, stdout};
 
 fn run(dir: &Path, args: &[&str]) -> Output {
@@ -130,4 +132,173 @@ fn fixture_gaps_page_once_and_resolve_when_the_missing_events_arrive() {
     let open = run(dir.path(), &["alerts", "--open", "--json"]);
     let open: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
     assert_eq!(open.as_array().unwrap().len(), 6);
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn verify_evidence(dir: &Path, path: &str) -> Output {
+    run(
+        dir,
+        &[
+            "evidence",
+            "verify",
+            path,
+            "--key",
+            "fixtures/provmon/keys/evidence.pub",
+        ],
+    )
+}
+
+#[test]
+fn evidence_packs_are_signed_rewritten_when_a_release_changes_and_tampering_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    shipped_checkout(dir.path());
+    let first = run(dir.path(), &["run", "provmon", "--wait"]);
+    let out = stdout(&first);
+    assert!(out.contains("9 evidence packs written"), "{out}");
+    let paged = pages(&out);
+
+    let checked = verify_evidence(dir.path(), "evidence");
+    let out = stdout(&checked);
+    assert_eq!(checked.status.code(), Some(0), "{out}{}", stderr(&checked));
+    assert!(out.contains("9 packs, 0 failed"), "{out}");
+
+    // The tampered artifact's release: its pack records the failed
+    // signature check with the reason and the digest of what was checked.
+    let tampered = subject(&paged, "signature-invalid");
+    let evidence = dir.path().join("evidence");
+    let pack = std::fs::read_dir(&evidence)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|pack| {
+            let chain = std::fs::read_to_string(pack.join("chain.json")).unwrap();
+            chain.contains(&tampered)
+        })
+        .expect("a pack for the tampered artifact's release");
+    let results = read_json(&pack.join("verification.json"));
+    let signature = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|result| {
+            result["check"] == "signature" && result["artifact_digest"] == tampered.as_str()
+        })
+        .unwrap();
+    assert_eq!(signature["result"]["verified"], false);
+    assert!(signature["result"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("no configured key"));
+    assert_eq!(
+        signature["inputs"]["signature_sha256"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    let findings = read_json(&pack.join("findings.json"));
+    assert!(
+        findings.to_string().contains("provmon/signature-invalid/"),
+        "{findings}"
+    );
+
+    // Every pack with a Rekor check carries the entry it was checked on.
+    let mut entries = 0;
+    for pack in std::fs::read_dir(&evidence).unwrap() {
+        let pack = pack.unwrap().path();
+        let results = read_json(&pack.join("verification.json"));
+        for result in results["results"].as_array().unwrap() {
+            if result["check"] == "rekor_entry" {
+                let file = result["inputs"]["entry_file"].as_str().unwrap();
+                let bytes = std::fs::read(pack.join(file)).unwrap();
+                let digest = sha2::Sha256::digest(&bytes);
+                assert_eq!(result["inputs"]["entry_sha256"], hex::encode(digest));
+                entries += 1;
+            }
+        }
+    }
+    assert!(entries >= 4, "{entries} Rekor entries in the packs");
+
+    // New events for one release rewrite its pack and no other.
+    let stale = subject(&paged, "stale-chain");
+    let before: Vec<(String, serde_json::Value)> = std::fs::read_dir(&evidence)
+        .unwrap()
+        .map(|pack| {
+            let pack = pack.unwrap().path();
+            let name = pack.file_name().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                read_json(&pack.join("manifest.json"))["created_at"].clone(),
+            )
+        })
+        .collect();
+    let now = chrono::Utc::now().to_rfc3339();
+    std::fs::write(
+        dir.path().join("fixtures/provmon/events/2026-11-c.ndjson"),
+        format!(
+            "{{\"type\":\"bundle\",\"ts\":\"{now}\",\"release_sha\":\"{stale}\",\"bundle_digest\":\"sha256:{}\"}}\n",
+            "cd".repeat(32)
+        ),
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let second = run(dir.path(), &["run", "provmon", "--wait"]);
+    assert!(
+        stdout(&second).contains("1 evidence packs written"),
+        "{}",
+        stdout(&second)
+    );
+    for (name, created) in before {
+        let now = read_json(&evidence.join(&name).join("manifest.json"))["created_at"].clone();
+        assert_eq!(now != created, name == stale, "pack {name}");
+    }
+    let chain = std::fs::read_to_string(evidence.join(&stale).join("chain.json")).unwrap();
+    assert!(chain.contains(&"cd".repeat(32)), "{chain}");
+    assert_eq!(
+        verify_evidence(dir.path(), "evidence").status.code(),
+        Some(0)
+    );
+
+    // Tampering with a pack is caught and named.
+    let victim = evidence.join(&stale).join("chain.json");
+    let text = std::fs::read_to_string(&victim).unwrap();
+    std::fs::write(&victim, text.replace("bundle", "bundIe")).unwrap();
+    std::fs::write(evidence.join(&stale).join("notes.txt"), "added later").unwrap();
+    let caught = verify_evidence(dir.path(), "evidence");
+    assert_eq!(caught.status.code(), Some(1));
+    let err = stderr(&caught);
+    assert!(err.contains("chain.json: expected sha256"), "{err}");
+    assert!(
+        err.contains("notes.txt: not listed in manifest.json"),
+        "{err}"
+    );
+    assert!(
+        stdout(&caught).contains("9 packs, 1 failed"),
+        "{}",
+        stdout(&caught)
+    );
+
+    // The wrong key fails every pack; a missing key file is a usage error.
+    let wrong = run(
+        dir.path(),
+        &[
+            "evidence",
+            "verify",
+            "evidence",
+            "--key",
+            "fixtures/provmon/keys/cosign.pub",
+        ],
+    );
+    assert!(
+        stdout(&wrong).contains("9 packs, 9 failed"),
+        "{}",
+        stdout(&wrong)
+    );
+    let missing = run(
+        dir.path(),
+        &["evidence", "verify", "evidence", "--key", "nope.pub"],
+    );
+    assert_eq!(missing.status.code(), Some(2));
 }

@@ -123,6 +123,7 @@ fn main() {
     let store = Arc::new(MemoryState::default());
     let state = JobState::new(store.clone());
     let input = || SweepInput {
+        evidence: None,
         sources: vec![SourceSpec::Files {
             name: "bench".into(),
             path: folder.clone(),

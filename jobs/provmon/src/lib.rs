@@ -12,6 +12,7 @@ pub mod chain;
 pub mod compact;
 pub mod evaluate;
 pub mod event;
+pub mod evidence;
 pub mod http_source;
 pub mod ingest;
 pub mod memory;
@@ -48,6 +49,9 @@ pub struct Params {
     /// Keys and Rekor for verifying signatures and log entries.
     #[serde(default)]
     pub verify: verify::VerifySpec,
+    /// Write a signed evidence pack per release (off when absent).
+    #[serde(default)]
+    pub evidence: Option<evidence::EvidenceSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -80,7 +84,12 @@ fn default_max_events() -> u64 {
     1_000_000
 }
 
-type Checked = (Params, Vec<rules::Rule>, verify::Verifier);
+struct Checked {
+    params: Params,
+    rules: Vec<rules::Rule>,
+    verifier: verify::Verifier,
+    evidence: Option<evidence::EvidenceWriter>,
+}
 
 fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
     let params: Params = parse_params(params).map_err(|err| vec![err])?;
@@ -157,8 +166,18 @@ fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
             format!("rule `{}` needs params.{needs} to check anything", rule.id),
         ));
     }
+    let evidence = params.evidence.as_ref().and_then(|spec| {
+        spec.build()
+            .map_err(|problems| errors.extend(problems))
+            .ok()
+    });
     if errors.is_empty() {
-        Ok((params, rules, verifier))
+        Ok(Checked {
+            params,
+            rules,
+            verifier,
+            evidence,
+        })
     } else {
         Err(errors)
     }
@@ -197,6 +216,13 @@ impl Job for ProvmonJob {
                     description: "Verify signatures and Rekor entries (fail closed); needed by signature-invalid and rekor-mismatch",
                 },
                 ParamDoc {
+                    name: "evidence",
+                    type_name: "{dir: path, signing_key: file:PATH | env:NAME}",
+                    required: false,
+                    default: None,
+                    description: "Write a signed evidence pack per release to <dir>/<release_sha>/ (check with `patrol evidence verify`)",
+                },
+                ParamDoc {
                     name: "max_events",
                     type_name: "integer",
                     required: false,
@@ -212,12 +238,13 @@ impl Job for ProvmonJob {
     }
 
     async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
-        let (params, rules, verifier) = check(&params).map_err(JobError::InvalidParams)?;
+        let checked = check(&params).map_err(JobError::InvalidParams)?;
         let input = SweepInput {
-            sources: params.sources,
-            rules,
-            verifier,
-            max_events: params.max_events,
+            sources: checked.params.sources,
+            rules: checked.rules,
+            verifier: checked.verifier,
+            evidence: checked.evidence,
+            max_events: checked.params.max_events,
             now: chrono::Utc::now(),
         };
         sweep(&ctx.state, input, &ctx.cancel).await

@@ -5,13 +5,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use patrol_job_api::units::HumanDuration;
-use patrol_job_api::{CancellationToken, JobError, JobState, Outcome, RunReport, StateWrite};
+use patrol_job_api::{
+    CancellationToken, Finding, JobError, JobState, Outcome, RunReport, StateWrite,
+};
+use patrol_provmon_verify::rekor::LogEntry;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
 use crate::evaluate::{evaluate, Verifying, Watch};
 use crate::event::{Event, Stage};
+use crate::evidence::{
+    due_releases, folder_name, pack_files, EvidenceStats, EvidenceWriter, PackInput,
+};
 use crate::http_source::{fetch, read_body, HttpBody, HttpCursor};
 use crate::ingest::{Ingest, ParseStats};
 use crate::rules::{Condition, Rule};
@@ -20,6 +26,11 @@ use crate::verify::Verifier;
 use crate::SourceSpec;
 
 const ACTIVE_KEY: &str = "active";
+/// Releases whose evidence pack is still to be written.
+const EVIDENCE_PENDING_KEY: &str = "evidence/pending";
+/// Most packs written per sweep; the rest wait (a first sweep over a long
+/// history touches every release).
+const MAX_PACKS_PER_SWEEP: usize = 2000;
 
 fn cursor_key(source: &str) -> String {
     format!("cursor/{source}")
@@ -38,6 +49,7 @@ pub struct SweepInput {
     pub sources: Vec<SourceSpec>,
     pub rules: Vec<Rule>,
     pub verifier: Verifier,
+    pub evidence: Option<EvidenceWriter>,
     pub max_events: u64,
     pub now: DateTime<Utc>,
 }
@@ -74,7 +86,7 @@ pub async fn sweep(
         .sources
         .iter()
         .map(|source| cursor_key(source.name()))
-        .chain([ACTIVE_KEY.to_string()])
+        .chain([ACTIVE_KEY.to_string(), EVIDENCE_PENDING_KEY.to_string()])
         .collect();
     let stored = state.get_many(&keys).await.map_err(state_err)?;
     let mut inputs = Vec::new();
@@ -105,6 +117,10 @@ pub async fn sweep(
         Some(bytes) => decode(ACTIVE_KEY, bytes)?,
         None => Vec::new(),
     };
+    let evidence_pending: Vec<String> = match stored.get(EVIDENCE_PENDING_KEY) {
+        Some(bytes) => decode(EVIDENCE_PENDING_KEY, bytes)?,
+        None => Vec::new(),
+    };
 
     let started = std::time::Instant::now();
     let max_events = input.max_events;
@@ -131,6 +147,21 @@ pub async fn sweep(
     };
     let evaluation = evaluate(&input.rules, &chains, verifying, input.now);
     let evaluate_ms = started.elapsed().as_millis() - read_ms - load_ms;
+    let evidence = match &input.evidence {
+        Some(writer) => {
+            let job = EvidenceJob {
+                writer,
+                verifier: &input.verifier,
+                findings: &evaluation.findings,
+                now: input.now,
+            };
+            Some(
+                job.run(state, &chains, &verified.entries, &evidence_pending)
+                    .await?,
+            )
+        }
+        None => None,
+    };
 
     let (mut writes, changed) = encode_changed(&chains);
     for rev in &chains.dirty_revs {
@@ -147,6 +178,12 @@ pub async fn sweep(
             Some(events) => StateWrite::put(key, encode(events)),
             None => StateWrite::delete(key),
         });
+    }
+    if let Some(evidence) = &evidence {
+        writes.push(StateWrite::put(
+            EVIDENCE_PENDING_KEY,
+            encode(&evidence.pending),
+        ));
     }
     let watched: Vec<&Unit> = evaluation.active.keys().collect();
     writes.push(StateWrite::put(ACTIVE_KEY, encode(&watched)));
@@ -186,6 +223,24 @@ pub async fn sweep(
             verified.unavailable
         ));
     }
+    if let Some(evidence) = &evidence {
+        summary.push_str(&format!(
+            "; {} evidence packs written",
+            evidence.stats.written
+        ));
+        if let Some((sha, error)) = evidence.stats.failed.iter().next() {
+            summary.push_str(&format!(
+                ", {} failed (release {sha}: {error})",
+                evidence.stats.failed.len()
+            ));
+        }
+        if evidence.pending.len() > evidence.stats.failed.len() {
+            summary.push_str(&format!(
+                ", {} wait for the next sweep",
+                evidence.pending.len() - evidence.stats.failed.len()
+            ));
+        }
+    }
     if !read.failed.is_empty() {
         let failed: Vec<String> = read
             .failed
@@ -204,6 +259,7 @@ pub async fn sweep(
         "chains_evaluated": chains.digests.len() + chains.releases.len(),
         "watching": evaluation.active.len(),
         "verification": verified,
+        "evidence": evidence.as_ref().map(|evidence| &evidence.stats),
         "timings_ms": {
             "read_and_correlate": read_ms,
             "load_state": load_ms,
@@ -436,4 +492,129 @@ fn insert(chains: &mut Chains, key: &str, bytes: &[u8]) -> Result<(), JobError> 
         chains.unlinked.insert(rev.to_string(), events);
     }
     Ok(())
+}
+
+/// Writing the evidence packs a sweep made due.
+struct EvidenceJob<'a> {
+    writer: &'a EvidenceWriter,
+    verifier: &'a Verifier,
+    findings: &'a [Finding],
+    now: DateTime<Utc>,
+}
+
+struct EvidenceDone {
+    stats: EvidenceStats,
+    /// Releases still without a current pack: failed, or over the limit.
+    pending: Vec<String>,
+}
+
+impl EvidenceJob<'_> {
+    async fn run(
+        &self,
+        state: &JobState,
+        chains: &Chains,
+        fetched: &BTreeMap<String, (String, LogEntry)>,
+        pending: &[String],
+    ) -> Result<EvidenceDone, JobError> {
+        let (due, unnamable): (BTreeSet<String>, BTreeSet<String>) =
+            due_releases(chains.releases.iter(), chains.digests.iter(), pending)
+                .into_iter()
+                .partition(|sha| folder_name(sha).is_some());
+        let mut later: Vec<String> = due.iter().skip(MAX_PACKS_PER_SWEEP).cloned().collect();
+        let due: Vec<String> = due.into_iter().take(MAX_PACKS_PER_SWEEP).collect();
+
+        // Chains the sweep did not load (a release whose deploy arrived
+        // alone, a digest of a release that changed) come from state.
+        let mut extra = Chains::default();
+        let keys: Vec<String> = due
+            .iter()
+            .filter(|sha| !chains.releases.contains_key(*sha))
+            .map(|sha| format!("release/{sha}"))
+            .collect();
+        for (key, bytes) in &state.get_many(&keys).await.map_err(state_err)? {
+            insert(&mut extra, key, bytes)?;
+        }
+        let release = |sha: &str| chains.releases.get(sha).or_else(|| extra.releases.get(sha));
+        let keys: Vec<String> = due
+            .iter()
+            .filter_map(|sha| release(sha))
+            .flat_map(|release| release.digests.iter())
+            .filter(|digest| !chains.digests.contains_key(*digest))
+            .map(|digest| format!("digest/{digest}"))
+            .collect();
+        let mut digests_extra = Chains::default();
+        for (key, bytes) in &state.get_many(&keys).await.map_err(state_err)? {
+            insert(&mut digests_extra, key, bytes)?;
+        }
+        let digest = |d: &str| {
+            chains
+                .digests
+                .get(d)
+                .or_else(|| digests_extra.digests.get(d))
+        };
+
+        let mut entries = fetched.clone();
+        let empty = ReleaseChain::default();
+        let mut packs = Vec::with_capacity(due.len());
+        for sha in &due {
+            let release = release(sha).unwrap_or(&empty);
+            let digests: BTreeMap<&str, &DigestChain> = release
+                .digests
+                .iter()
+                .filter_map(|d| digest(d).map(|chain| (d.as_str(), chain)))
+                .collect();
+            for chain in digests.values() {
+                for (uuid, _) in chain.checks_of("rekor:") {
+                    if !entries.contains_key(uuid) {
+                        if let Some(entry) = self.verifier.rekor_entry(uuid).await {
+                            entries.insert(uuid.to_string(), entry);
+                        }
+                    }
+                }
+            }
+            let subjects: BTreeSet<String> = digests
+                .keys()
+                .map(|d| format!("/{d}"))
+                .chain([format!("/{sha}")])
+                .collect();
+            let findings = self
+                .findings
+                .iter()
+                .filter(|finding| subjects.iter().any(|s| finding.key.ends_with(s.as_str())))
+                .collect();
+            let input = PackInput {
+                sha,
+                release,
+                digests,
+                findings,
+                entries: &entries,
+            };
+            packs.push((sha.clone(), pack_files(&input, self.verifier)));
+        }
+        let writer = self.writer.clone();
+        let now = self.now;
+        let stats = tokio::task::spawn_blocking(move || {
+            let mut stats = EvidenceStats {
+                unnamable: unnamable.into_iter().collect(),
+                ..EvidenceStats::default()
+            };
+            for (sha, files) in packs {
+                match writer.write(&sha, &files, now) {
+                    Ok(()) => stats.written += 1,
+                    Err(error) => {
+                        stats.failed.insert(sha, error);
+                    }
+                }
+            }
+            stats
+        })
+        .await
+        .map_err(|err| JobError::Failed(format!("writing evidence packs failed: {err}")))?;
+        later.extend(stats.failed.keys().cloned());
+        later.sort();
+        Ok(EvidenceDone {
+            stats,
+            pending: later,
+        })
+    }
 }

@@ -8,6 +8,7 @@
 //! A Rekor that cannot be reached is an outage, not an absence: the items
 //! stay unchecked, the chain is watched, and the sweep is partial.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,7 +16,9 @@ use chrono::{DateTime, Utc};
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::ParamError;
 use patrol_provmon_verify::key::PublicKey;
-use patrol_provmon_verify::rekor::{parse_entry_response, verify_entry, Client, ExpectedArtifact};
+use patrol_provmon_verify::rekor::{
+    parse_entry_response, verify_entry, Client, ExpectedArtifact, LogEntry,
+};
 use patrol_provmon_verify::{cosign, Verdict};
 use serde::{Deserialize, Serialize};
 
@@ -168,6 +171,10 @@ pub struct VerifyStats {
     pub unavailable: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outage: Option<String>,
+    /// Entries fetched this sweep, by the UUID asked for (evidence packs
+    /// reuse them instead of asking Rekor twice).
+    #[serde(skip)]
+    pub entries: BTreeMap<String, (String, LogEntry)>,
 }
 
 /// Where a Rekor entry could come from, and what came.
@@ -253,14 +260,16 @@ impl Verifier {
                 let mut again = false;
                 let verdict = match fetch(rekor, &uuid).await {
                     Fetched::Entry(entry) => {
-                        let (uuid, entry) = *entry;
-                        verify_entry(
-                            &uuid,
+                        let (entry_uuid, entry) = *entry;
+                        let verdict = verify_entry(
+                            &entry_uuid,
                             &entry,
                             &rekor.key,
                             &ExpectedArtifact::digest(digest.clone()),
                         )
-                        .verdict()
+                        .verdict();
+                        stats.entries.insert(uuid.clone(), (entry_uuid, entry));
+                        verdict
                     }
                     Fetched::Missing(reason) => {
                         again = true;
@@ -288,6 +297,24 @@ impl Verifier {
             }
         }
         stats
+    }
+
+    /// Hex SHA-256 of each signing key's DER, as evidence names them.
+    pub fn signing_key_ids(&self) -> Vec<String> {
+        self.signing_keys.iter().map(PublicKey::log_id).collect()
+    }
+
+    pub fn rekor_key_id(&self) -> Option<String> {
+        self.rekor.as_ref().map(|rekor| rekor.key.log_id())
+    }
+
+    /// A Rekor entry as verification would get it (offline folder, then
+    /// Rekor); `None` when it cannot be had now.
+    pub async fn rekor_entry(&self, uuid: &str) -> Option<(String, LogEntry)> {
+        match fetch(self.rekor.as_ref()?, uuid).await {
+            Fetched::Entry(entry) => Some(*entry),
+            _ => None,
+        }
     }
 
     fn check_signature(&self, digest: &str, signature: &str) -> Verdict {

@@ -71,6 +71,7 @@ async fn run(state: &Arc<MemoryState>, url: String) -> RunReport {
     )
     .unwrap();
     let input = SweepInput {
+        evidence: None,
         sources: vec![SourceSpec::Http {
             name: "feed".into(),
             url,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use patrol_job_api::{CancellationToken, JobState, RunReport};
+use patrol_job_provmon::evidence::EvidenceSpec;
 use patrol_job_provmon::memory::MemoryState;
 use patrol_job_provmon::rules::load_rules;
 use patrol_job_provmon::verify::{RekorSpec, VerifySpec};
@@ -23,6 +24,7 @@ struct World {
     cosign: SigningKey,
     state: Arc<MemoryState>,
     files: usize,
+    evidence: Option<EvidenceSpec>,
 }
 
 fn t0() -> DateTime<Utc> {
@@ -52,6 +54,7 @@ impl World {
             cosign,
             state: Arc::new(MemoryState::default()),
             files: 0,
+            evidence: None,
         }
     }
 
@@ -82,6 +85,7 @@ impl World {
             }),
         };
         let input = SweepInput {
+            evidence: self.evidence.as_ref().map(|spec| spec.build().unwrap()),
             sources: vec![SourceSpec::Files {
                 name: "ci".into(),
                 path: path.join("events"),
@@ -296,4 +300,83 @@ async fn each_scenario_yields_exactly_its_findings_and_closed_gaps_resolve() {
     world.rekor.release(&lagging_uuid);
     let served = world.sweep(45).await;
     assert_eq!(keys(&served), expected, "{}", served.summary);
+}
+
+/// Packs take their Rekor entries from Rekor itself (no offline folder)
+/// and record each verdict; a pack that cannot be written is retried next
+/// sweep even when nothing changed.
+#[tokio::test(flavor = "multi_thread")]
+async fn evidence_packs_hold_the_entries_verified_and_failed_writes_are_retried() {
+    let mut world = World::new().await;
+    let key = SigningKey::p256_from_seed(b"scenarios/evidence");
+    let key_file = world.dir.path().join("evidence.key");
+    std::fs::write(&key_file, key.to_pkcs8_pem()).unwrap();
+    // A file where the evidence folder's parent should be: writes fail.
+    let blocker = world.dir.path().join("blocker");
+    std::fs::write(&blocker, "not a folder").unwrap();
+    world.evidence = Some(EvidenceSpec {
+        dir: blocker.join("evidence"),
+        signing_key: format!("file:{}", key_file.display()),
+    });
+    let healthy = Artifact::signed(&world.cosign, "healthy", b"healthy bundle");
+    let forged = Artifact::signed(&world.cosign, "forged", b"forged proof");
+    let healthy_uuid = world.log(&healthy);
+    let forged_uuid = world.log(&forged);
+    assert!(world
+        .rekor
+        .forge_inclusion_proof(&forged_uuid, Forgery::FlippedHash));
+    let mut lines = chain(
+        &healthy,
+        "rel-healthy",
+        Some(&healthy_uuid),
+        &healthy.signature_b64(),
+    );
+    lines.extend(chain(
+        &forged,
+        "rel-forged",
+        Some(&forged_uuid),
+        &forged.signature_b64(),
+    ));
+    world.events(&lines);
+
+    let first = world.sweep(10).await;
+    let stats = &first.details["evidence"];
+    assert_eq!(stats["written"], 0, "{stats}");
+    assert_eq!(stats["failed"].as_object().unwrap().len(), 2, "{stats}");
+    assert!(first.summary.contains("2 failed"), "{}", first.summary);
+
+    std::fs::remove_file(&blocker).unwrap();
+    let second = world.sweep(11).await;
+    assert_eq!(
+        second.details["evidence"]["written"], 2,
+        "{}",
+        second.summary
+    );
+    let third = world.sweep(12).await;
+    assert_eq!(
+        third.details["evidence"]["written"], 0,
+        "nothing changed, nothing pending"
+    );
+
+    let evidence = blocker.join("evidence");
+    for (release, uuid, verified) in [
+        ("rel-healthy", &healthy_uuid, true),
+        ("rel-forged", &forged_uuid, false),
+    ] {
+        let pack = evidence.join(release);
+        patrol_provmon_verify::evidence::verify_pack(&pack, &key.public_key()).unwrap();
+        let results: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(pack.join("verification.json")).unwrap())
+                .unwrap();
+        let rekor = results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["check"] == "rekor_entry")
+            .unwrap();
+        assert_eq!(rekor["inputs"]["uuid"], uuid.as_str());
+        assert_eq!(rekor["result"]["verified"], verified, "{rekor}");
+        let entry = std::fs::read_to_string(pack.join(format!("rekor/{uuid}.json"))).unwrap();
+        assert!(entry.contains("inclusionProof"), "{entry}");
+    }
 }

@@ -6,6 +6,7 @@
 mod alerts;
 mod context;
 mod cron_next;
+mod evidence;
 mod jobs;
 mod output;
 mod pause;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Mute matching alerts for a while (they are still recorded).
     #[command(subcommand)]
     Silence(silence::Command),
+    /// Evidence pack tools.
+    #[command(subcommand)]
+    Evidence(evidence::Command),
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +115,7 @@ pub fn main(cli: Cli) -> ExitCode {
                 alerts::test(cli.config.as_deref(), args).await
             }
             Command::Silence(command) => silence::silence(cli.config.as_deref(), command).await,
+            Command::Evidence(command) => evidence::evidence(command),
         }
     });
     match result {

@@ -1,13 +1,16 @@
 //! Deterministic provmon fixtures: turns scenario templates into events
 //! with real cosign signatures, a real Rekor log (entries with signed entry
 //! timestamps, inclusion proofs and a signed checkpoint) and the public
-//! keys — same bytes on every run (keys from fixed seeds; private keys are
-//! never written).
+//! keys — same bytes on every run (keys from fixed seeds; the cosign and
+//! Rekor private keys are never written). The one private key written is
+//! the demo evidence signing key, `keys/evidence.key`: the shipped schedule
+//! signs its evidence packs with it. It signs nothing else; a deployment
+//! configures its own.
 //!
 //! `cargo run -p patrol-job-provmon --bin provmon-fixtures -- TEMPLATES OUT`
 //!
 //! Writes `OUT/events/<template names>`, `OUT/rekor/<uuid>.json` (the
-//! answer of `GET /api/v1/log/entries/<uuid>`) and `OUT/keys/{cosign,rekor}.pub`.
+//! answer of `GET /api/v1/log/entries/<uuid>`) and `OUT/keys/{cosign,rekor,evidence}.pub`, `OUT/keys/evidence.key`.
 //! A template event may say `"x_fixture"`: `tampered` (its signature is
 //! over another artifact), `wrong-body` (its logged entry is for another
 //! digest), `forged-proof` (one hash of its inclusion proof flipped).
@@ -32,6 +35,7 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 
 const COSIGN_SEED: &[u8] = b"patrol-provmon-fixtures/cosign";
 const REKOR_SEED: &[u8] = b"patrol-provmon-fixtures/rekor";
+const EVIDENCE_SEED: &[u8] = b"patrol-provmon-fixtures/evidence";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -149,6 +153,15 @@ fn generate(templates: &Path, out: &Path) -> Result<String> {
         cosign.public_key_pem().as_bytes(),
     )?;
     write(&out.join("keys/rekor.pub"), log.public_key_pem().as_bytes())?;
+    let evidence = SigningKey::p256_from_seed(EVIDENCE_SEED);
+    write(
+        &out.join("keys/evidence.pub"),
+        evidence.public_key_pem().as_bytes(),
+    )?;
+    write(
+        &out.join("keys/evidence.key"),
+        evidence.to_pkcs8_pem().as_bytes(),
+    )?;
     let size = log.len();
     for index in 0..size {
         let Some((uuid, mut entry)) = log.entry_at_size(index, size) else {

@@ -8,6 +8,8 @@
 //! - [`rekor`]: Rekor v1 wire types, the four checks of a log entry (body,
 //!   signed entry timestamp, Merkle inclusion proof, signed checkpoint) and a
 //!   small HTTP [`rekor::Client`].
+//! - [`evidence`]: signed evidence packs (a manifest of files with their
+//!   SHA-256, signed) and their verification.
 //! - [`fixtures`]: deterministic keys, signatures and a real Merkle log from a
 //!   seed, for tests, stand-ins and the fixture generator.
 //!
@@ -15,8 +17,10 @@
 
 pub mod cosign;
 mod encoding;
+pub mod evidence;
 pub mod fixtures;
 pub mod key;
+mod private_key;
 pub mod rekor;
 
 use std::fmt;
