@@ -59,24 +59,42 @@ const SETTLED: Duration = Duration::from_secs(5);
 /// Longest line read; longer ones are malformed (and skipped whole).
 const MAX_LINE: usize = 1 << 20;
 
-/// Reads new events from `path`, calling `on_event` for each, up to
-/// `limit` events. Returns the cursor to store once they are handled.
+/// Reading stopped by an I/O error; `cursor` covers exactly the lines
+/// handed to the sink before it, so storing it neither skips nor repeats.
+#[derive(Debug)]
+pub struct ReadError {
+    pub cursor: FilesCursor,
+    pub error: std::io::Error,
+}
+
+/// Reads new lines from `path` into `sink`, up to `limit` lines. Returns
+/// the cursor to store once they are handled.
 pub fn read_files(
     path: &Path,
     cursor: &FilesCursor,
     limit: u64,
     stats: &mut SourceStats,
     sink: &mut dyn LineSink,
-) -> std::io::Result<FilesCursor> {
+) -> Result<FilesCursor, ReadError> {
     let mut next = cursor.clone();
-    for (name, file) in event_files(path)? {
+    let files = event_files(path).map_err(|error| ReadError {
+        cursor: cursor.clone(),
+        error,
+    })?;
+    for (name, file) in files {
         if stats.lines >= limit {
             stats.more_waiting = true;
             break;
         }
-        let position = cursor.files.get(&name).copied().unwrap_or_default();
-        let end = read_file(&name, &file, position, limit, stats, sink)?;
-        next.files.insert(name, end);
+        let mut position = cursor.files.get(&name).copied().unwrap_or_default();
+        let result = read_file(&name, &file, &mut position, limit, stats, sink);
+        next.files.insert(name, position);
+        if let Err(error) = result {
+            return Err(ReadError {
+                cursor: next,
+                error,
+            });
+        }
     }
     Ok(next)
 }
@@ -95,7 +113,10 @@ fn event_files(path: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let is_events = name.ends_with(".ndjson") || name.ends_with(".jsonl");
-        if is_events && entry.file_type()?.is_file() {
+        // Symlinks count (rotation setups point a stable name at the live
+        // file); one that leads nowhere fails when opened, visibly.
+        let kind = entry.file_type()?;
+        if is_events && (kind.is_file() || kind.is_symlink()) {
             files.push((name, entry.path()));
         }
     }
@@ -103,19 +124,21 @@ fn event_files(path: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(files)
 }
 
+/// Hands the new lines of one file to `sink`, moving `position` past each
+/// chunk handed over (so on an error it says how far the sink got).
 fn read_file(
     name: &str,
     path: &Path,
-    mut position: FilePosition,
+    position: &mut FilePosition,
     limit: u64,
     stats: &mut SourceStats,
     sink: &mut dyn LineSink,
-) -> std::io::Result<FilePosition> {
+) -> std::io::Result<()> {
     let mut file = std::fs::File::open(path)?;
     let metadata = file.metadata()?;
     if metadata.len() < position.offset {
         stats.restarted_files += 1;
-        position = FilePosition::default();
+        *position = FilePosition::default();
     }
     let settled = metadata
         .modified()
@@ -181,7 +204,7 @@ fn read_file(
     if stats.lines >= limit {
         stats.more_waiting = true;
     }
-    Ok(position)
+    Ok(())
 }
 
 /// Reads past the rest of an overlong line; returns the bytes skipped,
@@ -290,5 +313,29 @@ mod tests {
         let (_, _, stats) = read(dir.path(), &cursor, 15);
         assert_eq!(stats.events, 5);
         assert!(!stats.more_waiting);
+    }
+
+    #[test]
+    fn an_unreadable_file_keeps_the_progress_made_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines: String = (0..3).map(|_| format!("{RELEASE}\n")).collect();
+        std::fs::write(dir.path().join("a.ndjson"), &lines).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("b.ndjson")).unwrap();
+        std::fs::write(dir.path().join("c.ndjson"), &lines).unwrap();
+
+        let mut ingest = Ingest::new(1);
+        let mut stats = SourceStats::default();
+        let cursor = FilesCursor::default();
+        let err = read_files(dir.path(), &cursor, 100, &mut stats, &mut ingest).unwrap_err();
+        let (_, parsed) = ingest.finish().unwrap();
+        assert_eq!(parsed[0].events, 3, "a.ndjson was handed over");
+        assert_eq!(err.cursor.files["a.ndjson"].line, 3);
+        assert_eq!(err.error.kind(), std::io::ErrorKind::NotFound);
+
+        // Once the link leads somewhere, reading goes on after a.ndjson.
+        std::fs::write(dir.path().join("gone"), &lines).unwrap();
+        let (_, next, stats) = read(dir.path(), &err.cursor, 100);
+        assert_eq!(stats.events, 6, "b and c, not a again");
+        assert_eq!(next.files["b.ndjson"].line, 3);
     }
 }

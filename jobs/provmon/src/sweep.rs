@@ -372,11 +372,12 @@ fn read_sources(inputs: Vec<(SourceSpec, SourceInput)>, max_events: u64) -> Read
             (SourceSpec::Files { path, .. }, SourceInput::Files(cursor)) => {
                 match read_files(path, cursor, budget, &mut stats, &mut ingest) {
                     Ok(next) => cursors_out.push((name.clone(), encode(&next))),
-                    // Lines handed over before the error are correlated but
-                    // the cursor stays: they are read again next sweep, and
-                    // merging the same event twice changes no verdict.
+                    // The lines handed over before the error are correlated
+                    // and their cursor stored with them; the rest is read
+                    // next sweep. The source still counts as failed.
                     Err(err) => {
-                        failed.insert(name.clone(), format!("{}: {err}", path.display()));
+                        cursors_out.push((name.clone(), encode(&err.cursor)));
+                        failed.insert(name.clone(), format!("{}: {}", path.display(), err.error));
                     }
                 }
             }
