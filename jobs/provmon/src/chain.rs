@@ -68,11 +68,16 @@ pub struct DigestChain {
     /// Signatures seen on `sign` events (base64), for verification.
     #[serde(default, skip_serializing_if = "Links::is_empty")]
     pub signatures: Links,
+    /// Sigstore bundles seen on `sign` events, by the SHA-256 of their text
+    /// (the text itself is verified as it is read, not kept).
+    #[serde(default, skip_serializing_if = "Links::is_empty")]
+    pub bundles: Links,
     /// Links not kept because a set was full.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_links: u64,
-    /// Results of verifying signatures (`sig:<base64>`) and Rekor entries
-    /// (`rekor:<uuid>`), each checked once.
+    /// Results of verifying signatures (`sig:<base64>`), Sigstore bundles
+    /// (`bundle:<sha256 of its text>`) and Rekor entries (`rekor:<uuid>`),
+    /// each checked once.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub checks: BTreeMap<String, Check>,
     /// Changed since loaded: to be written back.
@@ -240,6 +245,42 @@ impl Chains {
         if let (Stage::Sign, Some(signature)) = (event.stage, event.signature.as_deref()) {
             link(&mut chain.signatures, signature, dropped);
         }
+        if let (Stage::Sign, Some(bundle)) = (event.stage, event.sigstore_bundle.as_deref()) {
+            link(
+                &mut chain.bundles,
+                &crate::verify::bundle_id(bundle),
+                dropped,
+            );
+        }
+    }
+
+    /// Records the verdict on a Sigstore bundle of `digest` (seen at `ts`).
+    /// A verified bundle carries a verified transparency-log entry, so it
+    /// also counts as the Rekor stage.
+    pub fn record_bundle_check(
+        &mut self,
+        digest: &str,
+        bundle_id: &str,
+        check: Check,
+        ts: DateTime<Utc>,
+    ) {
+        let chain = entry(&mut self.digests, digest);
+        chain.changed = true;
+        if check.ok {
+            let logged = StageLog {
+                first: ts,
+                last: ts,
+                count: 1,
+                status: Some("in a verified sigstore bundle".into()),
+                detail: None,
+            };
+            // Rekor events of its own, if any, keep their status.
+            chain.stages.upsert(Stage::Rekor, || logged, |_| {});
+        }
+        chain
+            .checks
+            .entry(crate::verify::bundle_key(bundle_id))
+            .or_insert(check);
     }
 
     /// Every chain present, as units (for a delta: every chain its events
@@ -286,6 +327,7 @@ impl DigestChain {
         merge_links(&mut self.rekor_uuids, &other.rekor_uuids, dropped);
         merge_links(&mut self.deploy_revs, &other.deploy_revs, dropped);
         merge_links(&mut self.signatures, &other.signatures, dropped);
+        merge_links(&mut self.bundles, &other.bundles, dropped);
         for (key, check) in &other.checks {
             self.checks
                 .entry(key.clone())

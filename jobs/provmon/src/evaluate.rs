@@ -33,6 +33,38 @@ pub enum Watch {
 pub struct Verifying {
     pub signatures: bool,
     pub rekor: bool,
+    pub bundles: bool,
+}
+
+impl Verifying {
+    /// Whether signing evidence of any kind is verified.
+    fn any_signing(self) -> bool {
+        self.signatures || self.bundles
+    }
+}
+
+/// The verdicts on a chain's signing evidence that count: cosign
+/// signatures when keys are configured, Sigstore bundles when sigstore is.
+fn signing_checks(chain: &DigestChain, verifying: Verifying) -> Vec<(&str, &crate::verify::Check)> {
+    let signatures = chain
+        .checks_of("sig:")
+        .filter(move |_| verifying.signatures);
+    let bundles = chain
+        .checks_of("bundle:")
+        .filter(move |_| verifying.bundles);
+    signatures.chain(bundles).collect()
+}
+
+/// How many pieces of signing evidence a chain holds that can be verified.
+fn signing_evidence(chain: &DigestChain, verifying: Verifying) -> usize {
+    let mut n = 0;
+    if verifying.signatures {
+        n += chain.signatures.len();
+    }
+    if verifying.bundles {
+        n += chain.bundles.len();
+    }
+    n
 }
 
 /// Evaluates `rules` on every chain in `chains` (a sweep loads those its
@@ -141,20 +173,25 @@ fn check_digest(
             let Some(deploy) = chain.stages.get(&Stage::Deploy) else {
                 return;
             };
-            let signed = if verifying.signatures {
-                chain.checks_of("sig:").any(|(_, check)| check.ok)
+            let bundle_ok =
+                verifying.bundles && chain.checks_of("bundle:").any(|(_, check)| check.ok);
+            let signed = if verifying.any_signing() {
+                signing_checks(chain, verifying)
+                    .iter()
+                    .any(|(_, check)| check.ok)
             } else {
                 chain.stages.contains_key(&Stage::Sign)
             };
+            // A verified bundle carries a verified log entry.
             let logged = if verifying.rekor {
-                chain.checks_of("rekor:").any(|(_, check)| check.ok)
+                bundle_ok || chain.checks_of("rekor:").any(|(_, check)| check.ok)
             } else {
                 chain.stages.contains_key(&Stage::Rekor)
             };
             let missing: Vec<&str> = [
                 (
                     signed,
-                    if verifying.signatures {
+                    if verifying.any_signing() {
                         "a verified signature"
                     } else {
                         "sign"
@@ -198,15 +235,16 @@ fn check_digest(
             out.fire(unit(), finding);
         }
         Condition::SignatureInvalid => {
-            if !verifying.signatures || !chain.stages.contains_key(&Stage::Sign) {
+            if !verifying.any_signing() || !chain.stages.contains_key(&Stage::Sign) {
                 return;
             }
-            let checks: Vec<(&str, &crate::verify::Check)> = chain.checks_of("sig:").collect();
-            let summary = if chain.signatures.is_empty() {
-                format!("{digest} was signed (a `sign` event) but no event carried the signature to verify")
+            let checks = signing_checks(chain, verifying);
+            let evidence = signing_evidence(chain, verifying);
+            let summary = if evidence == 0 {
+                format!("{digest} was signed (a `sign` event) but no event carried a signature or sigstore bundle to verify")
             } else if checks.iter().any(|(_, check)| check.ok) {
                 return;
-            } else if checks.len() < chain.signatures.len() {
+            } else if checks.len() < evidence {
                 return; // not all checked yet
             } else {
                 let reasons: Vec<&str> = checks

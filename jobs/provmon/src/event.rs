@@ -72,6 +72,10 @@ pub struct Event<'a> {
     /// A cosign signature (base64), on `sign` events.
     #[serde(borrow)]
     pub signature: Option<Cow<'a, str>>,
+    /// A Sigstore bundle (its JSON text, as the event carried it), on
+    /// `sign` events.
+    #[serde(borrow)]
+    pub sigstore_bundle: Option<Cow<'a, str>>,
 }
 
 impl Event<'_> {
@@ -87,6 +91,7 @@ impl Event<'_> {
             status: own(self.status),
             detail: own(self.detail),
             signature: own(self.signature),
+            sigstore_bundle: own(self.sigstore_bundle),
         }
     }
 }
@@ -112,6 +117,9 @@ struct WireEvent<'a> {
     detail: Option<serde_json::Value>,
     #[serde(default, borrow)]
     signature: Option<Cow<'a, str>>,
+    /// Kept as the exact text: a bundle is verified over what was sent.
+    #[serde(default, borrow)]
+    sigstore_bundle: Option<&'a serde_json::value::RawValue>,
 }
 
 /// Longest identifier accepted (a sha512 hex digest with its prefix fits).
@@ -154,6 +162,12 @@ pub fn parse_event(line: &[u8]) -> Result<Event<'_>, String> {
             other => Cow::Owned(other.to_string()),
         }),
         signature: wire.signature,
+        sigstore_bundle: match wire.sigstore_bundle {
+            Some(raw) if !raw.get().starts_with('{') => {
+                return Err("sigstore_bundle must be a JSON object (the bundle itself)".into())
+            }
+            raw => raw.map(|raw| Cow::Borrowed(raw.get())),
+        },
     };
     check_links(&event)?;
     Ok(event)

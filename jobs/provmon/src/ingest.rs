@@ -7,9 +7,20 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use chrono::{DateTime, Utc};
+
 use crate::chain::Chains;
-use crate::event::parse_event;
+use crate::event::{parse_event, Event, Stage};
 use crate::source::{each_line, LineSink};
+use crate::verify::{bundle_id, BundleVerifier};
+
+/// Sigstore bundles on `sign` events are verified by the workers as they
+/// parse (in parallel, and without keeping the bundles' text).
+#[derive(Clone)]
+pub struct BundleCheck {
+    pub verifier: Arc<BundleVerifier>,
+    pub now: DateTime<Utc>,
+}
 
 /// Lines per batch are cut at about this many bytes.
 const BATCH_BYTES: usize = 1 << 20;
@@ -21,6 +32,8 @@ pub const SAMPLES: usize = 5;
 pub struct ParseStats {
     pub events: u64,
     pub malformed: u64,
+    /// Sigstore bundles verified while parsing.
+    pub bundles_checked: u64,
     /// `(file, line, problem)` of the first malformed lines, in file order.
     pub samples: Vec<(String, u64, String)>,
 }
@@ -67,14 +80,15 @@ pub struct Ingest {
 
 impl Ingest {
     /// `sources`: how many sources will be read (stats are kept per source).
-    pub fn new(sources: usize) -> Self {
+    pub fn new(sources: usize, bundles: Option<BundleCheck>) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (sender, receiver) = sync_channel::<Batch>(threads * 2);
         let receiver = Arc::new(Mutex::new(receiver));
         let workers = (0..threads)
             .map(|_| {
                 let receiver = receiver.clone();
-                std::thread::spawn(move || work(&receiver, sources))
+                let bundles = bundles.clone();
+                std::thread::spawn(move || work(&receiver, sources, bundles.as_ref()))
             })
             .collect();
         Self {
@@ -129,6 +143,7 @@ impl Ingest {
             for (total, part) in stats.iter_mut().zip(parsed.stats) {
                 total.events += part.events;
                 total.malformed += part.malformed;
+                total.bundles_checked += part.bundles_checked;
                 total.samples.extend(part.samples);
             }
         }
@@ -155,7 +170,11 @@ impl LineSink for Ingest {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Batch>>, sources: usize) -> Parsed {
+fn work(
+    receiver: &Mutex<Receiver<Batch>>,
+    sources: usize,
+    bundles: Option<&BundleCheck>,
+) -> Parsed {
     let mut parsed = Parsed {
         chains: Chains::default(),
         stats: vec![ParseStats::default(); sources],
@@ -180,16 +199,36 @@ fn work(receiver: &Mutex<Receiver<Batch>>, sources: usize) -> Parsed {
             note(*line_no, problem.clone());
         }
         let mut events = 0;
+        let mut bundles_checked = 0;
         for (first, chunk) in &batch.chunks {
             each_line(*first, chunk, |line_no, line| match parse_event(line) {
                 Ok(event) => {
                     events += 1;
                     parsed.chains.apply(&event);
+                    if let Some(check) = bundles {
+                        bundles_checked += check_bundle(&mut parsed.chains, &event, check);
+                    }
                 }
                 Err(problem) => note(line_no, problem),
             });
         }
         parsed.stats[batch.source].events += events;
+        parsed.stats[batch.source].bundles_checked += bundles_checked;
     }
     parsed
+}
+
+/// Verifies the Sigstore bundle a `sign` event carries, if any; 1 if one
+/// was checked.
+fn check_bundle(chains: &mut Chains, event: &Event, bundles: &BundleCheck) -> u64 {
+    let (Stage::Sign, Some(bundle), Some(digest)) = (
+        event.stage,
+        event.sigstore_bundle.as_deref(),
+        event.bundle_digest.as_deref(),
+    ) else {
+        return 0;
+    };
+    let check = bundles.verifier.check(digest, bundle, bundles.now);
+    chains.record_bundle_check(digest, &bundle_id(bundle), check, event.ts);
+    1
 }

@@ -155,8 +155,10 @@ fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
     });
     for rule in &rules {
         let needs = match rule.condition {
-            rules::Condition::SignatureInvalid if params.verify.signing_keys.is_empty() => {
-                "verify.signing_keys"
+            rules::Condition::SignatureInvalid
+                if params.verify.signing_keys.is_empty() && params.verify.sigstore.is_none() =>
+            {
+                "verify.signing_keys or params.verify.sigstore"
             }
             rules::Condition::RekorMismatch if params.verify.rekor.is_none() => "verify.rekor",
             _ => continue,
@@ -210,10 +212,10 @@ impl Job for ProvmonJob {
                 },
                 ParamDoc {
                     name: "verify",
-                    type_name: "{signing_keys: [pem paths], rekor: {public_key, url, offline_dir, timeout}}",
+                    type_name: "{signing_keys: [pem paths], rekor: {public_key, url, offline_dir, timeout}, sigstore: {trusted_root, identities: [{identity, issuer}], keys: [pem paths]}}",
                     required: false,
                     default: None,
-                    description: "Verify signatures and Rekor entries (fail closed); needed by signature-invalid and rekor-mismatch",
+                    description: "Verify cosign signatures, Sigstore bundles and Rekor entries (fail closed); needed by signature-invalid and rekor-mismatch",
                 },
                 ParamDoc {
                     name: "evidence",

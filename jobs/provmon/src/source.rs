@@ -251,7 +251,7 @@ mod tests {
     use crate::ingest::Ingest;
 
     fn read(dir: &Path, cursor: &FilesCursor, limit: u64) -> (Chains, FilesCursor, SourceStats) {
-        let mut ingest = Ingest::new(1);
+        let mut ingest = Ingest::new(1, None);
         let mut stats = SourceStats::default();
         let next = read_files(dir, cursor, limit, &mut stats, &mut ingest).unwrap();
         let (chains, parsed) = ingest.finish().unwrap();
@@ -323,7 +323,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("b.ndjson")).unwrap();
         std::fs::write(dir.path().join("c.ndjson"), &lines).unwrap();
 
-        let mut ingest = Ingest::new(1);
+        let mut ingest = Ingest::new(1, None);
         let mut stats = SourceStats::default();
         let cursor = FilesCursor::default();
         let err = read_files(dir.path(), &cursor, 100, &mut stats, &mut ingest).unwrap_err();

@@ -19,7 +19,7 @@ use crate::evidence::{
     due_releases, folder_name, pack_files, EvidenceStats, EvidenceWriter, PackInput,
 };
 use crate::http_source::{fetch, read_body, HttpBody, HttpCursor};
-use crate::ingest::{Ingest, ParseStats};
+use crate::ingest::{BundleCheck, Ingest, ParseStats};
 use crate::rules::{Condition, Rule};
 use crate::source::{read_files, FilesCursor, SourceStats};
 use crate::verify::Verifier;
@@ -61,6 +61,7 @@ struct Read {
     cursors: Vec<(String, Vec<u8>)>,
     stats: BTreeMap<String, SourceStats>,
     failed: BTreeMap<String, String>,
+    bundles_checked: u64,
 }
 
 fn state_err(err: impl std::fmt::Display) -> JobError {
@@ -124,7 +125,11 @@ pub async fn sweep(
 
     let started = std::time::Instant::now();
     let max_events = input.max_events;
-    let read = tokio::task::spawn_blocking(move || read_sources(inputs, max_events))
+    let bundles = input.verifier.bundles.clone().map(|verifier| BundleCheck {
+        verifier,
+        now: input.now,
+    });
+    let read = tokio::task::spawn_blocking(move || read_sources(inputs, max_events, bundles))
         .await
         .map_err(|err| JobError::Failed(format!("reading events failed: {err}")))?;
     if cancel.is_cancelled() {
@@ -140,10 +145,12 @@ pub async fn sweep(
     let new_units = read.delta.digests.len() + read.delta.releases.len();
     chains.absorb(read.delta);
     let search = overdue_for_rekor(&input.rules, &chains, input.now);
-    let verified = input.verifier.verify(&mut chains, &search, input.now).await;
+    let mut verified = input.verifier.verify(&mut chains, &search, input.now).await;
+    verified.bundles_checked = read.bundles_checked;
     let verifying = Verifying {
         signatures: input.verifier.checks_signatures(),
         rekor: input.verifier.checks_rekor(),
+        bundles: input.verifier.checks_bundles(),
     };
     let evaluation = evaluate(&input.rules, &chains, verifying, input.now);
     let evaluate_ms = started.elapsed().as_millis() - read_ms - load_ms;
@@ -358,8 +365,12 @@ enum SourceInput {
     Http(HttpCursor, Result<HttpBody, String>),
 }
 
-fn read_sources(inputs: Vec<(SourceSpec, SourceInput)>, max_events: u64) -> Read {
-    let mut ingest = Ingest::new(inputs.len());
+fn read_sources(
+    inputs: Vec<(SourceSpec, SourceInput)>,
+    max_events: u64,
+    bundles: Option<BundleCheck>,
+) -> Read {
+    let mut ingest = Ingest::new(inputs.len(), bundles);
     let mut cursors_out = Vec::new();
     let mut failed = BTreeMap::new();
     let mut read_stats = Vec::new();
@@ -409,6 +420,7 @@ fn read_sources(inputs: Vec<(SourceSpec, SourceInput)>, max_events: u64) -> Read
             (Chains::default(), Vec::new())
         }
     };
+    let bundles_checked = parsed.iter().map(|p| p.bundles_checked).sum();
     let stats = read_stats
         .into_iter()
         .zip(
@@ -432,6 +444,7 @@ fn read_sources(inputs: Vec<(SourceSpec, SourceInput)>, max_events: u64) -> Read
         cursors: cursors_out,
         stats,
         failed,
+        bundles_checked,
     }
 }
 

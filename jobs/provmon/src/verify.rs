@@ -5,16 +5,22 @@
 //! from an offline folder (`<uuid>.json`, the API's answer) or from Rekor
 //! itself. Results are kept in the chain, so each item is checked once.
 //!
+//! Sigstore bundles on `sign` events are verified as they are read (by the
+//! parsing workers, against the trusted root and the signers configured in
+//! `verify.sigstore`); only their verdicts are kept.
+//!
 //! A Rekor that cannot be reached is an outage, not an absence: the items
 //! stay unchecked, the chain is watched, and the sweep is partial.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::ParamError;
+use patrol_provmon_verify::bundle::{self, Signer, Subject, TrustRoot};
 use patrol_provmon_verify::key::PublicKey;
 use patrol_provmon_verify::rekor::{
     parse_entry_response, verify_entry, Client, ExpectedArtifact, LogEntry,
@@ -34,6 +40,36 @@ pub struct VerifySpec {
     pub signing_keys: Vec<PathBuf>,
     #[serde(default)]
     pub rekor: Option<RekorSpec>,
+    #[serde(default)]
+    pub sigstore: Option<SigstoreSpec>,
+}
+
+/// `params.verify.sigstore`: how Sigstore bundles are verified.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigstoreSpec {
+    /// A `trusted_root.json`; without it, the Sigstore public-good root
+    /// shipped with patrol.
+    #[serde(default)]
+    pub trusted_root: Option<PathBuf>,
+    /// Keyless signers: a bundle verifies if its certificate names one of
+    /// these identities with that identity's issuer.
+    #[serde(default)]
+    pub identities: Vec<IdentitySpec>,
+    /// Managed keys (PEM): a bundle with a key hint verifies if one of
+    /// these verifies it.
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// The certificate's subject alternative name (an email or a URI such
+    /// as a GitHub workflow ref), matched exactly.
+    pub identity: String,
+    /// The OIDC issuer, e.g. `https://token.actions.githubusercontent.com`.
+    pub issuer: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +93,52 @@ pub struct RekorSpec {
 pub struct Verifier {
     pub signing_keys: Vec<PublicKey>,
     pub rekor: Option<RekorVerifier>,
+    pub bundles: Option<Arc<BundleVerifier>>,
+}
+
+/// Verifies Sigstore bundles for a digest: shared with the parsing workers.
+#[derive(Debug)]
+pub struct BundleVerifier {
+    root: TrustRoot,
+    signers: Vec<Signer>,
+}
+
+impl BundleVerifier {
+    /// Verifies `bundle_json` as a signature over `digest`
+    /// (`sha256:<hex>`): verified if one configured signer's policy holds.
+    pub fn check(&self, digest: &str, bundle_json: &str, now: DateTime<Utc>) -> Check {
+        let verdict = match bundle::parse_sha256_digest(digest) {
+            Err(reason) => Verdict::failed(format!("cannot verify a bundle for it: {reason}")),
+            Ok(sha256) => {
+                let mut reasons = Vec::new();
+                let mut verdict = None;
+                for signer in &self.signers {
+                    let subject = Subject::Sha256(sha256);
+                    match bundle::verify_bundle(bundle_json.as_bytes(), subject, signer, &self.root)
+                    {
+                        Verdict::Verified => {
+                            verdict = Some(Verdict::Verified);
+                            break;
+                        }
+                        Verdict::Failed { reason } => reasons.push(reason),
+                    }
+                }
+                verdict.unwrap_or_else(|| {
+                    Verdict::failed(format!(
+                        "the sigstore bundle does not verify: {}",
+                        reasons.join("; ")
+                    ))
+                })
+            }
+        };
+        Check::of(&verdict, now)
+    }
+}
+
+/// How a bundle is named in a chain: the SHA-256 (hex) of its text.
+pub fn bundle_id(bundle_json: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bundle_json.as_bytes()))
 }
 
 #[derive(Debug, Clone)]
@@ -150,13 +232,74 @@ impl VerifySpec {
                 offline_dir: spec.offline_dir.clone(),
             })
         });
+        let bundles = self
+            .sigstore
+            .as_ref()
+            .and_then(|spec| spec.build().map_err(|e| errors.extend(e)).ok())
+            .map(Arc::new);
         if errors.is_empty() {
             Ok(Verifier {
                 signing_keys,
                 rekor,
+                bundles,
             })
         } else {
             Err(errors)
+        }
+    }
+}
+
+impl SigstoreSpec {
+    fn build(&self) -> Result<BundleVerifier, Vec<ParamError>> {
+        let mut errors = Vec::new();
+        let root = match &self.trusted_root {
+            Some(path) => TrustRoot::from_file(path),
+            None => TrustRoot::public_good(),
+        }
+        .map_err(|e| errors.push(ParamError::new("verify.sigstore.trusted_root", e)))
+        .ok();
+        let mut signers = Vec::new();
+        for (n, identity) in self.identities.iter().enumerate() {
+            for (field, value) in [
+                ("identity", &identity.identity),
+                ("issuer", &identity.issuer),
+            ] {
+                if value.trim().is_empty() {
+                    errors.push(ParamError::new(
+                        format!("verify.sigstore.identities[{n}].{field}"),
+                        "must not be empty",
+                    ));
+                }
+            }
+            signers.push(Signer::Identity {
+                identity: identity.identity.clone(),
+                issuer: identity.issuer.clone(),
+            });
+        }
+        for (n, path) in self.keys.iter().enumerate() {
+            let field = format!("verify.sigstore.keys[{n}]");
+            match std::fs::read_to_string(path) {
+                Ok(pem) => match Signer::key_from_pem(&pem) {
+                    Ok(signer) => signers.push(signer),
+                    Err(e) => {
+                        errors.push(ParamError::new(field, format!("{}: {e}", path.display())))
+                    }
+                },
+                Err(e) => errors.push(ParamError::new(
+                    field,
+                    format!("cannot read {}: {e}", path.display()),
+                )),
+            }
+        }
+        if self.identities.is_empty() && self.keys.is_empty() {
+            errors.push(ParamError::new(
+                "verify.sigstore",
+                "give `identities`, `keys` or both: who must have signed",
+            ));
+        }
+        match root {
+            Some(root) if errors.is_empty() => Ok(BundleVerifier { root, signers }),
+            _ => Err(errors),
         }
     }
 }
@@ -165,6 +308,8 @@ impl VerifySpec {
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyStats {
     pub signatures_checked: u64,
+    /// Sigstore bundles verified (as their events were read).
+    pub bundles_checked: u64,
     pub entries_checked: u64,
     pub entries_found_by_search: u64,
     /// Rekor could not be asked (outage): these wait for the next sweep.
@@ -194,6 +339,10 @@ impl Verifier {
 
     pub fn checks_rekor(&self) -> bool {
         self.rekor.is_some()
+    }
+
+    pub fn checks_bundles(&self) -> bool {
+        self.bundles.is_some()
     }
 
     /// Checks what is new in `chains` (changed or watched chains). `search`
@@ -356,6 +505,10 @@ async fn fetch(rekor: &RekorVerifier, uuid: &str) -> Fetched {
 
 pub fn sig_key(signature: &str) -> String {
     format!("sig:{signature}")
+}
+
+pub fn bundle_key(bundle_id: &str) -> String {
+    format!("bundle:{bundle_id}")
 }
 
 pub fn rekor_key(uuid: &str) -> String {

@@ -83,6 +83,7 @@ impl World {
                 offline_dir: None,
                 timeout: Some("5s".into()),
             }),
+            sigstore: None,
         };
         let input = SweepInput {
             evidence: self.evidence.as_ref().map(|spec| spec.build().unwrap()),

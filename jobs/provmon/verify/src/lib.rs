@@ -15,6 +15,7 @@
 //!
 //! Checks return a [`Verdict`]; they never panic on hostile input.
 
+pub mod bundle;
 pub mod cosign;
 mod encoding;
 pub mod evidence;
