@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use patrol_job_api::secret::SecretRef;
 use patrol_job_api::{Finding, ParamError};
 use patrol_provmon_verify::evidence::write_pack;
 use patrol_provmon_verify::fixtures::SigningKey;
@@ -31,7 +32,7 @@ pub struct EvidenceSpec {
     pub dir: PathBuf,
     /// The private key (PEM) that signs each manifest, as `file:PATH` or
     /// `env:NAME` (the variable holds the PEM text). Never inline.
-    pub signing_key: String,
+    pub signing_key: SecretRef,
 }
 
 /// Ready to write packs.
@@ -72,16 +73,11 @@ impl EvidenceSpec {
     }
 }
 
-fn read_signing_key(reference: &str) -> Result<SigningKey, String> {
-    let pem = if let Some(name) = reference.strip_prefix("env:") {
-        std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?
-    } else if let Some(path) = reference.strip_prefix("file:") {
-        std::fs::read_to_string(path).map_err(|err| format!("cannot read {path}: {err}"))?
-    } else {
-        // Never echo the value: it may be the key itself.
-        return Err("write the key as file:PATH or env:NAME; inline keys are refused".into());
-    };
-    SigningKey::from_pem(&pem).map_err(|err| format!("{reference}: {err}"))
+fn read_signing_key(reference: &SecretRef) -> Result<SigningKey, String> {
+    // Resolving registers the PEM with the redactor: it never reaches a
+    // log line or the ledger, even inside an error.
+    let pem = reference.resolve(Path::new("."))?;
+    SigningKey::from_pem(pem.expose()).map_err(|err| format!("{reference}: {err}"))
 }
 
 /// A release sha can name a folder: no separators, no dot files.
@@ -340,10 +336,17 @@ mod tests {
 
     #[test]
     fn keys_are_never_inline() {
-        let err = read_signing_key("-----BEGIN PRIVATE KEY-----abc").unwrap_err();
-        assert!(!err.contains("abc"), "{err}");
-        assert!(read_signing_key("env:PATROL_TEST_NO_SUCH_VAR")
-            .unwrap_err()
-            .contains("not set"));
+        let err = serde_json::from_value::<EvidenceSpec>(serde_json::json!({
+            "dir": "evidence",
+            "signing_key": "-----BEGIN PRIVATE KEY-----abc",
+        }))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("inline secrets are refused") && !err.contains("abc"),
+            "{err}"
+        );
+        let unset = SecretRef::Env("PATROL_TEST_NO_SUCH_VAR".into());
+        assert!(read_signing_key(&unset).unwrap_err().contains("not set"));
     }
 }

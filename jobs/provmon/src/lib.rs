@@ -13,6 +13,7 @@ pub mod compact;
 pub mod evaluate;
 pub mod event;
 pub mod evidence;
+pub mod github_source;
 pub mod http_source;
 pub mod ingest;
 pub mod memory;
@@ -24,6 +25,8 @@ pub mod verify;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use github_source::GithubClient;
+use patrol_job_api::secret::SecretRef;
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
     parse_params, Job, JobDescription, JobError, ParamDoc, ParamError, RunContext, RunReport,
@@ -66,14 +69,111 @@ pub enum SourceSpec {
         #[serde(default)]
         timeout: Option<String>,
     },
+    /// GitHub releases and their assets (see `github_source`).
+    Github {
+        name: String,
+        /// `owner/name` of each repository.
+        repos: Vec<String>,
+        /// `env:NAME` or `file:PATH`; without one, anonymous (public
+        /// repositories, 60 requests an hour).
+        #[serde(default)]
+        token: Option<SecretRef>,
+        /// The API's base URL; GitHub Enterprise: `https://HOST/api/v3`.
+        #[serde(default)]
+        base_url: Option<String>,
+        #[serde(default)]
+        timeout: Option<String>,
+        /// Pages of 100 releases read per repository at most.
+        #[serde(default = "default_max_pages")]
+        max_pages: u32,
+    },
 }
 
 impl SourceSpec {
     pub fn name(&self) -> &str {
         match self {
-            SourceSpec::Files { name, .. } | SourceSpec::Http { name, .. } => name,
+            SourceSpec::Files { name, .. }
+            | SourceSpec::Http { name, .. }
+            | SourceSpec::Github { name, .. } => name,
         }
     }
+}
+
+fn default_max_pages() -> u32 {
+    10
+}
+
+/// A `github` source's client, every problem reported.
+pub fn github_client(spec: &SourceSpec, field: &str) -> Result<GithubClient, Vec<ParamError>> {
+    let SourceSpec::Github {
+        repos,
+        token,
+        base_url,
+        timeout,
+        max_pages,
+        ..
+    } = spec
+    else {
+        return Err(vec![ParamError::new(field, "not a github source")]);
+    };
+    let mut errors = Vec::new();
+    if repos.is_empty() {
+        errors.push(ParamError::new(
+            format!("{field}.repos"),
+            "at least one `owner/name` is needed",
+        ));
+    }
+    let mut parsed = Vec::new();
+    for (n, repo) in repos.iter().enumerate() {
+        match github_source::parse_repo(repo) {
+            Ok(repo) => parsed.push(repo),
+            Err(message) => errors.push(ParamError::new(format!("{field}.repos[{n}]"), message)),
+        }
+    }
+    if let Some(url) = base_url {
+        let http = url.starts_with("http://") || url.starts_with("https://");
+        if !http || url.parse::<reqwest::Url>().is_err() {
+            errors.push(ParamError::new(
+                format!("{field}.base_url"),
+                format!("`{url}` is not an http(s) URL"),
+            ));
+        }
+    }
+    let timeout = match timeout.as_deref().map(HumanDuration::parse) {
+        None => std::time::Duration::from_secs(30),
+        Some(Ok(timeout)) => timeout.0,
+        Some(Err(message)) => {
+            errors.push(ParamError::new(format!("{field}.timeout"), message));
+            std::time::Duration::from_secs(30)
+        }
+    };
+    if *max_pages == 0 {
+        errors.push(ParamError::new(
+            format!("{field}.max_pages"),
+            "must be at least 1",
+        ));
+    }
+    let token = match token
+        .as_ref()
+        .map(|token| token.resolve(std::path::Path::new(".")))
+    {
+        None => None,
+        Some(Ok(secret)) => Some(secret),
+        Some(Err(message)) => {
+            errors.push(ParamError::new(format!("{field}.token"), message));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(GithubClient {
+        repos: parsed,
+        base_url: base_url.clone(),
+        token,
+        timeout,
+        max_pages: *max_pages,
+    })
 }
 
 fn default_rules() -> PathBuf {
@@ -121,6 +221,11 @@ fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
                 format!("{} does not exist", path.display()),
             )),
             SourceSpec::Files { .. } => {}
+            SourceSpec::Github { .. } => {
+                if let Err(problems) = github_client(source, &format!("sources[{n}]")) {
+                    errors.extend(problems);
+                }
+            }
             SourceSpec::Http { url, timeout, .. } => {
                 let http = url.starts_with("http://") || url.starts_with("https://");
                 if !http || url.parse::<reqwest::Url>().is_err() {
@@ -198,7 +303,7 @@ impl Job for ProvmonJob {
             params: vec![
                 ParamDoc {
                     name: "sources",
-                    type_name: "list of {kind: files, name, path} or {kind: http, name, url, timeout}",
+                    type_name: "list of {kind: files, name, path}, {kind: http, name, url, timeout} or {kind: github, name, repos, token, base_url, timeout, max_pages}",
                     required: true,
                     default: None,
                     description: "Where events come from; each source keeps its own cursor",

@@ -47,6 +47,12 @@ pub struct SourceStats {
     /// The per-sweep event limit was reached; the rest waits for the next sweep.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub more_waiting: bool,
+    /// Items the source could not turn into events (e.g. a release asset
+    /// without a digest), and the first few of them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped_samples: Vec<String>,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -18,12 +18,14 @@ use crate::event::{Event, Stage};
 use crate::evidence::{
     due_releases, folder_name, pack_files, EvidenceStats, EvidenceWriter, PackInput,
 };
+use crate::github_source::{GithubCursor, GithubRead};
 use crate::http_source::{fetch, read_body, HttpBody, HttpCursor};
-use crate::ingest::{BundleCheck, Ingest, ParseStats};
+use crate::ingest::{BundleCheck, Ingest, ParseStats, SAMPLES};
 use crate::rules::{Condition, Rule};
+use crate::source::LineSink;
 use crate::source::{read_files, FilesCursor, SourceStats};
 use crate::verify::Verifier;
-use crate::SourceSpec;
+use crate::{github_client, SourceSpec};
 
 const ACTIVE_KEY: &str = "active";
 /// Releases whose evidence pack is still to be written.
@@ -110,6 +112,20 @@ pub async fn sweep(
                     .map_or(std::time::Duration::from_secs(30), |t| t.0);
                 let body = fetch(url, &cursor, timeout).await;
                 SourceInput::Http(cursor, body)
+            }
+            SourceSpec::Github { .. } => {
+                let cursor: GithubCursor = match stored {
+                    Some(bytes) => decode(&key, bytes)?,
+                    None => GithubCursor::default(),
+                };
+                match github_client(source, "sources") {
+                    Ok(client) => SourceInput::Github(client.read(&cursor).await),
+                    Err(problems) => SourceInput::Github(GithubRead {
+                        cursor,
+                        errors: problems.iter().map(ToString::to_string).collect(),
+                        ..GithubRead::default()
+                    }),
+                }
             }
         };
         inputs.push((source.clone(), input));
@@ -363,6 +379,7 @@ fn encode_changed(chains: &Chains) -> (Vec<StateWrite>, usize) {
 enum SourceInput {
     Files(FilesCursor),
     Http(HttpCursor, Result<HttpBody, String>),
+    Github(GithubRead),
 }
 
 fn read_sources(
@@ -399,7 +416,21 @@ fn read_sources(
             (_, SourceInput::Http(_, Err(err))) => {
                 failed.insert(name.clone(), err.clone());
             }
-            (SourceSpec::Http { .. }, SourceInput::Files(_)) => {
+            (_, SourceInput::Github(read)) => {
+                // Every event of the repositories read; their cursor moves
+                // with them, failed repositories keep theirs.
+                if !read.lines.is_empty() {
+                    ingest.lines(&name, 1, &read.lines);
+                }
+                stats.lines += memchr::memchr_iter(b'\n', &read.lines).count() as u64;
+                stats.skipped = read.skipped.len() as u64;
+                stats.skipped_samples = read.skipped.iter().take(SAMPLES).cloned().collect();
+                cursors_out.push((name.clone(), encode(&read.cursor)));
+                if !read.errors.is_empty() {
+                    failed.insert(name.clone(), read.errors.join("; "));
+                }
+            }
+            (_, SourceInput::Files(_)) => {
                 failed.insert(
                     name.clone(),
                     "internal: source and cursor kinds differ".into(),

@@ -317,7 +317,7 @@ async fn evidence_packs_hold_the_entries_verified_and_failed_writes_are_retried(
     std::fs::write(&blocker, "not a folder").unwrap();
     world.evidence = Some(EvidenceSpec {
         dir: blocker.join("evidence"),
-        signing_key: format!("file:{}", key_file.display()),
+        signing_key: patrol_job_api::secret::SecretRef::File(key_file.clone()),
     });
     let healthy = Artifact::signed(&world.cosign, "healthy", b"healthy bundle");
     let forged = Artifact::signed(&world.cosign, "forged", b"forged proof");

@@ -19,7 +19,7 @@ pub mod policy;
 pub mod record;
 pub mod routing;
 pub mod runbooks;
-pub mod secret;
+pub use patrol_job_api::secret;
 pub mod silences;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,8 @@
 //! - [`RekorStandin`]: Rekor v1 (`/api/v1/log`, entries, index search), a
 //!   real Merkle log signed like Rekor, with withheld entries and forged
 //!   inclusion proofs on demand.
+//! - [`GithubStandin`]: GitHub REST releases, commits and release assets
+//!   (ETag / If-None-Match, pagination, asset download redirects).
 //! - [`WebhookReceiver`]: any POST, with HMAC-SHA256 signature checks.
 //! - [`SmtpServer`]: a real SMTP server (aiosmtpd) in a child process.
 //!
@@ -17,6 +19,7 @@
 //! instead of sleeping. They stop when dropped. See README.md for what each
 //! one checks and where the rules come from.
 
+mod github;
 mod pagerduty;
 mod record;
 mod rekor;
@@ -25,6 +28,7 @@ mod slack;
 mod smtp;
 mod webhook;
 
+pub use github::GithubStandin;
 pub use pagerduty::{
     IncidentStatus, PagerDutyStandin, PdEvent, PdIncident, MAX_DEDUP_KEY_CHARS, MAX_EVENT_BYTES,
     MAX_SUMMARY_CHARS, ROUTING_KEY_LEN,

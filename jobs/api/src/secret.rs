@@ -1,6 +1,7 @@
-//! Secrets named in configuration as `env:NAME` or `file:PATH`, never
-//! written inline. A resolved value is registered with a process-wide
-//! redactor so that no log line, ledger row or error message carries it.
+//! Secrets named in configuration (`patrol.yaml`, job params) as
+//! `env:NAME` or `file:PATH`, never written inline. A resolved value is
+//! registered with a process-wide redactor (shared by the runner and the
+//! jobs) so that no log line, ledger row or error message carries it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
