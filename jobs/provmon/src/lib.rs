@@ -357,3 +357,58 @@ impl Job for ProvmonJob {
         sweep(&ctx.state, input, &ctx.cancel).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_github_source_reports_every_bad_field_at_once() {
+        let params = serde_json::json!({
+            "rules": "../../policies/provmon/rules.yaml",
+            "sources": [{
+                "kind": "github",
+                "name": "gh",
+                "repos": ["acme/app", "not-a-repo"],
+                "token": "env:PATROL_TEST_UNSET_GITHUB_TOKEN",
+                "base_url": "ftp://example.com",
+                "timeout": "soon",
+                "max_pages": 0
+            }]
+        });
+        let errors = ProvmonJob.check_params(&params).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        for expected in [
+            "sources[0].repos[1]",
+            "sources[0].base_url",
+            "sources[0].timeout",
+            "sources[0].max_pages",
+            "sources[0].token",
+        ] {
+            assert!(
+                paths.contains(&expected),
+                "{expected} missing from {errors:?}"
+            );
+        }
+        let token = errors
+            .iter()
+            .find(|e| e.path == "sources[0].token")
+            .unwrap();
+        assert!(token
+            .message
+            .contains("PATROL_TEST_UNSET_GITHUB_TOKEN is not set"));
+    }
+
+    #[test]
+    fn an_inline_github_token_is_refused_without_echoing_it() {
+        let params = serde_json::json!({
+            "sources": [{"kind": "github", "name": "gh", "repos": ["a/b"], "token": "ghp_inline123456"}]
+        });
+        let errors = ProvmonJob.check_params(&params).unwrap_err();
+        let text = format!("{errors:?}");
+        assert!(
+            text.contains("inline secrets are refused") && !text.contains("ghp_inline"),
+            "{text}"
+        );
+    }
+}
