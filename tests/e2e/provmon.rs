@@ -74,8 +74,10 @@ fn fixture_gaps_page_once_and_resolve_when_the_missing_events_arrive() {
     expected.sort_unstable();
     let mut rules_sorted = rules.clone();
     rules_sorted.sort_unstable();
+    // Nothing for the release signed with a Sigstore bundle (no Rekor
+    // event of its own: the bundle's verified tlog entry stands for it).
     assert_eq!(rules_sorted, expected, "{out}");
-    assert!(out.contains("33 events from 1 sources"), "{out}");
+    assert!(out.contains("38 events from 1 sources"), "{out}");
     assert!(out.contains("2 malformed (fixtures: 2)"), "{out}");
 
     // Nothing new: the same findings hold, nobody is paged again.
@@ -157,13 +159,35 @@ fn evidence_packs_are_signed_rewritten_when_a_release_changes_and_tampering_is_c
     shipped_checkout(dir.path());
     let first = run(dir.path(), &["run", "provmon", "--wait"]);
     let out = stdout(&first);
-    assert!(out.contains("9 evidence packs written"), "{out}");
+    assert!(out.contains("10 evidence packs written"), "{out}");
     let paged = pages(&out);
 
     let checked = verify_evidence(dir.path(), "evidence");
     let out = stdout(&checked);
     assert_eq!(checked.status.code(), Some(0), "{out}{}", stderr(&checked));
-    assert!(out.contains("9 packs, 0 failed"), "{out}");
+    assert!(out.contains("10 packs, 0 failed"), "{out}");
+
+    // The release signed with a Sigstore bundle: its pack records the
+    // bundle verified, by its digest, with the policy it was checked under.
+    let bundled = read_json(
+        &dir.path()
+            .join("evidence/58e24f0ac42d522d252318a5b4e0a57ae318a8fd/verification.json"),
+    );
+    let bundle = bundled["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|result| result["check"] == "sigstore_bundle")
+        .expect("a sigstore_bundle result");
+    assert_eq!(bundle["result"]["verified"], true, "{bundle}");
+    assert_eq!(
+        bundle["inputs"]["bundle_sha256"].as_str().unwrap().len(),
+        64
+    );
+    assert_eq!(
+        bundle["inputs"]["policy"]["trusted_root"],
+        "fixtures/provmon/keys/trusted_root.json"
+    );
 
     // The tampered artifact's release: its pack records the failed
     // signature check with the reason and the digest of what was checked.
@@ -275,7 +299,7 @@ fn evidence_packs_are_signed_rewritten_when_a_release_changes_and_tampering_is_c
         "{err}"
     );
     assert!(
-        stdout(&caught).contains("9 packs, 1 failed"),
+        stdout(&caught).contains("10 packs, 1 failed"),
         "{}",
         stdout(&caught)
     );
@@ -292,7 +316,7 @@ fn evidence_packs_are_signed_rewritten_when_a_release_changes_and_tampering_is_c
         ],
     );
     assert!(
-        stdout(&wrong).contains("9 packs, 9 failed"),
+        stdout(&wrong).contains("10 packs, 10 failed"),
         "{}",
         stdout(&wrong)
     );

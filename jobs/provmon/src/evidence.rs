@@ -188,6 +188,19 @@ pub fn pack_files(input: &PackInput<'_>, verifier: &Verifier) -> Vec<(String, Ve
                 "result": result(check),
             }));
         }
+        for (bundle_sha256, check) in chain.checks_of("bundle:") {
+            // The bundle itself is not kept (it is verified as it is read);
+            // its digest ties this result to the bundle as published.
+            results.push(serde_json::json!({
+                "check": "sigstore_bundle",
+                "artifact_digest": digest,
+                "inputs": {
+                    "bundle_sha256": bundle_sha256,
+                    "policy": verifier.bundles.as_ref().map(|bundles| bundles.policy()),
+                },
+                "result": result(check),
+            }));
+        }
         for (uuid, check) in chain.checks_of("rekor:") {
             let entry = input.entries.get(uuid).map(|(uuid, entry)| {
                 let bytes = to_json(&BTreeMap::from([(uuid, entry)]));

@@ -133,6 +133,28 @@ impl BundleVerifier {
         };
         Check::of(&verdict, now)
     }
+
+    /// What bundles are checked against, for evidence: the trusted root's
+    /// origin, the accepted identities, and each managed key's id (hex
+    /// SHA-256 of its DER).
+    pub fn policy(&self) -> serde_json::Value {
+        use sha2::{Digest, Sha256};
+        let mut identities = Vec::new();
+        let mut key_ids = Vec::new();
+        for signer in &self.signers {
+            match signer {
+                Signer::Identity { identity, issuer } => {
+                    identities.push(serde_json::json!({"identity": identity, "issuer": issuer}))
+                }
+                Signer::Key(key) => key_ids.push(hex::encode(Sha256::digest(key.as_bytes()))),
+            }
+        }
+        serde_json::json!({
+            "trusted_root": self.root.origin(),
+            "identities": identities,
+            "key_ids": key_ids,
+        })
+    }
 }
 
 /// How a bundle is named in a chain: the SHA-256 (hex) of its text.

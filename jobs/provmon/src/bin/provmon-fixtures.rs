@@ -10,10 +10,15 @@
 //! `cargo run -p patrol-job-provmon --bin provmon-fixtures -- TEMPLATES OUT`
 //!
 //! Writes `OUT/events/<template names>`, `OUT/rekor/<uuid>.json` (the
-//! answer of `GET /api/v1/log/entries/<uuid>`) and `OUT/keys/{cosign,rekor,evidence}.pub`, `OUT/keys/evidence.key`.
+//! answer of `GET /api/v1/log/entries/<uuid>`), `OUT/keys/{cosign,rekor,evidence}.pub`,
+//! `OUT/keys/evidence.key` and `OUT/keys/trusted_root.json` (a Sigstore
+//! trusted root whose transparency log is the fixture log).
 //! A template event may say `"x_fixture"`: `tampered` (its signature is
 //! over another artifact), `wrong-body` (its logged entry is for another
-//! digest), `forged-proof` (one hash of its inclusion proof flipped).
+//! digest), `forged-proof` (one hash of its inclusion proof flipped), or on
+//! a `sign` event `sigstore-bundle` (the signature is logged and the event
+//! carries the Sigstore bundle — key hint, tlog entry with SET, inclusion
+//! proof and checkpoint — instead of a bare signature).
 //! Lines that are not JSON objects are copied as they are.
 
 use std::collections::BTreeMap;
@@ -21,7 +26,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use base64::Engine;
-use patrol_provmon_verify::fixtures::{FakeLog, SigningKey};
+use patrol_provmon_verify::fixtures::{sigstore_bundle, trusted_root, FakeLog, SigningKey};
 use patrol_provmon_verify::rekor::HashedRekord;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -113,7 +118,12 @@ fn generate(templates: &Path, out: &Path) -> Result<String> {
                     let signature = cosign
                         .sign_sha256_digest(&signed)
                         .ok_or("the cosign fixture key cannot sign digests")?;
-                    event.insert("signature".into(), Value::String(b64(&signature)));
+                    if fixture.as_deref() == Some("sigstore-bundle") {
+                        let bundle = bundle_for(&mut log, &cosign, &event, &signed, &signature)?;
+                        event.insert("sigstore_bundle".into(), bundle);
+                    } else {
+                        event.insert("signature".into(), Value::String(b64(&signature)));
+                    }
                     signatures.insert(digest.clone(), signature);
                 }
                 "rekor" => {
@@ -162,6 +172,9 @@ fn generate(templates: &Path, out: &Path) -> Result<String> {
         &out.join("keys/evidence.key"),
         evidence.to_pkcs8_pem().as_bytes(),
     )?;
+    let root = trusted_root(&log, "https://rekor.local");
+    let root = serde_json::to_string_pretty(&root).map_err(|err| err.to_string())? + "\n";
+    write(&out.join("keys/trusted_root.json"), root.as_bytes())?;
     let size = log.len();
     for index in 0..size {
         let Some((uuid, mut entry)) = log.entry_at_size(index, size) else {
@@ -191,6 +204,35 @@ fn generate(templates: &Path, out: &Path) -> Result<String> {
     ))
 }
 
+fn event_time(event: &Map<String, Value>) -> i64 {
+    event
+        .get("ts")
+        .and_then(Value::as_str)
+        .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+        .map_or(0, |ts| ts.timestamp())
+}
+
+/// Logs `signature` over `digest` and returns the Sigstore bundle for it.
+fn bundle_for(
+    log: &mut FakeLog,
+    cosign: &SigningKey,
+    event: &Map<String, Value>,
+    digest: &[u8; 32],
+    signature: &[u8],
+) -> Result<Value> {
+    let body = HashedRekord {
+        sha256: *digest,
+        signature: signature.to_vec(),
+        public_key_pem: cosign.public_key_pem(),
+    }
+    .to_canonical_json();
+    let index = log
+        .append(body, event_time(event))
+        .unwrap_or_else(|existing| existing);
+    sigstore_bundle(log, index, digest, signature, &cosign.public_key())
+        .ok_or_else(|| "the logged entry has no proof to bundle".to_string())
+}
+
 /// Logs the hashedrekord of `digest` (or, for `wrong-body`, of another
 /// digest) with the digest's signature; the entry's UUID.
 fn log_entry(
@@ -217,12 +259,9 @@ fn log_entry(
         public_key_pem: cosign.public_key_pem(),
     }
     .to_canonical_json();
-    let ts = event
-        .get("ts")
-        .and_then(Value::as_str)
-        .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
-        .map_or(0, |ts| ts.timestamp());
-    let index = log.append(body, ts).unwrap_or_else(|existing| existing);
+    let index = log
+        .append(body, event_time(event))
+        .unwrap_or_else(|existing| existing);
     log.uuid(index)
         .ok_or_else(|| "logged entry has no uuid".to_string())
 }

@@ -1,10 +1,15 @@
 //! Deterministic fixtures: keys from seeds, real signatures, hashedrekord
-//! bodies and a real Merkle log with signed checkpoints and SETs. Used by
+//! bodies, a real Merkle log with signed checkpoints and SETs, and Sigstore
+//! bundles and trusted roots made from that log. Used by
 //! this crate's tests, the Rekor stand-in and the job's fixture generator.
 //!
 //! Signing uses RustCrypto (`p256` with RFC 6979 deterministic ECDSA,
 //! `ed25519-dalek`), independent of the verifier's backend, so the same
 //! seed always gives the same bytes.
+
+mod sigstore;
+
+pub use sigstore::{sigstore_bundle, trusted_root};
 
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use sha2::{Digest, Sha256};
