@@ -1,0 +1,397 @@
+//! The adaptive method: a seasonal EWMA level blended with a global one, a
+//! robust (MAD) scale per slot, winsorized updates and level-shift adoption.
+//! The reasoning behind each piece is in the crate README.
+
+// Loops over tiers index several parallel per-tier arrays at once.
+#![allow(clippy::needless_range_loop)]
+
+use crate::robust::{floored_scale, median_in_place, robust_scale_sorted};
+use crate::types::{AdaptiveParams, Direction, Point, Scored, Season};
+
+/// Tier 0: hour of week, 1: hour of day, 2: the one global slot.
+const TIERS: usize = 3;
+const GLOBAL: usize = 2;
+const TIER_BASE: [usize; TIERS] = [0, 168, 192];
+const SLOTS: usize = 193;
+/// A series spanning less than this cannot show a daily cycle.
+const MIN_SEASONAL_SPAN_SECS: i64 = 2 * 86_400;
+/// Decay of the squared-error averages that weigh seasonal against global.
+const ERROR_DECAY: f64 = 0.02;
+/// Damping of the global level's trend per point (damped Holt): ramps are
+/// followed, but a trend is never extrapolated far.
+const TREND_DAMPING: f64 = 0.9;
+/// The trend's smoothing weight as a fraction of alpha.
+const TREND_GAIN: f64 = 0.5;
+
+fn slot_of(tier: usize, ts: i64) -> usize {
+    let days = ts.div_euclid(86_400);
+    let hour = (ts.rem_euclid(86_400) / 3_600) as usize;
+    match tier {
+        // 1970-01-01 was a Thursday; +3 makes Monday 0.
+        0 => TIER_BASE[0] + ((days + 3).rem_euclid(7) as usize) * 24 + hour,
+        1 => TIER_BASE[1] + hour,
+        _ => TIER_BASE[GLOBAL],
+    }
+}
+
+/// Bias-corrected exponentially weighted mean (exact mean of the first few).
+#[derive(Clone, Copy, Default)]
+struct Ewm {
+    num: f64,
+    den: f64,
+}
+
+impl Ewm {
+    fn push(&mut self, x: f64) {
+        self.num = (1.0 - ERROR_DECAY) * self.num + ERROR_DECAY * x;
+        self.den = (1.0 - ERROR_DECAY) * self.den + ERROR_DECAY;
+    }
+
+    fn get(&self) -> Option<f64> {
+        (self.den > 0.0).then(|| self.num / self.den)
+    }
+}
+
+/// Residual rings of every slot in one allocation, each with a sorted copy
+/// kept up to date (binary search and a memmove of at most `cap` values per
+/// push) so that the scale needs no copy and no selection.
+struct Rings {
+    cap: usize,
+    data: Vec<f64>,
+    sorted: Vec<f64>,
+    len: Vec<usize>,
+    pos: Vec<usize>,
+}
+
+impl Rings {
+    fn new(cap: usize) -> Self {
+        Rings {
+            cap,
+            data: vec![0.0; cap * SLOTS],
+            sorted: vec![0.0; cap * SLOTS],
+            len: vec![0; SLOTS],
+            pos: vec![0; SLOTS],
+        }
+    }
+
+    fn push(&mut self, slot: usize, r: f64) {
+        let base = slot * self.cap;
+        let mut len = self.len[slot];
+        if len == self.cap {
+            let old = self.data[base + self.pos[slot]];
+            let sorted = &mut self.sorted[base..base + len];
+            let i = sorted.partition_point(|v| v.total_cmp(&old).is_lt());
+            sorted.copy_within(i + 1.., i);
+            len -= 1;
+        }
+        let sorted = &mut self.sorted[base..base + len + 1];
+        let i = sorted[..len].partition_point(|v| v.total_cmp(&r).is_lt());
+        sorted.copy_within(i..len, i + 1);
+        sorted[i] = r;
+        self.data[base + self.pos[slot]] = r;
+        self.pos[slot] = (self.pos[slot] + 1) % self.cap;
+        self.len[slot] = len + 1;
+    }
+
+    fn sorted(&self, slot: usize) -> &[f64] {
+        &self.sorted[slot * self.cap..slot * self.cap + self.len[slot]]
+    }
+}
+
+/// A point of the current run of same-side exceedances. If the run is
+/// adopted as a level shift, its residuals enter the rings re-based on the
+/// new level; if it ends first, they are dropped (only the run's first point
+/// was learnt, winsorized).
+#[derive(Clone, Copy)]
+struct Pending {
+    slots: [usize; TIERS],
+    /// `value - prediction` under the levels as they were when the run began.
+    from_snapshot: [f64; TIERS],
+    /// The residual of the tier that scored the point, from the snapshot.
+    chosen_from_snapshot: f64,
+    /// The winsorizing bound at the time (z × scale).
+    bound: f64,
+}
+
+struct State {
+    p: AdaptiveParams,
+    finest: usize,
+    level: [f64; SLOTS],
+    /// Damped trend of the global level, per point.
+    trend: f64,
+    count: [usize; SLOTS],
+    rings: Rings,
+    /// Squared error of each tier's own level (index GLOBAL: the global level).
+    sq_err: [Ewm; TIERS],
+    run_sign: i8,
+    snapshot: [f64; SLOTS],
+    pending: Vec<Pending>,
+    run_scratch: Vec<f64>,
+}
+
+impl State {
+    fn new(p: AdaptiveParams, finest: usize) -> Self {
+        let cap = p.mad_window;
+        State {
+            finest,
+            level: [0.0; SLOTS],
+            trend: 0.0,
+            count: [0; SLOTS],
+            rings: Rings::new(cap),
+            sq_err: [Ewm::default(); TIERS],
+            run_sign: 0,
+            snapshot: [f64::NAN; SLOTS],
+            pending: Vec::with_capacity(p.shift_after.min(1024)),
+            run_scratch: Vec::with_capacity(p.shift_after.min(1024)),
+            p,
+        }
+    }
+
+    /// Weight of the seasonal tier `tier` against the global level:
+    /// inverse mean squared one-step error (Bates–Granger combination).
+    fn seasonal_weight(&self, tier: usize) -> f64 {
+        if tier == GLOBAL {
+            return 1.0;
+        }
+        match (self.sq_err[tier].get(), self.sq_err[GLOBAL].get()) {
+            (Some(es), Some(eg)) if es + eg > 0.0 => eg / (es + eg),
+            (Some(_), Some(_)) => 0.5,
+            _ => 0.0,
+        }
+    }
+
+    /// Prediction of `tier` for `slots` using `levels`; `None` when the slot
+    /// has never been observed.
+    fn predict(&self, levels: &[f64; SLOTS], tier: usize, slots: &[usize; TIERS]) -> Option<f64> {
+        let s = slots[tier];
+        let g = slots[GLOBAL];
+        if self.count[s] == 0 || self.count[g] == 0 {
+            return None;
+        }
+        let w = self.seasonal_weight(tier);
+        Some(w * self.own_forecast(levels, s) + (1.0 - w) * self.own_forecast(levels, g))
+    }
+
+    /// A slot's own one-step forecast: its level, plus the damped trend for
+    /// the global slot.
+    fn own_forecast(&self, levels: &[f64; SLOTS], slot: usize) -> f64 {
+        if slot == TIER_BASE[GLOBAL] {
+            levels[slot] + TREND_DAMPING * self.trend
+        } else {
+            levels[slot]
+        }
+    }
+
+    /// Adopts the run as a level shift: every level becomes its value at the
+    /// start of the run plus the median deviation seen during the run, and
+    /// the run's residuals enter the rings against that new level.
+    fn adopt_shift(&mut self) {
+        self.run_scratch.clear();
+        self.run_scratch
+            .extend(self.pending.iter().map(|e| e.chosen_from_snapshot));
+        let delta = median_in_place(&mut self.run_scratch).unwrap_or(0.0);
+        for s in 0..SLOTS {
+            if self.snapshot[s].is_finite() {
+                self.level[s] = self.snapshot[s] + delta;
+            }
+        }
+        // A step is not a slope.
+        self.trend = 0.0;
+        // The first point of the run is already in the rings (winsorized).
+        for e in self.pending.iter().skip(1) {
+            for t in self.finest..TIERS {
+                let r = (e.from_snapshot[t] - delta).clamp(-e.bound, e.bound);
+                self.rings.push(e.slots[t], r);
+            }
+        }
+        self.pending.clear();
+        self.run_sign = 0;
+    }
+
+    fn update_levels(&mut self, slots: &[usize; TIERS], x: f64) {
+        let alpha = self.p.alpha;
+        for t in self.finest..TIERS {
+            let s = slots[t];
+            if self.count[s] == 0 {
+                self.level[s] = x;
+            } else if t == GLOBAL {
+                // Damped Holt: level and trend.
+                let old = self.level[s];
+                let forecast = old + TREND_DAMPING * self.trend;
+                self.level[s] = forecast + alpha * (x - forecast);
+                let gain = alpha * TREND_GAIN;
+                self.trend = TREND_DAMPING * self.trend
+                    + gain * (self.level[s] - old - TREND_DAMPING * self.trend);
+            } else {
+                self.level[s] += alpha * (x - self.level[s]);
+            }
+            self.count[s] += 1;
+        }
+    }
+
+    fn score(&mut self, pt: &Point, direction: Direction) -> Scored {
+        let x = pt.value;
+        let mut slots = [0; TIERS];
+        for (t, slot) in slots.iter_mut().enumerate().skip(self.finest) {
+            *slot = slot_of(t, pt.ts);
+        }
+        let mut pred = [f64::NAN; TIERS];
+        for (t, p) in pred.iter_mut().enumerate().skip(self.finest) {
+            *p = self.predict(&self.level, t, &slots).unwrap_or(f64::NAN);
+        }
+        let min_ready = self.p.min_samples;
+        let chosen = (self.finest..TIERS)
+            .find(|&t| pred[t].is_finite() && self.rings.len[slots[t]] >= min_ready);
+
+        let Some(chosen) = chosen else {
+            // Warming up: learn without clipping, judge nothing.
+            for t in self.finest..TIERS {
+                if pred[t].is_finite() {
+                    self.rings.push(slots[t], x - pred[t]);
+                }
+            }
+            self.track_errors(&slots, x);
+            self.update_levels(&slots, x);
+            let mut out = Scored::warming(pt);
+            out.baseline = pred[GLOBAL].is_finite().then_some(pred[GLOBAL]);
+            return out;
+        };
+
+        let baseline = pred[chosen];
+        let robust = robust_scale_sorted(self.rings.sorted(slots[chosen]));
+        let scale = floored_scale(robust, self.p.noise, baseline, pt.weight);
+        let z = (x - baseline) / scale;
+        let thr = self.p.z;
+        let is_anomaly = direction.exceeds(z, thr) && !(z > 0.0 && x < self.p.min_value);
+
+        // Winsorize: what the baseline learns from is at most z × scale away.
+        let bound = thr * scale;
+        let xc = x.clamp(baseline - bound, baseline + bound);
+        let sign: i8 = if z > thr {
+            1
+        } else if z < -thr {
+            -1
+        } else {
+            0
+        };
+
+        let mut clipped = [0.0; TIERS];
+        for t in self.finest..TIERS {
+            clipped[t] = if pred[t].is_finite() {
+                xc - pred[t]
+            } else {
+                0.0
+            };
+        }
+
+        let continuing_run = self.p.shift_after > 0 && sign != 0 && sign == self.run_sign;
+        if self.p.shift_after > 0 && sign != self.run_sign {
+            // The previous run (if any) ended without being adopted: its
+            // first point was learnt (winsorized), the rest is forgotten.
+            self.pending.clear();
+            self.run_sign = 0;
+            if sign != 0 {
+                self.run_sign = sign;
+                for s in 0..SLOTS {
+                    self.snapshot[s] = if self.count[s] > 0 {
+                        self.level[s]
+                    } else {
+                        f64::NAN
+                    };
+                }
+            }
+        }
+        if sign != 0 && self.p.shift_after > 0 {
+            let mut from_snapshot = [0.0; TIERS];
+            for t in self.finest..TIERS {
+                // A slot first seen during the run has no snapshot level:
+                // its residual against the current prediction stands in.
+                from_snapshot[t] = match self.predict(&self.snapshot, t, &slots) {
+                    Some(p) if p.is_finite() => x - p,
+                    _ => clipped[t],
+                };
+            }
+            self.pending.push(Pending {
+                slots,
+                from_snapshot,
+                chosen_from_snapshot: from_snapshot[chosen],
+                bound,
+            });
+        }
+
+        if continuing_run {
+            // Later points of a run teach nothing until the run is either
+            // over (an incident: the baseline stays where it was) or long
+            // enough to be adopted as the new level.
+            for t in self.finest..TIERS {
+                let s = slots[t];
+                if self.count[s] == 0 {
+                    self.level[s] = xc;
+                    self.count[s] = 1;
+                }
+            }
+        } else {
+            for t in self.finest..TIERS {
+                if pred[t].is_finite() {
+                    self.rings.push(slots[t], clipped[t]);
+                }
+            }
+            self.track_errors(&slots, xc);
+            self.update_levels(&slots, xc);
+        }
+        if self.p.shift_after > 0 && self.pending.len() >= self.p.shift_after {
+            self.adopt_shift();
+        }
+
+        Scored {
+            ts: pt.ts,
+            value: x,
+            baseline: Some(baseline),
+            score: Some(z),
+            is_anomaly,
+            warming_up: false,
+        }
+    }
+
+    /// One-step squared errors of each tier's own level, for the blend.
+    fn track_errors(&mut self, slots: &[usize; TIERS], x: f64) {
+        for t in self.finest..TIERS {
+            let s = slots[t];
+            if self.count[s] > 0 {
+                let e = x - self.own_forecast(&self.level, s);
+                self.sq_err[t].push(e * e);
+            }
+        }
+    }
+}
+
+pub(crate) fn adaptive(
+    points: &[Point],
+    params: &AdaptiveParams,
+    direction: Direction,
+) -> Vec<Scored> {
+    let p = params.sanitized();
+    let span = match (points.first(), points.last()) {
+        (Some(a), Some(b)) => b.ts.saturating_sub(a.ts),
+        _ => 0,
+    };
+    let finest = if span < MIN_SEASONAL_SPAN_SECS {
+        GLOBAL
+    } else {
+        match p.season {
+            Season::HourOfWeek => 0,
+            Season::HourOfDay => 1,
+            Season::None => GLOBAL,
+        }
+    };
+    let mut state = State::new(p, finest);
+    let mut out = Vec::with_capacity(points.len());
+    for pt in points {
+        if !pt.value.is_finite() {
+            out.push(Scored::not_finite(pt));
+            continue;
+        }
+        out.push(state.score(pt, direction));
+    }
+    out
+}
