@@ -29,6 +29,20 @@ impl Severity {
         Severity::Critical,
     ];
 
+    /// Our four names and the seeds' `high`/`medium`/`low` (rules files
+    /// are written in the seeds' words).
+    pub fn parse_with_seed_names(text: &str) -> Result<Self, String> {
+        match text {
+            "critical" => Ok(Self::Critical),
+            "error" | "high" => Ok(Self::Error),
+            "warning" | "medium" => Ok(Self::Warning),
+            "info" | "low" => Ok(Self::Info),
+            other => Err(format!(
+                "`{other}` is not a severity (critical, high/error, medium/warning, low/info)"
+            )),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Info => "info",

@@ -179,7 +179,8 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Vec<(String, String)>>
             format!("`{}` is not a valid rule id (1-63 of a-z, 0-9, -)", raw.id),
         ));
     }
-    let severity = parse_severity(&raw.severity).map_err(|message| (field("severity"), message));
+    let severity = Severity::parse_with_seed_names(&raw.severity)
+        .map_err(|message| (field("severity"), message));
     let window = raw
         .window
         .as_deref()
@@ -253,19 +254,6 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Vec<(String, String)>>
             condition,
         }),
         _ => Err(problems),
-    }
-}
-
-/// Our four severities, and the seed's high/medium/low.
-fn parse_severity(text: &str) -> Result<Severity, String> {
-    match text {
-        "critical" => Ok(Severity::Critical),
-        "error" | "high" => Ok(Severity::Error),
-        "warning" | "medium" => Ok(Severity::Warning),
-        "info" | "low" => Ok(Severity::Info),
-        other => Err(format!(
-            "`{other}` is not a severity (critical, high/error, medium/warning, low/info)"
-        )),
     }
 }
 
