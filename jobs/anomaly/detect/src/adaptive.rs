@@ -384,6 +384,7 @@ pub(crate) fn adaptive(
             Season::None => GLOBAL,
         }
     };
+    let recurrence = p.recurrence;
     let mut state = State::new(p, finest);
     let mut out = Vec::with_capacity(points.len());
     for pt in points {
@@ -392,6 +393,9 @@ pub(crate) fn adaptive(
             continue;
         }
         out.push(state.score(pt, direction));
+    }
+    if recurrence {
+        crate::recurrence::excuse_recurring(points, &mut out);
     }
     out
 }

@@ -15,6 +15,7 @@
 
 mod adaptive;
 mod baselines;
+mod recurrence;
 pub mod robust;
 mod score;
 mod tune;

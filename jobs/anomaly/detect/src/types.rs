@@ -97,6 +97,10 @@ pub struct AdaptiveParams {
     /// side, the baseline is moved to the new level (a level shift is
     /// adopted). 0 disables adoption.
     pub shift_after: usize,
+    /// Excuse anomalies that recur at the same time of day (the two days
+    /// before) or of the week (the week before): scheduled batches are
+    /// normal once seen. See `recurrence.rs`.
+    pub recurrence: bool,
 }
 
 impl Default for AdaptiveParams {
@@ -110,6 +114,7 @@ impl Default for AdaptiveParams {
             mad_window: 64,
             min_value: f64::MIN,
             shift_after: 12,
+            recurrence: true,
         }
     }
 }
@@ -196,6 +201,7 @@ impl AdaptiveParams {
                 self.min_value
             },
             shift_after: self.shift_after.min(MAX_SHIFT_AFTER),
+            recurrence: self.recurrence,
         }
     }
 }
