@@ -17,6 +17,7 @@ impl JobRegistry {
         let mut registry = Self::default();
         registry.register(Arc::new(patrol_job_command::CommandJob));
         registry.register(Arc::new(patrol_job_provmon::ProvmonJob));
+        registry.register(Arc::new(patrol_job_anomaly::AnomalyJob));
         registry
     }
 

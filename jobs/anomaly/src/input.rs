@@ -1,0 +1,467 @@
+//! Audit events in, as polars batches of one shape whatever the format:
+//! `ts` (i64, milliseconds since the epoch, UTC), `subject`, `action`,
+//! `decision`, `region`, `tenant` (strings, never null), `trace_id` and
+//! `step_up` (strings, may be null). Rows that cannot take that shape are
+//! counted per source with the first few reasons, never passed on and never
+//! fatal.
+//!
+//! NDJSON is parsed here, line by line in parallel chunks, because polars'
+//! reader fails a whole file on one bad line; CSV and Parquet are scanned
+//! by polars' streaming engine. Either way at most one batch (about
+//! [`BATCH_ROWS`] rows) per worker is held at a time.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Rows per batch handed to the aggregation.
+pub const BATCH_ROWS: usize = 1 << 20;
+/// How many bad rows a source reports by content.
+const SAMPLES: usize = 5;
+
+/// Columns every event must have, in batch order.
+pub const REQUIRED: [&str; 5] = ["subject", "action", "decision", "region", "tenant"];
+/// Columns an event may lack.
+pub const OPTIONAL: [&str; 2] = ["trace_id", "step_up"];
+
+/// What reading one source found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStats {
+    pub events: u64,
+    pub bad_rows: u64,
+    /// The first few bad rows as `file:line: reason`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
+    pub files: u64,
+}
+
+impl SourceStats {
+    fn bad(&mut self, where_: impl FnOnce() -> String) {
+        self.bad_rows += 1;
+        if self.samples.len() < SAMPLES {
+            self.samples.push(where_());
+        }
+    }
+
+    fn merge(&mut self, other: SourceStats) {
+        self.events += other.events;
+        self.bad_rows += other.bad_rows;
+        self.files += other.files;
+        for sample in other.samples {
+            if self.samples.len() < SAMPLES {
+                self.samples.push(sample);
+            }
+        }
+    }
+}
+
+/// Where batches go.
+pub trait BatchSink: Send {
+    fn batch(&mut self, frame: DataFrame) -> Result<(), String>;
+}
+
+/// The formats a file may be in, by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+    Parquet,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            "csv" => Some(Format::Csv),
+            "parquet" => Some(Format::Parquet),
+            _ => None,
+        }
+    }
+}
+
+/// The event files at `path` (a file, or the files of known formats in a
+/// folder, sorted by name).
+pub fn event_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let meta = std::fs::metadata(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    if meta.is_file() {
+        return match Format::of(path) {
+            Some(_) => Ok(vec![path.to_path_buf()]),
+            None => Err(format!(
+                "{}: not .ndjson, .jsonl, .json, .csv or .parquet",
+                path.display()
+            )),
+        };
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|err| format!("{}: {err}", path.display()))? {
+        let entry = entry.map_err(|err| format!("{}: {err}", path.display()))?;
+        let file = entry.path();
+        if file.is_file() && Format::of(&file).is_some() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads every event file under `path` into `sink`.
+pub fn read_files(path: &Path, sink: &mut dyn BatchSink) -> Result<SourceStats, String> {
+    let mut stats = SourceStats::default();
+    for file in event_files(path)? {
+        let name = file.display().to_string();
+        let found = match Format::of(&file) {
+            Some(Format::Ndjson) => {
+                let reader = File::open(&file).map_err(|err| format!("{name}: {err}"))?;
+                read_ndjson(&name, BufReader::with_capacity(1 << 20, reader), sink)
+            }
+            Some(Format::Csv) => read_scanned(&name, scan_csv(&file), sink),
+            Some(Format::Parquet) => read_scanned(&name, scan_parquet(&file), sink),
+            None => continue,
+        }?;
+        stats.merge(found);
+        stats.files += 1;
+    }
+    Ok(stats)
+}
+
+fn scan_csv(path: &Path) -> PolarsResult<LazyFrame> {
+    // Every column as text: a CSV's types are ours to decide, and a bad
+    // value must become a counted bad row, not a failed read.
+    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+        .with_has_header(true)
+        .with_infer_schema_length(Some(0))
+        .finish()
+}
+
+fn scan_parquet(path: &Path) -> PolarsResult<LazyFrame> {
+    LazyFrame::scan_parquet(
+        PlRefPath::new(path.to_string_lossy().as_ref()),
+        ScanArgsParquet::default(),
+    )
+}
+
+/// Streams a polars scan through the shape check into `sink`.
+fn read_scanned(
+    name: &str,
+    scan: PolarsResult<LazyFrame>,
+    sink: &mut dyn BatchSink,
+) -> Result<SourceStats, String> {
+    let fail = |err: PolarsError| format!("{name}: {err}");
+    let mut scan = scan.map_err(fail)?;
+    let schema = scan.collect_schema().map_err(fail)?;
+    let mut missing = Vec::new();
+    for column in std::iter::once("ts").chain(REQUIRED) {
+        if schema.get(column).is_none() {
+            missing.push(column);
+        }
+    }
+    if !missing.is_empty() {
+        // A file without a required column has no usable row: that is a
+        // problem with the file, reported as such.
+        return Err(format!(
+            "{name}: no column {} (columns: {})",
+            missing.join(", "),
+            schema
+                .iter_names()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let ts = match schema.get("ts") {
+        Some(DataType::String) => col("ts")
+            .str()
+            .to_datetime(
+                Some(TimeUnit::Milliseconds),
+                Some(TimeZone::UTC),
+                StrptimeOptions {
+                    strict: false,
+                    ..Default::default()
+                },
+                lit("raise"),
+            )
+            .cast(DataType::Int64),
+        Some(DataType::Datetime(_, _)) => col("ts")
+            .cast(DataType::Datetime(
+                TimeUnit::Milliseconds,
+                Some(TimeZone::UTC),
+            ))
+            .cast(DataType::Int64),
+        // Integers are taken as milliseconds since the epoch.
+        _ => col("ts").strict_cast(DataType::Int64),
+    };
+    let mut columns = vec![col("__row"), ts.alias("ts")];
+    columns.extend(REQUIRED.map(|c| col(c).cast(DataType::String)));
+    for optional in OPTIONAL {
+        columns.push(if schema.get(optional).is_some() {
+            col(optional).cast(DataType::String)
+        } else {
+            lit(NULL).cast(DataType::String).alias(optional)
+        });
+    }
+    let shaped = scan.with_row_index("__row", Some(1)).select(columns);
+    // The callback must be 'static: batches cross to this thread, and the
+    // runner says when the query is over (the plan may outlive it, keeping
+    // the callback's sender alive).
+    let (send, recv) = std::sync::mpsc::sync_channel::<Scanned>(2);
+    let done = send.clone();
+    let callback =
+        PlanCallback::new(move |frame: DataFrame| Ok(send.send(Scanned::Batch(frame)).is_err()));
+    let plan = shaped
+        .sink_batches(callback, true, std::num::NonZeroUsize::new(BATCH_ROWS))
+        .map_err(fail)?;
+    let mut stats = SourceStats::default();
+    let mut sink_error = None;
+    std::thread::scope(|scope| -> Result<(), String> {
+        scope.spawn(move || {
+            let result = plan.collect_with_engine(Engine::Streaming).map(|_| ());
+            let _ = done.send(Scanned::Done(result));
+        });
+        loop {
+            let frame = match recv.recv() {
+                Ok(Scanned::Batch(frame)) => frame,
+                Ok(Scanned::Done(result)) => return result.map_err(fail),
+                Err(_) => return Err(format!("{name}: the reader stopped without an answer")),
+            };
+            if sink_error.is_some() {
+                continue;
+            }
+            match checked_rows(name, frame, &mut stats) {
+                Ok(frame) if frame.height() > 0 => {
+                    stats.events += frame.height() as u64;
+                    if let Err(err) = sink.batch(frame) {
+                        sink_error = Some(err);
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => sink_error = Some(fail(err)),
+            }
+        }
+    })?;
+    match sink_error {
+        Some(err) => Err(err),
+        None => Ok(stats),
+    }
+}
+
+enum Scanned {
+    Batch(DataFrame),
+    Done(PolarsResult<()>),
+}
+
+/// Drops (and counts) rows lacking `ts` or a required column.
+fn checked_rows(name: &str, frame: DataFrame, stats: &mut SourceStats) -> PolarsResult<DataFrame> {
+    let ts_ms = frame.column("ts")?.i64()?.clone();
+    let future = ts_ms.gt(latest_plausible());
+    let mut bad = &frame.column("ts")?.is_null() | &future;
+    for column in REQUIRED {
+        bad = &bad | &frame.column(column)?.is_null();
+    }
+    if bad.any() {
+        let rows = frame.column("__row")?.u32()?.clone();
+        let ts = frame.column("ts")?.clone();
+        for (index, is_bad) in bad.iter().enumerate() {
+            if is_bad != Some(true) {
+                continue;
+            }
+            let row = rows.get(index).unwrap_or(0);
+            let reason = if ts.get(index).map(|v| v.is_null()).unwrap_or(true) {
+                "ts missing or not a timestamp".to_string()
+            } else if future.get(index) == Some(true) {
+                "ts is more than a day in the future".to_string()
+            } else {
+                let missing: Vec<&str> = REQUIRED
+                    .into_iter()
+                    .filter(|c| {
+                        frame
+                            .column(c)
+                            .and_then(|s| s.get(index).map(|v| v.is_null()))
+                            .unwrap_or(true)
+                    })
+                    .collect();
+                format!("missing {}", missing.join(", "))
+            };
+            stats.bad(|| format!("{name}: row {row}: {reason}"));
+        }
+    }
+    let good = frame.filter(&!bad)?;
+    good.drop("__row")
+}
+
+/// One NDJSON event as read; strings borrowed from the line where they
+/// need no unescaping.
+#[derive(Deserialize)]
+struct Line<'a> {
+    #[serde(borrow, default)]
+    ts: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    action: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    decision: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    region: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tenant: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    trace_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    step_up: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Reads NDJSON from `reader`: chunks of whole lines, parsed on every core.
+pub fn read_ndjson(
+    name: &str,
+    mut reader: impl BufRead,
+    sink: &mut dyn BatchSink,
+) -> Result<SourceStats, String> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut stats = SourceStats::default();
+    let mut next_line = 1u64;
+    let mut carry: Vec<u8> = Vec::new();
+    let mut done = false;
+    while !done {
+        // Gather up to one chunk per worker, each ending at a line break.
+        let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
+        while chunks.len() < workers && !done {
+            let mut chunk = std::mem::take(&mut carry);
+            let target = CHUNK_BYTES.max(chunk.len());
+            chunk.reserve(target.saturating_sub(chunk.len()) + 1024);
+            let start = chunk.len();
+            chunk.resize(target, 0);
+            let mut filled = start;
+            while filled < target {
+                match reader.read(&mut chunk[filled..]) {
+                    Ok(0) => {
+                        done = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(err) => return Err(format!("{name}: {err}")),
+                }
+            }
+            chunk.truncate(filled);
+            if !done {
+                match memchr::memrchr(b'\n', &chunk) {
+                    Some(cut) => carry = chunk.split_off(cut + 1),
+                    // One line longer than a chunk: keep reading it.
+                    None => {
+                        carry = chunk;
+                        continue;
+                    }
+                }
+            }
+            let lines = memchr::memchr_iter(b'\n', &chunk).count() as u64
+                + u64::from(!chunk.is_empty() && !chunk.ends_with(b"\n"));
+            chunks.push((next_line, chunk));
+            next_line += lines;
+        }
+        let parsed: Vec<Result<(DataFrame, SourceStats), String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .iter()
+                .map(|(first, chunk)| scope.spawn(move || parse_chunk(name, *first, chunk)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(format!("{name}: parser panicked")))
+                })
+                .collect()
+        });
+        for result in parsed {
+            let (frame, found) = result?;
+            stats.merge(found);
+            if frame.height() > 0 {
+                sink.batch(frame)?;
+            }
+        }
+    }
+    Ok(stats)
+}
+
+const CHUNK_BYTES: usize = 64 << 20;
+
+/// Parses a chunk of whole lines into one batch.
+fn parse_chunk(
+    name: &str,
+    first_line: u64,
+    chunk: &[u8],
+) -> Result<(DataFrame, SourceStats), String> {
+    let mut stats = SourceStats::default();
+    let latest = latest_plausible();
+    let mut ts: Vec<i64> = Vec::new();
+    let mut required: [Vec<String>; 5] = Default::default();
+    let mut optional: [Vec<Option<String>>; 2] = Default::default();
+    for (offset, raw) in chunk.split(|b| *b == b'\n').enumerate() {
+        let line_no = first_line + offset as u64;
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let line: Line = match serde_json::from_slice(raw) {
+            Ok(line) => line,
+            Err(err) => {
+                stats.bad(|| format!("{name}:{line_no}: not a JSON object ({err})"));
+                continue;
+            }
+        };
+        let Some(millis) = line.ts.as_deref().and_then(parse_ts) else {
+            stats.bad(|| format!("{name}:{line_no}: ts missing or not an RFC 3339 time"));
+            continue;
+        };
+        if millis > latest {
+            stats.bad(|| format!("{name}:{line_no}: ts is more than a day in the future"));
+            continue;
+        }
+        let fields = [
+            line.subject,
+            line.action,
+            line.decision,
+            line.region,
+            line.tenant,
+        ];
+        if let Some(missing) = REQUIRED
+            .iter()
+            .zip(&fields)
+            .find(|(_, value)| value.as_deref().is_none_or(str::is_empty))
+        {
+            stats.bad(|| format!("{name}:{line_no}: missing {}", missing.0));
+            continue;
+        }
+        ts.push(millis);
+        for (column, value) in required.iter_mut().zip(fields) {
+            column.push(value.map(|v| v.into_owned()).unwrap_or_default());
+        }
+        optional[0].push(line.trace_id.map(|v| v.into_owned()));
+        optional[1].push(line.step_up.map(|v| v.into_owned()));
+    }
+    stats.events = ts.len() as u64;
+    let mut columns = vec![Column::new("ts".into(), ts)];
+    for (name, values) in REQUIRED.iter().zip(required) {
+        columns.push(Column::new((*name).into(), values));
+    }
+    for (name, values) in OPTIONAL.iter().zip(optional) {
+        columns.push(Column::new((*name).into(), values));
+    }
+    let frame = DataFrame::new_infer_height(columns).map_err(|err| format!("{name}: {err}"))?;
+    Ok((frame, stats))
+}
+
+/// Events stamped later than this (ms) are bad rows: a clock or parsing
+/// error one day ahead would otherwise stretch every series to that day.
+fn latest_plausible() -> i64 {
+    chrono::Utc::now().timestamp_millis() + 24 * 3600 * 1000
+}
+
+/// RFC 3339 (`2026-11-02T10:00:03.120Z`, any offset) to epoch milliseconds.
+pub fn parse_ts(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.timestamp_millis())
+}

@@ -1,0 +1,328 @@
+//! The anomaly baselining job (`anomaly`): audit events (NDJSON, CSV or
+//! Parquet, from files or an HTTP endpoint) are folded by polars into
+//! per-rule, per-group time buckets; each bucket is judged against a
+//! seasonal baseline (EWMA level + 1.4826 × MAD robust z, hour-of-week →
+//! hour-of-day → global) or a static one, and runs of anomalous buckets
+//! become findings with the seed's alert fields. Generic metric series are
+//! judged the same way and written out point by point. With labelled
+//! history (`backtest`), every rule is replayed through its static
+//! reference and its adaptive threshold side by side, and the adaptive
+//! parameters are tuned and stored, never below `min_power`.
+
+pub mod aggregate;
+pub mod backtest;
+pub mod evaluate;
+pub mod input;
+pub mod metrics;
+pub mod rules;
+mod run;
+pub mod series;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use patrol_job_api::units::HumanDuration;
+use patrol_job_api::{
+    parse_params, Job, JobDescription, JobError, ParamDoc, ParamError, RunContext, RunReport,
+};
+use serde::Deserialize;
+
+pub use run::{run_once, RunInput};
+
+/// The `anomaly` job kind.
+#[derive(Debug, Default)]
+pub struct AnomalyJob;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    #[serde(default = "default_rules")]
+    pub rules: PathBuf,
+    /// Audit events.
+    #[serde(default)]
+    pub sources: Vec<SourceSpec>,
+    /// Generic metric series.
+    #[serde(default)]
+    pub series: Vec<SeriesSpec>,
+    /// How far back baselines look (from the newest event).
+    #[serde(default = "default_history")]
+    pub history: HumanDuration,
+    /// Where per-point detections of `series` are written.
+    #[serde(default)]
+    pub detections_dir: Option<PathBuf>,
+    /// A labels file (`incidents.json`): replay and score every rule,
+    /// tune adaptive thresholds, store what was tuned.
+    #[serde(default)]
+    pub backtest: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// Event files (`.ndjson`, `.jsonl`, `.json`, `.csv`, `.parquet`) in a
+    /// folder, or one file.
+    Files { name: String, path: PathBuf },
+    /// An endpoint answering NDJSON events.
+    Http {
+        name: String,
+        url: String,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+    },
+}
+
+impl SourceSpec {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceSpec::Files { name, .. } | SourceSpec::Http { name, .. } => name,
+        }
+    }
+}
+
+/// A metric series file and how to judge it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesSpec {
+    pub name: String,
+    pub path: PathBuf,
+    #[serde(default = "default_timestamp")]
+    pub timestamp: String,
+    /// Value columns; empty: every numeric column.
+    #[serde(default)]
+    pub values: Vec<String>,
+    #[serde(default = "default_direction")]
+    pub direction: patrol_anomaly_detect::Direction,
+    #[serde(default)]
+    pub z: Option<f64>,
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    #[serde(default = "default_series_severity")]
+    pub severity: String,
+    #[serde(default)]
+    pub runbook: Option<String>,
+    /// Labelled windows in NAB's `combined_windows.json` form, for backtests.
+    #[serde(default)]
+    pub labels: Option<PathBuf>,
+}
+
+fn default_rules() -> PathBuf {
+    PathBuf::from("policies/anomaly/rules.yaml")
+}
+
+fn default_history() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(28 * 24 * 3600))
+}
+
+fn default_timestamp() -> String {
+    "timestamp".into()
+}
+
+fn default_direction() -> patrol_anomaly_detect::Direction {
+    patrol_anomaly_detect::Direction::Both
+}
+
+fn default_series_severity() -> String {
+    "warning".into()
+}
+
+/// Params that passed every check, with the rules loaded.
+pub(crate) struct Checked {
+    pub params: Params,
+    pub rules: Vec<rules::Rule>,
+    pub series_severity: Vec<patrol_job_api::Severity>,
+}
+
+pub(crate) fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
+    let params: Params = parse_params(params).map_err(|err| vec![err])?;
+    let mut errors = Vec::new();
+    if params.sources.is_empty() && params.series.is_empty() {
+        errors.push(ParamError::new(
+            "sources",
+            "nothing to judge: give audit event `sources` or metric `series`",
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (n, source) in params.sources.iter().enumerate() {
+        check_name(
+            source.name(),
+            &format!("sources[{n}].name"),
+            &mut names,
+            &mut errors,
+        );
+        match source {
+            SourceSpec::Files { path, .. } => {
+                if let Err(message) = input::event_files(path) {
+                    errors.push(ParamError::new(format!("sources[{n}].path"), message));
+                }
+            }
+            SourceSpec::Http { url, .. } => {
+                let http = url.starts_with("http://") || url.starts_with("https://");
+                if !http || url.parse::<reqwest::Url>().is_err() {
+                    errors.push(ParamError::new(
+                        format!("sources[{n}].url"),
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
+                }
+            }
+        }
+    }
+    let mut series_severity = Vec::new();
+    for (n, series) in params.series.iter().enumerate() {
+        check_name(
+            &series.name,
+            &format!("series[{n}].name"),
+            &mut names,
+            &mut errors,
+        );
+        if !series.path.is_file() {
+            errors.push(ParamError::new(
+                format!("series[{n}].path"),
+                format!("{} is not a file", series.path.display()),
+            ));
+        }
+        if let Some(z) = series.z.filter(|z| !(z.is_finite() && *z > 0.0)) {
+            errors.push(ParamError::new(
+                format!("series[{n}].z"),
+                format!("{z} must be above 0"),
+            ));
+        }
+        if let Some(alpha) = series.alpha.filter(|a| !(*a > 0.0 && *a <= 1.0)) {
+            errors.push(ParamError::new(
+                format!("series[{n}].alpha"),
+                format!("{alpha} must be in (0, 1]"),
+            ));
+        }
+        if let Some(labels) = series.labels.as_ref().filter(|l| !l.is_file()) {
+            errors.push(ParamError::new(
+                format!("series[{n}].labels"),
+                format!("{} is not a file", labels.display()),
+            ));
+        }
+        match patrol_job_api::Severity::parse_with_seed_names(&series.severity) {
+            Ok(severity) => series_severity.push(severity),
+            Err(message) => errors.push(ParamError::new(format!("series[{n}].severity"), message)),
+        }
+    }
+    if params.history.0.as_secs() < 3600 {
+        errors.push(ParamError::new(
+            "history",
+            "at least 1h of history is needed",
+        ));
+    }
+    if let Some(path) = params.backtest.as_ref().filter(|p| !p.is_file()) {
+        errors.push(ParamError::new(
+            "backtest",
+            format!("{} is not a labels file", path.display()),
+        ));
+    }
+    let rules = if params.sources.is_empty() {
+        Vec::new()
+    } else {
+        rules::load_rules(&params.rules).unwrap_or_else(|problems| {
+            errors.extend(problems.into_iter().map(|p| ParamError::new("rules", p)));
+            Vec::new()
+        })
+    };
+    if errors.is_empty() {
+        Ok(Checked {
+            params,
+            rules,
+            series_severity,
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+fn check_name(
+    name: &str,
+    field: &str,
+    names: &mut std::collections::HashSet<String>,
+    errors: &mut Vec<ParamError>,
+) {
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid {
+        errors.push(ParamError::new(
+            field,
+            format!("`{name}` is not a name (letters, digits, - and _)"),
+        ));
+    } else if !names.insert(name.to_string()) {
+        errors.push(ParamError::new(field, format!("`{name}` is used twice")));
+    }
+}
+
+#[async_trait]
+impl Job for AnomalyJob {
+    fn kind(&self) -> &'static str {
+        "anomaly"
+    }
+
+    fn describe(&self) -> JobDescription {
+        JobDescription {
+            kind: "anomaly",
+            summary: "Judges audit-event rates and ratios (and any metric series) against seasonal EWMA + robust-z baselines and pages on anomalies",
+            params: vec![
+                ParamDoc {
+                    name: "sources",
+                    type_name: "list of {kind: files, name, path} or {kind: http, name, url, timeout}",
+                    required: false,
+                    default: None,
+                    description: "Audit events (NDJSON, CSV or Parquet)",
+                },
+                ParamDoc {
+                    name: "rules",
+                    type_name: "path",
+                    required: false,
+                    default: Some("policies/anomaly/rules.yaml"),
+                    description: "The rules file",
+                },
+                ParamDoc {
+                    name: "series",
+                    type_name: "list of {name, path, timestamp, values, direction, z, alpha, severity, runbook, labels}",
+                    required: false,
+                    default: None,
+                    description: "Metric series (CSV or Parquet) judged column by column",
+                },
+                ParamDoc {
+                    name: "history",
+                    type_name: "duration",
+                    required: false,
+                    default: Some("28d"),
+                    description: "How far back baselines look from the newest event",
+                },
+                ParamDoc {
+                    name: "detections_dir",
+                    type_name: "path",
+                    required: false,
+                    default: None,
+                    description: "Write timestamp,value,baseline,score,is_anomaly per series point here",
+                },
+                ParamDoc {
+                    name: "backtest",
+                    type_name: "path",
+                    required: false,
+                    default: None,
+                    description: "Labelled incidents: report static vs adaptive per rule, tune and store parameters",
+                },
+            ],
+        }
+    }
+
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
+        check(params).map(|_| ())
+    }
+
+    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
+        let checked = check(&params).map_err(JobError::InvalidParams)?;
+        run_once(
+            &ctx.state,
+            RunInput::from(checked),
+            ctx.dry_run,
+            &ctx.cancel,
+        )
+        .await
+    }
+}

@@ -1,0 +1,208 @@
+//! Generic metric series (CSV or Parquet: a timestamp column and one or
+//! more value columns), so the detector serves any operational metric.
+//! Each value column is judged on its own and written out point by point
+//! (`timestamp,value,baseline,score,is_anomaly`) for inspection and scoring.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use patrol_anomaly_detect::{Point, Scored};
+use polars::prelude::*;
+
+/// One value column of a series file, ready to judge.
+#[derive(Debug, Clone)]
+pub struct MetricSeries {
+    pub column: String,
+    /// Timestamps as written (for the detections file), parallel to `points`.
+    pub stamps: Vec<String>,
+    pub points: Vec<Point>,
+}
+
+/// What reading a series file found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetricStats {
+    pub rows: u64,
+    pub bad_rows: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<String>,
+}
+
+/// Reads `path`; `values` empty means every numeric column but the
+/// timestamp and label columns (`label`, `is_anomaly`, `changepoint`).
+pub fn read_series(
+    path: &Path,
+    timestamp: &str,
+    values: &[String],
+) -> Result<(Vec<MetricSeries>, MetricStats), String> {
+    let name = path.display().to_string();
+    let fail = |err: PolarsError| format!("{name}: {err}");
+    let lazy = match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => LazyFrame::scan_parquet(
+            PlRefPath::new(path.to_string_lossy().as_ref()),
+            ScanArgsParquet::default(),
+        ),
+        Some("csv") => LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
+            .with_has_header(true)
+            .with_infer_schema_length(Some(10_000))
+            .finish(),
+        _ => return Err(format!("{name}: a series is a .csv or .parquet file")),
+    }
+    .map_err(fail)?;
+    let frame = lazy.collect().map_err(fail)?;
+    let stamps_col = frame
+        .column(timestamp)
+        .map_err(|_| format!("{name}: no timestamp column `{timestamp}`"))?;
+    let (stamps, seconds) = timestamps(stamps_col).map_err(fail)?;
+    let columns: Vec<String> = if values.is_empty() {
+        frame
+            .columns()
+            .iter()
+            .filter(|c| c.name().as_str() != timestamp)
+            .filter(|c| !matches!(c.name().as_str(), "label" | "is_anomaly" | "changepoint"))
+            .filter(|c| c.dtype().is_primitive_numeric())
+            .map(|c| c.name().to_string())
+            .collect()
+    } else {
+        values.to_vec()
+    };
+    if columns.is_empty() {
+        return Err(format!("{name}: no numeric value column"));
+    }
+    let mut stats = MetricStats {
+        rows: frame.height() as u64,
+        ..MetricStats::default()
+    };
+    let mut out = Vec::new();
+    for column in columns {
+        let values = frame
+            .column(&column)
+            .map_err(|_| format!("{name}: no value column `{column}`"))?
+            .cast(&DataType::Float64)
+            .map_err(fail)?;
+        let values = values.f64().map_err(fail)?;
+        let mut series = MetricSeries {
+            column: column.clone(),
+            stamps: Vec::with_capacity(frame.height()),
+            points: Vec::with_capacity(frame.height()),
+        };
+        for row in 0..frame.height() {
+            let (Some(ts), Some(value)) = (seconds[row], values.get(row)) else {
+                stats.bad_rows += 1;
+                if stats.samples.len() < 5 {
+                    let what = if seconds[row].is_none() {
+                        format!("`{timestamp}` is not a time")
+                    } else {
+                        format!("`{column}` is not a number")
+                    };
+                    stats
+                        .samples
+                        .push(format!("{name}: row {}: {what}", row + 2));
+                }
+                continue;
+            };
+            series.stamps.push(stamps[row].clone());
+            series.points.push(Point::new(ts, value));
+        }
+        // The detector wants time order; files are usually sorted already.
+        let mut order: Vec<usize> = (0..series.points.len()).collect();
+        order.sort_by_key(|&i| series.points[i].ts);
+        if order.windows(2).any(|w| w[0] > w[1]) {
+            series.points = order.iter().map(|&i| series.points[i]).collect();
+            series.stamps = order.iter().map(|&i| series.stamps[i].clone()).collect();
+        }
+        out.push(series);
+    }
+    Ok((out, stats))
+}
+
+/// Text as written and seconds since the epoch (integers are taken as
+/// seconds, or milliseconds when that large; plain indices stay indices).
+fn timestamps(column: &Column) -> PolarsResult<(Vec<String>, Vec<Option<i64>>)> {
+    let height = column.len();
+    let text = column.cast(&DataType::String)?;
+    let text = text.str()?;
+    let stamps: Vec<String> = (0..height)
+        .map(|i| text.get(i).unwrap_or_default().to_string())
+        .collect();
+    let seconds: Vec<Option<i64>> = match column.dtype() {
+        dtype if dtype.is_integer() => {
+            let ints = column.cast(&DataType::Int64)?;
+            let ints = ints.i64()?;
+            (0..height)
+                .map(|i| {
+                    ints.get(i)
+                        .map(|v| if v > 100_000_000_000 { v / 1000 } else { v })
+                })
+                .collect()
+        }
+        DataType::Datetime(_, _) => {
+            let ms = column
+                .cast(&DataType::Datetime(TimeUnit::Milliseconds, None))?
+                .cast(&DataType::Int64)?;
+            let ms = ms.i64()?;
+            (0..height).map(|i| ms.get(i).map(|v| v / 1000)).collect()
+        }
+        _ => stamps.iter().map(|s| parse_stamp(s)).collect(),
+    };
+    Ok((stamps, seconds))
+}
+
+/// RFC 3339, `YYYY-MM-DD HH:MM:SS[.ffffff]` (NAB), or `YYYY-MM-DD`;
+/// times without an offset are UTC.
+pub fn parse_stamp(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp());
+    }
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Some(t.and_utc().timestamp());
+        }
+    }
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return date.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp());
+    }
+    text.parse::<i64>().ok()
+}
+
+/// Writes one series' verdicts as CSV; returns the file written.
+pub fn write_detections(
+    dir: &Path,
+    file_name: &str,
+    series: &MetricSeries,
+    scored: &[Scored],
+) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(file_name);
+    let temp = path.with_extension("csv.tmp");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
+    writeln!(out, "timestamp,value,baseline,score,is_anomaly,warming_up")?;
+    for (stamp, verdict) in series.stamps.iter().zip(scored) {
+        let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
+        writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            csv_field(stamp),
+            verdict.value,
+            opt(verdict.baseline),
+            opt(verdict.score),
+            u8::from(verdict.is_anomaly),
+            u8::from(verdict.warming_up),
+        )?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(&temp, &path)?;
+    Ok(path)
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}

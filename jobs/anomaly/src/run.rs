@@ -1,0 +1,506 @@
+//! One run: read every source, judge every rule and series, report
+//! findings, optionally backtest and tune, and hand back the state to keep.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use patrol_anomaly_detect::{detect, AdaptiveParams, Method, Noise, Season, TuneOutcome};
+use patrol_job_api::{
+    CancellationToken, Finding, JobError, JobState, Outcome, RunReport, Severity, StateWrite,
+};
+use serde_json::json;
+
+use crate::aggregate::Aggregator;
+use crate::backtest::{self, RuleBacktest};
+use crate::evaluate::{self, Reporting};
+use crate::input::{self, SourceStats};
+use crate::metrics;
+use crate::rules::{Measure, Rule};
+use crate::series::{self, Range};
+use crate::{Checked, SeriesSpec, SourceSpec};
+
+/// Everything a run needs, checked.
+#[derive(Debug, Clone)]
+pub struct RunInput {
+    pub sources: Vec<SourceSpec>,
+    pub rules: Vec<Rule>,
+    pub series: Vec<(SeriesSpec, Severity)>,
+    pub history_ms: i64,
+    pub detections_dir: Option<PathBuf>,
+    pub backtest: Option<PathBuf>,
+}
+
+impl From<Checked> for RunInput {
+    fn from(checked: Checked) -> Self {
+        RunInput {
+            sources: checked.params.sources,
+            rules: checked.rules,
+            series: checked
+                .params
+                .series
+                .into_iter()
+                .zip(checked.series_severity)
+                .collect(),
+            history_ms: checked.params.history.0.as_millis() as i64,
+            detections_dir: checked.params.detections_dir,
+            backtest: checked.params.backtest,
+        }
+    }
+}
+
+const CURSOR: &str = "cursor/";
+const TUNED: &str = "tuned/";
+
+/// What a rule came to in this run (for the summary and details).
+#[derive(Debug, Default, serde::Serialize)]
+struct RuleOutcome {
+    groups: usize,
+    points: usize,
+    anomalies: usize,
+    warming_up: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tuned: Option<serde_json::Value>,
+}
+
+pub async fn run_once(
+    state: &JobState,
+    input: RunInput,
+    dry_run: bool,
+    cancel: &CancellationToken,
+) -> Result<RunReport, JobError> {
+    let stored = load_state(state).await?;
+    let labels = match &input.backtest {
+        Some(path) => Some(backtest::load_labels(path).map_err(JobError::Failed)?),
+        None => None,
+    };
+    let mut aggregator = Aggregator::new(input.rules.clone());
+    let mut source_stats: BTreeMap<String, SourceStats> = BTreeMap::new();
+    let mut source_errors: Vec<String> = Vec::new();
+    for source in &input.sources {
+        if cancel.is_cancelled() {
+            return Ok(RunReport::new(
+                Outcome::Cancelled,
+                "cancelled while reading",
+            ));
+        }
+        let result = read_source(source, aggregator).await;
+        aggregator = result.0;
+        match result.1 {
+            Ok(stats) => {
+                source_stats.insert(source.name().to_string(), stats);
+            }
+            Err(err) => source_errors.push(format!("{}: {err}", source.name())),
+        }
+    }
+    let span = aggregator.span;
+    let tables = tokio::task::spawn_blocking(move || aggregator.finish())
+        .await
+        .map_err(|err| JobError::Failed(format!("aggregation panicked: {err}")))?
+        .map_err(JobError::Failed)?;
+
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut writes: Vec<StateWrite> = Vec::new();
+    let mut outcomes: BTreeMap<String, RuleOutcome> = BTreeMap::new();
+    let mut backtests: Vec<RuleBacktest> = Vec::new();
+    if let Some((oldest, newest)) = span {
+        let range = Range {
+            from: oldest.max(newest - input.history_ms),
+            newest,
+        };
+        for (rule, table) in input.rules.iter().zip(&tables) {
+            let mut outcome = RuleOutcome::default();
+            let previous_end = stored.cursors.get(&rule.id).copied();
+            if let Measure::Travel { within } = rule.measure {
+                let hops = series::travel_hops(rule, table, range.from)
+                    .map_err(|err| JobError::Failed(format!("rule {}: {err}", rule.id)))?;
+                let reporting_from = previous_end.unwrap_or(i64::MIN);
+                outcome.anomalies = hops.len();
+                for hop in hops.iter().filter(|hop| hop.arrived_at >= reporting_from) {
+                    findings.push(evaluate::hop_finding(rule, hop));
+                }
+                if let Some(labels) = &labels {
+                    backtests.push(backtest::backtest_travel(
+                        rule,
+                        &hops,
+                        labels,
+                        within.as_millis() as i64,
+                    ));
+                }
+                writes.push(cursor_write(&rule.id, newest + 1));
+                outcomes.insert(rule.id.clone(), outcome);
+                continue;
+            }
+            let groups = series::group_series(rule, table, range)
+                .map_err(|err| JobError::Failed(format!("rule {}: {err}", rule.id)))?;
+            let width = rule.window.as_millis() as i64;
+            let current_end = (newest + 1).div_euclid(width) * width;
+            let reporting = Reporting {
+                previous_end,
+                current_end,
+            };
+            let threshold = effective_threshold(rule, &stored);
+            if let Some(tuned) = stored.tuned.get(&rule.id) {
+                outcome.tuned = Some(tuned.clone());
+            }
+            let mut judged = 0usize;
+            for group in &groups {
+                let mut scored = detect(&group.points, &threshold, rule.direction);
+                evaluate::apply_min_count(rule, &group.points, &mut scored);
+                outcome.points += scored.len();
+                judged += scored.iter().filter(|p| !p.warming_up).count();
+                for episode in evaluate::episodes(&scored, width) {
+                    outcome.anomalies += 1;
+                    if reporting.reports(&episode) {
+                        findings.push(evaluate::episode_finding(
+                            rule,
+                            &threshold,
+                            group,
+                            &scored,
+                            &episode,
+                            matches!(rule.measure, Measure::Ratio { .. }),
+                        ));
+                    }
+                }
+            }
+            outcome.groups = groups.len();
+            outcome.warming_up = judged == 0;
+            if let Some(labels) = &labels {
+                let result = backtest::backtest_rule(rule, groups, labels);
+                if let Some(TuneOutcome::Tuned(tuned)) = &result.tuned {
+                    let value = json!({
+                        "params": tuned.params,
+                        "score": tuned.score,
+                        "reference": result.reference.as_ref().map(|r| &r.score),
+                        "labels": input.backtest.as_ref().map(|p| p.display().to_string()),
+                        "tuned_at": chrono::Utc::now().to_rfc3339(),
+                    });
+                    writes.push(StateWrite::put(
+                        format!("{TUNED}{}", rule.id),
+                        value.to_string().into_bytes(),
+                    ));
+                    outcome.tuned = Some(value);
+                }
+                backtests.push(result);
+            }
+            writes.push(cursor_write(&rule.id, current_end));
+            outcomes.insert(rule.id.clone(), outcome);
+        }
+    }
+
+    let mut series_details = Vec::new();
+    for (spec, severity) in &input.series {
+        match judge_series(spec, *severity, &input, &stored, &mut findings, &mut writes) {
+            Ok(details) => series_details.push(details),
+            Err(err) => source_errors.push(format!("series {}: {err}", spec.name)),
+        }
+    }
+
+    let events: u64 = source_stats.values().map(|s| s.events).sum();
+    let bad: u64 = source_stats.values().map(|s| s.bad_rows).sum();
+    let warming: Vec<&str> = outcomes
+        .iter()
+        .filter(|(_, o)| o.warming_up)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let mut summary = format!(
+        "{events} events from {} source(s), {bad} bad row(s); {} finding(s)",
+        source_stats.len(),
+        findings.len()
+    );
+    if span.is_none() && !input.sources.is_empty() {
+        summary.push_str("; warming up: no events yet");
+    } else if !warming.is_empty() {
+        summary.push_str(&format!(
+            "; warming up ({} of {} rules: too little history to judge): {}",
+            warming.len(),
+            outcomes.len(),
+            warming.join(", ")
+        ));
+    }
+    if !series_details.is_empty() {
+        summary.push_str(&format!("; {} series judged", series_details.len()));
+    }
+    if !source_errors.is_empty() {
+        summary.push_str(&format!("; {} source(s) failed", source_errors.len()));
+    }
+    let failed = !source_errors.is_empty();
+    let mut report = RunReport::new(
+        if failed {
+            Outcome::Failed
+        } else {
+            Outcome::Succeeded
+        },
+        summary,
+    );
+    report.output = match labels.is_some() {
+        true => Some(backtest::report_text(&backtests)),
+        false => None,
+    };
+    if let Some(output) = &mut report.output {
+        if !source_errors.is_empty() {
+            output.push_str(&source_errors.join("\n"));
+        }
+    } else if !source_errors.is_empty() {
+        report.output = Some(source_errors.join("\n"));
+    }
+    report.details = json!({
+        "sources": source_stats,
+        "errors": source_errors,
+        "rules": outcomes,
+        "series": series_details,
+        "span": span.map(|(a, b)| [evaluate::utc(a).to_rfc3339(), evaluate::utc(b).to_rfc3339()]),
+        "backtest": if labels.is_some() { serde_json::to_value(&backtests).unwrap_or_default() } else { serde_json::Value::Null },
+    });
+    report.findings = findings;
+    // A source that failed leaves its share unknown: keep open alerts open.
+    report.findings_partial = failed;
+    if !dry_run && !failed {
+        report.state = writes;
+    }
+    Ok(report)
+}
+
+/// The rule's threshold, with alpha and z replaced by tuned ones if a
+/// backtest stored them.
+fn effective_threshold(rule: &Rule, stored: &Stored) -> Method {
+    match (&rule.threshold, stored.tuned.get(&rule.id)) {
+        (Method::Adaptive(base), Some(tuned)) if rule.tune => {
+            let tuned: Option<AdaptiveParams> = tuned
+                .get("params")
+                .and_then(|p| serde_json::from_value(p.clone()).ok());
+            match tuned {
+                Some(tuned) => Method::Adaptive(AdaptiveParams {
+                    alpha: tuned.alpha,
+                    z: tuned.z,
+                    ..base.clone()
+                }),
+                None => rule.threshold.clone(),
+            }
+        }
+        _ => rule.threshold.clone(),
+    }
+}
+
+fn cursor_write(id: &str, end: i64) -> StateWrite {
+    StateWrite::put(format!("{CURSOR}{id}"), end.to_string().into_bytes())
+}
+
+#[derive(Debug, Default)]
+struct Stored {
+    cursors: BTreeMap<String, i64>,
+    tuned: BTreeMap<String, serde_json::Value>,
+}
+
+async fn load_state(state: &JobState) -> Result<Stored, JobError> {
+    let mut stored = Stored::default();
+    let fail = |err: patrol_job_api::StateError| JobError::Failed(err.to_string());
+    for (key, value) in state.scan(CURSOR, None, 10_000).await.map_err(fail)? {
+        let end = std::str::from_utf8(&value)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        if let Some(end) = end {
+            stored.cursors.insert(key[CURSOR.len()..].to_string(), end);
+        }
+    }
+    for (key, value) in state.scan(TUNED, None, 10_000).await.map_err(fail)? {
+        if let Ok(value) = serde_json::from_slice(&value) {
+            stored.tuned.insert(key[TUNED.len()..].to_string(), value);
+        }
+    }
+    Ok(stored)
+}
+
+/// Reads one source on a blocking thread (polars and the NDJSON parser use
+/// every core); the aggregator travels there and back.
+async fn read_source(
+    source: &SourceSpec,
+    mut aggregator: Aggregator,
+) -> (Aggregator, Result<SourceStats, String>) {
+    match source {
+        SourceSpec::Files { path, .. } => {
+            let path = path.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                let result = input::read_files(&path, &mut aggregator);
+                (aggregator, result)
+            })
+            .await;
+            match joined {
+                Ok(pair) => pair,
+                Err(err) => panic!("reading a source panicked: {err}"),
+            }
+        }
+        SourceSpec::Http { url, timeout, .. } => {
+            let timeout = timeout.map_or(std::time::Duration::from_secs(60), |t| t.0);
+            let body = match fetch(url, timeout).await {
+                Ok(body) => body,
+                Err(err) => return (aggregator, Err(err)),
+            };
+            let name = url.clone();
+            let joined = tokio::task::spawn_blocking(move || {
+                let result = input::read_ndjson(&name, std::io::Cursor::new(body), &mut aggregator);
+                (aggregator, result)
+            })
+            .await;
+            match joined {
+                Ok(pair) => pair,
+                Err(err) => panic!("reading a source panicked: {err}"),
+            }
+        }
+    }
+}
+
+/// Largest HTTP answer read; a bigger one fails the source.
+const MAX_BODY: usize = 1 << 30;
+
+async fn fetch(url: &str, timeout: std::time::Duration) -> Result<Vec<u8>, String> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|err| err.to_string())?;
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| err.without_url().to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|err| err.without_url().to_string())?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("answer larger than {} MiB", MAX_BODY >> 20));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Judges one metric series file, column by column.
+fn judge_series(
+    spec: &SeriesSpec,
+    severity: Severity,
+    input: &RunInput,
+    stored: &Stored,
+    findings: &mut Vec<Finding>,
+    writes: &mut Vec<StateWrite>,
+) -> Result<serde_json::Value, String> {
+    let (columns, stats) = metrics::read_series(&spec.path, &spec.timestamp, &spec.values)?;
+    let defaults = AdaptiveParams::default();
+    let method = Method::Adaptive(AdaptiveParams {
+        alpha: spec.alpha.unwrap_or(defaults.alpha),
+        z: spec.z.unwrap_or(defaults.z),
+        season: Season::HourOfWeek,
+        noise: Noise::None,
+        ..defaults
+    });
+    let mut details = Vec::new();
+    for column in &columns {
+        let scored = detect(&column.points, &method, spec.direction);
+        let id = format!("series/{}/{}", spec.name, column.column);
+        let width = typical_step(&column.points) * 1000;
+        let current_end = column.points.last().map_or(0, |p| p.ts * 1000 + width);
+        let reporting = Reporting {
+            previous_end: stored.cursors.get(&id).copied(),
+            current_end,
+        };
+        let mut anomalies = 0;
+        for episode in evaluate::episodes(&scored, width) {
+            anomalies += 1;
+            if !reporting.reports(&episode) {
+                continue;
+            }
+            findings.push(series_finding(spec, severity, column, &scored, &episode));
+        }
+        let written = match &input.detections_dir {
+            Some(dir) => Some(
+                metrics::write_detections(
+                    dir,
+                    &format!("{}.{}.csv", spec.name, column.column),
+                    column,
+                    &scored,
+                )
+                .map_err(|err| format!("writing detections: {err}"))?
+                .display()
+                .to_string(),
+            ),
+            None => None,
+        };
+        writes.push(cursor_write(&id, current_end));
+        details.push(json!({
+            "column": column.column,
+            "points": scored.len(),
+            "anomalous_points": scored.iter().filter(|p| p.is_anomaly).count(),
+            "episodes": anomalies,
+            "warming_up": scored.iter().all(|p| p.warming_up),
+            "detections": written,
+        }));
+    }
+    Ok(
+        json!({"name": spec.name, "rows": stats.rows, "bad_rows": stats.bad_rows, "samples": stats.samples, "columns": details}),
+    )
+}
+
+/// The most common spacing of a series (seconds), at least 1.
+fn typical_step(points: &[patrol_anomaly_detect::Point]) -> i64 {
+    let mut steps: Vec<i64> = points
+        .windows(2)
+        .map(|w| w[1].ts - w[0].ts)
+        .filter(|s| *s > 0)
+        .collect();
+    if steps.is_empty() {
+        return 1;
+    }
+    let middle = steps.len() / 2;
+    *steps.select_nth_unstable(middle).1
+}
+
+fn series_finding(
+    spec: &SeriesSpec,
+    severity: Severity,
+    column: &metrics::MetricSeries,
+    scored: &[patrol_anomaly_detect::Scored],
+    episode: &evaluate::Episode,
+) -> Finding {
+    let peak = &scored[episode.peak];
+    let start = evaluate::utc(episode.start);
+    let mut finding = Finding::new(
+        format!(
+            "anomaly/series/{}/{}/{}",
+            spec.name,
+            column.column,
+            start.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+        severity,
+        format!(
+            "Anomaly: {} {} ({})",
+            spec.name,
+            column.column,
+            if peak.score.unwrap_or(0.0) >= 0.0 {
+                "high"
+            } else {
+                "low"
+            }
+        ),
+    );
+    finding.summary = format!(
+        "{} = {} at {}, baseline {}",
+        column.column,
+        peak.value,
+        evaluate::utc(peak.ts * 1000).to_rfc3339(),
+        peak.baseline
+            .map_or("unknown".into(), |b| format!("{b:.3}"))
+    );
+    finding.window = Some(evaluate::window_text(episode.start, episode.end));
+    finding.delta = Some(evaluate::delta_text(peak.value, peak.baseline, false));
+    finding.runbook = spec.runbook.clone();
+    finding.labels.insert("series".into(), spec.name.clone());
+    finding
+        .labels
+        .insert("column".into(), column.column.clone());
+    finding.details = json!({"value": peak.value, "baseline": peak.baseline, "score": peak.score});
+    finding
+}
