@@ -6,7 +6,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use crate::robust::{floored_scale, median_in_place, robust_scale_sorted};
-use crate::types::{AdaptiveParams, Direction, Point, Scored, Season};
+use crate::types::{AdaptiveParams, Direction, Noise, Point, Scored, Season};
 
 /// Tier 0: hour of week, 1: hour of day, 2: the one global slot.
 const TIERS: usize = 3;
@@ -111,6 +111,8 @@ struct Pending {
     chosen_from_snapshot: f64,
     /// The winsorizing bound at the time (z × scale).
     bound: f64,
+    /// The point's trials (ratio series), to standardize its residuals.
+    weight: f64,
 }
 
 struct State {
@@ -201,7 +203,8 @@ impl State {
         for e in self.pending.iter().skip(1) {
             for t in self.finest..TIERS {
                 let r = (e.from_snapshot[t] - delta).clamp(-e.bound, e.bound);
-                self.rings.push(e.slots[t], r);
+                let unit = self.unit(self.level[e.slots[t]], e.weight);
+                self.rings.push(e.slots[t], r / unit);
             }
         }
         self.pending.clear();
@@ -229,6 +232,22 @@ impl State {
         }
     }
 
+    /// Whether residuals are kept in binomial standard deviations (ratio
+    /// series with a known number of trials).
+    fn standardized(&self, weight: f64) -> bool {
+        self.p.noise == Noise::Binomial && weight > 0.0 && weight.is_finite()
+    }
+
+    /// What one residual is measured in: a binomial standard deviation at
+    /// `level` over `weight` trials, or 1 (raw units).
+    fn unit(&self, level: f64, weight: f64) -> f64 {
+        if self.standardized(weight) {
+            crate::robust::noise_floor(Noise::Binomial, level, weight).max(1e-9)
+        } else {
+            1.0
+        }
+    }
+
     fn score(&mut self, pt: &Point, direction: Direction) -> Scored {
         let x = pt.value;
         let mut slots = [0; TIERS];
@@ -247,7 +266,8 @@ impl State {
             // Warming up: learn without clipping, judge nothing.
             for t in self.finest..TIERS {
                 if pred[t].is_finite() {
-                    self.rings.push(slots[t], x - pred[t]);
+                    let unit = self.unit(pred[t], pt.weight);
+                    self.rings.push(slots[t], (x - pred[t]) / unit);
                 }
             }
             self.track_errors(&slots, x);
@@ -259,7 +279,20 @@ impl State {
 
         let baseline = pred[chosen];
         let robust = robust_scale_sorted(self.rings.sorted(slots[chosen]));
-        let scale = floored_scale(robust, self.p.noise, baseline, pt.weight);
+        let scale = if self.standardized(pt.weight) {
+            // Ratios over n trials: the rings hold residuals in binomial
+            // standard deviations, so the robust scale is the
+            // over-dispersion (at least 1) and the scale follows this
+            // point's n instead of mixing large and small buckets.
+            floored_scale(
+                self.unit(baseline, pt.weight) * robust.max(1.0),
+                self.p.noise,
+                baseline,
+                pt.weight,
+            )
+        } else {
+            floored_scale(robust, self.p.noise, baseline, pt.weight)
+        };
         let z = (x - baseline) / scale;
         let thr = self.p.z;
         let is_anomaly = direction.exceeds(z, thr) && !(z > 0.0 && x < self.p.min_value);
@@ -316,6 +349,7 @@ impl State {
                 from_snapshot,
                 chosen_from_snapshot: from_snapshot[chosen],
                 bound,
+                weight: pt.weight,
             });
         }
 
@@ -333,7 +367,8 @@ impl State {
         } else {
             for t in self.finest..TIERS {
                 if pred[t].is_finite() {
-                    self.rings.push(slots[t], clipped[t]);
+                    let unit = self.unit(pred[t], pt.weight);
+                    self.rings.push(slots[t], clipped[t] / unit);
                 }
             }
             self.track_errors(&slots, xc);

@@ -150,6 +150,63 @@ fn binomial_floor_uses_the_number_of_trials() {
 }
 
 #[test]
+fn a_ratios_scale_follows_each_buckets_own_number_of_trials() {
+    // Buckets alternate between 1000 trials and 5 trials around a 4% share,
+    // with the small buckets' shares jumping by whole 20% steps. Judged by
+    // one pooled spread, the small buckets' noise would hide a real rise in
+    // a large bucket; in binomial units each bucket is judged at its own n.
+    let mut rng = 7u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % 10_000) as f64 / 10_000.0
+    };
+    let mut pts = Vec::new();
+    for i in 0..400 {
+        let trials = if i % 2 == 0 { 1000.0 } else { 5.0 };
+        let hits = (0..trials as usize).filter(|_| next() < 0.04).count() as f64;
+        pts.push(Point {
+            ts: i * 3600,
+            value: hits / trials,
+            weight: trials,
+        });
+    }
+    // 80 in 1000 (z ≈ 6.5 binomial) in a large bucket; 1 in 5 in a small one.
+    pts.push(Point {
+        ts: 400 * 3600,
+        value: 0.08,
+        weight: 1000.0,
+    });
+    pts.push(Point {
+        ts: 401 * 3600,
+        value: 0.2,
+        weight: 5.0,
+    });
+    let params = AdaptiveParams {
+        noise: Noise::Binomial,
+        season: Season::None,
+        ..AdaptiveParams::default()
+    };
+    let out = detect(&pts, &Method::Adaptive(params), Direction::Up);
+    assert!(
+        out[400].is_anomaly,
+        "8% over 1000 trials is far above 4%: {:?}",
+        out[400]
+    );
+    assert!(
+        !out[401].is_anomaly,
+        "1 in 5 is ordinary noise: {:?}",
+        out[401]
+    );
+    let false_alarms = out[..400].iter().filter(|v| v.is_anomaly).count();
+    assert!(
+        false_alarms <= 2,
+        "{false_alarms} false alarms on plain binomial noise"
+    );
+}
+
+#[test]
 fn non_finite_values_are_marked_and_skipped_by_every_method() {
     let mut pts = crate::synth::gaussian_indexed(3, 400, 50.0, 2.0);
     pts[200].value = f64::NAN;
