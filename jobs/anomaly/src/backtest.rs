@@ -5,12 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use patrol_anomaly_detect::{
-    detect, merge, score, tune, Grid, Incident, Method, Score, TuneOutcome,
-};
+use patrol_anomaly_detect::{merge, score, tune, Grid, Incident, Method, Score, TuneOutcome};
 use serde::{Deserialize, Serialize};
 
-use crate::evaluate::apply_min_count;
+use crate::judge::judge;
 use crate::rules::Rule;
 use crate::series::{GroupSeries, Hop};
 
@@ -121,11 +119,12 @@ fn method_score(
 ) -> Score {
     let tolerance = rule.window.as_secs() as i64;
     let mut detected = vec![false; wanted.len()];
+    let groups: Vec<GroupSeries> = series.iter().map(|(g, _)| g.clone()).collect();
+    let verdicts = judge(rule, method, &groups);
     let scores: Vec<Score> = series
         .iter()
-        .map(|(group, incidents)| {
-            let mut scored = detect(&group.points, method, rule.direction);
-            apply_min_count(rule, &group.points, &mut scored);
+        .zip(verdicts)
+        .map(|((_, incidents), scored)| {
             for (index, incident) in wanted.iter().enumerate() {
                 let (from, to) = (
                     incident.start - tolerance,
@@ -160,11 +159,6 @@ fn with_power(mut score: Score) -> Score {
         0.0
     };
     score
-}
-
-fn with_missed(mut score: Score, missed: usize) -> Score {
-    score.incidents += missed;
-    with_power(score)
 }
 
 /// Backtests a rate or ratio rule over its group series.
@@ -210,19 +204,26 @@ pub fn backtest_rule(rule: &Rule, groups: Vec<GroupSeries>, labels: &Labels) -> 
                 rule.min_power,
                 rule.window.as_secs() as i64,
             );
+            // Score the choice the way runs judge (with the population
+            // fallback for ratio rules), so it compares with the others.
+            let outcome = match outcome {
+                TuneOutcome::Tuned(mut tuned) => {
+                    tuned.score =
+                        method_score(rule, &Method::Adaptive(tuned.params.clone()), &series, &all);
+                    TuneOutcome::Tuned(tuned)
+                }
+                refused => refused,
+            };
             Some(match outcome {
-                // Incidents without data cannot be detected by any
-                // parameters: the guardrail counts them as missed.
-                TuneOutcome::Tuned(mut tuned) if unmatched > 0 => {
-                    tuned.score = with_missed(tuned.score, unmatched);
-                    if tuned.score.power < rule.min_power {
-                        TuneOutcome::Refused {
-                            best_power: tuned.score.power,
-                            min_power: rule.min_power,
-                            reason: format!("{unmatched} labelled incident(s) have no data"),
-                        }
-                    } else {
-                        TuneOutcome::Tuned(tuned)
+                // Scored over every labelled incident (those in groups
+                // without data count as missed): the guardrail again.
+                TuneOutcome::Tuned(tuned) if tuned.score.power < rule.min_power => {
+                    TuneOutcome::Refused {
+                        best_power: tuned.score.power,
+                        min_power: rule.min_power,
+                        reason: format!(
+                            "{unmatched} labelled incident(s) have no data; the rest do not reach it"
+                        ),
                     }
                 }
                 other => other,
@@ -376,7 +377,57 @@ pub fn report_text(results: &[RuleBacktest]) -> String {
             ));
         }
     }
+    let totals = Totals::of(results);
+    out.push_str(&format!(
+        "all rules: reference {} false alarms, {}/{} incidents; adaptive {} false alarms, {}/{} incidents",
+        totals.reference_fp,
+        totals.reference_detected,
+        totals.incidents,
+        totals.adaptive_fp,
+        totals.adaptive_detected,
+        totals.incidents
+    ));
+    if totals.reference_fp > 0 {
+        out.push_str(&format!(
+            " ({:+.0}% false alarms)",
+            -100.0 * (1.0 - totals.adaptive_fp as f64 / totals.reference_fp as f64)
+        ));
+    }
+    out.push('\n');
     out
+}
+
+/// Sums over rules: each rule's reference (or its only method) against
+/// what pages after the backtest (tuned if tuning succeeded).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Totals {
+    pub incidents: usize,
+    pub reference_fp: usize,
+    pub reference_detected: usize,
+    pub adaptive_fp: usize,
+    pub adaptive_detected: usize,
+}
+
+impl Totals {
+    pub fn of(results: &[RuleBacktest]) -> Self {
+        let mut totals = Totals::default();
+        for result in results {
+            let adaptive = match &result.tuned {
+                Some(TuneOutcome::Tuned(tuned)) => &tuned.score,
+                _ => &result.configured.score,
+            };
+            let reference = result
+                .reference
+                .as_ref()
+                .map_or(&result.configured.score, |r| &r.score);
+            totals.incidents += adaptive.incidents;
+            totals.reference_fp += reference.false_positives;
+            totals.reference_detected += reference.detected;
+            totals.adaptive_fp += adaptive.false_positives;
+            totals.adaptive_detected += adaptive.detected;
+        }
+        totals
+    }
 }
 
 fn method_label(method: &Method) -> &'static str {

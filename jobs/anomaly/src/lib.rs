@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod backtest;
 pub mod evaluate;
 pub mod input;
+pub mod judge;
 pub mod metrics;
 pub mod rules;
 mod run;

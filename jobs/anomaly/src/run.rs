@@ -14,6 +14,7 @@ use crate::aggregate::Aggregator;
 use crate::backtest::{self, RuleBacktest};
 use crate::evaluate::{self, Reporting};
 use crate::input::{self, SourceStats};
+use crate::judge::judge;
 use crate::metrics;
 use crate::rules::{Measure, Rule};
 use crate::series::{self, Range};
@@ -143,9 +144,7 @@ pub async fn run_once(
                 outcome.tuned = Some(tuned.clone());
             }
             let mut judged = 0usize;
-            for group in &groups {
-                let mut scored = detect(&group.points, &threshold, rule.direction);
-                evaluate::apply_min_count(rule, &group.points, &mut scored);
+            for (group, scored) in groups.iter().zip(judge(rule, &threshold, &groups)) {
                 outcome.points += scored.len();
                 judged += scored.iter().filter(|p| !p.warming_up).count();
                 for episode in evaluate::episodes(&scored, width) {
@@ -249,7 +248,11 @@ pub async fn run_once(
         "rules": outcomes,
         "series": series_details,
         "span": span.map(|(a, b)| [evaluate::utc(a).to_rfc3339(), evaluate::utc(b).to_rfc3339()]),
-        "backtest": if labels.is_some() { serde_json::to_value(&backtests).unwrap_or_default() } else { serde_json::Value::Null },
+        "backtest": if labels.is_some() {
+            json!({"rules": backtests, "totals": backtest::Totals::of(&backtests)})
+        } else {
+            serde_json::Value::Null
+        },
     });
     report.findings = findings;
     // A source that failed leaves its share unknown: keep open alerts open.
