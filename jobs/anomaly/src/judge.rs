@@ -34,7 +34,28 @@ pub fn judge(rule: &Rule, method: &Method, groups: &[GroupSeries]) -> Vec<Vec<Sc
     if let (Measure::Ratio { .. }, Method::Adaptive(params)) = (&rule.measure, method) {
         judge_warming_against_population(rule, params.z, groups, &mut verdicts);
     }
+    hold_warm_up(rule, groups, &mut verdicts);
     verdicts
+}
+
+/// Nothing is judged in the rule's first `warm_up` of data, by any method:
+/// a baseline that has not seen every hour of the week pages on the first
+/// Monday morning it meets.
+fn hold_warm_up(rule: &Rule, groups: &[GroupSeries], verdicts: &mut [Vec<Scored>]) {
+    let Some(start) = groups
+        .iter()
+        .filter_map(|g| g.points.first())
+        .map(|p| p.ts)
+        .min()
+    else {
+        return;
+    };
+    let until = start + rule.warm_up.as_secs() as i64;
+    for verdict in verdicts.iter_mut().flatten().filter(|v| v.ts < until) {
+        verdict.warming_up = true;
+        verdict.is_anomaly = false;
+        verdict.score = None;
+    }
 }
 
 fn judge_warming_against_population(

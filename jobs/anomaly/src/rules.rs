@@ -134,6 +134,9 @@ pub struct Rule {
     /// Fewest events in a bucket (ratio rules: numerator events) that may
     /// alarm upward, whatever the method.
     pub min_count: f64,
+    /// How long after the data starts nothing is judged (a baseline needs
+    /// a week to have seen every hour of the week once).
+    pub warm_up: Duration,
     pub severity: Severity,
     pub runbook: Option<String>,
 }
@@ -178,6 +181,8 @@ struct RawRule {
     min_count: Option<f64>,
     #[serde(default)]
     min_power: Option<f64>,
+    #[serde(default)]
+    warm_up: Option<HumanDuration>,
     severity: String,
     #[serde(default)]
     runbook: Option<String>,
@@ -238,6 +243,7 @@ enum RawThreshold {
 }
 
 const DEFAULT_BASELINE: Duration = Duration::from_secs(7 * 24 * 3600);
+const DEFAULT_WARM_UP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Reads and checks a rules file.
 pub fn load_rules(path: &Path) -> Result<Vec<Rule>, Vec<String>> {
@@ -389,6 +395,7 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Problems> {
                 ("threshold", raw.threshold.is_some()),
                 ("compare", raw.compare.is_some()),
                 ("direction", raw.direction.is_some()),
+                ("warm_up", raw.warm_up.is_some()),
             ] {
                 unused(
                     name,
@@ -474,6 +481,7 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Problems> {
             tune,
             min_power,
             min_count,
+            warm_up: raw.warm_up.map_or(DEFAULT_WARM_UP, |w| w.0),
             severity,
             runbook: raw.runbook,
         }),

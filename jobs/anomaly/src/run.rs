@@ -188,7 +188,15 @@ pub async fn run_once(
 
     let mut series_details = Vec::new();
     for (spec, severity) in &input.series {
-        match judge_series(spec, *severity, &input, &stored, &mut findings, &mut writes) {
+        match judge_series(
+            spec,
+            *severity,
+            &input,
+            &stored,
+            &mut findings,
+            &mut writes,
+            labels.is_some().then_some(&mut backtests),
+        ) {
             Ok(details) => series_details.push(details),
             Err(err) => source_errors.push(format!("series {}: {err}", spec.name)),
         }
@@ -390,6 +398,7 @@ fn judge_series(
     stored: &Stored,
     findings: &mut Vec<Finding>,
     writes: &mut Vec<StateWrite>,
+    backtests: Option<&mut Vec<RuleBacktest>>,
 ) -> Result<serde_json::Value, String> {
     let (columns, stats) = metrics::read_series(&spec.path, &spec.timestamp, &spec.values)?;
     let defaults = AdaptiveParams::default();
@@ -400,11 +409,27 @@ fn judge_series(
         noise: Noise::None,
         ..defaults
     });
+    let windows = match (&backtests, &spec.labels) {
+        (Some(_), Some(labels)) => Some(backtest::load_windows(labels, &spec.path)?),
+        _ => None,
+    };
+    let mut results = Vec::new();
     let mut details = Vec::new();
     for column in &columns {
         let scored = detect(&column.points, &method, spec.direction);
         let id = format!("series/{}/{}", spec.name, column.column);
-        let width = typical_step(&column.points) * 1000;
+        let step = typical_step(&column.points);
+        let width = step * 1000;
+        if let Some(windows) = &windows {
+            results.push(backtest::backtest_series(
+                &format!("series:{}/{}", spec.name, column.column),
+                &column.points,
+                &method,
+                spec.direction,
+                step,
+                windows,
+            ));
+        }
         let current_end = column.points.last().map_or(0, |p| p.ts * 1000 + width);
         let reporting = Reporting {
             previous_end: stored.cursors.get(&id).copied(),
@@ -441,6 +466,9 @@ fn judge_series(
             "warming_up": scored.iter().all(|p| p.warming_up),
             "detections": written,
         }));
+    }
+    if let Some(backtests) = backtests {
+        backtests.extend(results);
     }
     Ok(
         json!({"name": spec.name, "rows": stats.rows, "bad_rows": stats.bad_rows, "samples": stats.samples, "columns": details}),
