@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod alerting;
+mod anomaly;
 mod crash_recovery;
 mod cron_reference;
 mod graceful;

@@ -149,6 +149,9 @@ fn fill_zeros(series: &mut GroupSeries, from: i64, to: i64, width: i64) {
     }
 }
 
+/// Hops of one subject closer together than this are one episode.
+const HOP_EPISODE_MS: i64 = 3600 * 1000;
+
 /// One subject seen in two regions too close together.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hop {
@@ -163,8 +166,8 @@ pub struct Hop {
     pub trace: Option<String>,
 }
 
-/// Region changes faster than the rule's `within`, at most one per subject
-/// and bucket, from the per-(subject, region, bucket) first/last times.
+/// Region changes faster than the rule's `within`, the first of each
+/// subject's hour-long episode, from the per-(subject, region, bucket) first/last times.
 ///
 /// Exact for "two events in different regions less than `within` apart":
 /// such a pair lies in one bucket (width `within`) or in adjacent ones,
@@ -214,7 +217,11 @@ pub fn travel_hops(rule: &Rule, aggregate: &Aggregate, from: i64) -> PolarsResul
             }
             let same_bucket = other_bucket == bucket;
             let close = same_bucket || first - other_last < within;
-            let already = last_hop.as_ref() == Some(&(subject.to_string(), bucket));
+            // One page per subject and hour: a hijacked session bounces
+            // between regions many times.
+            let already = last_hop
+                .as_ref()
+                .is_some_and(|(s, b)| s == subject && bucket - b < HOP_EPISODE_MS);
             if close && !already {
                 hops.push(Hop {
                     subject: subject.to_string(),
