@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod cron;
 pub mod ledger;
+pub mod plugins;
 pub mod registry;
 pub mod reload;
 pub mod scheduler;

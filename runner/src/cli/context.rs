@@ -9,6 +9,7 @@ use crate::config::{
     check_routes, load_schedules, Diagnostic, Diagnostics, PatrolConfig, ScheduleSet,
 };
 use crate::ledger::Ledger;
+use crate::plugins::registry_with_plugins;
 use crate::registry::JobRegistry;
 
 pub struct Context {
@@ -21,10 +22,10 @@ impl Context {
     pub fn load(config: Option<&Path>) -> Result<Self> {
         let path = config_path(config)?;
         let config = PatrolConfig::load(path.as_deref()).map_err(diagnostics_error)?;
-        Ok(Self {
-            config,
-            registry: JobRegistry::builtin(),
-        })
+        // Plugin manifests are read by child processes, before anything runs.
+        let (registry, _) = registry_with_plugins(&config)
+            .map_err(|errors| diagnostics_error(Diagnostics(errors)))?;
+        Ok(Self { config, registry })
     }
 
     pub fn schedules(&self) -> Result<ScheduleSet> {

@@ -1,7 +1,6 @@
 use anyhow::Result;
 
 use super::OK;
-use crate::registry::JobRegistry;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -9,8 +8,9 @@ pub struct Args {
     pub json: bool,
 }
 
-pub fn jobs(args: Args) -> Result<u8> {
-    let registry = JobRegistry::builtin();
+pub fn jobs(config: Option<&std::path::Path>, args: Args) -> Result<u8> {
+    // Built-in jobs and those of the configured plugins.
+    let registry = super::Context::load(config)?.registry;
     let descriptions: Vec<_> = registry.all().map(|job| job.describe()).collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&descriptions)?);

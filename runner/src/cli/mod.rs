@@ -10,6 +10,7 @@ mod evidence;
 mod jobs;
 mod output;
 mod pause;
+mod plugins;
 mod run;
 mod runs;
 mod schedules;
@@ -67,6 +68,12 @@ pub enum Command {
     /// Evidence pack tools.
     #[command(subcommand)]
     Evidence(evidence::Command),
+    /// List plugins and their jobs; `plugins pin PATH` trusts a build.
+    Plugins(plugins::Args),
+    /// Internal: load one plugin library and make one call (the runner
+    /// spawns this per run; never loads plugins itself).
+    #[command(hide = true)]
+    PluginHost(crate::plugins::host::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +96,12 @@ pub const FOUND: u8 = 1;
 pub const ERROR: u8 = 2;
 
 pub fn main(cli: Cli) -> ExitCode {
+    // Before any runtime or thread exists: the host sets limits on, and
+    // loads plugin code into, this very process.
+    let command = match cli.command {
+        Command::PluginHost(args) => return crate::plugins::host::main(args),
+        command => command,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,7 +113,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve => serve::serve(cli.config.as_deref()).await,
             Command::Validate(args) => validate::validate(cli.config.as_deref(), args),
             Command::Schedules(args) => schedules::schedules(cli.config.as_deref(), args).await,
@@ -108,7 +121,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Runs(args) => runs::runs(cli.config.as_deref(), args).await,
             Command::Pause(args) => pause::set_paused(cli.config.as_deref(), args, true).await,
             Command::Resume(args) => pause::set_paused(cli.config.as_deref(), args, false).await,
-            Command::Jobs(args) => jobs::jobs(args),
+            Command::Jobs(args) => jobs::jobs(cli.config.as_deref(), args),
             Command::Cron(CronCommand::Next(args)) => cron_next::cron_next(args),
             Command::Alerts(args) => alerts::alerts(cli.config.as_deref(), args).await,
             Command::Alert(AlertCommand::Test(args)) => {
@@ -116,6 +129,8 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             Command::Silence(command) => silence::silence(cli.config.as_deref(), command).await,
             Command::Evidence(command) => evidence::evidence(command),
+            Command::Plugins(args) => plugins::plugins(cli.config.as_deref(), args),
+            Command::PluginHost(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -6,6 +6,7 @@ use super::context::config_path;
 use super::{ERROR, OK};
 use crate::alerting::config::alerting_facts;
 use crate::config::{check_routes, load_schedules, Diagnostic, PatrolConfig};
+use crate::plugins::registry_with_plugins;
 use crate::registry::JobRegistry;
 
 #[derive(Debug, clap::Args)]
@@ -17,7 +18,6 @@ pub struct Args {
 }
 
 pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
-    let registry = JobRegistry::builtin();
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     let mut schedule_paths = Vec::new();
     let mut config_files = Vec::new();
@@ -49,6 +49,18 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
             route_names = facts.route_names;
         }
     }
+    // Plugins are loaded (out of process) to learn their jobs; a plugin
+    // that cannot be loaded is reported at its entry.
+    let registry = match &loaded_config {
+        Some(config) => match registry_with_plugins(config) {
+            Ok((registry, _)) => registry,
+            Err(errors) => {
+                diagnostics.extend(errors);
+                JobRegistry::builtin()
+            }
+        },
+        None => JobRegistry::builtin(),
+    };
     if args.paths.is_empty() {
         // A broken patrol.yaml is already reported; its schedules folder is
         // then the default one.

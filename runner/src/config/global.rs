@@ -10,6 +10,7 @@ use super::diagnostic::{Diagnostic, Diagnostics};
 use super::located::YamlFile;
 use super::schedule::HistoryPolicy;
 use crate::alerting::config::{AlertingConfig, RawAlerting};
+use crate::plugins::{declared_plugins, DeclaredPlugin};
 
 /// Where the ledger lives unless configured.
 pub const DEFAULT_DATABASE: &str = "sqlite://patrol.db";
@@ -36,6 +37,8 @@ struct ConfigSpec {
     runbooks: Option<serde_norway::Value>,
     #[serde(default)]
     delivery: Option<serde_norway::Value>,
+    #[serde(default)]
+    plugins: Option<serde_norway::Value>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -73,19 +76,26 @@ pub struct PatrolConfig {
     pub node_ttl: Duration,
     /// Notifiers, routes, maintenance windows, runbooks, delivery.
     pub alerting: AlertingConfig,
+    /// Plugin libraries, declared (loading them is `crate::plugins`).
+    pub plugins: Vec<DeclaredPlugin>,
 }
 
 impl PatrolConfig {
     /// Reads `path`, or the embedded defaults when `path` is `None`.
     /// `PATROL_DATABASE_URL` overrides `database`.
     pub fn load(path: Option<&Path>) -> Result<Self, Diagnostics> {
-        let (spec, base, alerting) = match path {
+        let (spec, base, alerting, plugins) = match path {
             Some(path) => {
                 let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                let (spec, alerting) = read_spec(path, &base)?;
-                (spec, base, alerting)
+                let (spec, alerting, plugins) = read_spec(path, &base)?;
+                (spec, base, alerting, plugins)
             }
-            None => (empty_spec(), PathBuf::new(), AlertingConfig::default()),
+            None => (
+                empty_spec(),
+                PathBuf::new(),
+                AlertingConfig::default(),
+                Vec::new(),
+            ),
         };
         let database = std::env::var("PATROL_DATABASE_URL")
             .ok()
@@ -119,11 +129,14 @@ impl PatrolConfig {
                 },
                 ..alerting
             },
+            plugins,
         })
     }
 }
 
-fn read_spec(path: &Path, base: &Path) -> Result<(ConfigSpec, AlertingConfig), Diagnostics> {
+type Spec = (ConfigSpec, AlertingConfig, Vec<DeclaredPlugin>);
+
+fn read_spec(path: &Path, base: &Path) -> Result<Spec, Diagnostics> {
     let source = std::fs::read_to_string(path).map_err(|err| {
         Diagnostics(vec![Diagnostic::file_level(
             path,
@@ -132,7 +145,7 @@ fn read_spec(path: &Path, base: &Path) -> Result<(ConfigSpec, AlertingConfig), D
     })?;
     let yaml = YamlFile::parse(path, &source).map_err(|d| Diagnostics(vec![d]))?;
     if yaml.value.is_null() {
-        return Ok((empty_spec(), AlertingConfig::default()));
+        return Ok((empty_spec(), AlertingConfig::default(), Vec::new()));
     }
     let spec: ConfigSpec = yaml
         .deserialize("", &yaml.value)
@@ -165,8 +178,14 @@ fn read_spec(path: &Path, base: &Path) -> Result<(ConfigSpec, AlertingConfig), D
     let alerting = AlertingConfig::check(alerting, base, Some(&yaml))
         .map_err(|problems| errors.extend(problems))
         .ok();
+    let plugins = match &spec.plugins {
+        Some(value) => declared_plugins(&yaml, value, base)
+            .map_err(|problems| errors.extend(problems))
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     match alerting {
-        Some(alerting) if errors.is_empty() => Ok((spec, alerting)),
+        Some(alerting) if errors.is_empty() => Ok((spec, alerting, plugins)),
         _ => Err(Diagnostics(errors)),
     }
 }
@@ -185,6 +204,7 @@ fn empty_spec() -> ConfigSpec {
         maintenance: None,
         runbooks: None,
         delivery: None,
+        plugins: None,
     }
 }
 

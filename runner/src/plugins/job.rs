@@ -1,0 +1,214 @@
+//! `PluginJob`: a plugin's job kind as the registry sees it. Each run is a
+//! fresh `patrol plugin-host` child; the runner never maps plugin code.
+
+use async_trait::async_trait;
+use patrol_job_api::{
+    Job, JobDescription, JobError, Outcome, ParamDoc, ParamError, RunContext, RunReport,
+};
+use patrol_plugin_protocol::{HostReply, JobManifest, ParamManifest, RunRequest, RunResponse};
+
+use super::load::LoadedPlugin;
+use super::spawn::{HostCall, HostCommand, HostEnd};
+use super::DeclaredPlugin;
+
+/// One job kind of one loaded plugin.
+pub struct PluginJob {
+    plugin: String,
+    declared: DeclaredPlugin,
+    manifest: JobManifest,
+    // `Job` hands out `&'static str`s; a plugin's names are read at start,
+    // once per process, so they are leaked once.
+    kind: &'static str,
+    description: JobDescription,
+    host: HostCommand,
+}
+
+impl PluginJob {
+    pub fn new(plugin: &LoadedPlugin, job: &JobManifest, host: HostCommand) -> Self {
+        let leak = |text: &str| -> &'static str { Box::leak(text.to_string().into_boxed_str()) };
+        let kind = leak(&job.kind);
+        let description = JobDescription {
+            kind,
+            summary: leak(&format!(
+                "{} (plugin {} {})",
+                job.summary, plugin.manifest.name, plugin.manifest.version
+            )),
+            params: job
+                .params
+                .iter()
+                .map(|param| ParamDoc {
+                    name: leak(&param.name),
+                    type_name: leak(&param.type_name),
+                    required: param.required,
+                    default: param.default.as_deref().map(leak),
+                    description: leak(&param.description),
+                })
+                .collect(),
+        };
+        Self {
+            plugin: plugin.manifest.name.clone(),
+            declared: plugin.declared.clone(),
+            manifest: job.clone(),
+            kind,
+            description,
+            host,
+        }
+    }
+
+    /// The request a run sends.
+    pub fn request(&self, ctx: &RunContext, params: serde_json::Value) -> RunRequest {
+        RunRequest {
+            job: self.manifest.kind.clone(),
+            params,
+            run_id: ctx.run_id,
+            schedule_id: ctx.schedule_id.clone(),
+            scheduled_for: ctx.scheduled_for,
+            attempt: ctx.attempt,
+            deadline: ctx.deadline,
+            dry_run: ctx.dry_run,
+            run_key: ctx.run_key.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Job for PluginJob {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    fn describe(&self) -> JobDescription {
+        self.description.clone()
+    }
+
+    /// Checked against the manifest here, in the runner: unknown names,
+    /// missing required ones, and the JSON type of the typed ones. The
+    /// plugin checks the values when it runs.
+    fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
+        check_against_manifest(&self.manifest.params, params)
+    }
+
+    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
+        let request = self.request(&ctx, params);
+        let call = HostCall {
+            library: &self.declared.path,
+            sha256: Some(&self.declared.sha256),
+            memory_limit: self.declared.memory_limit,
+            request: Some(&request),
+        };
+        let name = &self.plugin;
+        match self.host.call(call, Some(&ctx.run_key), &ctx.cancel).await {
+            HostEnd::Reply(HostReply::Response(RunResponse::Report(report))) => Ok(report),
+            HostEnd::Reply(HostReply::Response(RunResponse::InvalidParams(errors))) => Err(
+                JobError::InvalidParams(errors.into_iter().map(Into::into).collect()),
+            ),
+            HostEnd::Reply(HostReply::Response(RunResponse::Error(message))) => {
+                Err(JobError::Failed(format!("plugin {name} failed: {message}")))
+            }
+            HostEnd::Reply(HostReply::Response(RunResponse::Panicked(message))) => Err(
+                JobError::Failed(format!("plugin {name} panicked: {message}")),
+            ),
+            HostEnd::Reply(HostReply::Refused(refusal)) => Err(JobError::Failed(format!(
+                "plugin {name} refused to load: {refusal}"
+            ))),
+            HostEnd::Reply(HostReply::Manifest(_)) => Err(JobError::Failed(format!(
+                "plugin {name}: the host answered a run with a manifest"
+            ))),
+            HostEnd::Cancelled => Ok(RunReport::new(
+                Outcome::Cancelled,
+                format!("plugin {name} killed: the run was cancelled"),
+            )),
+            HostEnd::Died(cause) => Err(JobError::Failed(format!("plugin {name} {cause}"))),
+        }
+    }
+}
+
+fn check_against_manifest(
+    declared: &[ParamManifest],
+    params: &serde_json::Value,
+) -> Result<(), Vec<ParamError>> {
+    let empty = serde_json::Map::new();
+    let object = match params {
+        serde_json::Value::Object(object) => object,
+        serde_json::Value::Null => &empty,
+        _ => {
+            return Err(vec![ParamError::new(
+                "",
+                "expected a mapping of parameters",
+            )])
+        }
+    };
+    let mut errors = Vec::new();
+    for name in object.keys() {
+        if !declared.iter().any(|param| &param.name == name) {
+            let known: Vec<&str> = declared.iter().map(|param| param.name.as_str()).collect();
+            errors.push(ParamError::new(
+                name.clone(),
+                format!("unknown parameter (expected one of: {})", known.join(", ")),
+            ));
+        }
+    }
+    for param in declared {
+        match object.get(&param.name) {
+            None if param.required => errors.push(ParamError::new(
+                "",
+                format!("missing required parameter `{}`", param.name),
+            )),
+            Some(value) if !json_type_fits(&param.type_name, value) => errors.push(
+                ParamError::new(param.name.clone(), format!("expected {}", param.type_name)),
+            ),
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Types the host knows; any other name (`duration`, `path`) is the
+/// plugin's business.
+fn json_type_fits(type_name: &str, value: &serde_json::Value) -> bool {
+    match type_name {
+        "string" => value.is_string(),
+        "boolean" => value.is_boolean(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "array" => value.is_array(),
+        "object" => value.is_object(),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_are_checked_against_the_manifest() {
+        let declared = vec![ParamManifest {
+            name: "tenants".into(),
+            type_name: "string".into(),
+            required: true,
+            default: None,
+            description: String::new(),
+        }];
+        assert!(
+            check_against_manifest(&declared, &serde_json::json!({"tenants": "t.yaml"})).is_ok()
+        );
+        let errors =
+            check_against_manifest(&declared, &serde_json::json!({"tenant": 1})).unwrap_err();
+        let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "params.tenant: unknown parameter (expected one of: tenants)",
+                "params: missing required parameter `tenants`"
+            ]
+        );
+        let errors =
+            check_against_manifest(&declared, &serde_json::json!({"tenants": 1})).unwrap_err();
+        assert_eq!(errors[0].to_string(), "params.tenants: expected string");
+    }
+}

@@ -1,0 +1,52 @@
+//! Plugin jobs: third-party jobs in shared libraries, loaded only inside
+//! a `patrol plugin-host` child process, one per run (docs/plugins.md,
+//! docs/adr/0003-plugins.md).
+//!
+//! - `config.rs`: the `plugins:` list of patrol.yaml (path, sha256,
+//!   memory_limit), located for diagnostics.
+//! - `host.rs` + `library.rs`: the child side, `patrol plugin-host`:
+//!   digest check, `dlopen`, symbol and protocol version checks, one call,
+//!   one JSON reply. The only code in patrol that touches plugin memory.
+//! - `spawn.rs`: the runner side of one child: spawn with limits, write the
+//!   request, read the bounded reply, kill the group on cancel, and turn
+//!   every way a child can end into a reply or a named cause.
+//! - `load.rs`: declared plugins → loaded manifests (out of process) →
+//!   jobs in the registry; problems become `patrol validate` diagnostics.
+//! - `job.rs`: `PluginJob`, the `Job` the registry holds for each plugin job.
+//! - `pin.rs`: `patrol plugins pin`, writing a build's digest into patrol.yaml.
+
+mod config;
+pub mod host;
+mod job;
+mod library;
+mod load;
+pub mod pin;
+mod spawn;
+
+pub(crate) use config::declared_plugins;
+pub use config::{DeclaredPlugin, DEFAULT_MEMORY_LIMIT};
+pub use job::PluginJob;
+pub use load::{load_plugins, registry_with_plugins, LoadedPlugin};
+pub use spawn::{HostCall, HostCommand, HostEnd};
+
+/// sha256 of a file, lowercase hex.
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
+    sha256_of(std::fs::File::open(path)?)
+}
+
+/// sha256 of everything `reader` gives, lowercase hex.
+pub(crate) fn sha256_of(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(read) => read,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        hasher.update(&buffer[..read]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}

@@ -1,0 +1,178 @@
+//! `patrol plugins pin PATH`: trust one build of a plugin by writing its
+//! sha256 into patrol.yaml (creating the file, adding the entry, or
+//! updating the entry with the same path). The edit is textual, so the
+//! rest of the file (comments included) stays as written; the result is
+//! parsed again and refused if it does not say what was meant.
+
+use std::path::{Path, PathBuf};
+
+use patrol_job_api::yaml_lines::LineIndex;
+
+/// What `pin` did to the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pinned {
+    Created,
+    Added,
+    Updated { previous: String },
+    Unchanged,
+}
+
+/// The new text of `config` (`None`: no file yet) with `path` pinned to
+/// `sha256`.
+pub fn pinned_text(
+    config: Option<&str>,
+    path: &str,
+    sha256: &str,
+) -> Result<(String, Pinned), String> {
+    let item = |indent: &str| format!("{indent}- path: {path}\n{indent}  sha256: {sha256}\n");
+    let Some(text) = config.filter(|text| !text.trim().is_empty()) else {
+        let text = format!(
+            "# Plugin libraries this runner may load, each pinned to one build\n# (`patrol plugins pin PATH`; docs/plugins.md).\nplugins:\n{}",
+            item("  ")
+        );
+        return Ok((text, Pinned::Created));
+    };
+    let value: serde_norway::Value = serde_norway::from_str(text)
+        .map_err(|err| format!("patrol.yaml is not valid YAML: {err}"))?;
+    let entries = value
+        .get("plugins")
+        .and_then(serde_norway::Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    let index = LineIndex::build(text);
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let position = entries
+        .iter()
+        .position(|entry| entry.get("path").and_then(serde_norway::Value::as_str) == Some(path));
+    let outcome = if let Some(position) = position {
+        let previous = entries[position]
+            .get("sha256")
+            .and_then(serde_norway::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if previous == sha256 {
+            return Ok((text.to_string(), Pinned::Unchanged));
+        }
+        let (line, _) = index
+            .locate(&format!("plugins[{position}].sha256"))
+            .filter(|_| !previous.is_empty())
+            .ok_or("the entry has no `sha256:` line to update; edit patrol.yaml by hand")?;
+        let old = &lines[line - 1];
+        let at = old
+            .find("sha256:")
+            .ok_or("the entry's `sha256:` is not on a line of its own; edit patrol.yaml by hand")?;
+        let rest = &old[at + "sha256:".len()..];
+        // A trailing comment stays, with the spaces before it.
+        let comment = rest
+            .find('#')
+            .map(|hash| rest[rest[..hash].trim_end().len()..].to_string())
+            .unwrap_or_default();
+        lines[line - 1] = format!("{}sha256: {sha256}{comment}", &old[..at]);
+        Pinned::Updated { previous }
+    } else if let Some((line, _)) = index
+        .locate("plugins")
+        .filter(|_| value.get("plugins").is_some())
+    {
+        // After the `plugins:` line, indented like its first item.
+        let indent = lines
+            .iter()
+            .skip(line)
+            .find(|l| l.trim_start().starts_with('-'))
+            .filter(|_| !entries.is_empty())
+            .map(|l| l[..l.len() - l.trim_start().len()].to_string())
+            .unwrap_or_else(|| "  ".to_string());
+        if entries.is_empty() {
+            // `plugins: []` or `plugins:` with nothing: rewrite the line.
+            lines[line - 1] = "plugins:".to_string();
+        }
+        let new_item = item(&indent);
+        let new_lines: Vec<String> = new_item.lines().map(str::to_string).collect();
+        lines.splice(line..line, new_lines);
+        Pinned::Added
+    } else {
+        lines.push("plugins:".to_string());
+        lines.extend(item("  ").lines().map(str::to_string));
+        Pinned::Added
+    };
+    let mut new_text = lines.join("\n");
+    new_text.push('\n');
+    // The edit must say exactly what was meant, or nothing is written.
+    let check: serde_norway::Value = serde_norway::from_str(&new_text).map_err(|err| {
+        format!("could not edit patrol.yaml safely ({err}); add the entry by hand")
+    })?;
+    let pinned = check
+        .get("plugins")
+        .and_then(serde_norway::Value::as_sequence)
+        .is_some_and(|entries| {
+            entries.iter().any(|entry| {
+                entry.get("path").and_then(serde_norway::Value::as_str) == Some(path)
+                    && entry.get("sha256").and_then(serde_norway::Value::as_str) == Some(sha256)
+            })
+        });
+    if !pinned {
+        return Err("could not edit patrol.yaml safely; add the entry by hand".into());
+    }
+    Ok((new_text, outcome))
+}
+
+/// The path as patrol.yaml should name it: relative to its folder when the
+/// library is under it, else absolute.
+pub fn path_for_config(library: &Path, config: &Path) -> PathBuf {
+    let base = config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let (Ok(library_abs), Ok(base_abs)) =
+        (std::fs::canonicalize(library), std::fs::canonicalize(base))
+    else {
+        return library.to_path_buf();
+    };
+    library_abs
+        .strip_prefix(&base_abs)
+        .map(Path::to_path_buf)
+        .unwrap_or(library_abs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn creates_adds_and_updates_keeping_the_rest() {
+        let (created, outcome) = pinned_text(None, "lib/a.so", A).unwrap();
+        assert_eq!(outcome, Pinned::Created);
+        let (updated, outcome) = pinned_text(Some(&created), "lib/a.so", B).unwrap();
+        assert_eq!(outcome, Pinned::Updated { previous: A.into() });
+        assert!(updated.contains(&format!("sha256: {B}")) && !updated.contains(A));
+        assert_eq!(
+            pinned_text(Some(&updated), "lib/a.so", B).unwrap().1,
+            Pinned::Unchanged
+        );
+
+        let config = format!("database: sqlite://x.db # mine\nplugins:\n- path: lib/a.so\n  sha256: {A}  # old\nnode: n\n");
+        let (text, outcome) = pinned_text(Some(&config), "lib/b.so", B).unwrap();
+        assert_eq!(outcome, Pinned::Added);
+        assert!(
+            text.starts_with("database: sqlite://x.db # mine\nplugins:\n- path: lib/b.so\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("node: n\n"), "{text}");
+        let (text, _) = pinned_text(Some(&text), "lib/a.so", B).unwrap();
+        assert!(text.contains(&format!("  sha256: {B}  # old")), "{text}");
+
+        let (text, outcome) = pinned_text(Some("node: n\n"), "a.so", A).unwrap();
+        assert_eq!(outcome, Pinned::Added);
+        assert_eq!(
+            text,
+            format!("node: n\nplugins:\n  - path: a.so\n    sha256: {A}\n")
+        );
+        let (text, _) = pinned_text(Some("plugins: []\nnode: n\n"), "a.so", A).unwrap();
+        assert_eq!(
+            text,
+            format!("plugins:\n  - path: a.so\n    sha256: {A}\nnode: n\n")
+        );
+    }
+}
