@@ -22,6 +22,11 @@ const ERROR_DECAY: f64 = 0.02;
 const TREND_DAMPING: f64 = 0.9;
 /// The trend's smoothing weight as a fraction of alpha.
 const TREND_GAIN: f64 = 0.5;
+/// The longest exceedance window (see [`Tail`]); reached only for z above ~30.
+const MAX_TAIL_WINDOW: usize = 16_384;
+/// The largest `|z|` the tail keeps: its squares summed over the longest
+/// window stay finite.
+const MAX_DEVIATION: f64 = 1e150;
 
 fn slot_of(tier: usize, ts: i64) -> usize {
     let days = ts.div_euclid(86_400);
@@ -64,13 +69,13 @@ struct Rings {
 }
 
 impl Rings {
-    fn new(cap: usize) -> Self {
+    fn new(cap: usize, slots: usize) -> Self {
         Rings {
             cap,
-            data: vec![0.0; cap * SLOTS],
-            sorted: vec![0.0; cap * SLOTS],
-            len: vec![0; SLOTS],
-            pos: vec![0; SLOTS],
+            data: vec![0.0; cap * slots],
+            sorted: vec![0.0; cap * slots],
+            len: vec![0; slots],
+            pos: vec![0; slots],
         }
     }
 
@@ -113,6 +118,83 @@ struct Pending {
     bound: f64,
     /// The point's trials (ratio series), to standardize its residuals.
     weight: f64,
+    /// The observed value, for slots first seen during the run.
+    value: f64,
+    /// `|value - prediction|` over the scale before widening, for the
+    /// exceedance window once the run is over.
+    deviation: f64,
+    /// That scale, to re-base the deviation if the run is adopted.
+    narrow_scale: f64,
+}
+
+/// How far the recent exceedances say the scale must be widened.
+///
+/// The robust scale comes from the middle of winsorized residuals, and only
+/// the first point of each run of exceedances reaches the rings. On a series
+/// flapping between levels, or on mostly-zero counts, the MAD is ~0 and the
+/// mean absolute deviation of clipped residuals cannot grow unless more than
+/// ~1/(1.25 z) of them are clipped, so the scale stays as narrow as the calm
+/// part and every flap pages. The tail checks the scale against how often
+/// recent points actually lie far out: it keeps `|z|` of the last `window`
+/// points against the scale before widening (held-back run points included
+/// once their run is over). Whatever the distribution, if a fraction `f` of
+/// them are at least `t`, their root mean square is at least `t √f`
+/// (Markov's inequality on the squares), and a correct scale gives `|z|` a
+/// root mean square of about 1; so the scale is multiplied by the largest
+/// such bound when it is above 1. Only tails of at least `min_tail` points
+/// count: at least `1/z²` of the window — by Chebyshev, as much as any
+/// distribution with this standard deviation may put beyond z, so rarer
+/// points (the anomalies) never widen anything — and at least `shift_after`,
+/// so that one run that is not adopted as a level shift cannot widen the
+/// scale by itself. On Gaussian residuals the largest bound is ~0.6: nothing
+/// changes there. The window's length makes `1/z²` of it `shift_after`
+/// points (192 at the defaults), at least `mad_window`.
+struct Tail {
+    window: Rings,
+    min_tail: usize,
+}
+
+impl Tail {
+    fn new(p: &AdaptiveParams) -> Self {
+        let z2 = p.z * p.z;
+        let runs = p.shift_after.max(1) as f64;
+        // Long enough that 1/z² of it is at least `shift_after` points.
+        let cap = (runs * z2)
+            .ceil()
+            .clamp(p.mad_window as f64, MAX_TAIL_WINDOW as f64) as usize;
+        let min_tail = ((cap as f64 / z2).ceil() as usize).max(p.shift_after.max(1));
+        Tail {
+            window: Rings::new(cap, 1),
+            min_tail,
+        }
+    }
+
+    fn push(&mut self, deviation: f64) {
+        if !deviation.is_nan() {
+            // Bounded so that a window of squares cannot overflow.
+            self.window.push(0, deviation.min(MAX_DEVIATION));
+        }
+    }
+
+    /// The factor (at least 1) the scale is multiplied by: the largest
+    /// lower bound `d_k √(k / window)` on the root mean square of `|z|`,
+    /// where `d_k` is the k-th largest and k runs from `min_tail` (points
+    /// not seen yet count as 0, so a short history widens less).
+    fn widening(&self) -> f64 {
+        let sorted = self.window.sorted(0);
+        let n = sorted.len();
+        let cap = self.window.cap as f64;
+        let mut best = 1.0f64;
+        for k in self.min_tail..=n {
+            let d = sorted[n - k];
+            if d <= best {
+                // Every later bound is at most d × 1 ≤ the best so far.
+                break;
+            }
+            best = best.max(d * (k as f64 / cap).sqrt());
+        }
+        best
+    }
 }
 
 struct State {
@@ -129,6 +211,7 @@ struct State {
     snapshot: [f64; SLOTS],
     pending: Vec<Pending>,
     run_scratch: Vec<f64>,
+    tail: Tail,
 }
 
 impl State {
@@ -139,12 +222,13 @@ impl State {
             level: [0.0; SLOTS],
             trend: 0.0,
             count: [0; SLOTS],
-            rings: Rings::new(cap),
+            rings: Rings::new(cap, SLOTS),
             sq_err: [Ewm::default(); TIERS],
             run_sign: 0,
             snapshot: [f64::NAN; SLOTS],
             pending: Vec::with_capacity(p.shift_after.min(1024)),
             run_scratch: Vec::with_capacity(p.shift_after.min(1024)),
+            tail: Tail::new(&p),
             p,
         }
     }
@@ -186,7 +270,10 @@ impl State {
 
     /// Adopts the run as a level shift: every level becomes its value at the
     /// start of the run plus the median deviation seen during the run, and
-    /// the run's residuals enter the rings against that new level.
+    /// the run's residuals enter the rings against that new level. A slot
+    /// first seen during the run had no level before it, only the clipped
+    /// value it was seeded with; it takes the median of its own values in the
+    /// run, which are now normal, and its residuals are measured against it.
     fn adopt_shift(&mut self) {
         self.run_scratch.clear();
         self.run_scratch
@@ -195,17 +282,36 @@ impl State {
         for s in 0..SLOTS {
             if self.snapshot[s].is_finite() {
                 self.level[s] = self.snapshot[s] + delta;
+            } else if self.count[s] > 0 {
+                self.run_scratch.clear();
+                for e in &self.pending {
+                    if e.slots[self.finest..].contains(&s) {
+                        self.run_scratch.push(e.value);
+                    }
+                }
+                if let Some(level) = median_in_place(&mut self.run_scratch) {
+                    self.level[s] = level;
+                }
             }
         }
         // A step is not a slope.
         self.trend = 0.0;
-        // The first point of the run is already in the rings (winsorized).
+        // The first point of the run is already in the rings (winsorized)
+        // and in the tail.
+        let levels = self.level;
         for e in self.pending.iter().skip(1) {
             for t in self.finest..TIERS {
-                let r = (e.from_snapshot[t] - delta).clamp(-e.bound, e.bound);
+                let fresh = !self.snapshot[e.slots[t]].is_finite();
+                let r = match self.predict(&levels, t, &e.slots) {
+                    Some(p) if fresh => e.value - p,
+                    _ => e.from_snapshot[t] - delta,
+                };
+                let r = r.clamp(-e.bound, e.bound);
                 let unit = self.unit(self.level[e.slots[t]], e.weight);
                 self.rings.push(e.slots[t], r / unit);
             }
+            let rebased = (e.chosen_from_snapshot - delta).abs() / e.narrow_scale;
+            self.tail.push(rebased);
         }
         self.pending.clear();
         self.run_sign = 0;
@@ -293,6 +399,11 @@ impl State {
         } else {
             floored_scale(robust, self.p.noise, baseline, pt.weight)
         };
+        // How far out this point is against the scale before widening, for
+        // the tail; then widen by what the recent tail demands.
+        let narrow_scale = scale;
+        let deviation = (x - baseline).abs() / narrow_scale;
+        let scale = narrow_scale * self.tail.widening();
         let z = (x - baseline) / scale;
         let thr = self.p.z;
         let is_anomaly = direction.exceeds(z, thr) && !(z > 0.0 && x < self.p.min_value);
@@ -320,7 +431,12 @@ impl State {
         let continuing_run = self.p.shift_after > 0 && sign != 0 && sign == self.run_sign;
         if self.p.shift_after > 0 && sign != self.run_sign {
             // The previous run (if any) ended without being adopted: its
-            // first point was learnt (winsorized), the rest is forgotten.
+            // first point was learnt (winsorized), the rest is forgotten by
+            // the levels and rings, but counts in the tail: the scale must
+            // know how often points lie that far out.
+            for e in self.pending.iter().skip(1) {
+                self.tail.push(e.deviation);
+            }
             self.pending.clear();
             self.run_sign = 0;
             if sign != 0 {
@@ -350,6 +466,9 @@ impl State {
                 chosen_from_snapshot: from_snapshot[chosen],
                 bound,
                 weight: pt.weight,
+                value: x,
+                deviation,
+                narrow_scale,
             });
         }
 
@@ -365,6 +484,7 @@ impl State {
                 }
             }
         } else {
+            self.tail.push(deviation);
             for t in self.finest..TIERS {
                 if pred[t].is_finite() {
                     let unit = self.unit(pred[t], pt.weight);

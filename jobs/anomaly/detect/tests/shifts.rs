@@ -123,3 +123,37 @@ fn min_value_blocks_upward_alarms_below_it() {
     let out = detect(&pts, &Method::Adaptive(params()), Direction::Up);
     assert!(out[300].is_anomaly);
 }
+
+#[test]
+fn a_slot_first_seen_during_an_adopted_shift_takes_the_new_level() {
+    // Hour-of-day slots on 5-minute points: on day 0 every hour is new. A
+    // shift of +40 (20σ) starts at 05:30 and is adopted at 06:25, after
+    // twelve points; the 06:00 slot first appeared during the run, seeded
+    // with the run's value clipped to the old baseline + z × scale. Adoption
+    // must give that slot the new level too, or it keeps a level ~30 too
+    // low and its ring residuals against it.
+    let mut pts: Vec<Point> = gaussian_indexed(16, 3 * 288, 100.0, 2.0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Point::new(crate::synth::MONDAY + i as i64 * 300, p.value))
+        .collect();
+    let start = 5 * 12 + 6; // 05:30
+    for pt in &mut pts[start..] {
+        pt.value += 40.0;
+    }
+    let p = AdaptiveParams {
+        season: patrol_anomaly_detect::Season::HourOfDay,
+        ..params()
+    };
+    let out = detect(&pts, &Method::Adaptive(p), Direction::Both);
+    for day in 1..3 {
+        let slot = day * 288 + 6 * 12..day * 288 + 7 * 12;
+        for (i, verdict) in out.iter().enumerate().take(slot.end).skip(slot.start) {
+            let baseline = verdict.baseline.expect("baseline");
+            assert!(
+                (baseline - 140.0).abs() < 4.0,
+                "day {day}, point {i} in the 06:00 slot: baseline {baseline}"
+            );
+        }
+    }
+}

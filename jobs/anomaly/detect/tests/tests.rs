@@ -2,6 +2,7 @@
 //! (seeded, deterministic); score cases are files in `cases/score/`.
 
 mod baselines;
+mod exceedances;
 mod index_series;
 mod robust_z;
 mod scoring;
