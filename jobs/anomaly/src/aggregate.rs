@@ -1,13 +1,18 @@
 //! Folding event batches into what the rules measure: per rule, group and
-//! time bucket a count (rate), a count and a numerator (ratio), or per
-//! subject, region and `within`-wide bucket the first and last time seen
-//! (travel). Each batch is reduced by polars as it arrives; the partial
-//! tables, small next to the events, are merged at the end.
+//! time bucket a count (rate) or a count and a numerator (ratio), reduced
+//! by polars as each batch arrives and merged at the end (the partial
+//! tables are small next to the events); and for travel rules the region
+//! changes themselves, found by walking each batch in time order with the
+//! last place of every subject carried from batch to batch (memory grows
+//! with subjects, not events).
+
+use std::collections::HashMap;
 
 use polars::prelude::*;
 
 use crate::input::BatchSink;
 use crate::rules::{Field, Filter, Measure, Pattern, Rule};
+use crate::series::Hop;
 
 /// Partial tables kept per rule before they are merged into one.
 const MERGE_EVERY: usize = 16;
@@ -16,15 +21,26 @@ const MERGE_EVERY: usize = 16;
 #[derive(Debug, Clone)]
 pub struct Aggregate {
     /// Columns: the rule's `group_by` fields, `bucket` (ms), then
-    /// rate: `n`, `trace`; ratio: `n`, `k`, `trace`;
-    /// travel: `subject`, `region`, `bucket`, `first`, `last`, `trace`.
+    /// rate: `n`, `trace`; ratio: `n`, `k`, `trace`. Empty for travel.
     pub table: DataFrame,
+    /// Travel rules: every region change faster than `within`.
+    pub hops: Vec<Hop>,
+}
+
+/// Where a subject was last seen (travel rules).
+#[derive(Debug, Clone)]
+struct Seen {
+    ts: i64,
+    region: String,
 }
 
 /// Collects batches into one [`Aggregate`] per rule.
 pub struct Aggregator {
     rules: Vec<Rule>,
     partials: Vec<Vec<DataFrame>>,
+    /// Per rule (travel rules only): last place per subject, hops found.
+    last_seen: Vec<HashMap<String, Seen>>,
+    hops: Vec<Vec<Hop>>,
     /// Earliest and latest event time seen (ms).
     pub span: Option<(i64, i64)>,
     pub events: u64,
@@ -33,9 +49,13 @@ pub struct Aggregator {
 impl Aggregator {
     pub fn new(rules: Vec<Rule>) -> Self {
         let partials = rules.iter().map(|_| Vec::new()).collect();
+        let last_seen = rules.iter().map(|_| HashMap::new()).collect();
+        let hops = rules.iter().map(|_| Vec::new()).collect();
         Self {
             rules,
             partials,
+            last_seen,
+            hops,
             span: None,
             events: 0,
         }
@@ -50,7 +70,8 @@ impl Aggregator {
                 Some(table) => table,
                 None => empty_table(&self.rules[index])?,
             };
-            out.push(Aggregate { table });
+            let hops = std::mem::take(&mut self.hops[index]);
+            out.push(Aggregate { table, hops });
         }
         Ok(out)
     }
@@ -86,6 +107,19 @@ impl BatchSink for Aggregator {
         self.events += frame.height() as u64;
         for index in 0..self.rules.len() {
             let rule = &self.rules[index];
+            if let Measure::Travel { within } = rule.measure {
+                let moves =
+                    travel_moves(rule, &frame).map_err(|err| format!("rule {}: {err}", rule.id))?;
+                let within = within.as_millis() as i64;
+                find_hops(
+                    moves,
+                    within,
+                    &mut self.last_seen[index],
+                    &mut self.hops[index],
+                )
+                .map_err(|err| format!("rule {}: {err}", rule.id))?;
+                continue;
+            }
             let partial = reduce_batch(rule, frame.clone().lazy())
                 .collect()
                 .map_err(|err| format!("rule {}: {err}", rule.id))?;
@@ -101,7 +135,7 @@ impl BatchSink for Aggregator {
 /// The keys of a rule's table, bucket last.
 pub fn key_columns(rule: &Rule) -> Vec<&'static str> {
     match rule.measure {
-        Measure::Travel { .. } => vec!["subject", "region", "bucket"],
+        Measure::Travel { .. } => Vec::new(),
         _ => rule
             .group_by
             .iter()
@@ -139,11 +173,7 @@ fn reduce_batch(rule: &Rule, events: LazyFrame) -> LazyFrame {
                 first_trace(col("trace_id").filter(hit)),
             ])
         }
-        Measure::Travel { .. } => events.group_by(keys).agg([
-            col("ts").min().alias("first"),
-            col("ts").max().alias("last"),
-            first_trace(col("trace_id")),
-        ]),
+        Measure::Travel { .. } => events,
     }
 }
 
@@ -158,12 +188,74 @@ fn merge_partials(rule: &Rule, parts: LazyFrame) -> LazyFrame {
                 .group_by(keys)
                 .agg([col("n").sum(), col("k").sum(), first_trace(col("trace"))])
         }
-        Measure::Travel { .. } => parts.group_by(keys).agg([
-            col("first").min(),
-            col("last").max(),
-            first_trace(col("trace")),
-        ]),
+        Measure::Travel { .. } => parts,
     }
+}
+
+/// A batch's events of a travel rule, in time order: `ts`, `subject`,
+/// `region`, `trace_id`.
+fn travel_moves(rule: &Rule, frame: &DataFrame) -> PolarsResult<DataFrame> {
+    frame
+        .clone()
+        .lazy()
+        .filter(filter_expr(&rule.filter))
+        .select([col("ts"), col("subject"), col("region"), col("trace_id")])
+        .sort(
+            ["ts"],
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
+        .collect()
+}
+
+/// Walks time-ordered events: a subject whose region differs from where it
+/// was last seen less than `within` ago has hopped.
+fn find_hops(
+    moves: DataFrame,
+    within: i64,
+    last_seen: &mut HashMap<String, Seen>,
+    hops: &mut Vec<Hop>,
+) -> PolarsResult<()> {
+    let ts = moves.column("ts")?.i64()?;
+    let subjects = moves.column("subject")?.str()?;
+    let regions = moves.column("region")?.str()?;
+    let traces = moves.column("trace_id")?.str()?;
+    for row in 0..moves.height() {
+        let (Some(at), Some(subject), Some(region)) =
+            (ts.get(row), subjects.get(row), regions.get(row))
+        else {
+            continue;
+        };
+        match last_seen.get_mut(subject) {
+            Some(seen) => {
+                if seen.region != region && (at - seen.ts).abs() < within {
+                    hops.push(Hop {
+                        subject: subject.to_string(),
+                        from_region: seen.region.clone(),
+                        to_region: region.to_string(),
+                        left_at: seen.ts,
+                        arrived_at: at,
+                        trace: traces.get(row).map(str::to_string),
+                    });
+                }
+                if at >= seen.ts {
+                    seen.ts = at;
+                    if seen.region != region {
+                        seen.region = region.to_string();
+                    }
+                }
+            }
+            None => {
+                last_seen.insert(
+                    subject.to_string(),
+                    Seen {
+                        ts: at,
+                        region: region.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn first_trace(trace: Expr) -> Expr {
@@ -185,10 +277,6 @@ fn empty_table(rule: &Rule) -> Result<DataFrame, String> {
     };
     for name in numbers {
         columns.push(Column::new((*name).into(), Vec::<u64>::new()));
-    }
-    if let Measure::Travel { .. } = rule.measure {
-        columns.push(Column::new("first".into(), Vec::<i64>::new()));
-        columns.push(Column::new("last".into(), Vec::<i64>::new()));
     }
     columns.push(Column::new("trace".into(), Vec::<Option<String>>::new()));
     DataFrame::new_infer_height(columns).map_err(|err| err.to_string())

@@ -395,9 +395,18 @@ fn parse_chunk(
 ) -> Result<(DataFrame, SourceStats), String> {
     let mut stats = SourceStats::default();
     let latest = latest_plausible();
-    let mut ts: Vec<i64> = Vec::new();
-    let mut required: [Vec<String>; 5] = Default::default();
-    let mut optional: [Vec<Option<String>>; 2] = Default::default();
+    // Strings go straight from the line into polars' buffers: no owned
+    // String per field.
+    let rows = memchr::memchr_iter(b'\n', chunk).count() + 1;
+    let mut ts: Vec<i64> = Vec::with_capacity(rows);
+    let mut required: Vec<StringChunkedBuilder> = REQUIRED
+        .iter()
+        .map(|name| StringChunkedBuilder::new((*name).into(), rows))
+        .collect();
+    let mut optional: Vec<StringChunkedBuilder> = OPTIONAL
+        .iter()
+        .map(|name| StringChunkedBuilder::new((*name).into(), rows))
+        .collect();
     for (offset, raw) in chunk.split(|b| *b == b'\n').enumerate() {
         let line_no = first_line + offset as u64;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -420,11 +429,11 @@ fn parse_chunk(
             continue;
         }
         let fields = [
-            line.subject,
-            line.action,
-            line.decision,
-            line.region,
-            line.tenant,
+            &line.subject,
+            &line.action,
+            &line.decision,
+            &line.region,
+            &line.tenant,
         ];
         if let Some(missing) = REQUIRED
             .iter()
@@ -436,19 +445,19 @@ fn parse_chunk(
         }
         ts.push(millis);
         for (column, value) in required.iter_mut().zip(fields) {
-            column.push(value.map(|v| v.into_owned()).unwrap_or_default());
+            column.append_value(value.as_deref().unwrap_or_default());
         }
-        optional[0].push(line.trace_id.map(|v| v.into_owned()));
-        optional[1].push(line.step_up.map(|v| v.into_owned()));
+        for (column, value) in optional.iter_mut().zip([&line.trace_id, &line.step_up]) {
+            match value.as_deref() {
+                Some(value) => column.append_value(value),
+                None => column.append_null(),
+            }
+        }
     }
     stats.events = ts.len() as u64;
     let mut columns = vec![Column::new("ts".into(), ts)];
-    for (name, values) in REQUIRED.iter().zip(required) {
-        columns.push(Column::new((*name).into(), values));
-    }
-    for (name, values) in OPTIONAL.iter().zip(optional) {
-        columns.push(Column::new((*name).into(), values));
-    }
+    columns.extend(required.into_iter().map(|b| b.finish().into_column()));
+    columns.extend(optional.into_iter().map(|b| b.finish().into_column()));
     let frame = DataFrame::new_infer_height(columns).map_err(|err| format!("{name}: {err}"))?;
     Ok((frame, stats))
 }

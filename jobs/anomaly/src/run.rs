@@ -112,8 +112,7 @@ pub async fn run_once(
             let mut outcome = RuleOutcome::default();
             let previous_end = stored.cursors.get(&rule.id).copied();
             if let Measure::Travel { within } = rule.measure {
-                let hops = series::travel_hops(rule, table, range.from)
-                    .map_err(|err| JobError::Failed(format!("rule {}: {err}", rule.id)))?;
+                let hops = series::travel_hops(table, range.from);
                 let reporting_from = previous_end.unwrap_or(i64::MIN);
                 outcome.anomalies = hops.len();
                 for hop in hops.iter().filter(|hop| hop.arrived_at >= reporting_from) {

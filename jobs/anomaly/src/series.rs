@@ -158,82 +158,32 @@ pub struct Hop {
     pub subject: String,
     pub from_region: String,
     pub to_region: String,
-    /// Last time in `from_region` and first in `to_region` (ms); `to` ≥
-    /// `from` unless both fell in one bucket (then the order is unknown and
-    /// the gap is at most the bucket width).
+    /// Last time in `from_region` and first in `to_region` (ms).
     pub left_at: i64,
     pub arrived_at: i64,
     pub trace: Option<String>,
 }
 
-/// Region changes faster than the rule's `within`, the first of each
-/// subject's hour-long episode, from the per-(subject, region, bucket) first/last times.
-///
-/// Exact for "two events in different regions less than `within` apart":
-/// such a pair lies in one bucket (width `within`) or in adjacent ones,
-/// where the closest pair is the earlier bucket's last and the later one's
-/// first.
-pub fn travel_hops(rule: &Rule, aggregate: &Aggregate, from: i64) -> PolarsResult<Vec<Hop>> {
-    let Measure::Travel { within } = rule.measure else {
-        return Ok(Vec::new());
-    };
-    let within = within.as_millis() as i64;
-    let table = aggregate.table.sort(
-        ["subject", "bucket", "first"],
-        SortMultipleOptions::default(),
-    )?;
-    let subjects = table.column("subject")?.str()?;
-    let regions = table.column("region")?.str()?;
-    let buckets = table.column("bucket")?.i64()?;
-    let firsts = table.column("first")?.i64()?;
-    let lasts = table.column("last")?.i64()?;
-    let traces = table.column("trace")?.str()?;
-    let row = |i: usize| {
-        (
-            subjects.get(i).unwrap_or_default(),
-            regions.get(i).unwrap_or_default(),
-            buckets.get(i).unwrap_or(0),
-            firsts.get(i).unwrap_or(0),
-            lasts.get(i).unwrap_or(0),
-        )
-    };
-    let mut hops = Vec::new();
-    let mut last_hop: Option<(String, i64)> = None;
-    for i in 0..table.height() {
-        let (subject, region, bucket, first, _) = row(i);
-        if first < from {
-            continue;
-        }
-        // Earlier rows of the same subject in this or the previous bucket.
-        let mut j = i;
-        while j > 0 {
-            j -= 1;
-            let (other_subject, other_region, other_bucket, other_first, other_last) = row(j);
-            if other_subject != subject || other_bucket + within < bucket {
-                break;
-            }
-            if other_region == region {
-                continue;
-            }
-            let same_bucket = other_bucket == bucket;
-            let close = same_bucket || first - other_last < within;
-            // One page per subject and hour: a hijacked session bounces
-            // between regions many times.
-            let already = last_hop
-                .as_ref()
-                .is_some_and(|(s, b)| s == subject && bucket - b < HOP_EPISODE_MS);
-            if close && !already {
-                hops.push(Hop {
-                    subject: subject.to_string(),
-                    from_region: other_region.to_string(),
-                    to_region: region.to_string(),
-                    left_at: if same_bucket { other_first } else { other_last },
-                    arrived_at: first,
-                    trace: traces.get(i).map(str::to_string),
-                });
-                last_hop = Some((subject.to_string(), bucket));
-            }
+/// The hops worth a page: the first of each subject's hour-long episode
+/// (a hijacked session bounces between regions many times), from `from`.
+pub fn travel_hops(aggregate: &Aggregate, from: i64) -> Vec<Hop> {
+    let mut hops: Vec<&Hop> = aggregate
+        .hops
+        .iter()
+        .filter(|h| h.arrived_at >= from)
+        .collect();
+    hops.sort_by(|a, b| (&a.subject, a.arrived_at).cmp(&(&b.subject, b.arrived_at)));
+    let mut out: Vec<Hop> = Vec::new();
+    let mut episode: Option<(&str, i64)> = None;
+    for hop in hops {
+        let continues = episode.is_some_and(|(subject, start)| {
+            subject == hop.subject && hop.arrived_at - start < HOP_EPISODE_MS
+        });
+        if !continues {
+            episode = Some((hop.subject.as_str(), hop.arrived_at));
+            out.push(hop.clone());
         }
     }
-    Ok(hops)
+    out.sort_by_key(|h| h.arrived_at);
+    out
 }

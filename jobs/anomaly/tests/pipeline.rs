@@ -134,7 +134,7 @@ fn rate_series_have_every_bucket_with_zeros_and_skip_the_one_still_filling() {
 }
 
 #[test]
-fn travel_finds_region_changes_within_the_window_across_bucket_edges_only() {
+fn travel_finds_region_changes_closer_than_the_window_only() {
     let lines = [
         // u1: eu then us 2 minutes later across a 5-minute bucket edge.
         event("2026-11-02T10:04:00Z", "u1", "read", "eu", "acme"),
@@ -155,7 +155,7 @@ fn travel_finds_region_changes_within_the_window_across_bucket_edges_only() {
     let mut aggregator = Aggregator::new(rules.clone());
     read_ndjson("x", std::io::Cursor::new(lines.join("\n")), &mut aggregator).unwrap();
     let tables = aggregator.finish().unwrap();
-    let hops = travel_hops(&rules[1], &tables[1], 0).unwrap();
+    let hops = travel_hops(&tables[1], 0);
     let subjects: Vec<&str> = hops.iter().map(|h| h.subject.as_str()).collect();
     assert_eq!(subjects, vec!["u1", "u3"], "{hops:?}");
     assert_eq!(
@@ -163,6 +163,20 @@ fn travel_finds_region_changes_within_the_window_across_bucket_edges_only() {
         ("eu", "us")
     );
     assert_eq!((hops[1].arrived_at - hops[1].left_at) / 1000, 299);
+}
+
+#[test]
+fn a_hop_split_across_batches_is_found() {
+    let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
+    let mut aggregator = Aggregator::new(rules.clone());
+    let first = event("2026-11-02T10:00:00Z", "u1", "read", "eu", "acme");
+    let second = event("2026-11-02T10:01:00Z", "u1", "read", "us", "acme");
+    read_ndjson("a", std::io::Cursor::new(first), &mut aggregator).unwrap();
+    read_ndjson("b", std::io::Cursor::new(second), &mut aggregator).unwrap();
+    let tables = aggregator.finish().unwrap();
+    let hops = travel_hops(&tables[1], 0);
+    assert_eq!(hops.len(), 1, "{hops:?}");
+    assert_eq!(hops[0].to_region, "us");
 }
 
 #[test]
