@@ -10,6 +10,7 @@ mod cron_reference;
 mod graceful;
 mod multi_node;
 mod operations;
+mod plugins;
 mod provmon;
 mod shipped;
 mod support;

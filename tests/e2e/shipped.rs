@@ -5,13 +5,17 @@ use std::time::Duration;
 
 use patrol::ledger::{Ledger, RunFilter, RunStatus};
 
-use crate::support::{patrol_bin, repo_root, shipped_checkout, stderr, terminate};
+use crate::support::{patrol_bin, shipped_checkout, stderr, terminate};
 
 #[test]
 fn shipped_schedules_are_valid() {
+    // A checkout whose patrol.yaml pins this build of the residency plugin,
+    // as the README's set-up leaves it.
+    let dir = tempfile::tempdir().unwrap();
+    shipped_checkout(dir.path());
     let output = std::process::Command::new(patrol_bin())
         .arg("validate")
-        .current_dir(repo_root())
+        .current_dir(dir.path())
         .env_remove("PATROL_DATABASE_URL")
         .output()
         .unwrap();
@@ -20,8 +24,9 @@ fn shipped_schedules_are_valid() {
 
 #[tokio::test]
 async fn defaults_record_fires_within_a_minute() {
-    // A copy of the clone's schedules and fixtures, with no patrol.yaml: the
-    // embedded defaults (./patrol.db, ./schedules) apply.
+    // A copy of the clone's schedules and fixtures, with a patrol.yaml that
+    // only pins the residency plugin: the embedded defaults (./patrol.db,
+    // ./schedules) apply.
     let dir = tempfile::tempdir().unwrap();
     shipped_checkout(dir.path());
     let mut server = std::process::Command::new(patrol_bin())

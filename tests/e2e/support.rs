@@ -204,10 +204,70 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// What a fresh clone runs on: the shipped schedules, fixtures, policies
-/// and runbooks, copied into `dir`.
+/// What a fresh clone runs on after the README's set-up: the shipped
+/// schedules, fixtures, policies and runbooks, copied into `dir`, and a
+/// patrol.yaml pinning this build of the residency example plugin (as
+/// `patrol plugins pin` writes it).
 pub fn shipped_checkout(dir: &Path) {
     for folder in ["schedules", "fixtures", "policies", "runbooks"] {
         copy_dir(&repo_root().join(folder), &dir.join(folder));
     }
+    let library = plugin_library("patrol-plugin-residency", dir);
+    let output = patrol(dir, &["plugins", "pin", library.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+}
+
+/// Builds the cdylib of workspace package `package` (once per test
+/// process: `cargo test` does not build members' cdylibs) and copies it
+/// into `dir`, so a later build cannot change the bytes a test pinned.
+/// Returns the copy's path.
+pub fn plugin_library(package: &str, dir: &Path) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let built = {
+        let mut built = BUILT.get_or_init(Default::default).lock().unwrap();
+        built
+            .entry(package.to_string())
+            .or_insert_with(|| build_cdylib(package))
+            .clone()
+    };
+    let copy = dir.join(built.file_name().unwrap());
+    std::fs::copy(&built, &copy).unwrap();
+    copy
+}
+
+fn build_cdylib(package: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .args(["build", "--quiet", "--message-format=json", "-p", package])
+        .current_dir(repo_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(output.status.success(), "cargo build -p {package} failed");
+    // Only the package itself is a cdylib; its dependencies are rlibs.
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| {
+            message["target"]["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "cdylib"))
+        })
+        .flat_map(|message| {
+            message["filenames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|name| name.as_str().map(PathBuf::from))
+                .collect::<Vec<_>>()
+        })
+        .find(|name| {
+            name.extension()
+                .is_some_and(|ext| ext == "so" || ext == "dylib")
+        })
+        .unwrap_or_else(|| panic!("cargo built no cdylib for {package}"))
 }

@@ -188,7 +188,7 @@ fn check_schedule(
         (None, _) => errors.push(at(
             "job",
             format!(
-                "unknown job kind `{}`; known: {}",
+                "unknown job kind `{}`; known: {} (a plugin's jobs are known once patrol.yaml pins the plugin: `patrol plugins pin PATH`, docs/plugins.md)",
                 spec.job,
                 registry.kinds().collect::<Vec<_>>().join(", ")
             ),

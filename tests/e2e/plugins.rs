@@ -1,0 +1,263 @@
+//! Plugin jobs with the real binary: test plugins that panic, segfault,
+//! abort, hang, allocate without bound or exit without answering each fail
+//! (or time out) with their cause named, while another schedule keeps
+//! firing and the runner stays up; `patrol validate` refuses a wrong
+//! sha256, a protocol version from elsewhere, a missing symbol and a
+//! missing file, naming what it expected and found; the shipped residency
+//! schedule pages like a built-in job.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use patrol::ledger::RunStatus;
+
+use crate::support::{plugin_library, shipped_checkout, stderr, stdout, terminate, Db, Project};
+
+/// patrol.yaml lines pinning `libraries` (copied into the project).
+fn pinned(dir: &Path, libraries: &[(&str, Option<&str>)]) -> String {
+    let mut yaml = String::from("plugins:\n");
+    for (package, sha256) in libraries {
+        let library = plugin_library(package, dir);
+        let sha256 = sha256.map_or_else(
+            || patrol::plugins::file_sha256(&library).unwrap(),
+            str::to_string,
+        );
+        yaml.push_str(&format!(
+            "  - path: {}\n    sha256: {sha256}\n    memory_limit: 256MiB\n",
+            library.file_name().unwrap().to_str().unwrap()
+        ));
+    }
+    yaml
+}
+
+/// Ended by the job itself, not skipped, missed or cancelled at shutdown.
+fn finished(run: &patrol::ledger::Run) -> bool {
+    matches!(
+        run.status,
+        RunStatus::Succeeded | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Crashed
+    )
+}
+
+#[tokio::test]
+async fn misbehaving_plugins_fail_their_runs_and_the_runner_keeps_firing() {
+    let project = Project::new(Db::Sqlite, "").await;
+    let plugins = pinned(project.path(), &[("patrol-plugin-test-misbehaving", None)]);
+    let config = project.path().join("patrol.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&plugins);
+    std::fs::write(&config, text).unwrap();
+    let bad = [
+        "panics",
+        "segfaults",
+        "aborts",
+        "hangs",
+        "allocates",
+        "exits",
+    ];
+    for name in bad {
+        project.schedule(
+            &format!("{name}.yaml"),
+            &format!(
+                // Only the hang should meet its timeout, even on a loaded machine.
+                "id: {name}\njob: test-{name}\ncron: \"*/3 * * * * *\"\ntimeout: {}\ncatchup: 0\n",
+                if name == "hangs" { "2s" } else { "20s" }
+            ),
+        );
+    }
+    project.schedule(
+        "ok.yaml",
+        "id: ok\njob: test-ok\ncron: \"* * * * * *\"\ntimeout: 5s\ncatchup: 0\n",
+    );
+    project.schedule(
+        "tick.yaml",
+        "id: tick\njob: command\ncron: \"* * * * * *\"\ncatchup: 0\nparams: {program: \"true\"}\n",
+    );
+    let validate = project.patrol(&["validate"]);
+    assert_eq!(validate.status.code(), Some(0), "{}", stderr(&validate));
+
+    let mut server = project.serve("plugins");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ended = |runs: &[patrol::ledger::Run]| runs.iter().filter(|run| finished(run)).count();
+    // Every misbehaving schedule has failed twice, so each crash was
+    // followed by more firing.
+    loop {
+        let mut done = true;
+        for name in bad {
+            done &= ended(&project.runs(name).await) >= 2;
+        }
+        if done || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "the runner died: {}",
+        project.log("plugins")
+    );
+    let ticks_before = project.runs("tick").await.len();
+    let oks_before = project.runs("ok").await.len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        project.runs("tick").await.len() >= ticks_before + 2,
+        "tick stopped firing"
+    );
+    assert!(
+        project.runs("ok").await.len() >= oks_before + 2,
+        "ok stopped firing"
+    );
+    assert_eq!(
+        terminate(&mut server, Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(0),
+        "{}",
+        project.log("plugins")
+    );
+
+    let expected = [
+        (
+            "panics",
+            RunStatus::Failed,
+            "plugin misbehaving panicked: test-panics was told to panic",
+        ),
+        (
+            "segfaults",
+            RunStatus::Failed,
+            "plugin misbehaving crashed: SIGSEGV",
+        ),
+        (
+            "aborts",
+            RunStatus::Failed,
+            "plugin misbehaving aborted: SIGABRT",
+        ),
+        ("hangs", RunStatus::TimedOut, "timed out after 2s"),
+        (
+            "allocates",
+            RunStatus::Failed,
+            "plugin misbehaving ran out of memory (limit 256MiB)",
+        ),
+        (
+            "exits",
+            RunStatus::Failed,
+            "plugin misbehaving exited without answering",
+        ),
+    ];
+    for (name, status, cause) in expected {
+        let runs = project.runs(name).await;
+        let ended: Vec<_> = runs.iter().filter(|run| finished(run)).collect();
+        assert!(ended.len() >= 2, "{name}: {runs:#?}");
+        for run in ended {
+            assert_eq!(run.status, status, "{name}: {run:#?}");
+            let error = run.error.as_deref().unwrap_or_default();
+            assert!(
+                error.starts_with(cause),
+                "{name}: `{error}` does not start with `{cause}`"
+            );
+        }
+    }
+    let oks = project.runs("ok").await;
+    assert!(
+        oks.iter()
+            .filter(|run| run.status == RunStatus::Succeeded)
+            .count()
+            >= 3,
+        "{oks:#?}"
+    );
+    let ticks = project.runs("tick").await;
+    assert!(
+        ticks
+            .iter()
+            .all(|run| matches!(run.status, RunStatus::Succeeded | RunStatus::Cancelled)),
+        "{ticks:#?}"
+    );
+}
+
+#[test]
+fn validate_refuses_wrong_digest_protocol_and_symbols_naming_expected_and_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "0".repeat(64);
+    let residency = plugin_library("patrol-plugin-residency", dir.path());
+    let found = patrol::plugins::file_sha256(&residency).unwrap();
+    let mut yaml = pinned(
+        dir.path(),
+        &[
+            ("patrol-plugin-residency", Some(&wrong)),
+            ("patrol-plugin-test-bad-version", None),
+            ("patrol-plugin-test-no-run-symbol", None),
+        ],
+    );
+    yaml.push_str(&format!("  - path: nowhere.so\n    sha256: {wrong}\n"));
+    std::fs::write(dir.path().join("patrol.yaml"), yaml).unwrap();
+    std::fs::create_dir_all(dir.path().join("schedules")).unwrap();
+    let output = crate::support::patrol(dir.path(), &["validate"]);
+    let report = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{report}");
+    let lines: Vec<&str> = report.lines().collect();
+    let expect = [
+        format!("patrol.yaml:3:5: plugins[0].sha256: sha256 mismatch: expected {wrong}, found {found}; if you trust this build"),
+        "patrol.yaml:5:5: plugins[1].path: plugin libpatrol_plugin_test_bad_version.so refused: protocol version mismatch: expected 1 (this patrol), found 999 (the plugin)".to_string(),
+        "patrol.yaml:8:5: plugins[2].path: plugin libpatrol_plugin_test_no_run_symbol.so refused: missing symbol: expected `patrol_plugin_run` to be exported".to_string(),
+        "patrol.yaml:11:5: plugins[3].path: cannot read plugin library nowhere.so".to_string(),
+    ];
+    for (line, expected) in lines.iter().zip(&expect) {
+        assert!(
+            line.starts_with(expected.as_str()),
+            "`{line}`\ndoes not start with\n`{expected}`\n{report}"
+        );
+    }
+    assert!(report.contains("4 errors found"), "{report}");
+}
+
+/// The shipped residency schedule on a fresh clone whose patrol.yaml pins
+/// the example plugin's build: one page per planted violation, with its
+/// runbook; a repeat run pages nothing new; fixing the data resolves.
+#[test]
+fn shipped_residency_plugin_pages_like_a_built_in_job() {
+    let dir = tempfile::tempdir().unwrap();
+    shipped_checkout(dir.path());
+    let run = |args: &[&str]| crate::support::patrol(dir.path(), args);
+    let listed = run(&["plugins"]);
+    assert!(
+        stdout(&listed).contains("job residency — tenant data residency"),
+        "{}{}",
+        stdout(&listed),
+        stderr(&listed)
+    );
+    let first = run(&["run", "residency", "--wait"]);
+    let out = stdout(&first);
+    assert_eq!(first.status.code(), Some(1), "{out}{}", stderr(&first));
+    let mut pages: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("[console] TRIGGER"))
+        .collect();
+    pages.sort_unstable();
+    assert_eq!(
+        pages,
+        [
+            "[console] TRIGGER error residency/region/acme/s3://dr-us-east/acme-audit: Residency: acme audit data stored in US (tenant region EU) (runbook: residency-region)",
+            "[console] TRIGGER error residency/unknown-tenant/delta/s3://shared-eu/delta: Residency: data of undeclared tenant `delta` in s3://shared-eu/delta (runbook: residency-unknown-tenant)",
+            "[console] TRIGGER warning residency/class/beta/es://us-1/beta-search: Residency: beta agents data classified internal in es://us-1/beta-search (tenant allows up to public) (runbook: residency-class)",
+            "[console] TRIGGER warning residency/label/beta/es://us-1/beta-search: Residency: beta data labelled `pii` in es://us-1/beta-search (tenant allows internal) (runbook: residency-label)",
+        ],
+        "{out}"
+    );
+    let again = run(&["run", "residency", "--wait"]);
+    assert!(!stdout(&again).contains("TRIGGER"), "{}", stdout(&again));
+    // The DR copy is deleted from the inventory: its page resolves.
+    let locations = dir
+        .path()
+        .join("fixtures/plugins/residency/locations.ndjson");
+    let text = std::fs::read_to_string(&locations).unwrap();
+    let kept: String = text
+        .lines()
+        .filter(|l| !l.contains("dr-us-east"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&locations, kept).unwrap();
+    let fixed = run(&["run", "residency", "--wait"]);
+    let out = stdout(&fixed);
+    assert!(
+        out.contains("[console] RESOLVE error residency/region/acme/s3://dr-us-east/acme-audit"),
+        "{out}"
+    );
+    assert_eq!(out.matches("RESOLVE").count(), 1, "{out}");
+}
