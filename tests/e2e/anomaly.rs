@@ -91,10 +91,13 @@ async fn injected_incidents_page_with_the_seeds_alert_fields_once_and_resolve_wh
         .await
         .unwrap();
     std::fs::write(dir.path().join("slack.token"), SLACK_TOKEN).unwrap();
+    // Added to the checkout's patrol.yaml, which pins the residency plugin.
+    let config = dir.path().join("patrol.yaml");
+    let pinned = std::fs::read_to_string(&config).unwrap_or_default();
     std::fs::write(
-        dir.path().join("patrol.yaml"),
+        &config,
         format!(
-            "notifiers:\n  oncall:\n    kind: slack\n    token: file:slack.token\n    channel: \"#oncall\"\n    base_url: \"{}\"\n    timeout: 2s\n    rate_limit: 100/1s\n",
+            "{pinned}notifiers:\n  oncall:\n    kind: slack\n    token: file:slack.token\n    channel: \"#oncall\"\n    base_url: \"{}\"\n    timeout: 2s\n    rate_limit: 100/1s\n",
             slack.api_url()
         ),
     )
