@@ -5,24 +5,13 @@
 //! history too short for a baseline warms up instead of paging.
 
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use patrol_standins::SlackStandin;
 
-use crate::support::{patrol_bin, shipped_checkout, stderr, stdout};
+use crate::support::{patrol as run, shipped_checkout, stderr, stdout};
 
 const SLACK_TOKEN: &str = "xoxb-e2e-anomaly-SlackSecretToken-7";
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(patrol_bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PATROL_DATABASE_URL")
-        .env_remove("PATROL_CONFIG")
-        .output()
-        .unwrap()
-}
 
 /// `(action, key)` of each console page.
 fn pages(out: &str) -> Vec<(String, String)> {

@@ -7,17 +7,7 @@ use std::process::Output;
 
 use sha2::Digest;
 
-use crate::support::{patrol_bin, shipped_checkout, stderr, stdout};
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(patrol_bin())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("PATROL_DATABASE_URL")
-        .env_remove("PATROL_CONFIG")
-        .output()
-        .unwrap()
-}
+use crate::support::{patrol as run, shipped_checkout, stderr, stdout};
 
 /// `(action, key)` of each console page, e.g. `("TRIGGER", "provmon/stale-chain/…")`.
 fn pages(out: &str) -> Vec<(String, String)> {

@@ -18,13 +18,12 @@
 //!
 //! Every problem is reported at once as `file:line:col: field: message`.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
 use patrol_anomaly_detect::{AdaptiveParams, Direction, Method, Noise, Season};
+use patrol_job_api::rule_list::parse_rule_list;
 use patrol_job_api::units::HumanDuration;
-use patrol_job_api::yaml_lines::LineIndex;
 use patrol_job_api::Severity;
 use serde::Deserialize;
 
@@ -149,12 +148,6 @@ impl Rule {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RulesFile {
-    rules: Vec<serde_norway::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRule {
     id: String,
     description: String,
@@ -253,62 +246,16 @@ pub fn load_rules(path: &Path) -> Result<Vec<Rule>, Vec<String>> {
 }
 
 pub fn parse_rules(path: &Path, source: &str) -> Result<Vec<Rule>, Vec<String>> {
-    let index = LineIndex::build(source);
-    let at = |field: &str, message: String| match index.locate(field) {
-        Some((line, column)) => format!("{}:{line}:{column}: {field}: {message}", path.display()),
-        None => format!("{}: {field}: {message}", path.display()),
-    };
-    let value: serde_norway::Value = serde_norway::from_str(source)
-        .map_err(|err| vec![format!("{}: invalid YAML: {err}", path.display())])?;
-    let file: RulesFile = serde_path_to_error::deserialize(value).map_err(|err| {
-        let field = err.path().to_string();
-        vec![at(&field, err.into_inner().to_string())]
-    })?;
-    let mut rules = Vec::new();
-    let mut errors = Vec::new();
-    let mut ids = HashSet::new();
-    if file.rules.is_empty() {
-        errors.push(at(
-            "rules",
-            "no rules: a detector that checks nothing".into(),
-        ));
-    }
-    for (n, value) in file.rules.into_iter().enumerate() {
-        let prefix = format!("rules[{n}]");
-        let raw: RawRule = match serde_path_to_error::deserialize(value) {
-            Ok(raw) => raw,
-            Err(err) => {
-                let inner = err.path().to_string();
-                let field = if inner == "." {
-                    prefix.clone()
-                } else {
-                    format!("{prefix}.{inner}")
-                };
-                errors.push(at(&field, err.into_inner().to_string()));
-                continue;
-            }
-        };
-        match check_rule(raw, &prefix) {
-            Ok(rule) if ids.insert(rule.id.clone()) => rules.push(rule),
-            Ok(rule) => errors.push(at(
-                &format!("{prefix}.id"),
-                format!("rule `{}` is defined twice", rule.id),
-            )),
-            Err(problems) => errors.extend(
-                problems
-                    .into_iter()
-                    .map(|(field, message)| at(&field, message)),
-            ),
-        }
-    }
-    if errors.is_empty() {
-        Ok(rules)
-    } else {
-        Err(errors)
-    }
+    parse_rule_list(
+        path,
+        source,
+        "no rules: a detector that checks nothing",
+        check_rule,
+        |rule: &Rule| &rule.id,
+    )
 }
 
-type Problems = Vec<(String, String)>;
+use patrol_job_api::rule_list::FieldProblems as Problems;
 
 fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Problems> {
     let mut problems = Vec::new();

@@ -8,6 +8,7 @@ mod context;
 mod finding;
 mod params;
 mod report;
+pub mod rule_list;
 pub mod secret;
 mod state;
 pub mod units;

@@ -1,0 +1,87 @@
+//! Rules files (`policies/<job>/rules.yaml`): a `rules:` list whose entries
+//! are deserialized and checked one by one, so every problem in the file is
+//! reported at once as `file:line:col: field: message`.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::yaml_lines::LineIndex;
+
+/// Problems found by a job's own checks: `(field path, message)`, the path
+/// below the file's root (`rules[2].window`).
+pub type FieldProblems = Vec<(String, String)>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    rules: Vec<serde_norway::Value>,
+}
+
+/// Parses `source` (read from `path`): each entry of `rules` is
+/// deserialized into `R` (field errors located), then `check`ed with its
+/// field prefix (`rules[0]`); ids must be unique. `empty` is the message
+/// for a file with no rules.
+pub fn parse_rule_list<R, T>(
+    path: &Path,
+    source: &str,
+    empty: &str,
+    check: impl Fn(R, &str) -> Result<T, FieldProblems>,
+    id: impl Fn(&T) -> &str,
+) -> Result<Vec<T>, Vec<String>>
+where
+    R: DeserializeOwned,
+{
+    let index = LineIndex::build(source);
+    let at = |field: &str, message: String| match index.locate(field) {
+        Some((line, column)) => format!("{}:{line}:{column}: {field}: {message}", path.display()),
+        None => format!("{}: {field}: {message}", path.display()),
+    };
+    let value: serde_norway::Value = serde_norway::from_str(source)
+        .map_err(|err| vec![format!("{}: invalid YAML: {err}", path.display())])?;
+    let file: RulesFile = serde_path_to_error::deserialize(value).map_err(|err| {
+        let field = err.path().to_string();
+        vec![at(&field, err.into_inner().to_string())]
+    })?;
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    let mut ids = HashSet::new();
+    if file.rules.is_empty() {
+        errors.push(at("rules", empty.to_string()));
+    }
+    for (n, value) in file.rules.into_iter().enumerate() {
+        let prefix = format!("rules[{n}]");
+        let raw: R = match serde_path_to_error::deserialize(value) {
+            Ok(raw) => raw,
+            Err(err) => {
+                let inner = err.path().to_string();
+                let field = if inner == "." {
+                    prefix.clone()
+                } else {
+                    format!("{prefix}.{inner}")
+                };
+                errors.push(at(&field, err.into_inner().to_string()));
+                continue;
+            }
+        };
+        match check(raw, &prefix) {
+            Ok(rule) if ids.insert(id(&rule).to_string()) => rules.push(rule),
+            Ok(rule) => errors.push(at(
+                &format!("{prefix}.id"),
+                format!("rule `{}` is defined twice", id(&rule)),
+            )),
+            Err(problems) => errors.extend(
+                problems
+                    .into_iter()
+                    .map(|(field, message)| at(&field, message)),
+            ),
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(errors)
+    }
+}
