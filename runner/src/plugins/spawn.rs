@@ -73,7 +73,12 @@ impl HostCommand {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own group: whatever the plugin starts dies with it.
-            .process_group(0);
+            .process_group(0)
+            // A panicking plugin's message is the run's error; symbolizing
+            // a backtrace of a debug library can take longer than the
+            // run's timeout on a loaded machine (seen in CI).
+            .env("RUST_BACKTRACE", "0")
+            .env_remove("RUST_LIB_BACKTRACE");
         command
     }
 
