@@ -260,33 +260,17 @@ use patrol_job_api::rule_list::FieldProblems as Problems;
 fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Problems> {
     let mut problems = Vec::new();
     let field = |name: &str| format!("{prefix}.{name}");
-    let valid_id = !raw.id.is_empty()
-        && raw.id.len() <= 63
-        && raw
-            .id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid_id {
-        problems.push((
-            field("id"),
-            format!("`{}` is not a valid rule id (1-63 of a-z, 0-9, -)", raw.id),
-        ));
-    }
+    patrol_job_api::rule_list::check_id_and_runbook(
+        &raw.id,
+        raw.runbook.as_deref(),
+        prefix,
+        &mut problems,
+    );
     let filter = parse_filter(raw.filter.as_ref(), &field("match"), &mut problems);
     let numerator = parse_filter(raw.numerator.as_ref(), &field("numerator"), &mut problems);
     let severity = Severity::parse_with_seed_names(&raw.severity)
         .map_err(|message| problems.push((field("severity"), message)))
         .ok();
-    if let Some(runbook) = &raw.runbook {
-        if runbook.is_empty() || runbook.contains(['/', '\\']) || runbook.starts_with('.') {
-            problems.push((
-                field("runbook"),
-                format!(
-                    "`{runbook}` is not a runbook name (a file name in runbooks/, without .md)"
-                ),
-            ));
-        }
-    }
     let min_power = raw.min_power.unwrap_or(0.8);
     if !(0.0..=1.0).contains(&min_power) {
         problems.push((

@@ -84,7 +84,9 @@ pub async fn run_once(
                 "cancelled while reading",
             ));
         }
-        let result = read_source(source, aggregator).await;
+        // A reader that panicked took the aggregation with it: the run
+        // fails whole (alerts stay as they are, no state is written).
+        let result = read_source(source, aggregator).await?;
         aggregator = result.0;
         match result.1 {
             Ok(stats) => {
@@ -325,7 +327,7 @@ async fn load_state(state: &JobState) -> Result<Stored, JobError> {
 async fn read_source(
     source: &SourceSpec,
     mut aggregator: Aggregator,
-) -> (Aggregator, Result<SourceStats, String>) {
+) -> Result<(Aggregator, Result<SourceStats, String>), JobError> {
     match source {
         SourceSpec::Files { path, .. } => {
             let path = path.clone();
@@ -335,15 +337,17 @@ async fn read_source(
             })
             .await;
             match joined {
-                Ok(pair) => pair,
-                Err(err) => panic!("reading a source panicked: {err}"),
+                Ok(pair) => Ok(pair),
+                Err(err) => Err(JobError::Failed(format!(
+                    "reading a source panicked: {err}"
+                ))),
             }
         }
         SourceSpec::Http { url, timeout, .. } => {
             let timeout = timeout.map_or(std::time::Duration::from_secs(60), |t| t.0);
             let body = match fetch(url, timeout).await {
                 Ok(body) => body,
-                Err(err) => return (aggregator, Err(err)),
+                Err(err) => return Ok((aggregator, Err(err))),
             };
             let name = url.clone();
             let joined = tokio::task::spawn_blocking(move || {
@@ -352,8 +356,10 @@ async fn read_source(
             })
             .await;
             match joined {
-                Ok(pair) => pair,
-                Err(err) => panic!("reading a source panicked: {err}"),
+                Ok(pair) => Ok(pair),
+                Err(err) => Err(JobError::Failed(format!(
+                    "reading a source panicked: {err}"
+                ))),
             }
         }
     }
@@ -417,7 +423,7 @@ fn judge_series(
     for column in &columns {
         let scored = detect(&column.points, &method, spec.direction);
         let id = format!("series/{}/{}", spec.name, column.column);
-        let step = typical_step(&column.points);
+        let step = patrol_anomaly_detect::typical_step(&column.points);
         let width = step * 1000;
         if let Some(windows) = &windows {
             results.push(backtest::backtest_series(
@@ -472,20 +478,6 @@ fn judge_series(
     Ok(
         json!({"name": spec.name, "rows": stats.rows, "bad_rows": stats.bad_rows, "samples": stats.samples, "columns": details}),
     )
-}
-
-/// The most common spacing of a series (seconds), at least 1.
-fn typical_step(points: &[patrol_anomaly_detect::Point]) -> i64 {
-    let mut steps: Vec<i64> = points
-        .windows(2)
-        .map(|w| w[1].ts - w[0].ts)
-        .filter(|s| *s > 0)
-        .collect();
-    if steps.is_empty() {
-        return 1;
-    }
-    let middle = steps.len() / 2;
-    *steps.select_nth_unstable(middle).1
 }
 
 fn series_finding(

@@ -85,3 +85,34 @@ where
         Err(errors)
     }
 }
+
+/// The checks every rule shares: an id of 1-63 of `a-z 0-9 -`, and a
+/// runbook that names a file in `runbooks/` (without `.md`).
+pub fn check_id_and_runbook(
+    id: &str,
+    runbook: Option<&str>,
+    prefix: &str,
+    problems: &mut FieldProblems,
+) {
+    let valid_id = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid_id {
+        problems.push((
+            format!("{prefix}.id"),
+            format!("`{id}` is not a valid rule id (1-63 of a-z, 0-9, -)"),
+        ));
+    }
+    if let Some(runbook) = runbook {
+        if runbook.is_empty() || runbook.contains(['/', '\\']) || runbook.starts_with('.') {
+            problems.push((
+                format!("{prefix}.runbook"),
+                format!(
+                    "`{runbook}` is not a runbook name (a file name in runbooks/, without .md)"
+                ),
+            ));
+        }
+    }
+}

@@ -103,18 +103,12 @@ pub fn parse_rules(path: &Path, source: &str) -> Result<Vec<Rule>, Vec<String>> 
 fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let field = |name: &str| format!("{prefix}.{name}");
-    let valid_id = !raw.id.is_empty()
-        && raw.id.len() <= 63
-        && raw
-            .id
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid_id {
-        problems.push((
-            field("id"),
-            format!("`{}` is not a valid rule id (1-63 of a-z, 0-9, -)", raw.id),
-        ));
-    }
+    patrol_job_api::rule_list::check_id_and_runbook(
+        &raw.id,
+        raw.runbook.as_deref(),
+        prefix,
+        &mut problems,
+    );
     let severity = Severity::parse_with_seed_names(&raw.severity)
         .map_err(|message| (field("severity"), message));
     let window = raw
@@ -161,16 +155,6 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Vec<(String, String)>>
     }
     if let Err(problem) = &window {
         problems.push(problem.clone());
-    }
-    if let Some(runbook) = &raw.runbook {
-        if runbook.is_empty() || runbook.contains(['/', '\\']) || runbook.starts_with('.') {
-            problems.push((
-                field("runbook"),
-                format!(
-                    "`{runbook}` is not a runbook name (a file name in runbooks/, without .md)"
-                ),
-            ));
-        }
     }
     // Reported in the order the fields usually appear: when, severity.
     let condition = condition

@@ -132,20 +132,6 @@ fn read_group(
     Ok(out)
 }
 
-/// The median spacing of `points` in seconds (at least 1).
-fn median_step(points: &[Point]) -> i64 {
-    let mut steps: Vec<i64> = points
-        .windows(2)
-        .map(|w| w[1].ts - w[0].ts)
-        .filter(|s| *s > 0)
-        .collect();
-    if steps.is_empty() {
-        return 1;
-    }
-    let middle = steps.len() / 2;
-    *steps.select_nth_unstable(middle).1
-}
-
 /// The methods, in `METHODS` order, for one series.
 fn methods_for(points: &[Point]) -> [Method; 3] {
     let defaults = AdaptiveParams::default();
@@ -155,7 +141,7 @@ fn methods_for(points: &[Point]) -> [Method; 3] {
         noise: Noise::None,
         ..defaults
     });
-    let day = (86_400 / median_step(points)).max(2) as usize;
+    let day = (86_400 / patrol_anomaly_detect::typical_step(points)).max(2) as usize;
     [
         adaptive,
         Method::RollingSigma {

@@ -50,3 +50,18 @@ pub fn detect(points: &[Point], method: &Method, direction: Direction) -> Vec<Sc
         Method::Adaptive(params) => adaptive::adaptive(points, params, direction),
     }
 }
+
+/// The median spacing of `points` in their time unit (at least 1): the
+/// bucket width of a metric series.
+pub fn typical_step(points: &[Point]) -> i64 {
+    let mut steps: Vec<i64> = points
+        .windows(2)
+        .map(|w| w[1].ts - w[0].ts)
+        .filter(|s| *s > 0)
+        .collect();
+    if steps.is_empty() {
+        return 1;
+    }
+    let middle = steps.len() / 2;
+    *steps.select_nth_unstable(middle).1
+}
