@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's one command: patrol on its embedded defaults (SQLite ledger
+# ./patrol.db, the shipped schedules/ over fixtures/, alerts on the console).
+#
+#   ./scripts/run.sh                      # = patrol serve
+#   ./scripts/run.sh run residency --wait # any other patrol command
+#
+# The shipped `residency` schedule is a plugin job, and patrol loads a plugin
+# only when patrol.yaml pins its sha256. The example plugin is built here from
+# this checkout, like the runner itself, so this script pins the build it just
+# made (ADR 0003); a plugin from anyone else is pinned once, by hand, with
+# `patrol plugins pin PATH` after checking where it came from.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target=${CARGO_TARGET_DIR:-target}
+# Two builds, not one: a joint build unifies shared dependencies' features
+# differently, so a later `cargo run --release` would rebuild patrol.
+cargo build --release --quiet -p patrol-plugin-residency
+cargo build --release --quiet -p patrol
+case "$(uname -s)" in
+  Darwin) library=libpatrol_plugin_residency.dylib ;;
+  *) library=libpatrol_plugin_residency.so ;;
+esac
+patrol="$target/release/patrol"
+"$patrol" plugins pin "$target/release/$library" >&2
+exec "$patrol" "${@:-serve}"
