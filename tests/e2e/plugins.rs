@@ -261,3 +261,81 @@ fn shipped_residency_plugin_pages_like_a_built_in_job() {
     );
     assert_eq!(out.matches("RESOLVE").count(), 1, "{out}");
 }
+
+/// The shipped residency schedule fires under `serve` like a built-in one:
+/// its fires are recorded and its four violations page on the console
+/// once, not once per fire. Its cron is made every two seconds so the test
+/// does not wait for a five-minute mark; everything else is as shipped.
+#[tokio::test]
+async fn shipped_residency_schedule_fires_under_serve_and_pages_once() {
+    use patrol::ledger::{Ledger, RunFilter};
+
+    let dir = tempfile::tempdir().unwrap();
+    shipped_checkout(dir.path());
+    // provmon and anomaly have tests of their own; a five- or ten-minute
+    // mark during this one would only slow it down.
+    for other in ["provmon.yaml", "anomaly.yaml"] {
+        std::fs::remove_file(dir.path().join("schedules").join(other)).unwrap();
+    }
+    let schedule = dir.path().join("schedules/residency.yaml");
+    let shipped = std::fs::read_to_string(&schedule).unwrap();
+    assert!(shipped.contains("cron: \"*/5 * * * *\""), "{shipped}");
+    std::fs::write(
+        &schedule,
+        shipped.replace("cron: \"*/5 * * * *\"", "cron: \"*/2 * * * * *\""),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut server = std::process::Command::new(crate::support::patrol_bin())
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("PATROL_DATABASE_URL")
+        .env_remove("PATROL_CONFIG")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let database = format!("sqlite://{}", dir.path().join("patrol.db").display());
+    let fires = || async {
+        if !dir.path().join("patrol.db").exists() {
+            return Vec::new();
+        }
+        let ledger = Ledger::connect(&database).await.unwrap();
+        let filter = RunFilter {
+            schedule_id: Some("residency".into()),
+            limit: 100,
+            ..Default::default()
+        };
+        let runs = ledger.runs(&filter).await.unwrap();
+        ledger.close().await;
+        runs.into_iter()
+            .filter(|run| run.status == RunStatus::Succeeded)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut done = Vec::new();
+    while Instant::now() < deadline && done.len() < 3 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        done = fires().await;
+    }
+    assert_eq!(
+        terminate(&mut server, Duration::from_secs(20)).and_then(|s| s.code()),
+        Some(0)
+    );
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert!(done.len() >= 3, "{done:#?}\n{out}");
+    for run in &done {
+        assert!(
+            run.summary
+                .as_deref()
+                .unwrap_or_default()
+                .contains("4 violation"),
+            "{run:#?}"
+        );
+    }
+    let pages: Vec<&str> = out
+        .lines()
+        .filter(|line| line.starts_with("[console] TRIGGER") && line.contains(" residency/"))
+        .collect();
+    assert_eq!(pages.len(), 4, "{out}");
+}
