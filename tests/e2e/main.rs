@@ -15,3 +15,4 @@ mod provmon;
 mod shipped;
 mod support;
 mod validate;
+mod verify;

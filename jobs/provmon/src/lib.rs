@@ -17,6 +17,7 @@ pub mod github_source;
 pub mod http_source;
 pub mod ingest;
 pub mod memory;
+pub mod recheck;
 pub mod rules;
 pub mod source;
 mod sweep;
@@ -182,6 +183,14 @@ fn default_rules() -> PathBuf {
 
 fn default_max_events() -> u64 {
     1_000_000
+}
+
+/// The rules and verifier a schedule's params configure, for re-checking
+/// one release outside a sweep (`patrol verify release`).
+pub fn rules_and_verifier(
+    params: &serde_json::Value,
+) -> Result<(Vec<rules::Rule>, verify::Verifier), Vec<ParamError>> {
+    check(params).map(|checked| (checked.rules, checked.verifier))
 }
 
 struct Checked {

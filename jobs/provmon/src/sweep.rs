@@ -305,7 +305,11 @@ pub async fn sweep(
 /// Returns them and how many chains changed.
 /// Digests signed longer ago than a `sign -> (no rekor …)` window with no
 /// Rekor entry seen: Rekor is searched for them before paging.
-fn overdue_for_rekor(rules: &[Rule], chains: &Chains, now: DateTime<Utc>) -> Vec<String> {
+pub(crate) fn overdue_for_rekor(
+    rules: &[Rule],
+    chains: &Chains,
+    now: DateTime<Utc>,
+) -> Vec<String> {
     let Some(window) = rules
         .iter()
         .filter_map(|rule| match rule.condition {

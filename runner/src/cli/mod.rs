@@ -17,6 +17,7 @@ mod schedules;
 mod serve;
 mod silence;
 mod validate;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +71,10 @@ pub enum Command {
     Evidence(evidence::Command),
     /// List plugins and their jobs; `plugins pin PATH` trusts a build.
     Plugins(plugins::Args),
+    /// Verify a Sigstore bundle, a cosign blob signature, or one release's
+    /// chain, now (exit 0 verified, 1 failed, 2 unusable input).
+    #[command(subcommand)]
+    Verify(verify::Command),
     /// Internal: load one plugin library and make one call (the runner
     /// spawns this per run; never loads plugins itself).
     #[command(hide = true)]
@@ -130,6 +135,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Silence(command) => silence::silence(cli.config.as_deref(), command).await,
             Command::Evidence(command) => evidence::evidence(command),
             Command::Plugins(args) => plugins::plugins(cli.config.as_deref(), args),
+            Command::Verify(command) => verify::verify(cli.config.as_deref(), command).await,
             Command::PluginHost(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -9,6 +9,7 @@ mod job_state;
 mod model;
 mod runs;
 mod state;
+mod verifications;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub use job_state::ScheduleStateStore;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 pub use runs::{RunAlerts, RunFilter};
 pub use state::ScheduleState;
+pub use verifications::Verification;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -37,6 +37,24 @@ pub fn verify_blob_digest(key: &PublicKey, sha256: &str, signature_b64: &str) ->
     Verdict::from(result).context("cosign blob signature")
 }
 
+/// Decodes a signature file's text as cosign writes it (base64 of ASN.1
+/// DER for ECDSA, of 64 raw bytes for Ed25519) and checks its shape for
+/// `key`'s type, so a damaged signature is told apart from one that is
+/// well formed but does not verify.
+pub fn decode_signature(key: &PublicKey, text: &str) -> Result<Vec<u8>, String> {
+    let bytes = base64_decode("the signature", text)?;
+    match key.kind() {
+        crate::key::KeyKind::EcdsaP256 => p256::ecdsa::Signature::from_der(&bytes)
+            .map(|_| bytes)
+            .map_err(|error| format!("the signature is not ASN.1 DER ECDSA: {error}")),
+        crate::key::KeyKind::Ed25519 if bytes.len() == 64 => Ok(bytes),
+        crate::key::KeyKind::Ed25519 => Err(format!(
+            "the signature holds {} bytes; an Ed25519 signature has 64",
+            bytes.len()
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use sha2::{Digest, Sha256};
