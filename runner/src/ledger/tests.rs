@@ -405,3 +405,52 @@ fn passwords_are_redacted_from_urls() {
     );
     assert_eq!(redact_url("sqlite://patrol.db"), "sqlite://patrol.db");
 }
+
+#[tokio::test]
+async fn verifications_are_recorded_and_the_newest_in_the_window_is_found() {
+    for (_dir, ledger) in ledgers().await {
+        let record = |subject: &str, minute: u32, verified: bool| Verification {
+            id: 0,
+            kind: "release".into(),
+            schedule_id: "provmon".into(),
+            subject: subject.into(),
+            verified,
+            result: json!({"verified": verified, "minute": minute}),
+            node: "node-a".into(),
+            checked_at: at(minute),
+        };
+        let first = ledger
+            .record_verification(&record("r1", 1, true))
+            .await
+            .unwrap();
+        let second = ledger
+            .record_verification(&record("r1", 5, false))
+            .await
+            .unwrap();
+        ledger
+            .record_verification(&record("r2", 6, true))
+            .await
+            .unwrap();
+        assert!(second > first);
+        let newest = ledger
+            .latest_verification("release", "provmon", "r1", at(0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((newest.id, newest.verified), (second, false));
+        assert_eq!(newest.result["minute"], 5);
+        assert_eq!(newest.checked_at, at(5));
+        // Older than the window, another schedule or kind: not an answer.
+        for (kind, schedule, since) in [
+            ("release", "provmon", at(6)),
+            ("release", "other", at(0)),
+            ("bundle", "provmon", at(0)),
+        ] {
+            let found = ledger
+                .latest_verification(kind, schedule, "r1", since)
+                .await
+                .unwrap();
+            assert!(found.is_none(), "{kind} {schedule}");
+        }
+    }
+}
