@@ -235,6 +235,15 @@ fn blob(dir: &Path, artifact: &str, signature: &str, key: &str) -> Output {
     )
 }
 
+/// Runs `verify blob`, asserts it failed verification (exit 1) and
+/// returns its stderr.
+fn blob_fails(dir: &Path, artifact: &str, signature: &str, key: &str) -> String {
+    let output = blob(dir, artifact, signature, key);
+    let reason = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{reason}");
+    reason
+}
+
 #[test]
 fn keyed_blobs_verify_and_a_flipped_bit_in_any_input_fails_naming_it() {
     for (kind, signer) in [
@@ -273,9 +282,7 @@ fn keyed_blobs_verify_and_a_flipped_bit_in_any_input_fails_naming_it() {
         let mut changed = artifact.clone();
         flip_bit(&mut changed, 700);
         write("changed.tar", &changed);
-        let output = blob(dir.path(), "changed.tar", "app.tar.sig", "cosign.pub");
-        let reason = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{kind}: {reason}");
+        let reason = blob_fails(dir.path(), "changed.tar", "app.tar.sig", "cosign.pub");
         assert!(
             reason.starts_with("verification failed: signature: app.tar.sig does not verify artifact changed.tar (sha256:"),
             "{kind}: {reason}"
@@ -286,9 +293,7 @@ fn keyed_blobs_verify_and_a_flipped_bit_in_any_input_fails_naming_it() {
         let mut bad_signature = signature.clone();
         flip_bit(&mut bad_signature, 10);
         write("bad.sig", b64(&bad_signature).as_bytes());
-        let output = blob(dir.path(), "app.tar", "bad.sig", "cosign.pub");
-        let reason = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{kind}: {reason}");
+        let reason = blob_fails(dir.path(), "app.tar", "bad.sig", "cosign.pub");
         assert!(
             reason.starts_with(
                 "verification failed: signature: bad.sig does not verify artifact app.tar"
@@ -300,9 +305,7 @@ fn keyed_blobs_verify_and_a_flipped_bit_in_any_input_fails_naming_it() {
             let mut framing = signature.clone();
             flip_bit(&mut framing, 1);
             write("framing.sig", b64(&framing).as_bytes());
-            let output = blob(dir.path(), "app.tar", "framing.sig", "cosign.pub");
-            let reason = stderr(&output);
-            assert_eq!(output.status.code(), Some(1), "{reason}");
+            let reason = blob_fails(dir.path(), "app.tar", "framing.sig", "cosign.pub");
             assert!(
                 reason.starts_with("verification failed: signature: framing.sig: the signature is not ASN.1 DER ECDSA"),
                 "{reason}"
@@ -316,9 +319,7 @@ fn keyed_blobs_verify_and_a_flipped_bit_in_any_input_fails_naming_it() {
         let last = bad_key.len() - 5;
         flip_bit(&mut bad_key, last);
         write("bad.pub", pem(&bad_key).as_bytes());
-        let output = blob(dir.path(), "app.tar", "app.tar.sig", "bad.pub");
-        let reason = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{kind}: {reason}");
+        let reason = blob_fails(dir.path(), "app.tar", "app.tar.sig", "bad.pub");
         assert!(
             reason.starts_with("verification failed: key: bad.pub: not a usable public key")
                 || reason.starts_with(
@@ -330,9 +331,7 @@ fn keyed_blobs_verify_and_a_flipped_bit_in_any_input_fails_naming_it() {
         let mut framing = key_der.clone();
         flip_bit(&mut framing, 2);
         write("framing.pub", pem(&framing).as_bytes());
-        let output = blob(dir.path(), "app.tar", "app.tar.sig", "framing.pub");
-        let reason = stderr(&output);
-        assert_eq!(output.status.code(), Some(1), "{kind}: {reason}");
+        let reason = blob_fails(dir.path(), "app.tar", "app.tar.sig", "framing.pub");
         assert!(
             reason.starts_with("verification failed: key: framing.pub: not a usable public key"),
             "{kind}: {reason}"

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use patrol_provmon_verify::cosign;
 use patrol_provmon_verify::key::{KeyKind, PublicKey};
 
-use super::{read_input, unusable, Artifact, Report, Unusable};
+use super::{read_input, Artifact, Report, Unusable};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,10 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> u8 {
-    match verify(args) {
-        Ok(report) => report.exit(args.json),
-        Err(problem) => unusable(args.json, problem),
-    }
+    super::finish(args.json, verify(args))
 }
 
 fn verify(args: &Args) -> Result<Report, Unusable> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use patrol_provmon_verify::bundle::{check_bundle, Signer, Subject, TrustRoot};
 
-use super::{read_input, unusable, Artifact, Report, Unusable};
+use super::{read_input, Artifact, Report, Unusable};
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("signer").required(true).args(["certificate_identity", "key"])))]
@@ -36,10 +36,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> u8 {
-    match verify(args) {
-        Ok(report) => report.exit(args.json),
-        Err(problem) => unusable(args.json, problem),
-    }
+    super::finish(args.json, verify(args))
 }
 
 fn verify(args: &Args) -> Result<Report, Unusable> {

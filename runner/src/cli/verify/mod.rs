@@ -95,6 +95,14 @@ impl Report {
     }
 }
 
+/// Prints a verification's end and gives its exit code.
+fn finish(json: bool, result: Result<Report, Unusable>) -> u8 {
+    match result {
+        Ok(report) => report.exit(json),
+        Err(problem) => unusable(json, problem),
+    }
+}
+
 /// Reports an unusable input on stderr: exit 2.
 fn unusable(json: bool, Unusable(message): Unusable) -> u8 {
     if json {
