@@ -10,8 +10,21 @@
 # this checkout, like the runner itself, so this script pins the build it just
 # made (ADR 0003); a plugin from anyone else is pinned once, by hand, with
 # `patrol plugins pin PATH` after checking where it came from.
+#
+# It runs in the checkout's root (where the embedded defaults find
+# schedules/ and fixtures/), so relative paths given to it are read there.
+# The pin goes into the config patrol will read: --config/-c FILE or
+# PATROL_CONFIG if given, else ./patrol.yaml.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+config=${PATROL_CONFIG:-}
+previous=
+for arg in "$@"; do
+  case "$previous" in --config | -c) config=$arg ;; esac
+  case "$arg" in --config=*) config=${arg#--config=} ;; esac
+  previous=$arg
+done
 
 target=${CARGO_TARGET_DIR:-target}
 # Two builds, not one: a joint build unifies shared dependencies' features
@@ -23,5 +36,9 @@ case "$(uname -s)" in
   *) library=libpatrol_plugin_residency.so ;;
 esac
 patrol="$target/release/patrol"
-"$patrol" plugins pin "$target/release/$library" >&2
+if [ -n "$config" ]; then
+  "$patrol" --config "$config" plugins pin "$target/release/$library" >&2
+else
+  "$patrol" plugins pin "$target/release/$library" >&2
+fi
 exec "$patrol" "${@:-serve}"

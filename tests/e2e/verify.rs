@@ -518,7 +518,7 @@ fn a_release_recheck_is_recorded_and_reused_for_15_minutes_unless_fresh() {
     let again = patrol(dir.path(), &["verify", "release", sha]);
     assert_eq!(again.status.code(), Some(0));
     assert!(
-        stdout(&again).contains("as verification #1; --fresh checks again"),
+        stdout(&again).contains("as verification #1, nothing it rests on has changed"),
         "{}",
         stdout(&again)
     );
@@ -528,5 +528,17 @@ fn a_release_recheck_is_recorded_and_reused_for_15_minutes_unless_fresh() {
         stdout(&fresh).contains("(recorded as verification #2)"),
         "{}",
         stdout(&fresh)
+    );
+    // An edited rules file (or a rotated key) is a new basis: checked again.
+    let rules = dir.path().join("policies/provmon/rules.yaml");
+    let mut text = std::fs::read_to_string(&rules).unwrap();
+    text.push_str("# reviewed\n");
+    std::fs::write(&rules, text).unwrap();
+    let edited = patrol(dir.path(), &["verify", "release", sha]);
+    assert_eq!(edited.status.code(), Some(0), "{}", stderr(&edited));
+    assert!(
+        stdout(&edited).contains("(recorded as verification #3)"),
+        "{}",
+        stdout(&edited)
     );
 }

@@ -186,11 +186,33 @@ fn default_max_events() -> u64 {
 }
 
 /// The rules and verifier a schedule's params configure, for re-checking
-/// one release outside a sweep (`patrol verify release`).
+/// one release outside a sweep (`patrol verify release`). Only what a
+/// re-check uses is read: not the sources, and not the evidence signing
+/// key (a secret the re-check has no use for).
 pub fn rules_and_verifier(
     params: &serde_json::Value,
 ) -> Result<(Vec<rules::Rule>, verify::Verifier), Vec<ParamError>> {
-    check(params).map(|checked| (checked.rules, checked.verifier))
+    let params: Params = parse_params(params).map_err(|err| vec![err])?;
+    let mut errors = Vec::new();
+    let rules = rules::load_rules(&params.rules)
+        .map_err(|problems| {
+            errors.extend(
+                problems
+                    .into_iter()
+                    .map(|problem| ParamError::new("rules", problem)),
+            )
+        })
+        .unwrap_or_default();
+    let verifier = params
+        .verify
+        .build()
+        .map_err(|problems| errors.extend(problems))
+        .unwrap_or_default();
+    if errors.is_empty() {
+        Ok((rules, verifier))
+    } else {
+        Err(errors)
+    }
 }
 
 struct Checked {

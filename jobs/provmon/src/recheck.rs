@@ -15,8 +15,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use patrol_job_api::{Finding, JobError, JobState};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{Chains, DigestChain, ReleaseChain};
-use crate::evaluate::{evaluate, Verifying};
+use crate::chain::{Chains, DigestChain, ReleaseChain, StageLog};
+use crate::evaluate::{evaluate, Verifying, Watch};
 use crate::event::Stage;
 use crate::rules::{Condition, Rule};
 use crate::verify::{Check, Verifier};
@@ -96,14 +96,21 @@ impl std::fmt::Display for RecheckError {
     }
 }
 
-/// Re-checks release `sha` against `state` (the provmon schedule's).
-pub async fn recheck_release(
-    state: &JobState,
-    rules: &[Rule],
-    verifier: &Verifier,
-    sha: &str,
-    now: DateTime<Utc>,
-) -> Result<ReleaseCheck, RecheckError> {
+/// A release's chains as the sweeps left them, ready to be re-checked.
+pub struct LoadedRelease {
+    sha: String,
+    chains: Chains,
+    /// Digests the release lists whose chain is not in the state.
+    missing: Vec<String>,
+    /// SHA-256 (hex) of the state read: equal bases mean the sweeps have
+    /// learned nothing new about this release since.
+    pub basis: String,
+}
+
+/// Reads release `sha` and its digests' chains from `state` (the
+/// provmon schedule's).
+pub async fn load_release(state: &JobState, sha: &str) -> Result<LoadedRelease, RecheckError> {
+    use sha2::{Digest, Sha256};
     let failed = |err: patrol_job_api::StateError| {
         RecheckError::Job(JobError::Failed(format!(
             "cannot read provmon state: {err}"
@@ -113,25 +120,57 @@ pub async fn recheck_release(
     let Some(bytes) = state.get(&release_key).await.map_err(failed)? else {
         return Err(RecheckError::UnknownRelease(sha.to_string()));
     };
+    let mut basis = Sha256::new();
+    basis.update(&bytes);
     let release: ReleaseChain = decode(&release_key, &bytes)?;
     let keys: Vec<String> = release
         .digests
         .iter()
         .map(|digest| format!("digest/{digest}"))
         .collect();
+    let found = state.get_many(&keys).await.map_err(failed)?;
     let mut chains = Chains::default();
-    for (key, bytes) in state.get_many(&keys).await.map_err(failed)? {
-        let chain: DigestChain = decode(&key, &bytes)?;
+    let mut missing = Vec::new();
+    for key in &keys {
         let digest = key.trim_start_matches("digest/").to_string();
-        chains.digests.insert(digest, chain);
+        match found.get(key) {
+            Some(bytes) => {
+                basis.update(key.as_bytes());
+                basis.update(bytes);
+                chains.digests.insert(digest, decode(key, bytes)?);
+            }
+            None => missing.push(digest),
+        }
     }
+    chains.releases.insert(sha.to_string(), release);
+    Ok(LoadedRelease {
+        sha: sha.to_string(),
+        chains,
+        missing,
+        basis: hex::encode(basis.finalize()),
+    })
+}
+
+/// Re-checks a loaded release: signatures and Rekor entries verified
+/// again now, every rule evaluated, each stage judged.
+pub async fn recheck_release(
+    loaded: LoadedRelease,
+    rules: &[Rule],
+    verifier: &Verifier,
+    now: DateTime<Utc>,
+) -> ReleaseCheck {
+    let LoadedRelease {
+        sha,
+        mut chains,
+        missing,
+        ..
+    } = loaded;
     for chain in chains.digests.values_mut() {
         // Verified again now, not taken from the sweep that first did.
         chain
             .checks
             .retain(|key, _| !key.starts_with("sig:") && !key.starts_with("rekor:"));
     }
-    chains.releases.insert(sha.to_string(), release);
     let search = crate::sweep::overdue_for_rekor(rules, &chains, now);
     let verified = verifier.verify(&mut chains, &search, now).await;
     let verifying = Verifying {
@@ -139,21 +178,87 @@ pub async fn recheck_release(
         rekor: verifier.checks_rekor(),
         bundles: verifier.checks_bundles(),
     };
-    let evaluation = evaluate(rules, &chains, verifying, now);
-    let stages = stage_verdicts(rules, &chains, sha, &evaluation.findings, verifying, now);
+    let judged = Judged::of(rules, &chains, verifying, now);
+    let mut stages = stage_verdicts(&chains, &sha, &judged, verifying, now);
+    if !missing.is_empty() {
+        let bundle = &mut stages[1];
+        for digest in &missing {
+            bundle.failures.push(format!(
+                "{digest}: listed by the release, but no sweep kept its chain"
+            ));
+        }
+        bundle.status = StageStatus::Failed;
+    }
+    let dropped: u64 = chains.releases[&sha].dropped_links
+        + chains
+            .digests
+            .values()
+            .map(|chain| chain.dropped_links)
+            .sum::<u64>();
+    if dropped > 0 {
+        let release = &mut stages[0];
+        release.failures.push(format!(
+            "{dropped} link(s) of this release were not kept (too many per chain): it cannot be verified whole"
+        ));
+        release.status = StageStatus::Failed;
+    }
     let all_ok = stages
         .iter()
         .all(|stage| matches!(stage.status, StageStatus::Ok | StageStatus::Absent))
-        && evaluation.findings.is_empty()
+        && judged.findings.is_empty()
         && verified.outage.is_none();
-    Ok(ReleaseCheck {
-        release_sha: sha.to_string(),
+    ReleaseCheck {
+        release_sha: sha,
         verified: all_ok,
         stages,
-        findings: evaluation.findings,
+        findings: judged.findings,
         outage: verified.outage,
         checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
-    })
+    }
+}
+
+/// What the rules say, rule by rule, so each finding and each open window
+/// lands at the stage its rule judges.
+struct Judged {
+    findings: Vec<Finding>,
+    failures: BTreeMap<Stage, Vec<String>>,
+    pending: BTreeMap<Stage, Vec<String>>,
+}
+
+impl Judged {
+    fn of(rules: &[Rule], chains: &Chains, verifying: Verifying, now: DateTime<Utc>) -> Self {
+        let mut judged = Judged {
+            findings: Vec::new(),
+            failures: BTreeMap::new(),
+            pending: BTreeMap::new(),
+        };
+        for rule in rules {
+            let stage = stage_of(rule);
+            let evaluation = evaluate(std::slice::from_ref(rule), chains, verifying, now);
+            for finding in &evaluation.findings {
+                judged
+                    .failures
+                    .entry(stage)
+                    .or_default()
+                    .push(format!("{}: {}", rule.id, finding.summary));
+            }
+            for watch in evaluation.active.values() {
+                // `until == now` marks a chain Rekor could not be asked
+                // about; the outage is reported on its own.
+                if let Watch::Pending { until } = watch {
+                    if *until > now {
+                        judged.pending.entry(stage).or_default().push(format!(
+                            "{}: window open until {}",
+                            rule.id,
+                            at(*until)
+                        ));
+                    }
+                }
+            }
+            judged.findings.extend(evaluation.findings);
+        }
+        judged
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, RecheckError> {
@@ -194,10 +299,9 @@ fn check_line(what: &str, check: &Check, fresh: bool) -> String {
 }
 
 fn stage_verdicts(
-    rules: &[Rule],
     chains: &Chains,
     sha: &str,
-    findings: &[Finding],
+    judged: &Judged,
     verifying: Verifying,
     now: DateTime<Utc>,
 ) -> Vec<StageVerdict> {
@@ -207,84 +311,44 @@ fn stage_verdicts(
         .iter()
         .map(|(digest, chain)| (digest.as_str(), chain))
         .collect();
-    // Findings by the stage their rule judges.
-    let mut failures: BTreeMap<Stage, Vec<String>> = BTreeMap::new();
-    for finding in findings {
-        let rule_id = finding.key.split('/').nth(1).unwrap_or_default();
-        if let Some(rule) = rules.iter().find(|rule| rule.id == rule_id) {
-            failures
-                .entry(stage_of(rule))
-                .or_default()
-                .push(format!("{}: {}", rule.id, finding.summary));
-        }
-    }
     Stage::ALL
         .iter()
         .map(|&stage| {
-            let mut detail = Vec::new();
+            let mut verdict = StageVerdict {
+                stage: stage.as_str().to_string(),
+                status: StageStatus::Absent,
+                detail: Vec::new(),
+                failures: judged.failures.get(&stage).cloned().unwrap_or_default(),
+            };
             let mut present = false;
-            let mut checks_failed = false;
+            let mut pending = judged.pending.get(&stage).cloned().unwrap_or_default();
             if stage.is_release_level() {
                 if let Some(log) = release.stages.get(&stage) {
                     present = true;
-                    detail.push(format!("release {sha} at {}", at(log.first)));
+                    verdict
+                        .detail
+                        .push(format!("release {sha} at {}", at(log.first)));
                 }
             }
             for (digest, chain) in &digests {
-                let Some(log) = chain.stages.get(&stage) else {
-                    continue;
-                };
-                present = true;
-                let status = log
-                    .status
-                    .as_deref()
-                    .map(|status| format!(", status {status}"))
-                    .unwrap_or_default();
-                let extra = match stage {
-                    Stage::Deploy => format!(
-                        " as {}",
-                        chain.deploy_revs.iter().cloned().collect::<Vec<_>>().join(", ")
-                    ),
-                    _ => String::new(),
-                };
-                detail.push(format!(
-                    "{digest}{extra}: {} event(s), first {}{status}",
-                    log.count,
-                    at(log.first)
-                ));
-            }
-            for (digest, chain) in &digests {
-                let lines: Vec<(String, &Check, bool)> = match stage {
-                    Stage::Sign => {
-                        let mut lines = Vec::new();
-                        if verifying.signatures {
-                            for (_, check) in chain.checks_of("sig:") {
-                                lines.push((format!("{digest} cosign signature"), check, true));
-                            }
-                        }
-                        if verifying.bundles {
-                            for (id, check) in chain.checks_of("bundle:") {
-                                let short = &id[..id.len().min(12)];
-                                lines.push((
-                                    format!("{digest} sigstore bundle {short}"),
-                                    check,
-                                    false,
-                                ));
-                            }
-                        }
-                        lines
+                if let Some(log) = chain.stages.get(&stage) {
+                    present = true;
+                    verdict.detail.push(event_line(stage, digest, chain, log));
+                }
+                let proof = evidence_lines(stage, digest, chain, verifying);
+                verdict
+                    .detail
+                    .extend(proof.lines.iter().map(|(line, _)| line.clone()));
+                // Verification on means a stage counts only with a proof:
+                // one passing check per digest that reached it.
+                if proof.required && !proof.lines.iter().any(|(_, ok)| *ok) {
+                    if chain.unverifiable {
+                        pending.push(format!("{digest}: Rekor could not be asked"));
+                    } else if verdict.failures.is_empty() {
+                        verdict
+                            .failures
+                            .push(format!("{digest}: no {} verified", proof.what));
                     }
-                    Stage::Rekor if verifying.rekor => chain
-                        .checks_of("rekor:")
-                        .map(|(uuid, check)| {
-                            (format!("{digest} Rekor entry {uuid}"), check, true)
-                        })
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                for (what, check, fresh) in lines {
-                    checks_failed |= !check.ok;
-                    detail.push(check_line(&what, check, fresh));
                 }
             }
             if stage == Stage::Rekor && !present {
@@ -294,47 +358,114 @@ fn stage_verdicts(
                     .any(|chain| chain.checks_of("bundle:").any(|(_, check)| check.ok));
                 if in_bundle {
                     present = true;
-                    detail.push("logged in the verified sigstore bundle's tlog entry".into());
+                    verdict
+                        .detail
+                        .push("logged in the verified sigstore bundle's tlog entry".into());
                 }
             }
-            let failures = failures.remove(&stage).unwrap_or_default();
-            let expected = rules
-                .iter()
-                .any(|rule| matches!(rule.condition, Condition::Absent { expected, .. } if expected == stage));
-            let status = if !failures.is_empty() || (present && checks_failed) {
+            verdict.status = if !verdict.failures.is_empty() {
                 StageStatus::Failed
+            } else if !pending.is_empty() {
+                verdict
+                    .detail
+                    .extend(pending.into_iter().map(|line| format!("pending: {line}")));
+                verdict
+                    .detail
+                    .push(format!("not settled yet (as of {})", at(now)));
+                StageStatus::Pending
             } else if present {
                 StageStatus::Ok
-            } else if expected && reached_before(stage, release, &digests) {
-                detail.push(format!("not seen yet (as of {})", at(now)));
-                StageStatus::Pending
             } else {
                 StageStatus::Absent
             };
-            StageVerdict {
-                stage: stage.as_str().to_string(),
-                status,
-                detail,
-                failures,
-            }
+            verdict
         })
         .collect()
 }
 
-/// Whether the stage before `stage` was reached, so `stage` is awaited.
-fn reached_before(
-    stage: Stage,
-    release: &ReleaseChain,
-    digests: &BTreeMap<&str, &DigestChain>,
-) -> bool {
-    let Some(position) = Stage::ALL.iter().position(|s| *s == stage) else {
-        return false;
+fn event_line(stage: Stage, digest: &str, chain: &DigestChain, log: &StageLog) -> String {
+    let status = log
+        .status
+        .as_deref()
+        .map(|status| format!(", status {status}"))
+        .unwrap_or_default();
+    let revs = match stage {
+        Stage::Deploy => format!(
+            " as {}",
+            chain
+                .deploy_revs
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => String::new(),
     };
-    let Some(previous) = position.checked_sub(1).map(|p| Stage::ALL[p]) else {
-        return false;
-    };
-    release.stages.contains_key(&previous)
-        || digests
-            .values()
-            .any(|chain| chain.stages.contains_key(&previous))
+    format!(
+        "{digest}{revs}: {} event(s), first {}{status}",
+        log.count,
+        at(log.first)
+    )
+}
+
+/// A digest's cryptographic evidence at one stage.
+struct Proof {
+    /// One line per check, with whether it passed.
+    lines: Vec<(String, bool)>,
+    /// Whether the stage needs a passing check to count (verification of
+    /// its kind is configured and the digest reached the stage).
+    required: bool,
+    what: &'static str,
+}
+
+fn evidence_lines(stage: Stage, digest: &str, chain: &DigestChain, verifying: Verifying) -> Proof {
+    let mut lines = Vec::new();
+    let bundle_ok = chain.checks_of("bundle:").any(|(_, check)| check.ok);
+    match stage {
+        Stage::Sign => {
+            if verifying.signatures {
+                for (_, check) in chain.checks_of("sig:") {
+                    lines.push((
+                        check_line(&format!("{digest} cosign signature"), check, true),
+                        check.ok,
+                    ));
+                }
+            }
+            if verifying.bundles {
+                for (id, check) in chain.checks_of("bundle:") {
+                    let short = &id[..id.len().min(12)];
+                    let what = format!("{digest} sigstore bundle {short}");
+                    lines.push((check_line(&what, check, false), check.ok));
+                }
+            }
+            Proof {
+                lines,
+                required: (verifying.signatures || verifying.bundles)
+                    && chain.stages.contains_key(&Stage::Sign),
+                what: "signature or sigstore bundle",
+            }
+        }
+        Stage::Rekor if verifying.rekor => {
+            for (uuid, check) in chain.checks_of("rekor:") {
+                let what = format!("{digest} Rekor entry {uuid}");
+                lines.push((check_line(&what, check, true), check.ok));
+            }
+            if bundle_ok && chain.stages.contains_key(&Stage::Rekor) {
+                lines.push((
+                    format!("{digest}: logged in its verified sigstore bundle"),
+                    true,
+                ));
+            }
+            Proof {
+                lines,
+                required: chain.stages.contains_key(&Stage::Rekor),
+                what: "Rekor entry (the events name none that verifies)",
+            }
+        }
+        _ => Proof {
+            lines,
+            required: false,
+            what: "",
+        },
+    }
 }

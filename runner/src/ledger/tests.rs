@@ -418,6 +418,7 @@ async fn verifications_are_recorded_and_the_newest_in_the_window_is_found() {
             result: json!({"verified": verified, "minute": minute}),
             node: "node-a".into(),
             checked_at: at(minute),
+            basis: "b1".into(),
         };
         let first = ledger
             .record_verification(&record("r1", 1, true))
@@ -433,24 +434,26 @@ async fn verifications_are_recorded_and_the_newest_in_the_window_is_found() {
             .unwrap();
         assert!(second > first);
         let newest = ledger
-            .latest_verification("release", "provmon", "r1", at(0))
+            .latest_verification("release", "provmon", "r1", "b1", at(0))
             .await
             .unwrap()
             .unwrap();
         assert_eq!((newest.id, newest.verified), (second, false));
         assert_eq!(newest.result["minute"], 5);
         assert_eq!(newest.checked_at, at(5));
-        // Older than the window, another schedule or kind: not an answer.
-        for (kind, schedule, since) in [
-            ("release", "provmon", at(6)),
-            ("release", "other", at(0)),
-            ("bundle", "provmon", at(0)),
+        // Older than the window, another schedule, kind or basis: not an
+        // answer.
+        for (kind, schedule, basis, since) in [
+            ("release", "provmon", "b1", at(6)),
+            ("release", "other", "b1", at(0)),
+            ("bundle", "provmon", "b1", at(0)),
+            ("release", "provmon", "b2", at(0)),
         ] {
             let found = ledger
-                .latest_verification(kind, schedule, "r1", since)
+                .latest_verification(kind, schedule, "r1", basis, since)
                 .await
                 .unwrap();
-            assert!(found.is_none(), "{kind} {schedule}");
+            assert!(found.is_none(), "{kind} {schedule} {basis}");
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct Verification {
     pub verified: bool,
     /// The full result as JSON.
     pub result: serde_json::Value,
+    /// What the result rested on (state, config and key digests): a
+    /// record is reused only for the same basis.
+    pub basis: String,
     pub node: String,
     pub checked_at: DateTime<Utc>,
 }
@@ -28,8 +31,8 @@ impl Ledger {
     /// Records a verification; returns its id.
     pub async fn record_verification(&self, verification: &Verification) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO verifications (kind, schedule_id, subject, verified, result, node, checked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO verifications (kind, schedule_id, subject, verified, result, node, checked_at, basis) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(verification.kind.clone())
         .bind(verification.schedule_id.clone())
@@ -38,28 +41,32 @@ impl Ledger {
         .bind(verification.result.to_string())
         .bind(verification.node.clone())
         .bind(to_millis(verification.checked_at))
+        .bind(verification.basis.clone())
         .fetch_one(self.pool())
         .await
         .context("recording the verification")?;
         Ok(row.try_get(0)?)
     }
 
-    /// The newest verification of `subject` checked at or after `since`.
+    /// The newest verification of `subject` on `basis` checked at or
+    /// after `since`.
     pub async fn latest_verification(
         &self,
         kind: &str,
         schedule_id: &str,
         subject: &str,
+        basis: &str,
         since: DateTime<Utc>,
     ) -> Result<Option<Verification>> {
         let row = sqlx::query(
-            "SELECT id, kind, schedule_id, subject, verified, result, node, checked_at FROM verifications \
-             WHERE kind = $1 AND schedule_id = $2 AND subject = $3 AND checked_at >= $4 \
+            "SELECT id, kind, schedule_id, subject, verified, result, node, checked_at, basis FROM verifications \
+             WHERE kind = $1 AND schedule_id = $2 AND subject = $3 AND basis = $4 AND checked_at >= $5 \
              ORDER BY checked_at DESC, id DESC LIMIT 1",
         )
         .bind(kind)
         .bind(schedule_id)
         .bind(subject)
+        .bind(basis)
         .bind(to_millis(since))
         .fetch_optional(self.pool())
         .await
@@ -75,6 +82,7 @@ impl Ledger {
             result: serde_json::from_str(&result).context("a recorded verification is not JSON")?,
             node: row.try_get(6)?,
             checked_at: from_millis(row.try_get(7)?),
+            basis: row.try_get(8)?,
         }))
     }
 }
