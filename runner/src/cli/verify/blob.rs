@@ -21,6 +21,7 @@ pub struct Args {
     /// The signature file (base64, as `cosign sign-blob` writes it).
     #[arg(long)]
     pub signature: PathBuf,
+    /// Print the result as JSON on stdout (exit codes unchanged).
     #[arg(long)]
     pub json: bool,
     /// The blob: a path, or `sha256:<hex>` (ECDSA keys only: an Ed25519

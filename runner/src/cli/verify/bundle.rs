@@ -28,6 +28,7 @@ pub struct Args {
     /// public-good root shipped with patrol.
     #[arg(long)]
     pub trusted_root: Option<PathBuf>,
+    /// Print the result as JSON on stdout (exit codes unchanged).
     #[arg(long)]
     pub json: bool,
     /// The artifact: a path, or `sha256:<hex>` (for DSSE: a subject of the

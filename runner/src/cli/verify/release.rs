@@ -33,6 +33,7 @@ pub struct Args {
     /// the last 15 minutes.
     #[arg(long)]
     pub fresh: bool,
+    /// Print the result as JSON on stdout (exit codes unchanged).
     #[arg(long)]
     pub json: bool,
 }
