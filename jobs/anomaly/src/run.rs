@@ -326,22 +326,15 @@ async fn load_state(state: &JobState) -> Result<Stored, JobError> {
 /// every core); the aggregator travels there and back.
 async fn read_source(
     source: &SourceSpec,
-    mut aggregator: Aggregator,
+    aggregator: Aggregator,
 ) -> Result<(Aggregator, Result<SourceStats, String>), JobError> {
     match source {
         SourceSpec::Files { path, .. } => {
             let path = path.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let result = input::read_files(&path, &mut aggregator);
-                (aggregator, result)
+            read_blocking(aggregator, move |aggregator| {
+                input::read_files(&path, aggregator)
             })
-            .await;
-            match joined {
-                Ok(pair) => Ok(pair),
-                Err(err) => Err(JobError::Failed(format!(
-                    "reading a source panicked: {err}"
-                ))),
-            }
+            .await
         }
         SourceSpec::Http { url, timeout, .. } => {
             let timeout = timeout.map_or(std::time::Duration::from_secs(60), |t| t.0);
@@ -350,19 +343,26 @@ async fn read_source(
                 Err(err) => return Ok((aggregator, Err(err))),
             };
             let name = url.clone();
-            let joined = tokio::task::spawn_blocking(move || {
-                let result = input::read_ndjson(&name, std::io::Cursor::new(body), &mut aggregator);
-                (aggregator, result)
+            read_blocking(aggregator, move |aggregator| {
+                input::read_ndjson(&name, std::io::Cursor::new(body), aggregator)
             })
-            .await;
-            match joined {
-                Ok(pair) => Ok(pair),
-                Err(err) => Err(JobError::Failed(format!(
-                    "reading a source panicked: {err}"
-                ))),
-            }
+            .await
         }
     }
+}
+
+/// Runs `read` on a blocking thread; a panic in it fails the run (the
+/// aggregator is lost with it, so nothing half-read is judged).
+async fn read_blocking(
+    mut aggregator: Aggregator,
+    read: impl FnOnce(&mut Aggregator) -> Result<SourceStats, String> + Send + 'static,
+) -> Result<(Aggregator, Result<SourceStats, String>), JobError> {
+    tokio::task::spawn_blocking(move || {
+        let result = read(&mut aggregator);
+        (aggregator, result)
+    })
+    .await
+    .map_err(|err| JobError::Failed(format!("reading a source panicked: {err}")))
 }
 
 /// Largest HTTP answer read; a bigger one fails the source.

@@ -180,14 +180,12 @@ pub async fn recheck_release(
     };
     let judged = Judged::of(rules, &chains, verifying, now);
     let mut stages = stage_verdicts(&chains, &sha, &judged, verifying, now);
-    if !missing.is_empty() {
-        let bundle = &mut stages[1];
-        for digest in &missing {
-            bundle.failures.push(format!(
-                "{digest}: listed by the release, but no sweep kept its chain"
-            ));
-        }
-        bundle.status = StageStatus::Failed;
+    for digest in &missing {
+        fail_stage(
+            &mut stages,
+            Stage::Bundle,
+            format!("{digest}: listed by the release, but no sweep kept its chain"),
+        );
     }
     let dropped: u64 = chains.releases[&sha].dropped_links
         + chains
@@ -196,11 +194,11 @@ pub async fn recheck_release(
             .map(|chain| chain.dropped_links)
             .sum::<u64>();
     if dropped > 0 {
-        let release = &mut stages[0];
-        release.failures.push(format!(
-            "{dropped} link(s) of this release were not kept (too many per chain): it cannot be verified whole"
-        ));
-        release.status = StageStatus::Failed;
+        fail_stage(
+            &mut stages,
+            Stage::Release,
+            format!("{dropped} link(s) of this release were not kept (too many per chain): it cannot be verified whole"),
+        );
     }
     let all_ok = stages
         .iter()
@@ -214,6 +212,17 @@ pub async fn recheck_release(
         findings: judged.findings,
         outage: verified.outage,
         checked_at: now.to_rfc3339_opts(SecondsFormat::Secs, true),
+    }
+}
+
+/// Marks `stage` failed with `failure`.
+fn fail_stage(stages: &mut [StageVerdict], stage: Stage, failure: String) {
+    if let Some(verdict) = stages
+        .iter_mut()
+        .find(|verdict| verdict.stage == stage.as_str())
+    {
+        verdict.failures.push(failure);
+        verdict.status = StageStatus::Failed;
     }
 }
 

@@ -117,7 +117,7 @@ fn pin(config: Option<&Path>, library: &Path) -> Result<u8> {
     let (text, outcome) = pinned_text(current.as_deref(), written, &sha256)
         .map_err(|message| anyhow::anyhow!("{}: {message}", config_file.display()))?;
     if outcome != Pinned::Unchanged {
-        std::fs::write(&config_file, text)
+        crate::plugins::pin::write_replacing(&config_file, &text)
             .with_context(|| format!("cannot write {}", config_file.display()))?;
     }
     let jobs: Vec<&str> = manifest.jobs.iter().map(|job| job.kind.as_str()).collect();

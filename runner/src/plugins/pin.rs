@@ -8,6 +8,36 @@ use std::path::{Path, PathBuf};
 
 use patrol_job_api::yaml_lines::LineIndex;
 
+/// Replaces `path` with `text` so that a reader (a running `patrol serve`
+/// reloading it) or a crash mid-write sees the old file or the new one,
+/// never half of one: a sibling temporary file, synced, then renamed over
+/// it, keeping the old file's permissions.
+pub fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().map_or_else(
+        || "patrol.yaml".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
+    let temp = dir.join(format!(".{name}.pin-{}", std::process::id()));
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            file.set_permissions(metadata.permissions())?;
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&temp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
 /// What `pin` did to the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pinned {
@@ -136,6 +166,27 @@ pub fn path_for_config(library: &Path, config: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replacing_keeps_permissions_and_leaves_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("patrol.yaml");
+        std::fs::write(&config, "old: 1\n").unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_replacing(&config, "new: 2\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&config).unwrap(), "new: 2\n");
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["patrol.yaml"]);
+        // A folder that cannot take the new file: the old one stays.
+        let missing = dir.path().join("no-such-dir/patrol.yaml");
+        assert!(write_replacing(&missing, "x").is_err());
+    }
 
     const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
