@@ -8,6 +8,7 @@ mod anomaly;
 mod crash_recovery;
 mod cron_reference;
 mod graceful;
+mod logging;
 mod multi_node;
 mod operations;
 mod plugins;

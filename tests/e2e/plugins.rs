@@ -339,3 +339,81 @@ async fn shipped_residency_schedule_fires_under_serve_and_pages_once() {
         .collect();
     assert_eq!(pages.len(), 4, "{out}");
 }
+
+/// Issue 18: a plugin whose file no longer matches its pin (replaced by a
+/// rebuild, or by someone else) must not lock on-call out of the ledger in
+/// the middle of an incident. Only commands that run or list jobs load
+/// plugins; `validate` names the plugin.
+#[test]
+fn a_broken_plugin_pin_blocks_only_the_commands_that_load_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    shipped_checkout(dir.path());
+    let run = |args: &[&str]| crate::support::patrol(dir.path(), args);
+    let library = dir.path().join("libpatrol_plugin_residency.so");
+    let mut bytes = std::fs::read(&library).unwrap();
+    bytes.extend_from_slice(b"replaced");
+    std::fs::write(&library, bytes).unwrap();
+
+    let everyday: [&[&str]; 7] = [
+        &["runs"],
+        &["schedules"],
+        &["pause", "residency"],
+        &["resume", "residency"],
+        &[
+            "silence",
+            "add",
+            "--match",
+            "job=residency",
+            "--for",
+            "1h",
+            "--reason",
+            "rebuild",
+        ],
+        &["silence", "list"],
+        &["alerts"],
+    ];
+    for args in everyday {
+        let output = run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "patrol {}: {}{}",
+            args.join(" "),
+            stdout(&output),
+            stderr(&output)
+        );
+    }
+    let validate = run(&["validate"]);
+    let report = stderr(&validate);
+    assert_eq!(validate.status.code(), Some(2), "{report}");
+    assert!(
+        report.contains("plugins[0].sha256: sha256 mismatch"),
+        "{report}"
+    );
+    let refused = run(&["run", "heartbeat", "--wait"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("sha256 mismatch"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+/// Issue 18: `patrol validate schedules` (a path given) checks the files
+/// against the configured patrol.yaml, so a pinned plugin's job kind is
+/// known there as it is in `patrol validate`.
+#[test]
+fn validate_with_paths_knows_the_configured_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    shipped_checkout(dir.path());
+    for args in [&["validate"][..], &["validate", "schedules"][..]] {
+        let output = crate::support::patrol(dir.path(), args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "patrol {}: {}",
+            args.join(" "),
+            stderr(&output)
+        );
+    }
+}

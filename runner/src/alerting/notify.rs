@@ -55,7 +55,8 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunbookView {
     pub name: String,
-    /// `<runbooks.base_url>/<name>.md`, when a base URL is configured.
+    /// `<runbooks.base_url>/<name>.md`, when a base URL is configured and
+    /// the runbook exists.
     pub url: Option<String>,
     /// The first lines of `runbooks/<name>.md`, for the page itself.
     pub excerpt: String,

@@ -28,16 +28,21 @@ impl Runbooks {
         self.dir.join(format!("{name}.md"))
     }
 
-    /// The runbook `name`; a missing file still gives the link, with an
-    /// excerpt saying the runbook is missing (the page must go out anyway).
+    /// The runbook `name`. A missing file gives no link (it would lead
+    /// on-call to a 404) and an excerpt saying the runbook is missing: the
+    /// page must go out anyway.
     pub fn view(&self, name: &str) -> RunbookView {
-        let url = self
-            .base_url
-            .as_ref()
-            .map(|base| format!("{base}/{name}.md"));
-        let excerpt = match std::fs::read_to_string(self.path(name)) {
-            Ok(text) => excerpt(&text),
-            Err(_) => format!("(runbook {name}.md not found in {})", self.dir.display()),
+        let (url, excerpt) = match std::fs::read_to_string(self.path(name)) {
+            Ok(text) => (
+                self.base_url
+                    .as_ref()
+                    .map(|base| format!("{base}/{name}.md")),
+                excerpt(&text),
+            ),
+            Err(_) => (
+                None,
+                format!("(runbook {name}.md not found in {})", self.dir.display()),
+            ),
         };
         RunbookView {
             name: name.to_string(),
@@ -90,6 +95,9 @@ mod tests {
             view.excerpt,
             "A signed bundle has no transparency log entry.\n1. Check Rekor status."
         );
-        assert!(runbooks.view("nope").excerpt.contains("not found"));
+        // Issue 18: a runbook that does not exist got a link that 404s.
+        let missing = runbooks.view("nope");
+        assert!(missing.excerpt.contains("not found"), "{missing:?}");
+        assert_eq!(missing.url, None);
     }
 }

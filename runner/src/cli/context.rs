@@ -1,4 +1,9 @@
 //! What most commands need: the config, the schedules, the ledger.
+//!
+//! Plugins are loaded only by the commands that run or list jobs (`serve`,
+//! `run`, `validate`, `jobs`, `plugins`), through [`Context::registry`]:
+//! `pause`, `runs`, `alerts` and `silence` must keep working in the middle
+//! of an incident even when a plugin's pin no longer matches its file.
 
 use std::path::{Path, PathBuf};
 
@@ -6,7 +11,8 @@ use anyhow::{bail, Result};
 
 use crate::alerting::config::alerting_facts;
 use crate::config::{
-    check_routes, load_schedules, Diagnostic, Diagnostics, PatrolConfig, ScheduleSet,
+    check_routes, load_schedules, load_schedules_without_jobs, Diagnostic, Diagnostics,
+    PatrolConfig, ScheduleSet,
 };
 use crate::ledger::Ledger;
 use crate::plugins::registry_with_plugins;
@@ -14,23 +20,43 @@ use crate::registry::JobRegistry;
 
 pub struct Context {
     pub config: PatrolConfig,
-    pub registry: JobRegistry,
 }
 
 impl Context {
     /// Reads the config named, or `./patrol.yaml`, or the built-in defaults.
+    /// Loads no plugin.
     pub fn load(config: Option<&Path>) -> Result<Self> {
         let path = config_path(config)?;
         let config = PatrolConfig::load(path.as_deref()).map_err(diagnostics_error)?;
-        // Plugin manifests are read by child processes, before anything runs.
-        let (registry, _) = registry_with_plugins(&config)
-            .map_err(|errors| diagnostics_error(Diagnostics(errors)))?;
-        Ok(Self { config, registry })
+        Ok(Self { config })
     }
 
-    pub fn schedules(&self) -> Result<ScheduleSet> {
-        let set = load_schedules(std::slice::from_ref(&self.config.schedules), &self.registry)
+    /// The built-in jobs and those of every plugin patrol.yaml pins. Plugin
+    /// manifests are read by child processes; a plugin that cannot be
+    /// loaded is an error naming its entry.
+    pub fn registry(&self) -> Result<JobRegistry> {
+        let (registry, _) = registry_with_plugins(&self.config)
+            .map_err(|errors| diagnostics_error(Diagnostics(errors)))?;
+        Ok(registry)
+    }
+
+    /// The schedules, each checked against its job (kind and params): for
+    /// commands that run jobs.
+    pub fn schedules(&self, registry: &JobRegistry) -> Result<ScheduleSet> {
+        let set = load_schedules(std::slice::from_ref(&self.config.schedules), registry)
             .map_err(diagnostics_error)?;
+        self.with_known_routes(set)
+    }
+
+    /// The schedules with their jobs unchecked: for commands that only
+    /// read ids and timing, and so need no plugin loaded.
+    pub fn schedules_without_jobs(&self) -> Result<ScheduleSet> {
+        let set = load_schedules_without_jobs(std::slice::from_ref(&self.config.schedules))
+            .map_err(diagnostics_error)?;
+        self.with_known_routes(set)
+    }
+
+    fn with_known_routes(&self, set: ScheduleSet) -> Result<ScheduleSet> {
         let names: Vec<String> = self
             .config
             .alerting

@@ -10,7 +10,7 @@ pub struct Args {
 
 pub fn jobs(config: Option<&std::path::Path>, args: Args) -> Result<u8> {
     // Built-in jobs and those of the configured plugins.
-    let registry = super::Context::load(config)?.registry;
+    let registry = super::Context::load(config)?.registry()?;
     let descriptions: Vec<_> = registry.all().map(|job| job.describe()).collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&descriptions)?);

@@ -13,7 +13,7 @@ pub struct Args {
 
 pub async fn set_paused(config: Option<&Path>, args: Args, paused: bool) -> Result<u8> {
     let context = Context::load(config)?;
-    let set = context.schedules()?;
+    let set = context.schedules_without_jobs()?;
     if set.get(&args.id).is_none() {
         eprintln!("error: no schedule `{}` (see `patrol schedules`)", args.id);
         return Ok(ERROR);

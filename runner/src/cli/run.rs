@@ -10,6 +10,7 @@ use crate::alerting::policy::AlertPolicy;
 use crate::alerting::worker::DeliveryWorker;
 use crate::config::{Overlap, Schedule};
 use crate::ledger::{Instance, Ledger, NewRun, Run, RunStatus, Trigger};
+use crate::registry::JobRegistry;
 use crate::scheduler::{Alerting, CancelReason, Executor, RunHandle, SystemClock};
 
 /// How long `patrol run` (without a server) keeps sending the run's alerts.
@@ -35,7 +36,8 @@ pub struct Args {
 
 pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
     let context = Context::load(config)?;
-    let set = context.schedules()?;
+    let registry = context.registry()?;
+    let set = context.schedules(&registry)?;
     let Some(schedule) = set.get(&args.id).cloned() else {
         eprintln!("error: no schedule `{}` (see `patrol schedules`)", args.id);
         return Ok(ERROR);
@@ -47,7 +49,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
             return Ok(ERROR);
         }
     }
-    if let Some(job) = context.registry.get(&schedule.job) {
+    if let Some(job) = registry.get(&schedule.job) {
         if let Err(errors) = job.check_params(&params) {
             for error in errors {
                 eprintln!("error: {error}");
@@ -121,7 +123,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         .register_instance(&instance, "cli", Utc::now())
         .await?;
     let outcome = match ledger.claim_one(id, &instance, Utc::now()).await? {
-        Some(run) => run_here(&ledger, &context, run, schedule, &instance).await,
+        Some(run) => run_here(&ledger, &context, registry, run, schedule, &instance).await,
         // A scheduler started meanwhile and took it.
         None => wait_and_report(&ledger, id).await,
     };
@@ -146,6 +148,7 @@ async fn enqueue_unique(ledger: &Ledger, run: &mut NewRun) -> Result<i64> {
 async fn run_here(
     ledger: &Ledger,
     context: &Context,
+    registry: JobRegistry,
     run: Run,
     schedule: Arc<Schedule>,
     instance: &Instance,
@@ -163,7 +166,7 @@ async fn run_here(
     )?;
     let executor = Executor {
         ledger: ledger.clone(),
-        registry: context.registry.clone(),
+        registry,
         clock: Arc::new(SystemClock),
         alerting: Some(Alerting {
             policy,

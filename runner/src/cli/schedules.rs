@@ -36,7 +36,7 @@ struct LastRun {
 
 pub async fn schedules(config: Option<&Path>, args: Args) -> Result<u8> {
     let context = Context::load(config)?;
-    let set = context.schedules()?;
+    let set = context.schedules_without_jobs()?;
     let ledger = context.ledger().await?;
     let states = ledger.schedule_states().await?;
     let now = Utc::now();

@@ -17,7 +17,8 @@ use crate::scheduler::{Alerting, Engine, EngineSettings, SystemClock};
 pub async fn serve(config: Option<&Path>) -> Result<u8> {
     let context = Context::load(config)?;
     init_logging(&context.config);
-    let schedules = context.schedules()?;
+    let registry = context.registry()?;
+    let schedules = context.schedules(&registry)?;
     context.check_secrets()?;
     let ledger = context.ledger().await?;
     tracing::info!(
@@ -40,7 +41,7 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let _watcher = watch_schedules(
         context.config.schedules.clone(),
-        context.registry.clone(),
+        registry.clone(),
         schedules_tx,
         shutdown_rx.clone(),
     )?;
@@ -66,7 +67,7 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
     let worker = tokio::spawn(worker.run(worker_stop_rx));
     let engine = Engine::new(
         ledger.clone(),
-        context.registry.clone(),
+        registry,
         Arc::new(SystemClock),
         instance.clone(),
         settings,
@@ -130,8 +131,11 @@ fn init_logging(config: &PatrolConfig) {
         .or_else(|| config.log.level.clone())
         .unwrap_or_else(|| "info".to_string());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a person at a terminal: a file or journald
+    // would keep them as bytes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

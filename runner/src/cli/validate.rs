@@ -35,6 +35,12 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
                 schedule_paths.push(path.clone());
             }
         }
+        // Schedule files alone are checked against the configured
+        // patrol.yaml: its plugins define job kinds, its routes the names a
+        // schedule may use.
+        if config_files.is_empty() {
+            config_files.extend(config_path(config)?);
+        }
     }
     let mut loaded_config = None;
     let mut route_names = vec!["default".to_string()];

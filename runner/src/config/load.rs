@@ -21,6 +21,22 @@ pub fn load_schedules(
     paths: &[PathBuf],
     registry: &JobRegistry,
 ) -> Result<ScheduleSet, Diagnostics> {
+    load_with(paths, Some(registry))
+}
+
+/// Loads every schedule under `paths` checking everything but the job:
+/// its kind is not looked up and its params are not checked. For commands
+/// that only read ids and timing (`pause`, `schedules`), so that they work
+/// while a plugin cannot be loaded; whatever runs a job uses
+/// [`load_schedules`].
+pub fn load_schedules_without_jobs(paths: &[PathBuf]) -> Result<ScheduleSet, Diagnostics> {
+    load_with(paths, None)
+}
+
+fn load_with(
+    paths: &[PathBuf],
+    registry: Option<&JobRegistry>,
+) -> Result<ScheduleSet, Diagnostics> {
     let mut diagnostics = Vec::new();
     let files = schedule_files(paths, &mut diagnostics);
     let mut schedules: BTreeMap<String, Arc<Schedule>> = BTreeMap::new();
@@ -32,7 +48,7 @@ pub fn load_schedules(
                 continue;
             }
         };
-        for result in schedules_in_file(&file, &source, registry) {
+        for result in schedules_in_file_with(&file, &source, registry) {
             match result {
                 Ok(schedule) => match schedules.get(&schedule.id) {
                     Some(first) => diagnostics.push(Diagnostic {
@@ -109,6 +125,15 @@ pub fn schedules_in_file(
     source: &str,
     registry: &JobRegistry,
 ) -> Vec<Result<Schedule, Vec<Diagnostic>>> {
+    schedules_in_file_with(file, source, Some(registry))
+}
+
+/// `registry: None` leaves the job kind and params unchecked.
+fn schedules_in_file_with(
+    file: &Path,
+    source: &str,
+    registry: Option<&JobRegistry>,
+) -> Vec<Result<Schedule, Vec<Diagnostic>>> {
     let yaml = match YamlFile::parse(file, source) {
         Ok(yaml) => yaml,
         Err(diagnostic) => return vec![Err(vec![diagnostic])],
@@ -141,7 +166,7 @@ fn check_schedule(
     yaml: &YamlFile<'_>,
     prefix: &str,
     spec: ScheduleSpec,
-    registry: &JobRegistry,
+    registry: Option<&JobRegistry>,
 ) -> Result<Schedule, Vec<Diagnostic>> {
     let at = |field: &str, message: String| yaml.diagnostic(&join_path(prefix, field), message);
     let mut errors = Vec::new();
@@ -184,6 +209,9 @@ fn check_schedule(
         }
     }
     let params = params_as_json(&spec.params).map_err(|message| errors.push(at("params", message)));
+    let Some(registry) = registry else {
+        return build_schedule(yaml, prefix, spec, cron, timezone, params, errors);
+    };
     match (registry.get(&spec.job), &params) {
         (None, _) => errors.push(at(
             "job",
@@ -202,7 +230,19 @@ fn check_schedule(
         }
         (Some(_), Err(())) => {}
     }
+    build_schedule(yaml, prefix, spec, cron, timezone, params, errors)
+}
 
+/// The checked schedule, or every error found on the way.
+fn build_schedule(
+    yaml: &YamlFile<'_>,
+    prefix: &str,
+    spec: ScheduleSpec,
+    cron: Option<CronExpr>,
+    timezone: Option<Tz>,
+    params: Result<serde_json::Value, ()>,
+    errors: Vec<Diagnostic>,
+) -> Result<Schedule, Vec<Diagnostic>> {
     match (cron, timezone, params) {
         (Some(cron), Some(timezone), Ok(params)) if errors.is_empty() => Ok(Schedule {
             source: SourceLocation {

@@ -12,7 +12,9 @@ mod schedule;
 
 pub use diagnostic::{Diagnostic, Diagnostics};
 pub use global::{LogConfig, LogFormat, PatrolConfig, DEFAULT_DATABASE};
-pub use load::{check_routes, load_schedules, parse_timezone, schedules_in_file};
+pub use load::{
+    check_routes, load_schedules, load_schedules_without_jobs, parse_timezone, schedules_in_file,
+};
 pub use located::YamlFile;
 pub use schedule::{
     HistoryPolicy, Overlap, RetryPolicy, Schedule, ScheduleSet, ScheduleSpec, SourceLocation,

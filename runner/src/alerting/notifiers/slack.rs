@@ -116,6 +116,9 @@ impl SlackSettings {
 
 pub(super) struct SlackNotifier {
     client: SlackHyperClient,
+    /// `scheme://host:port` of the API, named in errors where no answer
+    /// came (so on-call sees which address failed), never its path.
+    origin: String,
     token: SlackApiToken,
     channel: SlackChannelId,
     timeout: Duration,
@@ -145,6 +148,7 @@ impl SlackNotifier {
             .with_slack_api_url(api_url.as_str().trim_end_matches('/'));
         Ok(Self {
             client: SlackClient::new(connector),
+            origin: http::origin(&api_url),
             token: SlackApiToken::new(SlackApiTokenValue::new(token.expose().to_string())),
             channel: SlackChannelId::new(settings.channel.trim().to_string()),
             timeout: settings.timeout.0,
@@ -169,9 +173,10 @@ impl SlackNotifier {
     ) -> Result<T, SlackFailure> {
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(SlackFailure::from_client(method, err)),
+            Ok(Err(err)) => Err(SlackFailure::from_client(method, &self.origin, err)),
             Err(_) => Err(SlackFailure::Other(SendError::transient(format!(
-                "Slack {method} timed out after {}",
+                "Slack {method} request to {} timed out after {}",
+                self.origin,
                 HumanDuration(self.timeout)
             )))),
         }
@@ -302,7 +307,8 @@ impl SlackFailure {
         }
     }
 
-    fn from_client(method: &str, err: SlackClientError) -> Self {
+    /// `origin`: where the request went, named when no answer came.
+    fn from_client(method: &str, origin: &str, err: SlackClientError) -> Self {
         let error = |retry: Retry, message: String, http_status: Option<u16>| SendError {
             retry,
             message: secret::redact(&message),
@@ -371,13 +377,16 @@ impl SlackFailure {
                     .unwrap_or_else(|| "no cause given".into());
                 Self::Other(error(
                     Retry::Later { retry_after: None },
-                    format!("Slack {method} request failed: {cause}"),
+                    format!("Slack {method} request to {origin} failed: {cause}"),
                     None,
                 ))
             }
             other => Self::Other(error(
                 Retry::Later { retry_after: None },
-                format!("Slack {method} failed: {}", one_line(&other.to_string())),
+                format!(
+                    "Slack {method} request to {origin} failed: {}",
+                    one_line(&other.to_string())
+                ),
                 None,
             )),
         }
@@ -840,6 +849,7 @@ mod tests {
                     .enable_http1()
                     .build(),
             )),
+            origin: "https://slack.com".into(),
             token: SlackApiToken::new(SlackApiTokenValue::new("x".into())),
             channel: SlackChannelId::new("#alerts".into()),
             timeout: Duration::from_secs(1),
@@ -930,7 +940,10 @@ mod tests {
         use slack_morphism::errors::{
             SlackClientApiError, SlackClientHttpError, SlackRateLimitError,
         };
-        let retry = |err| SlackFailure::from_client("chat.postMessage", err).into_send_error();
+        let retry = |err| {
+            SlackFailure::from_client("chat.postMessage", "https://slack.com", err)
+                .into_send_error()
+        };
         let bad_token = retry(SlackClientError::ApiError(SlackClientApiError::new(
             "invalid_auth".into(),
         )));

@@ -216,15 +216,29 @@ async fn slack_failures_map_to_retries() {
     assert_eq!(err.retry, Retry::Later { retry_after: None }, "{err}");
     assert_eq!(err.http_status, Some(500));
 
+    // No answer at all: the error names where the request went (issue 18),
+    // as PagerDuty's and the webhook's do, and never the path.
+    let origin = format!("http://{}", standin.addr());
     standin.fail_next(1, Failure::Reset);
     let err = expect_error(send(&notifier, &trigger).await);
     assert_eq!(err.retry, Retry::Later { retry_after: None }, "{err}");
+    assert!(
+        err.message.starts_with(&format!(
+            "Slack chat.postMessage request to {origin} failed: "
+        )),
+        "{err}"
+    );
 
     standin.fail_next(1, Failure::Timeout);
     let started = std::time::Instant::now();
     let err = expect_error(send(&notifier, &trigger).await);
     assert_eq!(err.retry, Retry::Later { retry_after: None }, "{err}");
-    assert!(err.message.contains("timed out"), "{err}");
+    assert!(
+        err.message.starts_with(&format!(
+            "Slack chat.postMessage request to {origin} timed out"
+        )),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
 
     assert!(standin.messages().is_empty());
