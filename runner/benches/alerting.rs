@@ -40,11 +40,11 @@ use chrono::Utc;
 use patrol::alerting::config::{AlertingConfig, AlertingSpec};
 use patrol::alerting::notifiers::RateLimit;
 use patrol::alerting::policy::AlertPolicy;
-use patrol::alerting::record::FindingsInput;
+use patrol::alerting::record::{FindingsInput, RunAlerts};
 use patrol::alerting::worker::DeliveryWorker;
 use patrol::ledger::{
-    create_scratch_postgres_database, redact_url, Instance, Ledger, NewRun, RunAlerts, RunEnd,
-    RunStatus, Trigger,
+    create_scratch_postgres_database, redact_url, Instance, Ledger, NewRun, RunEnd, RunStatus,
+    Trigger,
 };
 use patrol_job_api::{Finding, Severity};
 use patrol_standins::{PagerDutyStandin, RecordedCall, SlackStandin, WebhookReceiver};
@@ -775,7 +775,7 @@ async fn record_run(
     let begin = Instant::now();
     let now = Utc::now();
     if !ledger
-        .finish_run(run_id, &end, None, Some(&alerts), &[], now)
+        .finish_run(run_id, &end, None, Some(&alerts as _), &[], now)
         .await?
     {
         anyhow::bail!("run {run_id} was no longer running");

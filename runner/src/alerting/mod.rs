@@ -10,11 +10,13 @@ pub const BUILT_IN_RUNBOOKS: [&str; 3] = ["run-failed", "delivery-degraded", "al
 pub const PATROL_SCHEDULE: &str = "patrol";
 
 pub mod config;
-pub mod listing;
+pub mod decide;
 pub mod matcher;
 pub mod notifiers;
 pub mod notify;
-pub mod outbox;
+/// The outbox rows the delivery worker claims live with the rest of the
+/// SQL, in the ledger.
+pub use crate::ledger::outbox;
 pub mod policy;
 pub mod record;
 pub mod routing;

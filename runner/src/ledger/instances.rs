@@ -1,18 +1,12 @@
 //! Which processes are alive. A run belongs to the instance that claimed
 //! it; when that instance dies, its runs are marked `crashed`.
 
-use std::sync::Arc;
-
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use patrol_job_api::Finding;
 use sqlx::Row;
 
-use crate::alerting::policy::AlertPolicy;
-use crate::alerting::record::{record_findings, FindingsInput};
-
 use super::model::{from_millis, to_millis, Instance, NewRun, Run};
-use super::runs::{decode_run, insert_pending, RUN_COLUMNS};
+use super::runs::{decode_run, insert_pending, RunEndWrites, RUN_COLUMNS};
 use super::Ledger;
 
 /// What follows a crashed run, decided by the scheduler: a retry, or —
@@ -20,15 +14,8 @@ use super::Ledger;
 #[derive(Default)]
 pub struct CrashFollowUp {
     pub retry: Option<NewRun>,
-    pub page: Option<CrashPage>,
-}
-
-/// The alert a crashed run raises, recorded with the crash.
-pub struct CrashPage {
-    pub policy: Arc<AlertPolicy>,
-    pub finding: Finding,
-    pub named_route: Option<String>,
-    pub node: String,
+    /// The alert it raises, written with the crash.
+    pub page: Option<Box<dyn RunEndWrites>>,
 }
 
 /// An instance found dead, with the runs it left `running`.
@@ -194,19 +181,7 @@ impl Ledger {
                 insert_pending(&mut tx, &retry, now).await?;
             }
             if let Some(page) = follow_up.page {
-                let findings = [page.finding];
-                let input = FindingsInput {
-                    schedule_id: &run.schedule_id,
-                    job: &run.job,
-                    run_id: Some(run.id),
-                    findings: &findings,
-                    resolve_absent: false,
-                    also_resolve: None,
-                    named_route: page.named_route.as_deref(),
-                    notifiers: None,
-                    node: &page.node,
-                };
-                record_findings(&mut tx, &page.policy, &input, now).await?;
+                page.write(&mut tx, now).await?;
             }
             tx.commit().await?;
             crashed.push(run);

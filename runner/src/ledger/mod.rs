@@ -4,10 +4,14 @@
 //! (teams, several nodes) through sqlx's `Any` driver; the schema lives in
 //! `runner/migrations/{sqlite,postgres}` and is applied on connect.
 
+pub mod alert_listing;
+pub mod alerts;
 mod instances;
 mod job_state;
 mod model;
+pub mod outbox;
 mod runs;
+pub mod silences;
 mod state;
 mod verifications;
 
@@ -18,10 +22,10 @@ use anyhow::{Context, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
-pub use instances::{CrashFollowUp, CrashPage, DeadInstance};
+pub use instances::{CrashFollowUp, DeadInstance};
 pub use job_state::ScheduleStateStore;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
-pub use runs::{RunAlerts, RunFilter};
+pub use runs::{RunEndWrites, RunFilter};
 pub use state::ScheduleState;
 pub use verifications::Verification;
 

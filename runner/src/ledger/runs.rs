@@ -9,17 +9,22 @@ use sqlx::Row;
 
 use super::model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 use super::{Backend, Ledger};
-use crate::alerting::policy::AlertPolicy;
-use crate::alerting::record::{record_findings, FindingsInput, Recorded};
 use patrol_job_api::StateWrite;
 
 use super::job_state::write_job_state;
 
-/// A run's findings and what recording them needs, for [`Ledger::finish_run`].
-#[derive(Debug, Clone)]
-pub struct RunAlerts<'a> {
-    pub policy: &'a AlertPolicy,
-    pub input: FindingsInput<'a>,
+/// Rows that belong in the transaction recording a run's end — its alerts
+/// and their deliveries — written by whoever decides them (alerting), so
+/// the ledger commits them with the run without knowing their rules.
+#[async_trait::async_trait]
+pub trait RunEndWrites: Send + Sync {
+    /// Writes on `conn` (the run's transaction); returns a summary for the
+    /// run's details (under `alerts`), if there is anything to say.
+    async fn write(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        now: DateTime<Utc>,
+    ) -> Result<Option<serde_json::Value>>;
 }
 
 pub(super) const RUN_COLUMNS: &str =
@@ -161,7 +166,7 @@ impl Ledger {
         run_id: i64,
         end: &RunEnd,
         retry: Option<&NewRun>,
-        alerts: Option<&RunAlerts<'_>>,
+        alerts: Option<&dyn RunEndWrites>,
         state: &[StateWrite],
         now: DateTime<Utc>,
     ) -> Result<bool> {
@@ -170,9 +175,7 @@ impl Ledger {
         // run turns out settled elsewhere, the rollback drops them too.
         let mut details = end.details.clone();
         if let Some(alerts) = alerts {
-            let recorded = record_findings(&mut tx, alerts.policy, &alerts.input, now).await?;
-            if recorded != Recorded::default() {
-                let entry = serde_json::to_value(&recorded)?;
+            if let Some(entry) = alerts.write(&mut tx, now).await? {
                 match &mut details {
                     Some(serde_json::Value::Object(map)) => {
                         map.insert("alerts".into(), entry);

@@ -308,6 +308,7 @@ async fn dead_instances_leave_crashed_runs_and_retries() {
 async fn a_crashed_run_out_of_retries_raises_its_alert_with_the_crash() {
     use crate::alerting::config::{AlertingConfig, AlertingSpec};
     use crate::alerting::policy::AlertPolicy;
+    use crate::alerting::record::CrashPage;
     use patrol_job_api::{Finding, Severity};
 
     for (_dir, ledger) in ledgers().await {
@@ -327,16 +328,19 @@ async fn a_crashed_run_out_of_retries_raises_its_alert_with_the_crash() {
         ));
         let follow_up = |run: &Run| CrashFollowUp {
             retry: None,
-            page: Some(CrashPage {
-                policy: policy.clone(),
-                finding: Finding::new(
-                    format!("patrol/run-failed/{}", run.schedule_id),
-                    Severity::Error,
-                    "a crashed",
-                ),
-                named_route: None,
-                node: "alive-node".into(),
-            }),
+            page: Some(
+                CrashPage {
+                    policy: policy.clone(),
+                    finding: Finding::new(
+                        format!("patrol/run-failed/{}", run.schedule_id),
+                        Severity::Error,
+                        "a crashed",
+                    ),
+                    named_route: None,
+                    node: "alive-node".into(),
+                }
+                .of(run),
+            ),
         };
         let reaped = ledger
             .reap_dead_instances(&me("alive"), at(10), Duration::minutes(5), &follow_up)

@@ -16,10 +16,9 @@ use super::clock::Clock;
 use super::executor::{retry_after, run_failed_finding, CancelReason, Executor, RunHandle};
 use super::plan::{plan_due_slots, Phase};
 use super::spread::jitter;
+use crate::alerting::record::CrashPage;
 use crate::config::{HistoryPolicy, Overlap, Schedule, ScheduleSet};
-use crate::ledger::{
-    CrashFollowUp, CrashPage, Instance, Ledger, NewRun, Run, RunEnd, RunStatus, Trigger,
-};
+use crate::ledger::{CrashFollowUp, Instance, Ledger, NewRun, Run, RunEnd, RunStatus, Trigger};
 use crate::registry::JobRegistry;
 
 /// Knobs of the loop; the defaults suit production.
@@ -621,12 +620,15 @@ impl Engine {
                         RunStatus::Crashed,
                         run.error.clone().unwrap_or_else(|| "crashed".into()),
                     );
-                    Some(CrashPage {
-                        policy: alerting.policy.clone(),
-                        finding: run_failed_finding(run, &end),
-                        named_route: schedule.route.clone(),
-                        node: alerting.node.clone(),
-                    })
+                    Some(
+                        CrashPage {
+                            policy: alerting.policy.clone(),
+                            finding: run_failed_finding(run, &end),
+                            named_route: schedule.route.clone(),
+                            node: alerting.node.clone(),
+                        }
+                        .of(run),
+                    )
                 }
                 _ => None,
             };

@@ -14,11 +14,9 @@ use super::clock::Clock;
 use super::orphans::run_key;
 use super::spread::retry_delay;
 use crate::alerting::policy::AlertPolicy;
-use crate::alerting::record::{usable_findings, FindingsInput};
+use crate::alerting::record::{usable_findings, FindingsInput, RunAlerts};
 use crate::config::Schedule;
-use crate::ledger::{
-    Ledger, NewRun, Run, RunAlerts, RunEnd, RunStatus, ScheduleStateStore, Trigger,
-};
+use crate::ledger::{Ledger, NewRun, Run, RunEnd, RunStatus, ScheduleStateStore, Trigger};
 use crate::registry::JobRegistry;
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
@@ -225,7 +223,14 @@ impl Executor {
         for attempt in 1..=8 {
             match self
                 .ledger
-                .finish_run(run.id, end, retry, alerts, state, self.clock.now())
+                .finish_run(
+                    run.id,
+                    end,
+                    retry,
+                    alerts.map(|alerts| alerts as &dyn crate::ledger::RunEndWrites),
+                    state,
+                    self.clock.now(),
+                )
                 .await
             {
                 Ok(true) => return,

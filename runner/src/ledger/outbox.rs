@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, Row};
 
-use super::notify::{Action, AlertView};
-use crate::ledger::{from_millis, to_millis, Ledger};
+use super::{from_millis, to_millis, Ledger};
+use crate::alerting::notify::{Action, AlertView};
 
 /// Deliveries claimed per transaction (two parameters each for the
 /// attempt rows).

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::ledger::{from_millis, Ledger};
+use super::{from_millis, Ledger};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertSummary {
