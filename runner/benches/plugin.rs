@@ -140,7 +140,7 @@ fn bench() -> Result<()> {
     let builtin = patrol_plugin_residency::ResidencyJob;
     let mut samples = Vec::with_capacity(runs);
     for run_id in 0..runs as i64 {
-        let request = job.request(&context(run_id), params.clone());
+        let request = job.request(&context(run_id), params.clone(), Default::default());
         let started = Instant::now();
         let report = builtin
             .run(&request, params.clone())

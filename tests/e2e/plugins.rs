@@ -66,7 +66,7 @@ async fn misbehaving_plugins_fail_their_runs_and_the_runner_keeps_firing() {
     }
     project.schedule(
         "ok.yaml",
-        "id: ok\njob: test-ok\ncron: \"* * * * * *\"\ntimeout: 5s\ncatchup: 0\n",
+        "id: ok\njob: test-ok\ncron: \"* * * * * *\"\ntimeout: 20s\ncatchup: 0\n",
     );
     project.schedule(
         "tick.yaml",
@@ -194,7 +194,7 @@ fn validate_refuses_wrong_digest_protocol_and_symbols_naming_expected_and_found(
     let lines: Vec<&str> = report.lines().collect();
     let expect = [
         format!("patrol.yaml:3:5: plugins[0].sha256: sha256 mismatch: expected {wrong}, found {found}; if you trust this build"),
-        "patrol.yaml:5:5: plugins[1].path: plugin libpatrol_plugin_test_bad_version.so refused: protocol version mismatch: expected 1 (this patrol), found 999 (the plugin)".to_string(),
+        "patrol.yaml:5:5: plugins[1].path: plugin libpatrol_plugin_test_bad_version.so refused: protocol version mismatch: expected 1 to 2 (this patrol), found 999 (the plugin)".to_string(),
         "patrol.yaml:8:5: plugins[2].path: plugin libpatrol_plugin_test_no_run_symbol.so refused: missing symbol: expected `patrol_plugin_run` to be exported".to_string(),
         "patrol.yaml:11:5: plugins[3].path: cannot read plugin library nowhere.so".to_string(),
     ];
@@ -416,4 +416,81 @@ fn validate_with_paths_knows_the_configured_plugins() {
             stderr(&output)
         );
     }
+}
+
+/// Issue 18: plugin protocol v2 gave the protocol wire types of its own and
+/// job state; a plugin built against v1 (its request type denies unknown
+/// fields, its report is the job API's shape of the time) must keep
+/// running, paging like any job.
+#[tokio::test]
+async fn a_protocol_v1_plugin_keeps_running() {
+    let project = Project::new(Db::Sqlite, "").await;
+    let plugins = pinned(project.path(), &[("patrol-plugin-test-v1-frozen", None)]);
+    let config = project.path().join("patrol.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&plugins);
+    std::fs::write(&config, text).unwrap();
+    project.schedule("v1.yaml", "id: v1\njob: test-v1\ncron: \"@daily\"\n");
+    let validate = project.patrol(&["validate"]);
+    assert_eq!(validate.status.code(), Some(0), "{}", stderr(&validate));
+    let run = project.patrol(&["run", "v1", "--wait"]);
+    let out = stdout(&run);
+    assert_eq!(run.status.code(), Some(1), "{out}{}", stderr(&run));
+    assert!(
+        out.contains("[console] TRIGGER warning test/v1: a finding from a protocol v1 plugin"),
+        "{out}"
+    );
+    let runs = project.runs("v1").await;
+    assert_eq!(runs[0].status, RunStatus::Succeeded, "{:?}", runs[0]);
+    assert!(
+        runs[0]
+            .summary
+            .as_deref()
+            .is_some_and(|s| s.starts_with("v1 ran test-v1")),
+        "{:?}",
+        runs[0]
+    );
+}
+
+/// Issue 18: plugins could neither read nor write job state. A v2 job
+/// declares its keys, gets their values and writes them back; a write to a
+/// key it did not declare fails the run.
+#[tokio::test]
+async fn a_protocol_v2_plugin_keeps_its_declared_job_state_between_runs() {
+    let project = Project::new(Db::Sqlite, "").await;
+    let plugins = pinned(project.path(), &[("patrol-plugin-test-misbehaving", None)]);
+    let config = project.path().join("patrol.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&plugins);
+    std::fs::write(&config, text).unwrap();
+    project.schedule(
+        "counts.yaml",
+        "id: counts\njob: test-counts\ncron: \"@daily\"\n",
+    );
+    project.schedule(
+        "strays.yaml",
+        "id: strays\njob: test-strays\ncron: \"@daily\"\n",
+    );
+    for _ in 0..3 {
+        let run = project.patrol(&["run", "counts", "--wait"]);
+        assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    }
+    let mut summaries: Vec<String> = project
+        .runs("counts")
+        .await
+        .into_iter()
+        .filter_map(|run| run.summary)
+        .collect();
+    summaries.sort();
+    assert_eq!(summaries, ["count 1", "count 2", "count 3"]);
+
+    let run = project.patrol(&["run", "strays", "--wait"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    let strays = project.runs("strays").await;
+    assert_eq!(strays[0].status, RunStatus::Failed);
+    let error = strays[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("state key `elsewhere`") && error.contains("does not declare"),
+        "{error}"
+    );
 }

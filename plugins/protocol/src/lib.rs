@@ -14,8 +14,15 @@
 //! the plugin's allocator and must be handed back to [`FREE_SYMBOL`].
 //!
 //! The handshake checks the version before anything else: a host that
-//! finds a version other than [`PROTOCOL_VERSION`] reads nothing more, so
+//! finds a version it does not speak ([`speaks`]) reads nothing more, so
 //! the JSON shapes below may change freely with the version.
+//!
+//! Versions: **1** — reports in the job API's shape of the time. **2** —
+//! the protocol's own wire types ([`wire`]), unchanged for v1 plugins; a
+//! job may declare `state_keys` in its manifest: the host passes their
+//! values in the request (`state`) and takes writes to them from the
+//! report, so a plugin keeps state between runs like a built-in job. The
+//! host speaks both: to a v1 plugin it sends v1 requests (no `state`).
 
 use std::collections::BTreeMap;
 
@@ -24,9 +31,21 @@ use serde::{Deserialize, Serialize};
 
 pub use patrol_job_api::{Finding, Outcome, ParamError, RunReport, Severity};
 
-/// The protocol version this crate describes. Bump it on any change to the
-/// symbols or to the JSON shapes that an older peer could misread.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub mod wire;
+pub use wire::{WireFinding, WireReport, WireStateWrite};
+
+/// The protocol version this crate describes (and plugins built with the
+/// SDK speak). Bump it on any change to the symbols or to the JSON shapes
+/// that an older peer could misread.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest version the host still speaks.
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
+
+/// Whether this host can talk to a plugin speaking `version`.
+pub fn speaks(version: u32) -> bool {
+    (OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
+}
 
 /// `extern "C" fn() -> u32`
 pub const PROTOCOL_SYMBOL: &str = "patrol_plugin_protocol_version";
@@ -64,6 +83,10 @@ pub struct JobManifest {
     /// requires the required ones at `patrol validate` time.
     #[serde(default)]
     pub params: Vec<ParamManifest>,
+    /// v2: the job state keys the job reads and writes (its values come in
+    /// [`RunRequest::state`]; writes to other keys fail the run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub state_keys: Vec<String>,
 }
 
 /// One documented parameter.
@@ -104,6 +127,10 @@ pub struct RunRequest {
     /// Unique across runners; exported as `PATROL_RUN_KEY` to anything the
     /// plugin starts.
     pub run_key: String,
+    /// v2: the values of the job's declared `state_keys` that exist (never
+    /// sent to a v1 plugin, whose request type denies unknown fields).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state: BTreeMap<String, String>,
 }
 
 /// The plugin's answer to a [`RunRequest`].
@@ -111,7 +138,7 @@ pub struct RunRequest {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RunResponse {
     /// The job ran (and may have found its work failed: `outcome`).
-    Report(RunReport),
+    Report(WireReport),
     /// The params were refused at run time.
     InvalidParams(Vec<WireParamError>),
     /// The job could not do its work at all.
@@ -184,12 +211,17 @@ impl std::fmt::Display for Refusal {
             }
             Self::MissingSymbol { symbol } => write!(
                 f,
-                "missing symbol: expected `{symbol}` to be exported (protocol v{PROTOCOL_VERSION} needs {}), found none",
+                "missing symbol: expected `{symbol}` to be exported (protocol v{OLDEST_PROTOCOL_VERSION}–v{PROTOCOL_VERSION} needs {}), found none",
                 REQUIRED_SYMBOLS.join(", ")
             ),
             Self::ProtocolMismatch { expected, found } => write!(
                 f,
-                "protocol version mismatch: expected {expected} (this patrol), found {found} (the plugin)"
+                "protocol version mismatch: expected {} (this patrol), found {found} (the plugin)",
+                if *expected > OLDEST_PROTOCOL_VERSION {
+                    format!("{OLDEST_PROTOCOL_VERSION} to {expected}")
+                } else {
+                    expected.to_string()
+                }
             ),
             Self::BadManifest { message } => write!(f, "bad manifest: {message}"),
             Self::UnknownJob { job, known } => write!(
@@ -220,25 +252,58 @@ mod tests {
         );
         finding.runbook = Some("residency-region".into());
         report.findings.push(finding);
-        let reply = HostReply::Response(RunResponse::Report(report));
+        let reply = HostReply::Response(RunResponse::Report(
+            WireReport::from_report(report).expect("no state"),
+        ));
         let text = serde_json::to_string(&reply).expect("serializes");
         let back: HostReply = serde_json::from_str(&text).expect("parses");
         let HostReply::Response(RunResponse::Report(back)) = back else {
             panic!("{text}")
         };
+        let back = RunReport::from(back);
         assert_eq!(back.findings[0].key, "residency/region/acme/x");
         assert_eq!(back.outcome, Outcome::Succeeded);
+    }
+
+    /// What a plugin built against protocol v1 sends (the job API's report
+    /// of the time, `output` and `details` always present) still reads, and
+    /// a v2 request to it carries nothing a v1 request did not.
+    #[test]
+    fn a_v1_report_reads_and_a_v2_request_without_state_is_a_v1_request() {
+        let v1 = r#"{"report":{"outcome":"failed","summary":"1 violation","output":null,"details":null,"findings":[{"key":"r/1","severity":"error","title":"EU data in US","runbook":"residency-region","links":[{"href":"https://x.example"}],"labels":{"tenant":"acme"}}],"findings_partial":false}}"#;
+        let RunResponse::Report(report) =
+            serde_json::from_str::<RunResponse>(v1).expect("v1 reads")
+        else {
+            panic!("not a report")
+        };
+        let report = RunReport::from(report);
+        assert_eq!(report.outcome, Outcome::Failed);
+        assert_eq!(report.findings[0].labels["tenant"], "acme");
+        let request = RunRequest {
+            job: "j".into(),
+            params: serde_json::json!({}),
+            run_id: 1,
+            schedule_id: "s".into(),
+            scheduled_for: Utc::now(),
+            attempt: 1,
+            deadline: None,
+            dry_run: false,
+            run_key: "k".into(),
+            state: BTreeMap::new(),
+        };
+        let text = serde_json::to_value(&request).expect("serializes");
+        assert!(text.get("state").is_none(), "{text}");
     }
 
     #[test]
     fn refusals_name_expected_and_found() {
         let text = Refusal::ProtocolMismatch {
-            expected: 1,
+            expected: PROTOCOL_VERSION,
             found: 999,
         }
         .to_string();
         assert!(
-            text.contains("expected 1") && text.contains("found 999"),
+            text.contains("expected 1 to 2") && text.contains("found 999"),
             "{text}"
         );
         let refusal: HostReply = serde_json::from_str(

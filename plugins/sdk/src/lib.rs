@@ -28,15 +28,18 @@
 #[doc(hidden)]
 pub mod ffi;
 
+pub use patrol_job_api::StateWrite;
 pub use patrol_job_api::{
     parse_params, Finding, JobError, Link, Outcome, ParamError, RunReport, Severity,
 };
 pub use patrol_plugin_protocol::{
-    JobManifest, Manifest, ParamManifest, RunRequest, RunResponse, PROTOCOL_VERSION,
+    JobManifest, Manifest, ParamManifest, RunRequest, RunResponse, WireReport, PROTOCOL_VERSION,
 };
 
 /// What a plugin job may know about its run (the runner's `RunContext`
-/// without the parts that live in the runner: cancel token, job state).
+/// without the parts that live in the runner: the cancel token). Its
+/// `state` holds the values of the job's [`PluginJob::state_keys`] that
+/// exist; the job changes them through its report's `state`.
 pub type PluginContext = RunRequest;
 
 /// One job kind a plugin provides.
@@ -51,6 +54,13 @@ pub trait PluginJob: Send + Sync + 'static {
     /// missing required ones at `patrol validate`; [`PluginJob::run`]
     /// still parses and checks the values (`parse_params`).
     fn params(&self) -> Vec<ParamManifest> {
+        Vec::new()
+    }
+
+    /// The job state keys this job keeps between runs: their values come
+    /// in `ctx.state`, and its report may write (or delete) exactly these.
+    /// Values are text (JSON, typically).
+    fn state_keys(&self) -> Vec<String> {
         Vec::new()
     }
 
@@ -80,6 +90,7 @@ impl Plugin {
                     kind: job.kind().to_string(),
                     summary: job.summary().to_string(),
                     params: job.params(),
+                    state_keys: job.state_keys(),
                 })
                 .collect(),
         }
@@ -95,11 +106,24 @@ impl Plugin {
             ));
         };
         match job.run(request, request.params.clone()) {
-            Ok(mut report) => {
-                // Protocol v1 carries no job state: a plugin cannot read it,
-                // so it must not write it either.
-                report.state.clear();
-                RunResponse::Report(report)
+            Ok(report) => {
+                let declared = job.state_keys();
+                if let Some(write) = report
+                    .state
+                    .iter()
+                    .find(|write| !declared.contains(&write.key))
+                {
+                    return RunResponse::Error(format!(
+                        "job {} wrote state key `{}`, which it does not declare (state_keys: {})",
+                        request.job,
+                        write.key,
+                        declared.join(", ")
+                    ));
+                }
+                match WireReport::from_report(report) {
+                    Ok(report) => RunResponse::Report(report),
+                    Err(err) => RunResponse::Error(err.to_string()),
+                }
             }
             Err(JobError::InvalidParams(errors)) => {
                 RunResponse::InvalidParams(errors.into_iter().map(Into::into).collect())

@@ -105,7 +105,15 @@ fn reply_of(args: &Args) -> Result<HostReply, String> {
         Err(refusal) => return Ok(HostReply::Refused(refusal)),
     };
     let manifest = match serde_json::from_str::<Manifest>(&library.manifest_json()) {
-        Ok(manifest) => manifest,
+        Ok(manifest) if manifest.protocol_version == library.version => manifest,
+        Ok(manifest) => {
+            return Ok(HostReply::Refused(Refusal::BadManifest {
+                message: format!(
+                    "protocol_version {} disagrees with the version function's {}",
+                    manifest.protocol_version, library.version
+                ),
+            }))
+        }
         Err(err) => {
             return Ok(HostReply::Refused(Refusal::BadManifest {
                 message: err.to_string(),

@@ -5,7 +5,11 @@ use async_trait::async_trait;
 use patrol_job_api::{
     Job, JobDescription, JobError, Outcome, ParamDoc, ParamError, RunContext, RunReport,
 };
-use patrol_plugin_protocol::{HostReply, JobManifest, ParamManifest, RunRequest, RunResponse};
+use std::collections::BTreeMap;
+
+use patrol_plugin_protocol::{
+    HostReply, JobManifest, ParamManifest, RunRequest, RunResponse, WireReport,
+};
 
 use super::load::LoadedPlugin;
 use super::spawn::{HostCall, HostCommand, HostEnd};
@@ -16,6 +20,9 @@ pub struct PluginJob {
     plugin: String,
     declared: DeclaredPlugin,
     manifest: JobManifest,
+    /// The job state keys it keeps (protocol v2 plugins only: a v1
+    /// request cannot carry state).
+    state_keys: Vec<String>,
     // `Job` hands out `&'static str`s; a plugin's names are read at start,
     // once per process, so they are leaked once.
     kind: &'static str,
@@ -45,18 +52,29 @@ impl PluginJob {
                 })
                 .collect(),
         };
+        let state_keys = if plugin.manifest.protocol_version >= 2 {
+            job.state_keys.clone()
+        } else {
+            Vec::new()
+        };
         Self {
             plugin: plugin.manifest.name.clone(),
             declared: plugin.declared.clone(),
             manifest: job.clone(),
+            state_keys,
             kind,
             description,
             host,
         }
     }
 
-    /// The request a run sends.
-    pub fn request(&self, ctx: &RunContext, params: serde_json::Value) -> RunRequest {
+    /// The request a run sends, with the values of the job's state keys.
+    pub fn request(
+        &self,
+        ctx: &RunContext,
+        params: serde_json::Value,
+        state: BTreeMap<String, String>,
+    ) -> RunRequest {
         RunRequest {
             job: self.manifest.kind.clone(),
             params,
@@ -67,7 +85,48 @@ impl PluginJob {
             deadline: ctx.deadline,
             dry_run: ctx.dry_run,
             run_key: ctx.run_key.clone(),
+            state,
         }
+    }
+
+    /// The stored values of the job's state keys, as text.
+    async fn state_values(&self, ctx: &RunContext) -> Result<BTreeMap<String, String>, JobError> {
+        if self.state_keys.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let stored = ctx
+            .state
+            .get_many(&self.state_keys)
+            .await
+            .map_err(|err| JobError::Failed(err.to_string()))?;
+        stored
+            .into_iter()
+            .map(|(key, bytes)| match String::from_utf8(bytes) {
+                Ok(text) => Ok((key, text)),
+                Err(_) => Err(JobError::Failed(format!(
+                    "plugin {}: state key `{key}` holds bytes that are not text",
+                    self.plugin
+                ))),
+            })
+            .collect()
+    }
+
+    /// The report, if it writes only the job's declared state keys.
+    fn accepted(&self, report: WireReport) -> Result<RunReport, JobError> {
+        let report = RunReport::from(report);
+        if let Some(write) = report
+            .state
+            .iter()
+            .find(|write| !self.state_keys.contains(&write.key))
+        {
+            return Err(JobError::Failed(format!(
+                "plugin {} wrote state key `{}`, which its job does not declare (state_keys: {})",
+                self.plugin,
+                write.key,
+                self.state_keys.join(", ")
+            )));
+        }
+        Ok(report)
     }
 }
 
@@ -89,7 +148,8 @@ impl Job for PluginJob {
     }
 
     async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
-        let request = self.request(&ctx, params);
+        let state = self.state_values(&ctx).await?;
+        let request = self.request(&ctx, params, state);
         let call = HostCall {
             library: &self.declared.path,
             sha256: Some(&self.declared.sha256),
@@ -98,7 +158,9 @@ impl Job for PluginJob {
         };
         let name = &self.plugin;
         match self.host.call(call, Some(&ctx.run_key), &ctx.cancel).await {
-            HostEnd::Reply(HostReply::Response(RunResponse::Report(report))) => Ok(report),
+            HostEnd::Reply(HostReply::Response(RunResponse::Report(report))) => {
+                self.accepted(report)
+            }
             HostEnd::Reply(HostReply::Response(RunResponse::InvalidParams(errors))) => Err(
                 JobError::InvalidParams(errors.into_iter().map(Into::into).collect()),
             ),

@@ -8,7 +8,7 @@ use std::os::raw::c_char;
 use std::path::Path;
 
 use patrol_plugin_protocol::{
-    Refusal, FREE_SYMBOL, MANIFEST_SYMBOL, PROTOCOL_SYMBOL, PROTOCOL_VERSION, RUN_SYMBOL,
+    speaks, Refusal, FREE_SYMBOL, MANIFEST_SYMBOL, PROTOCOL_SYMBOL, PROTOCOL_VERSION, RUN_SYMBOL,
 };
 
 type VersionFn = unsafe extern "C" fn() -> u32;
@@ -16,9 +16,11 @@ type ManifestFn = unsafe extern "C" fn() -> *mut c_char;
 type RunFn = unsafe extern "C" fn(*const c_char) -> *mut c_char;
 type FreeFn = unsafe extern "C" fn(*mut c_char);
 
-/// A loaded plugin whose protocol version is ours and whose symbols are
-/// all present.
+/// A loaded plugin whose protocol version this host speaks and whose
+/// symbols are all present.
 pub struct PluginLibrary {
+    /// The version its version function answered.
+    pub version: u32,
     manifest: ManifestFn,
     run: RunFn,
     free: FreeFn,
@@ -43,13 +45,14 @@ impl PluginLibrary {
         // SAFETY: calling the plugin's version function; it takes nothing
         // and returns a u32 by the protocol.
         let found = unsafe { version() };
-        if found != PROTOCOL_VERSION {
+        if !speaks(found) {
             return Err(Refusal::ProtocolMismatch {
                 expected: PROTOCOL_VERSION,
                 found,
             });
         }
-        // SAFETY: the plugin speaks our version, which fixes these types.
+        // SAFETY: the plugin speaks a version we speak; every one of them
+        // has these symbol types.
         let (manifest, run, free) = unsafe {
             (
                 symbol::<ManifestFn>(&library, MANIFEST_SYMBOL)?,
@@ -58,6 +61,7 @@ impl PluginLibrary {
             )
         };
         Ok(Self {
+            version: found,
             manifest,
             run,
             free,

@@ -103,7 +103,7 @@ fn load_plugin(plugin: &DeclaredPlugin, host: &HostCommand) -> Result<Manifest, 
 }
 
 fn check_manifest(plugin: &DeclaredPlugin, manifest: Manifest) -> Result<Manifest, Diagnostic> {
-    if manifest.protocol_version != patrol_plugin_protocol::PROTOCOL_VERSION {
+    if !patrol_plugin_protocol::speaks(manifest.protocol_version) {
         return Err(plugin.diagnostic(
             "path",
             format!(
