@@ -1,6 +1,6 @@
-//! Acceptance 3 of issue 18: an events file with one 80 MiB line is read
-//! to its end within a time bound, the line counted as malformed with its
-//! number and the other events read. (The reader used to loop forever on a
+//! Acceptance 3 of issue 18: an events file (or endpoint) with one 80 MiB
+//! line is read to its end within a time bound, the line counted as
+//! malformed with its number and the other events read. (The reader used to loop forever on a
 //! line longer than its 64 MiB chunk, inside `spawn_blocking`, where the
 //! run's timeout cannot stop it.)
 #![allow(clippy::unwrap_used)]
@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use axum::routing::get;
+use axum::Router;
 use patrol_job_anomaly::rules::parse_rules;
 use patrol_job_anomaly::{run_once, RunInput, SourceSpec};
 use patrol_job_api::{CancellationToken, JobState, Outcome, RunReport};
@@ -47,10 +49,8 @@ fn run_within(bound: Duration, input: RunInput) -> RunReport {
     }
 }
 
-#[test]
-fn an_80_mib_line_is_counted_malformed_and_the_run_finishes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.ndjson");
+/// Three events around one line of 80 MiB (line 3).
+fn stream() -> String {
     let long = format!(
         r#"{{"ts":"2026-11-02T10:00:30Z","subject":"{}"}}"#,
         "x".repeat(80 << 20)
@@ -61,33 +61,77 @@ fn an_80_mib_line_is_counted_malformed_and_the_run_finishes() {
         long,
         event("2026-11-02T10:01:30Z", "us"),
     ];
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    let input = RunInput {
-        sources: vec![SourceSpec::Files {
-            name: "audit".into(),
-            path: dir.path().to_path_buf(),
-        }],
+    lines.join("\n") + "\n"
+}
+
+fn input(source: SourceSpec) -> RunInput {
+    RunInput {
+        sources: vec![source],
         rules: parse_rules(Path::new("rules.yaml"), RULES).unwrap(),
         series: Vec::new(),
         history_ms: 28 * 24 * 3600 * 1000,
         detections_dir: None,
         backtest: None,
-    };
+    }
+}
 
-    let report = run_within(Duration::from_secs(60), input);
-
+/// The source's stats show the long line as malformed, and the events
+/// after it were read.
+fn assert_long_line_skipped(report: &RunReport, sample_end: &str) {
     assert_eq!(report.outcome, Outcome::Succeeded, "{}", report.summary);
     let stats = &report.details["sources"]["audit"];
     assert_eq!(stats["events"], 3, "{stats}");
     assert_eq!(stats["malformed"], 1, "{stats}");
     let sample = stats["samples"][0].as_str().unwrap_or_default();
-    assert!(
-        sample.ends_with("events.ndjson:3: line longer than 1048576 bytes"),
-        "{stats}"
-    );
+    assert!(sample.ends_with(sample_end), "{stats}");
     assert_eq!(
         report.findings.len(),
         1,
         "the events after the long line are read: u1 hopped eu → us"
     );
+}
+
+#[test]
+fn an_80_mib_line_is_counted_malformed_and_the_run_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("events.ndjson"), stream()).unwrap();
+    let source = SourceSpec::Files {
+        name: "audit".into(),
+        path: dir.path().to_path_buf(),
+    };
+
+    let report = run_within(Duration::from_secs(60), input(source));
+
+    assert_long_line_skipped(&report, "events.ndjson:3: line longer than 1048576 bytes");
+}
+
+#[test]
+fn an_80_mib_line_from_an_endpoint_is_counted_malformed_too() {
+    let body = stream();
+    let (send, recv) = std::sync::mpsc::channel();
+    // The server lives on a runtime of its own, for the whole test.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let app = Router::new().route("/audit", get(move || async move { body }));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            send.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let address = recv.recv_timeout(Duration::from_secs(30)).unwrap();
+    let source = SourceSpec::Http {
+        name: "audit".into(),
+        url: format!("http://{address}/audit?token=t0ps3cret"),
+        timeout: None,
+    };
+
+    let report = run_within(Duration::from_secs(60), input(source));
+
+    // Samples name the endpoint, not its query.
+    assert_long_line_skipped(
+        &report,
+        &format!("http://{address}/audit?…:3: line longer than 1048576 bytes"),
+    );
+    assert!(!report.details.to_string().contains("t0ps3cret"));
 }
