@@ -11,52 +11,28 @@
 //! [`BATCH_ROWS`] rows) per worker is held at a time.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use patrol_job_kit::{LineReader, Piece};
+
 use polars::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Rows per batch handed to the aggregation.
 pub const BATCH_ROWS: usize = 1 << 20;
-/// How many bad rows a source reports by content.
-const SAMPLES: usize = 5;
+/// Longest NDJSON line taken; a longer one is malformed (an audit event is
+/// a few hundred bytes).
+pub const MAX_LINE: usize = patrol_job_kit::DEFAULT_MAX_LINE;
 
 /// Columns every event must have, in batch order.
 pub const REQUIRED: [&str; 5] = ["subject", "action", "decision", "region", "tenant"];
 /// Columns an event may lack.
 pub const OPTIONAL: [&str; 2] = ["trace_id", "step_up"];
 
-/// What reading one source found.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SourceStats {
-    pub events: u64,
-    pub bad_rows: u64,
-    /// The first few bad rows as `file:line: reason`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub samples: Vec<String>,
-    pub files: u64,
-}
-
-impl SourceStats {
-    fn bad(&mut self, where_: impl FnOnce() -> String) {
-        self.bad_rows += 1;
-        if self.samples.len() < SAMPLES {
-            self.samples.push(where_());
-        }
-    }
-
-    fn merge(&mut self, other: SourceStats) {
-        self.events += other.events;
-        self.bad_rows += other.bad_rows;
-        self.files += other.files;
-        for sample in other.samples {
-            if self.samples.len() < SAMPLES {
-                self.samples.push(sample);
-            }
-        }
-    }
-}
+/// What reading one source found (malformed: lines or rows that could not
+/// take the batch shape).
+pub use patrol_job_kit::SourceStats;
 
 /// Where batches go.
 pub trait BatchSink: Send {
@@ -115,7 +91,7 @@ pub fn read_files(path: &Path, sink: &mut dyn BatchSink) -> Result<SourceStats, 
         let found = match Format::of(&file) {
             Some(Format::Ndjson) => {
                 let reader = File::open(&file).map_err(|err| format!("{name}: {err}"))?;
-                read_ndjson(&name, BufReader::with_capacity(1 << 20, reader), sink)
+                read_ndjson(&name, reader, sink)
             }
             Some(Format::Csv) => read_scanned(&name, scan_csv(&file), sink),
             Some(Format::Parquet) => read_scanned(&name, scan_parquet(&file), sink),
@@ -284,7 +260,7 @@ fn checked_rows(name: &str, frame: DataFrame, stats: &mut SourceStats) -> Polars
                     .collect();
                 format!("missing {}", missing.join(", "))
             };
-            stats.bad(|| format!("{name}: row {row}: {reason}"));
+            stats.malformed_line(|| format!("{name}: row {row}: {reason}"));
         }
     }
     let good = frame.filter(&!bad)?;
@@ -314,71 +290,70 @@ struct Line<'a> {
 }
 
 /// Reads NDJSON from `reader`: chunks of whole lines, parsed on every core.
+/// A line longer than [`MAX_LINE`] is a bad row, read through in bounded
+/// memory.
 pub fn read_ndjson(
     name: &str,
-    mut reader: impl BufRead,
+    reader: impl Read,
     sink: &mut dyn BatchSink,
 ) -> Result<SourceStats, String> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut lines = LineReader::new(reader).max_line(MAX_LINE);
     let mut stats = SourceStats::default();
-    let mut next_line = 1u64;
-    let mut carry: Vec<u8> = Vec::new();
     let mut done = false;
     while !done {
-        // Gather up to one chunk per worker, each ending at a line break.
-        let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
-        while chunks.len() < workers && !done {
-            let mut chunk = std::mem::take(&mut carry);
-            let target = CHUNK_BYTES.max(chunk.len());
-            chunk.reserve(target.saturating_sub(chunk.len()) + 1024);
-            let start = chunk.len();
-            chunk.resize(target, 0);
-            let mut filled = start;
-            while filled < target {
-                match reader.read(&mut chunk[filled..]) {
-                    Ok(0) => {
-                        done = true;
-                        break;
-                    }
-                    Ok(n) => filled += n,
-                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(err) => return Err(format!("{name}: {err}")),
+        // Up to one chunk per worker; overlong lines keep their place so
+        // the samples stay in file order.
+        let mut pieces: Vec<Piece> = Vec::new();
+        let mut chunks = 0;
+        while chunks < workers {
+            match lines.next_piece(CHUNK_BYTES, u64::MAX) {
+                Ok(Some(piece)) => {
+                    chunks += usize::from(matches!(piece, Piece::Lines { .. }));
+                    pieces.push(piece);
                 }
-            }
-            chunk.truncate(filled);
-            if !done {
-                match memchr::memrchr(b'\n', &chunk) {
-                    Some(cut) => carry = chunk.split_off(cut + 1),
-                    // One line longer than a chunk: keep reading it.
-                    None => {
-                        carry = chunk;
-                        continue;
-                    }
+                Ok(None) => {
+                    done = true;
+                    break;
                 }
+                Err(err) => return Err(format!("{name}: {err}")),
             }
-            let lines = memchr::memchr_iter(b'\n', &chunk).count() as u64
-                + u64::from(!chunk.is_empty() && !chunk.ends_with(b"\n"));
-            chunks.push((next_line, chunk));
-            next_line += lines;
         }
-        let parsed: Vec<Result<(DataFrame, SourceStats), String>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .map(|(first, chunk)| scope.spawn(move || parse_chunk(name, *first, chunk)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(format!("{name}: parser panicked")))
-                })
-                .collect()
-        });
-        for result in parsed {
-            let (frame, found) = result?;
-            stats.merge(found);
-            if frame.height() > 0 {
-                sink.batch(frame)?;
+        let parsed: Vec<Option<Result<(DataFrame, SourceStats), String>>> =
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = pieces
+                    .iter()
+                    .map(|piece| match piece {
+                        Piece::Lines {
+                            first_line, bytes, ..
+                        } => Some(scope.spawn(move || parse_chunk(name, *first_line, bytes))),
+                        Piece::Overlong { .. } => None,
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|handle| {
+                        handle.map(|h| {
+                            h.join()
+                                .unwrap_or_else(|_| Err(format!("{name}: parser panicked")))
+                        })
+                    })
+                    .collect()
+            });
+        for (piece, result) in pieces.iter().zip(parsed) {
+            match (piece, result) {
+                (Piece::Overlong { line, .. }, _) => {
+                    let problem = piece.problem().unwrap_or_default();
+                    stats.malformed_line(|| format!("{name}:{line}: {problem}"));
+                }
+                (Piece::Lines { .. }, Some(result)) => {
+                    let (frame, found) = result?;
+                    stats.merge(found);
+                    if frame.height() > 0 {
+                        sink.batch(frame)?;
+                    }
+                }
+                (Piece::Lines { .. }, None) => {}
             }
         }
     }
@@ -416,16 +391,19 @@ fn parse_chunk(
         let line: Line = match serde_json::from_slice(raw) {
             Ok(line) => line,
             Err(err) => {
-                stats.bad(|| format!("{name}:{line_no}: not a JSON object ({err})"));
+                stats.malformed_line(|| format!("{name}:{line_no}: not a JSON object ({err})"));
                 continue;
             }
         };
         let Some(millis) = line.ts.as_deref().and_then(parse_ts) else {
-            stats.bad(|| format!("{name}:{line_no}: ts missing or not an RFC 3339 time"));
+            stats
+                .malformed_line(|| format!("{name}:{line_no}: ts missing or not an RFC 3339 time"));
             continue;
         };
         if millis > latest {
-            stats.bad(|| format!("{name}:{line_no}: ts is more than a day in the future"));
+            stats.malformed_line(|| {
+                format!("{name}:{line_no}: ts is more than a day in the future")
+            });
             continue;
         }
         let fields = [
@@ -440,7 +418,7 @@ fn parse_chunk(
             .zip(&fields)
             .find(|(_, value)| value.as_deref().is_none_or(str::is_empty))
         {
-            stats.bad(|| format!("{name}:{line_no}: missing {}", missing.0));
+            stats.malformed_line(|| format!("{name}:{line_no}: missing {}", missing.0));
             continue;
         }
         ts.push(millis);

@@ -204,7 +204,7 @@ pub async fn run_once(
     }
 
     let events: u64 = source_stats.values().map(|s| s.events).sum();
-    let bad: u64 = source_stats.values().map(|s| s.bad_rows).sum();
+    let bad: u64 = source_stats.values().map(|s| s.malformed).sum();
     let warming: Vec<&str> = outcomes
         .iter()
         .filter(|(_, o)| o.warming_up)
@@ -338,11 +338,12 @@ async fn read_source(
         }
         SourceSpec::Http { url, timeout, .. } => {
             let timeout = timeout.map_or(std::time::Duration::from_secs(60), |t| t.0);
-            let body = match fetch(url, timeout).await {
-                Ok(body) => body,
-                Err(err) => return Ok((aggregator, Err(err))),
+            let body = match patrol_job_kit::http::fetch_ndjson(url, &[], timeout, MAX_BODY).await {
+                Ok(answer) => answer.body,
+                Err(err) => return Ok((aggregator, Err(err.to_string()))),
             };
-            let name = url.clone();
+            // Samples name the endpoint without its credentials or query.
+            let name = patrol_job_kit::http::endpoint(url);
             read_blocking(aggregator, move |aggregator| {
                 input::read_ndjson(&name, std::io::Cursor::new(body), aggregator)
             })
@@ -367,33 +368,6 @@ async fn read_blocking(
 
 /// Largest HTTP answer read; a bigger one fails the source.
 const MAX_BODY: usize = 1 << 30;
-
-async fn fetch(url: &str, timeout: std::time::Duration) -> Result<Vec<u8>, String> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|err| err.to_string())?;
-    let mut response = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|err| err.without_url().to_string())?;
-    if !response.status().is_success() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|err| err.without_url().to_string())?
-    {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("answer larger than {} MiB", MAX_BODY >> 20));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
 
 /// Judges one metric series file, column by column.
 fn judge_series(

@@ -82,7 +82,7 @@ async fn an_endpoints_events_are_judged_and_an_outage_fails_the_run_as_partial()
     assert_eq!(report.outcome, Outcome::Succeeded, "{}", report.summary);
     let stats = &report.details["sources"]["audit-api"];
     assert_eq!(
-        (stats["events"].as_u64(), stats["bad_rows"].as_u64()),
+        (stats["events"].as_u64(), stats["malformed"].as_u64()),
         (Some(2), Some(1)),
         "{stats}"
     );

@@ -46,7 +46,7 @@ fn bad_lines_are_counted_with_their_line_and_reason_and_the_rest_is_read() {
     let mut aggregator = Aggregator::new(rules);
     let stats = read_ndjson("audit.ndjson", std::io::Cursor::new(text), &mut aggregator).unwrap();
     assert_eq!(stats.events, 2);
-    assert_eq!(stats.bad_rows, 4);
+    assert_eq!(stats.malformed, 4);
     assert!(
         stats.samples[0].starts_with("audit.ndjson:2: not a JSON object"),
         "{:?}",
@@ -78,7 +78,7 @@ fn csv_and_parquet_inputs_count_bad_rows_too() {
     let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
     let mut aggregator = Aggregator::new(rules.clone());
     let stats = read_files(dir.path(), &mut aggregator).unwrap();
-    assert_eq!((stats.events, stats.bad_rows), (2, 2), "{stats:?}");
+    assert_eq!((stats.events, stats.malformed), (2, 2), "{stats:?}");
     assert!(
         stats.samples.iter().any(|s| s.contains("row 2: ts")),
         "{:?}",

@@ -8,9 +8,10 @@
 
 use std::time::Duration;
 
+use patrol_job_kit::{LineReader, Piece};
 use serde::{Deserialize, Serialize};
 
-use crate::source::{LineSink, SourceStats};
+use crate::source::{LineSink, SourceStats, MAX_LINE};
 
 /// Where an `http` source stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,53 +33,24 @@ pub struct HttpBody {
 
 /// Largest answer read; a bigger one fails the source (say so, don't truncate).
 pub const MAX_BODY: usize = 512 << 20;
+/// Lines are handed to the sink in chunks of about this many bytes.
+const CHUNK_BYTES: usize = 1 << 20;
 
 pub async fn fetch(url: &str, cursor: &HttpCursor, timeout: Duration) -> Result<HttpBody, String> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
+    let since: Vec<(&str, &str)> = cursor
+        .server
+        .as_deref()
+        .map(|since| ("since", since))
+        .into_iter()
+        .collect();
+    let answer = patrol_job_kit::http::fetch_ndjson(url, &since, timeout, MAX_BODY)
+        .await
         .map_err(|err| err.to_string())?;
-    let mut request = client.get(url);
-    if let Some(since) = &cursor.server {
-        request = request.query(&[("since", since)]);
-    }
-    let mut response = request
-        .send()
-        .await
-        .map_err(|err| format!("{url}: {}", without_url(err)))?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}"));
-    }
-    let next = response
-        .headers()
-        .get("x-next-cursor")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_string);
-    let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|err| format!("{url}: {}", without_url(err)))?
-    {
-        if bytes.len() + chunk.len() > MAX_BODY {
-            return Err(format!("{url}: answer larger than {} MiB", MAX_BODY >> 20));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(HttpBody { bytes, next })
-}
-
-/// reqwest's errors repeat the URL; it is said once by the caller.
-fn without_url(err: reqwest::Error) -> String {
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
+    let next = answer.header("x-next-cursor");
+    Ok(HttpBody {
+        bytes: answer.body,
+        next,
+    })
 }
 
 /// Hands the new lines of `body` to `sink` (at most `limit`); the cursor
@@ -109,18 +81,32 @@ pub fn read_body(
         taken = limit;
         stats.more_waiting = true;
     }
-    // Byte offset where line `n` (0-based) starts.
-    let line_start = |n: u64| -> usize {
-        if n == 0 {
-            return 0;
-        }
-        memchr::memchr_iter(b'\n', text)
+    // The lines to hand over start after the `skip`th newline; from there
+    // the bounded line reader takes them (an overlong one is malformed).
+    let start = match skip {
+        0 => 0,
+        n => memchr::memchr_iter(b'\n', text)
             .nth(usize::try_from(n - 1).unwrap_or(usize::MAX))
-            .map_or(text.len(), |at| at + 1)
+            .map_or(text.len(), |at| at + 1),
     };
-    let (start, end) = (line_start(skip), line_start(skip + taken));
-    if start < end {
-        sink.lines(name, skip + 1, &text[start..end]);
+    let mut reader = LineReader::new(&text[start..])
+        .max_line(MAX_LINE)
+        .first_line(skip + 1);
+    let mut handed = 0;
+    while handed < taken {
+        // Reading from memory cannot fail.
+        let Ok(Some(piece)) = reader.next_piece(CHUNK_BYTES, taken - handed) else {
+            break;
+        };
+        match &piece {
+            Piece::Lines {
+                first_line, bytes, ..
+            } => sink.lines(name, *first_line, bytes),
+            Piece::Overlong { line, .. } => {
+                sink.malformed(name, *line, piece.problem().unwrap_or_default())
+            }
+        }
+        handed += piece.lines();
     }
     stats.lines += taken;
     HttpCursor {

@@ -4,10 +4,11 @@
 //! run's end). Lines are streamed, never loaded whole.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use patrol_job_kit::{LastLine, LineReader, Piece};
 use serde::{Deserialize, Serialize};
 
 /// Where the lines read go (the parser, on other threads).
@@ -31,39 +32,15 @@ pub struct FilePosition {
 }
 
 /// What reading a source found, for the run's summary and details.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SourceStats {
-    /// Lines read (what `max_events` limits).
-    #[serde(skip)]
-    pub lines: u64,
-    pub events: u64,
-    pub malformed: u64,
-    /// The first few malformed lines, as `file:line: problem`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub samples: Vec<String>,
-    /// Files that shrank since the last sweep (rotated): read from the start.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub restarted_files: u64,
-    /// The per-sweep event limit was reached; the rest waits for the next sweep.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub more_waiting: bool,
-    /// Items the source could not turn into events (e.g. a release asset
-    /// without a digest), and the first few of them.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub skipped: u64,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped_samples: Vec<String>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
+pub use patrol_job_kit::SourceStats;
 
 /// A last line without its newline is taken once the file has been still
 /// this long; before, a writer may be in the middle of it.
 const SETTLED: Duration = Duration::from_secs(5);
 /// Longest line read; longer ones are malformed (and skipped whole).
-const MAX_LINE: usize = 1 << 20;
+pub const MAX_LINE: usize = patrol_job_kit::DEFAULT_MAX_LINE;
+/// Lines are handed to the sink in chunks of about this many bytes.
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// Reading stopped by an I/O error; `cursor` covers exactly the lines
 /// handed to the sink before it, so storing it neither skips nor repeats.
@@ -153,77 +130,36 @@ fn read_file(
         .is_some_and(|age| age >= SETTLED);
     file.seek(SeekFrom::Start(position.offset))?;
     // Whole chunks of complete lines go to the sink; the parsing (the
-    // expensive part) happens there, on other threads.
-    let mut buf = vec![0u8; MAX_LINE];
-    let mut filled = 0;
-    let mut at_end = false;
+    // expensive part) happens there, on other threads. A last line without
+    // its newline may be half-written until the file has been still.
+    let mut reader = LineReader::new(file)
+        .max_line(MAX_LINE)
+        .first_line(position.line + 1)
+        .last_line(if settled {
+            LastLine::Take
+        } else {
+            LastLine::Wait
+        });
     while stats.lines < limit {
-        while !at_end && filled < buf.len() {
-            let n = file.read(&mut buf[filled..])?;
-            if n == 0 {
-                at_end = true;
-            }
-            filled += n;
-        }
-        if filled == 0 {
+        let Some(piece) = reader.next_piece(CHUNK_BYTES, limit - stats.lines)? else {
             break;
-        }
-        let mut cut = match memchr::memrchr(b'\n', &buf[..filled]) {
-            Some(last) => last + 1,
-            None if at_end && settled => filled, // a last line without its newline
-            None if at_end => break,             // a writer is still on this line
-            None => {
-                // No line end in MAX_LINE bytes: skip the line, say so.
-                let skipped = skip_line(&mut file, filled)?;
-                position.offset += skipped;
-                position.line += 1;
-                stats.lines += 1;
-                sink.malformed(
-                    name,
-                    position.line,
-                    format!("line longer than {MAX_LINE} bytes"),
-                );
-                filled = 0;
-                continue;
-            }
         };
-        // Stop at the limit, counting lines.
-        let room = limit - stats.lines;
-        let mut lines = memchr::memchr_iter(b'\n', &buf[..cut]).count() as u64;
-        if cut == filled && buf[..cut].last() != Some(&b'\n') {
-            lines += 1;
+        match &piece {
+            Piece::Lines {
+                first_line, bytes, ..
+            } => sink.lines(name, *first_line, bytes),
+            Piece::Overlong { line, .. } => {
+                sink.malformed(name, *line, piece.problem().unwrap_or_default())
+            }
         }
-        if lines > room {
-            let nth = memchr::memchr_iter(b'\n', &buf[..cut])
-                .nth(usize::try_from(room - 1).unwrap_or(0))
-                .unwrap_or(cut - 1);
-            cut = nth + 1;
-            lines = room;
-        }
-        sink.lines(name, position.line + 1, &buf[..cut]);
-        position.offset += cut as u64;
-        position.line += lines;
-        stats.lines += lines;
-        buf.copy_within(cut..filled, 0);
-        filled -= cut;
+        position.offset += piece.consumed();
+        position.line += piece.lines();
+        stats.lines += piece.lines();
     }
     if stats.lines >= limit {
         stats.more_waiting = true;
     }
     Ok(())
-}
-
-/// Reads past the rest of an overlong line; returns the bytes skipped,
-/// counting the `already` bytes seen.
-fn skip_line(file: &mut std::fs::File, already: usize) -> std::io::Result<u64> {
-    let mut skipped = already as u64;
-    let mut reader = BufReader::new(file);
-    let mut rest = Vec::new();
-    skipped += reader.read_until(b'\n', &mut rest)? as u64;
-    // The BufReader may have read ahead: put the file back after the line.
-    let ahead = reader.buffer().len() as i64;
-    reader.into_inner().seek(SeekFrom::Current(-ahead))?;
-    Ok(skipped)
 }
 
 /// Splits a chunk of lines; `first` is the number of its first line.
