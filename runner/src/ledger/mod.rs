@@ -4,6 +4,7 @@
 //! (teams, several nodes) through sqlx's `Any` driver; the schema lives in
 //! `runner/migrations/{sqlite,postgres}` and is applied on connect.
 
+mod effects;
 mod instances;
 mod job_state;
 mod model;
@@ -18,6 +19,7 @@ use anyhow::{Context, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use effects::{EffectRow, LedgerEffectLog};
 pub use instances::{CrashFollowUp, CrashPage, DeadInstance};
 pub use job_state::ScheduleStateStore;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
