@@ -418,8 +418,11 @@ async fn fetch(url: &str, timeout: std::time::Duration) -> Result<Vec<u8>, Strin
     Ok(body)
 }
 
+/// A detection file to write: where, and its CSV.
+type Detections = (PathBuf, Vec<u8>);
+
 /// Judges one metric series file, column by column; returns its details
-/// and the detection files to write (path, CSV).
+/// and the detection files to write.
 fn judge_series(
     spec: &SeriesSpec,
     severity: Severity,
@@ -428,7 +431,7 @@ fn judge_series(
     findings: &mut Vec<Finding>,
     writes: &mut Vec<StateWrite>,
     backtests: Option<&mut Vec<RuleBacktest>>,
-) -> Result<(serde_json::Value, Vec<(PathBuf, Vec<u8>)>), String> {
+) -> Result<(serde_json::Value, Vec<Detections>), String> {
     let (columns, stats) = metrics::read_series(&spec.path, &spec.timestamp, &spec.values)?;
     let defaults = AdaptiveParams::default();
     let method = Method::Adaptive(AdaptiveParams {
@@ -506,7 +509,7 @@ fn judge_series(
 async fn write_detections(
     effects: &Effects,
     name: &str,
-    detections: Vec<(PathBuf, Vec<u8>)>,
+    detections: Vec<Detections>,
     errors: &mut Vec<String>,
 ) {
     for (path, bytes) in detections {
