@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 use patrol::plugins::{load_plugins, HostCommand, PluginJob};
-use patrol_job_api::{CancellationToken, Job, JobState, RunContext};
+use patrol_job_api::{CancellationToken, Effects, Job, JobState, RunContext};
 use patrol_plugin_sdk::PluginJob as _;
 
 fn main() -> ExitCode {
@@ -124,6 +124,7 @@ fn bench() -> Result<()> {
         cancel: CancellationToken::new(),
         run_key: format!("bench/{run_id}"),
         state: JobState::empty(),
+        effects: Effects::in_memory(),
     };
     println!(
         "plugin library {} ({} KiB), host {}",

@@ -7,6 +7,7 @@ mod alerting;
 mod anomaly;
 mod crash_recovery;
 mod cron_reference;
+mod dry_run;
 mod graceful;
 mod logging;
 mod multi_node;

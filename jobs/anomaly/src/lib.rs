@@ -28,7 +28,7 @@ use patrol_job_api::{
 };
 use serde::Deserialize;
 
-pub use run::{run_once, RunInput};
+pub use run::{run_once, run_with_effects, RunInput};
 
 /// The `anomaly` job kind.
 #[derive(Debug, Default)]
@@ -318,10 +318,10 @@ impl Job for AnomalyJob {
 
     async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
         let checked = check(&params).map_err(JobError::InvalidParams)?;
-        run_once(
+        run_with_effects(
             &ctx.state,
             RunInput::from(checked),
-            ctx.dry_run,
+            &ctx.effects,
             &ctx.cancel,
         )
         .await

@@ -3,8 +3,7 @@
 //! Each value column is judged on its own and written out point by point
 //! (`timestamp,value,baseline,score,is_anomaly`) for inspection and scoring.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use patrol_anomaly_detect::{Point, Scored};
 use polars::prelude::*;
@@ -169,34 +168,25 @@ pub fn parse_stamp(text: &str) -> Option<i64> {
     text.parse::<i64>().ok()
 }
 
-/// Writes one series' verdicts as CSV; returns the file written.
-pub fn write_detections(
-    dir: &Path,
-    file_name: &str,
-    series: &MetricSeries,
-    scored: &[Scored],
-) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let path = dir.join(file_name);
-    let temp = path.with_extension("csv.tmp");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&temp)?);
-    writeln!(out, "timestamp,value,baseline,score,is_anomaly,warming_up")?;
+/// One series' verdicts as CSV (`timestamp,value,baseline,score,
+/// is_anomaly,warming_up`), for the run to write through its effects.
+pub fn detections_csv(series: &MetricSeries, scored: &[Scored]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"timestamp,value,baseline,score,is_anomaly,warming_up\n");
     for (stamp, verdict) in series.stamps.iter().zip(scored) {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
-        writeln!(
-            out,
-            "{},{},{},{},{},{}",
+        let line = format!(
+            "{},{},{},{},{},{}\n",
             csv_field(stamp),
             verdict.value,
             opt(verdict.baseline),
             opt(verdict.score),
             u8::from(verdict.is_anomaly),
             u8::from(verdict.warming_up),
-        )?;
+        );
+        out.extend_from_slice(line.as_bytes());
     }
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    std::fs::rename(&temp, &path)?;
-    Ok(path)
+    out
 }
 
 fn csv_field(text: &str) -> String {

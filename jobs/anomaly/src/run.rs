@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use patrol_anomaly_detect::{detect, AdaptiveParams, Method, Noise, Season, TuneOutcome};
 use patrol_job_api::{
-    CancellationToken, Finding, JobError, JobState, Outcome, RunReport, Severity, StateWrite,
+    CancellationToken, Effects, Finding, JobError, JobState, Outcome, RunReport, Severity,
+    StateWrite,
 };
 use serde_json::json;
 
@@ -63,12 +64,31 @@ struct RuleOutcome {
     tuned: Option<serde_json::Value>,
 }
 
+/// One run outside the runner (tests, benches): a dry run records its
+/// effects and performs none; otherwise they are performed, logged in
+/// memory.
 pub async fn run_once(
     state: &JobState,
     input: RunInput,
     dry_run: bool,
     cancel: &CancellationToken,
 ) -> Result<RunReport, JobError> {
+    let effects = match dry_run {
+        true => Effects::dry_run(),
+        false => Effects::in_memory(),
+    };
+    run_with_effects(state, input, &effects, cancel).await
+}
+
+/// One run: files it writes (detections) go through `effects`; on a dry
+/// run nothing is written and no state is handed back.
+pub async fn run_with_effects(
+    state: &JobState,
+    input: RunInput,
+    effects: &Effects,
+    cancel: &CancellationToken,
+) -> Result<RunReport, JobError> {
+    let dry_run = effects.is_dry_run();
     let stored = load_state(state).await?;
     let labels = match &input.backtest {
         Some(path) => Some(backtest::load_labels(path).map_err(JobError::Failed)?),
@@ -198,7 +218,10 @@ pub async fn run_once(
             &mut writes,
             labels.is_some().then_some(&mut backtests),
         ) {
-            Ok(details) => series_details.push(details),
+            Ok((details, detections)) => {
+                series_details.push(details);
+                write_detections(effects, &spec.name, detections, &mut source_errors).await;
+            }
             Err(err) => source_errors.push(format!("series {}: {err}", spec.name)),
         }
     }
@@ -369,7 +392,11 @@ async fn read_blocking(
 /// Largest HTTP answer read; a bigger one fails the source.
 const MAX_BODY: usize = 1 << 30;
 
-/// Judges one metric series file, column by column.
+/// A detection file to write: where, and its CSV.
+type Detections = (PathBuf, Vec<u8>);
+
+/// Judges one metric series file, column by column; returns its details
+/// and the detection files to write.
 fn judge_series(
     spec: &SeriesSpec,
     severity: Severity,
@@ -378,7 +405,7 @@ fn judge_series(
     findings: &mut Vec<Finding>,
     writes: &mut Vec<StateWrite>,
     backtests: Option<&mut Vec<RuleBacktest>>,
-) -> Result<serde_json::Value, String> {
+) -> Result<(serde_json::Value, Vec<Detections>), String> {
     let (columns, stats) = metrics::read_series(&spec.path, &spec.timestamp, &spec.values)?;
     let defaults = AdaptiveParams::default();
     let method = Method::Adaptive(AdaptiveParams {
@@ -394,6 +421,7 @@ fn judge_series(
     };
     let mut results = Vec::new();
     let mut details = Vec::new();
+    let mut detections = Vec::new();
     for column in &columns {
         let scored = detect(&column.points, &method, spec.direction);
         let id = format!("series/{}/{}", spec.name, column.column);
@@ -423,17 +451,12 @@ fn judge_series(
             findings.push(series_finding(spec, severity, column, &scored, &episode));
         }
         let written = match &input.detections_dir {
-            Some(dir) => Some(
-                metrics::write_detections(
-                    dir,
-                    &format!("{}.{}.csv", spec.name, column.column),
-                    column,
-                    &scored,
-                )
-                .map_err(|err| format!("writing detections: {err}"))?
-                .display()
-                .to_string(),
-            ),
+            Some(dir) => {
+                let path = dir.join(format!("{}.{}.csv", spec.name, column.column));
+                let shown = path.display().to_string();
+                detections.push((path, metrics::detections_csv(column, &scored)));
+                Some(shown)
+            }
             None => None,
         };
         writes.push(cursor_write(&id, current_end));
@@ -449,9 +472,26 @@ fn judge_series(
     if let Some(backtests) = backtests {
         backtests.extend(results);
     }
-    Ok(
+    Ok((
         json!({"name": spec.name, "rows": stats.rows, "bad_rows": stats.bad_rows, "samples": stats.samples, "columns": details}),
-    )
+        detections,
+    ))
+}
+
+/// Writes the series' detection files through the run's effects (none on
+/// a dry run); a file that cannot be written fails its series.
+async fn write_detections(
+    effects: &Effects,
+    name: &str,
+    detections: Vec<Detections>,
+    errors: &mut Vec<String>,
+) {
+    for (path, bytes) in detections {
+        if let Err(err) = effects.write_file(&path, bytes).await {
+            errors.push(format!("series {name}: writing detections: {err}"));
+            return;
+        }
+    }
 }
 
 fn series_finding(

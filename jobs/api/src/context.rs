@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::effects::Effects;
 use crate::state::JobState;
 
 /// Everything a job may know about the run it is executing.
@@ -25,4 +26,7 @@ pub struct RunContext {
     pub run_key: String,
     /// What earlier runs of this schedule kept (see [`crate::StateWrite`]).
     pub state: JobState,
+    /// Every side effect outside the ledger goes through here: recorded,
+    /// not performed, on a dry run (see [`crate::effects`]).
+    pub effects: Effects,
 }

@@ -5,6 +5,7 @@
 //! retries, timeouts, recording, alerting — belongs to the runner.
 
 mod context;
+pub mod effects;
 mod finding;
 mod params;
 mod report;
@@ -17,6 +18,7 @@ pub mod yaml_lines;
 use async_trait::async_trait;
 
 pub use context::RunContext;
+pub use effects::{Effects, Intent, PerformError, Performed};
 pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};
 pub use params::{parse_params, JobDescription, ParamDoc, ParamError};
 pub use report::{Outcome, RunReport};

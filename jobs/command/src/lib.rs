@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use patrol_job_api::effects::kind;
 use patrol_job_api::{
-    parse_params, Job, JobDescription, JobError, Outcome, ParamError, RunContext, RunReport,
+    parse_params, Intent, Job, JobDescription, JobError, Outcome, ParamError, PerformError,
+    Performed, RunContext, RunReport,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
@@ -55,15 +57,61 @@ impl Job for CommandJob {
             parse_params(&params).map_err(|err| JobError::InvalidParams(vec![err]))?;
         params.check().map_err(JobError::InvalidParams)?;
         let argv = params.argv();
-        if ctx.dry_run {
-            let mut report = RunReport::new(
+        let command = shell_words(&argv);
+        // Running the program is the job's one effect: a retry of a slot
+        // whose program already exited 0 does not run it again.
+        let intent = Intent::new(
+            kind::COMMAND,
+            format!("command:{command}"),
+            format!("run {command}"),
+        );
+        let ran = ctx
+            .effects
+            .perform(intent, async {
+                let report = run_program(&ctx, &params, &argv)
+                    .await
+                    .map_err(Unsuccessful::Error)?;
+                match report.outcome {
+                    Outcome::Succeeded => Ok(report),
+                    _ => Err(Unsuccessful::Ended(Box::new(report))),
+                }
+            })
+            .await;
+        match ran {
+            Ok(Performed::Done(report)) => Ok(report),
+            Err(PerformError::Failed(Unsuccessful::Ended(report))) => Ok(*report),
+            Err(PerformError::Failed(Unsuccessful::Error(err))) => Err(err),
+            Err(PerformError::NotRecorded(err)) => {
+                Err(JobError::Failed(format!("`{command}` was not run: {err}")))
+            }
+            Ok(Performed::NotPerformed) => {
+                let mut report =
+                    RunReport::new(Outcome::Succeeded, format!("dry run: would run {command}"));
+                report.details = serde_json::json!({ "argv": argv, "dry_run": true });
+                Ok(report)
+            }
+            Ok(Performed::DoneBefore) => Ok(RunReport::new(
                 Outcome::Succeeded,
-                format!("dry run: would run {}", shell_words(&argv)),
-            );
-            report.details = serde_json::json!({ "argv": argv, "dry_run": true });
-            return Ok(report);
+                format!("not run again: an earlier attempt of this slot ran {command} to exit 0"),
+            )),
         }
-        run_program(&ctx, &params, &argv).await
+    }
+}
+
+/// A run of the program that does not count as done.
+enum Unsuccessful {
+    /// It could not be started or waited for.
+    Error(JobError),
+    /// It ended other than with exit 0 (failed, killed, cancelled).
+    Ended(Box<RunReport>),
+}
+
+impl std::fmt::Display for Unsuccessful {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Error(err) => err.fmt(f),
+            Self::Ended(report) => f.write_str(&report.summary),
+        }
     }
 }
 

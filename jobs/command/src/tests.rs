@@ -1,7 +1,10 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use patrol_job_api::{CancellationToken, Job, Outcome, RunContext};
+
+use patrol_job_api::effects::{EffectSlot, EffectStatus, MemoryEffectLog};
+use patrol_job_api::{CancellationToken, Effects, Job, Outcome, RunContext};
 use serde_json::json;
 
 use super::CommandJob;
@@ -17,6 +20,7 @@ fn context(cancel: CancellationToken) -> RunContext {
         cancel,
         run_key: "test/7".into(),
         state: patrol_job_api::JobState::empty(),
+        effects: Effects::in_memory(),
     }
 }
 
@@ -107,6 +111,8 @@ async fn cancel_kills_the_whole_process_group() {
 async fn dry_run_does_not_execute() {
     let mut ctx = context(CancellationToken::new());
     ctx.dry_run = true;
+    let dry = Effects::dry_run();
+    ctx.effects = dry.clone();
     let marker = std::env::temp_dir().join(format!("patrol-dry-{}", std::process::id()));
     let report = CommandJob
         .run(
@@ -121,6 +127,59 @@ async fn dry_run_does_not_execute() {
         report.summary
     );
     assert!(!marker.exists());
+    let effects = dry.records();
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    assert_eq!(
+        effects[0].description,
+        format!("run touch {}", marker.display())
+    );
+    assert_eq!(effects[0].status, EffectStatus::NotPerformed);
+}
+
+#[tokio::test]
+async fn a_retry_of_the_slot_does_not_rerun_a_program_that_exited_0() {
+    let log = Arc::new(MemoryEffectLog::default());
+    let dir = tempfile::tempdir().unwrap();
+    let counter = dir.path().join("runs");
+    let slot = Utc::now();
+    // The same program each attempt: it fails until it has run twice.
+    let attempt = |n: u32| {
+        let mut ctx = context(CancellationToken::new());
+        ctx.scheduled_for = slot;
+        ctx.attempt = n;
+        ctx.effects = Effects::recorded(
+            log.clone(),
+            EffectSlot {
+                schedule_id: ctx.schedule_id.clone(),
+                scheduled_for: ctx.scheduled_for,
+                run_id: i64::from(n),
+                attempt: n,
+            },
+        );
+        let shell = format!(
+            "echo x >> {0}; test $(wc -l < {0}) -ge 2",
+            counter.display()
+        );
+        (ctx, json!({ "shell": shell }))
+    };
+    let (ctx, params) = attempt(1);
+    let failed = CommandJob.run(ctx, params).await.unwrap();
+    assert_eq!(failed.outcome, Outcome::Failed);
+    let (ctx, params) = attempt(2);
+    let ok = CommandJob.run(ctx, params).await.unwrap();
+    assert_eq!(
+        ok.outcome,
+        Outcome::Succeeded,
+        "a failed program runs again"
+    );
+    let (ctx, params) = attempt(3);
+    let skipped = CommandJob.run(ctx, params).await.unwrap();
+    assert!(
+        skipped.summary.starts_with("not run again"),
+        "an attempt after the one that exited 0 skips it: {}",
+        skipped.summary
+    );
+    assert_eq!(std::fs::read_to_string(&counter).unwrap(), "x\nx\n");
 }
 
 #[test]

@@ -7,14 +7,18 @@
 //! verify` checks a pack.
 //!
 //! A pack is built in a hidden folder and renamed into place, so a reader
-//! sees the old pack or the new one, never half of one.
+//! sees the old pack or the new one, never half of one. Writing a pack is
+//! an effect of the run (`ctx.effects`): a dry run writes none and lists
+//! them; a retry of the same slot does not rewrite a pack with the same
+//! content.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use patrol_job_api::effects::{kind, replace_dir_atomically, thousands};
 use patrol_job_api::secret::SecretRef;
-use patrol_job_api::{Finding, ParamError};
+use patrol_job_api::{Effects, Finding, Intent, ParamError, Performed};
 use patrol_provmon_verify::evidence::write_pack;
 use patrol_provmon_verify::fixtures::SigningKey;
 use patrol_provmon_verify::rekor::LogEntry;
@@ -40,6 +44,8 @@ pub struct EvidenceSpec {
 pub struct EvidenceWriter {
     pub dir: PathBuf,
     key: SigningKey,
+    /// Packs are written through here; the job hands it the run's handle.
+    effects: Effects,
 }
 
 // The key is a secret: never printed.
@@ -67,6 +73,9 @@ impl EvidenceSpec {
             Some(key) if errors.is_empty() => Ok(EvidenceWriter {
                 dir: self.dir.clone(),
                 key,
+                // Tests and tools that sweep outside a run write for real;
+                // a run replaces it with its own (see `with_effects`).
+                effects: Effects::in_memory(),
             }),
             _ => Err(errors),
         }
@@ -256,6 +265,9 @@ fn result(check: &Check) -> serde_json::Value {
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct EvidenceStats {
     pub written: u64,
+    /// Dry run: packs that would have been written.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub would_write: u64,
     /// Releases whose sha cannot name a folder: never packed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unnamable: Vec<String>,
@@ -265,54 +277,71 @@ pub struct EvidenceStats {
 }
 
 impl EvidenceWriter {
-    /// Writes one release's pack, replacing the previous one.
+    /// Writes packs through the run's `effects` (nothing on a dry run).
+    pub fn with_effects(mut self, effects: Effects) -> Self {
+        self.effects = effects;
+        self
+    }
+
+    /// Writes one release's pack, replacing the previous one. Runs on a
+    /// blocking thread.
     pub fn write(
         &self,
         sha: &str,
         files: &[(String, Vec<u8>)],
         now: DateTime<Utc>,
-    ) -> Result<(), String> {
+    ) -> Result<Performed<()>, String> {
         let name = folder_name(sha).ok_or_else(|| {
             format!("release sha `{sha}` cannot name a folder (letters, digits, - _ .)")
         })?;
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|err| format!("cannot create {}: {err}", self.dir.display()))?;
-        let unique = format!("{}-{}", std::process::id(), now.timestamp_millis());
-        let building = self.dir.join(format!(".{name}.new-{unique}"));
-        let previous = self.dir.join(format!(".{name}.old-{unique}"));
         let target = self.dir.join(name);
-        let result = (|| {
-            std::fs::create_dir(&building)?;
-            write_pack(
-                &building,
-                &format!("release {sha}"),
-                &rfc3339(now),
-                concat!("patrol provmon ", env!("CARGO_PKG_VERSION")),
-                files,
-                &self.key,
-            )?;
-            if target.exists() {
-                std::fs::rename(&target, &previous)?;
-            }
-            std::fs::rename(&building, &target)?;
-            remove_quietly(&previous);
-            Ok::<(), std::io::Error>(())
-        })();
-        result.map_err(|err: std::io::Error| {
-            remove_quietly(&building);
-            // Put the old pack back if it was moved aside.
-            if previous.exists() && !target.exists() {
-                let _ = std::fs::rename(&previous, &target);
-            }
-            format!("writing {}: {err}", target.display())
-        })
+        self.effects
+            .perform_blocking(pack_intent(&target, files), || {
+                replace_dir_atomically(&target, |building| {
+                    write_pack(
+                        building,
+                        &format!("release {sha}"),
+                        &rfc3339(now),
+                        concat!("patrol provmon ", env!("CARGO_PKG_VERSION")),
+                        files,
+                        &self.key,
+                    )
+                })
+            })
+            .map_err(|err| format!("writing {}: {err}", target.display()))
     }
 }
 
-fn remove_quietly(path: &Path) {
-    if path.exists() {
-        let _ = std::fs::remove_dir_all(path);
+/// Writing a pack at `target`. Its key carries a digest of the files (not
+/// of the manifest, which holds the time of writing), so a retry of the
+/// slot with the same chain skips it.
+fn pack_intent(target: &Path, files: &[(String, Vec<u8>)]) -> Intent {
+    let mut digest = Sha256::new();
+    for (path, content) in files {
+        digest.update(path.as_bytes());
+        digest.update([0]);
+        digest.update((content.len() as u64).to_be_bytes());
+        digest.update(content);
     }
+    let bytes: usize = files.iter().map(|(_, content)| content.len()).sum();
+    Intent::new(
+        kind::WRITE_DIR,
+        format!(
+            "write_dir:{}#{}",
+            target.display(),
+            &hex::encode(digest.finalize())[..16]
+        ),
+        format!(
+            "write evidence pack {}/ ({} files + signed manifest, {} bytes)",
+            target.display(),
+            files.len(),
+            thousands(bytes as u64)
+        ),
+    )
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Releases whose pack is due: those that changed, those of digests that

@@ -381,7 +381,9 @@ impl Job for ProvmonJob {
             sources: checked.params.sources,
             rules: checked.rules,
             verifier: checked.verifier,
-            evidence: checked.evidence,
+            evidence: checked
+                .evidence
+                .map(|writer| writer.with_effects(ctx.effects.clone())),
             max_events: checked.params.max_events,
             now: chrono::Utc::now(),
         };

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
-    CancellationToken, Finding, JobError, JobState, Outcome, RunReport, StateWrite,
+    CancellationToken, Finding, JobError, JobState, Outcome, Performed, RunReport, StateWrite,
 };
 use patrol_provmon_verify::rekor::LogEntry;
 use serde::de::DeserializeOwned;
@@ -247,10 +247,10 @@ pub async fn sweep(
         ));
     }
     if let Some(evidence) = &evidence {
-        summary.push_str(&format!(
-            "; {} evidence packs written",
-            evidence.stats.written
-        ));
+        summary.push_str(&match evidence.stats.would_write {
+            0 => format!("; {} evidence packs written", evidence.stats.written),
+            n => format!("; {n} evidence packs would be written (dry run)"),
+        });
         if let Some((sha, error)) = evidence.stats.failed.iter().next() {
             summary.push_str(&format!(
                 ", {} failed (release {sha}: {error})",
@@ -649,7 +649,10 @@ impl EvidenceJob<'_> {
             };
             for (sha, files) in packs {
                 match writer.write(&sha, &files, now) {
-                    Ok(()) => stats.written += 1,
+                    // Done before: an earlier attempt of this slot wrote
+                    // this very pack.
+                    Ok(Performed::Done(()) | Performed::DoneBefore) => stats.written += 1,
+                    Ok(Performed::NotPerformed) => stats.would_write += 1,
                     Err(error) => {
                         stats.failed.insert(sha, error);
                     }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
+use patrol_job_api::effects::{EffectRecord, EffectStatus};
 
 use super::{Context, ERROR, FOUND, OK};
 use crate::alerting::policy::AlertPolicy;
@@ -244,6 +245,9 @@ async fn report(ledger: &Ledger, id: i64) -> Result<u8> {
     if let Some(output) = run.output.as_deref().filter(|output| !output.is_empty()) {
         println!("{}", output.trim_end());
     }
+    for line in effect_lines(run.details.as_ref()) {
+        println!("{line}");
+    }
     // Exit 1 also when the run found something (its findings are firing).
     let found = run
         .details
@@ -264,6 +268,40 @@ async fn report(ledger: &Ledger, id: i64) -> Result<u8> {
     } else {
         FOUND
     })
+}
+
+/// The run's effects (`details.effects`, see docs/effects.md), one line
+/// each: what a dry run would have done, what a real run did.
+fn effect_lines(details: Option<&serde_json::Value>) -> Vec<String> {
+    let Some(details) = details else {
+        return Vec::new();
+    };
+    let records: Vec<EffectRecord> = details
+        .get("effects")
+        .and_then(|effects| serde_json::from_value(effects.clone()).ok())
+        .unwrap_or_default();
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|record| {
+            let status = match record.status {
+                EffectStatus::NotPerformed => "would",
+                EffectStatus::Done => "did",
+                EffectStatus::Failed => "failed",
+                EffectStatus::DoneBefore => "already done (earlier attempt)",
+            };
+            match &record.error {
+                Some(error) => format!("effect {status}: {} ({error})", record.description),
+                None => format!("effect {status}: {}", record.description),
+            }
+        })
+        .collect();
+    if let Some(more) = details
+        .get("effects_not_shown")
+        .and_then(serde_json::Value::as_u64)
+    {
+        lines.push(format!("… and {more} more effects"));
+    }
+    lines
 }
 
 fn seconds(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
@@ -306,7 +344,7 @@ fn apply_param(params: &mut serde_json::Value, assignment: &str) -> Result<(), S
 
 #[cfg(test)]
 mod tests {
-    use super::apply_param;
+    use super::{apply_param, effect_lines};
     use serde_json::json;
 
     #[test]
@@ -319,5 +357,25 @@ mod tests {
         assert_eq!(params["args"], json!(["-v", "--dry"]));
         assert_eq!(params["output_limit"], json!("1KiB"));
         assert!(apply_param(&mut params, "novalue").is_err());
+    }
+
+    #[test]
+    fn effects_print_one_line_each() {
+        let details = json!({
+            "effects": [
+                {"key": "a", "kind": "write_file", "description": "write d/a.csv (3 bytes)", "status": "not_performed"},
+                {"key": "b", "kind": "command", "description": "run true", "status": "failed", "error": "exit 1"},
+            ],
+            "effects_not_shown": 2,
+        });
+        assert_eq!(
+            effect_lines(Some(&details)),
+            [
+                "effect would: write d/a.csv (3 bytes)",
+                "effect failed: run true (exit 1)",
+                "… and 2 more effects",
+            ]
+        );
+        assert!(effect_lines(Some(&json!({"exit_code": 0}))).is_empty());
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod alert_listing;
 pub mod alerts;
+mod effects;
 mod instances;
 mod job_state;
 mod model;
@@ -22,6 +23,7 @@ use anyhow::{Context, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use effects::{EffectRow, LedgerEffectLog};
 pub use instances::{CrashFollowUp, DeadInstance};
 pub use job_state::ScheduleStateStore;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};

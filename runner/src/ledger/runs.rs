@@ -412,6 +412,7 @@ impl Ledger {
         .execute(&self.pool)
         .await?
         .rows_affected();
+        self.prune_effects(schedule_id).await?;
         Ok(deleted)
     }
 }

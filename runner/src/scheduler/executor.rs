@@ -5,8 +5,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use patrol_job_api::effects::{EffectRecord, EffectSlot};
 use patrol_job_api::{
-    CancellationToken, Finding, JobError, JobState, Outcome, RunContext, RunReport, StateWrite,
+    CancellationToken, Effects, Finding, JobError, JobState, Outcome, RunContext, RunReport,
+    StateWrite,
 };
 use tokio::sync::Notify;
 
@@ -16,7 +18,9 @@ use super::spread::retry_delay;
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::record::{usable_findings, FindingsInput, RunAlerts};
 use crate::config::Schedule;
-use crate::ledger::{Ledger, NewRun, Run, RunEnd, RunStatus, ScheduleStateStore, Trigger};
+use crate::ledger::{
+    Ledger, LedgerEffectLog, NewRun, Run, RunEnd, RunStatus, ScheduleStateStore, Trigger,
+};
 use crate::registry::JobRegistry;
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
@@ -178,6 +182,7 @@ impl Executor {
             .timeout
             .and_then(|timeout| chrono::Duration::from_std(timeout).ok())
             .map(|timeout| started + timeout);
+        let effects = effects_of(&self.ledger, run);
         let context = RunContext {
             run_id: run.id,
             schedule_id: run.schedule_id.clone(),
@@ -191,6 +196,7 @@ impl Executor {
                 self.ledger.clone(),
                 run.schedule_id.clone(),
             ))),
+            effects: effects.clone(),
         };
         let mut job_future = job.run(context, run.params.clone());
         let timeout = schedule.timeout.unwrap_or(Duration::MAX);
@@ -206,7 +212,9 @@ impl Executor {
             // Cancelled: give the job its chance to clean up, then drop it.
             None => tokio::time::timeout(WIND_DOWN, job_future).await.ok(),
         };
-        end_of(result, handle.reason(), schedule.timeout)
+        let (status, mut end, reported) = end_of(result, handle.reason(), schedule.timeout);
+        attach_effects(&mut end, &effects.records());
+        (status, end, reported)
     }
 
     /// The end must reach the ledger: retry on a database hiccup. If it
@@ -253,6 +261,49 @@ impl Executor {
             "gave up recording the end of a run; it will be marked crashed"
         );
     }
+}
+
+/// A dry run's effects are only recorded in the run; a real run's are
+/// written to the ledger before and after they are performed.
+fn effects_of(ledger: &Ledger, run: &Run) -> Effects {
+    if run.dry_run {
+        return Effects::dry_run();
+    }
+    Effects::recorded(
+        Arc::new(LedgerEffectLog::new(ledger.clone())),
+        EffectSlot {
+            schedule_id: run.schedule_id.clone(),
+            scheduled_for: run.scheduled_for,
+            run_id: run.id,
+            attempt: run.attempt,
+        },
+    )
+}
+
+/// Most effects kept in a run's details; the rest are counted.
+const MAX_EFFECTS_SHOWN: usize = 1000;
+
+/// Keeps the run's effects with it, in `details.effects` (what a dry run
+/// would have done; what a real run did), for `patrol run` and `patrol runs`.
+fn attach_effects(end: &mut RunEnd, effects: &[EffectRecord]) {
+    if effects.is_empty() {
+        return;
+    }
+    let shown = &effects[..effects.len().min(MAX_EFFECTS_SHOWN)];
+    let mut map = match end.details.take() {
+        Some(serde_json::Value::Object(map)) => map,
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        // Details that are not a map (rare) move under `report`.
+        Some(other) => serde_json::Map::from_iter([("report".to_string(), other)]),
+    };
+    map.insert("effects".into(), serde_json::json!(shown));
+    if shown.len() < effects.len() {
+        map.insert(
+            "effects_not_shown".into(),
+            serde_json::json!(effects.len() - shown.len()),
+        );
+    }
+    end.details = Some(serde_json::Value::Object(map));
 }
 
 async fn sleep_for(duration: Duration) {
