@@ -124,6 +124,7 @@ fn bench() -> Result<()> {
         cancel: CancellationToken::new(),
         run_key: format!("bench/{run_id}"),
         state: JobState::empty(),
+        clock: Arc::new(patrol_job_api::SystemClock),
     };
     println!(
         "plugin library {} ({} KiB), host {}",

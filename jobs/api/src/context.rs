@@ -1,6 +1,9 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::state::JobState;
 
 /// Everything a job may know about the run it is executing.
@@ -25,4 +28,14 @@ pub struct RunContext {
     pub run_key: String,
     /// What earlier runs of this schedule kept (see [`crate::StateWrite`]).
     pub state: JobState,
+    /// The runner's clock: the time a job acts on comes from here, never
+    /// from the machine directly, so tests can set it.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl RunContext {
+    /// The current time, as the runner's clock tells it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
 }

@@ -4,6 +4,7 @@
 //! [`RunContext`], returning a [`RunReport`]. Everything else — when it runs,
 //! retries, timeouts, recording, alerting — belongs to the runner.
 
+mod clock;
 mod context;
 mod finding;
 mod params;
@@ -16,6 +17,7 @@ pub mod yaml_lines;
 
 use async_trait::async_trait;
 
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use context::RunContext;
 pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};
 pub use params::{parse_params, JobDescription, ParamDoc, ParamError};

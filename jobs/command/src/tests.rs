@@ -17,6 +17,7 @@ fn context(cancel: CancellationToken) -> RunContext {
         cancel,
         run_key: "test/7".into(),
         state: patrol_job_api::JobState::empty(),
+        clock: std::sync::Arc::new(patrol_job_api::SystemClock),
     }
 }
 

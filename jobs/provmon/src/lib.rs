@@ -383,7 +383,7 @@ impl Job for ProvmonJob {
             verifier: checked.verifier,
             evidence: checked.evidence,
             max_events: checked.params.max_events,
-            now: chrono::Utc::now(),
+            now: ctx.now(),
         };
         sweep(&ctx.state, input, &ctx.cancel).await
     }

@@ -193,6 +193,7 @@ impl Executor {
                 self.ledger.clone(),
                 run.schedule_id.clone(),
             ))),
+            clock: self.clock.clone(),
         };
         let mut job_future = job.run(context, run.params.clone());
         let timeout = schedule.timeout.unwrap_or(Duration::MAX);
