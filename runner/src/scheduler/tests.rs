@@ -24,7 +24,6 @@ use crate::registry::JobRegistry;
 #[derive(Debug, Clone)]
 struct Start {
     schedule_id: String,
-    attempt: u32,
     at: DateTime<Utc>,
     deadline: Option<DateTime<Utc>>,
 }
@@ -73,7 +72,6 @@ impl Job for TestJob {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push(Start {
                 schedule_id: ctx.schedule_id.clone(),
-                attempt: ctx.attempt,
                 at: ctx.now(),
                 deadline: ctx.deadline,
             });
