@@ -71,7 +71,7 @@ impl Job for NoopJob {
         ctx: RunContext,
         _params: serde_json::Value,
     ) -> Result<RunReport, JobError> {
-        let late = (Utc::now() - ctx.scheduled_for)
+        let late = (ctx.now() - ctx.scheduled_for)
             .num_microseconds()
             .unwrap_or(i64::MAX);
         self.starts

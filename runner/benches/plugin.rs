@@ -125,6 +125,7 @@ fn bench() -> Result<()> {
         run_key: format!("bench/{run_id}"),
         state: JobState::empty(),
         effects: Effects::in_memory(),
+        clock: Arc::new(patrol_job_api::SystemClock),
     };
     println!(
         "plugin library {} ({} KiB), host {}",

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use patrol::ledger::{RunStatus, Trigger};
 
-use crate::support::{stderr, stdout, terminate, Db, Project};
+use crate::support::{group_alive, stderr, stdout, terminate, wait_until, Db, Project};
 
 fn command_schedule(id: &str, cron: &str, extra: &str, params: &str) -> String {
     format!("id: {id}\njob: command\ncron: \"{cron}\"\n{extra}params: {params}\n")
@@ -46,17 +46,29 @@ async fn manual_run_without_a_server_runs_here_and_is_recorded() {
 #[tokio::test]
 async fn manual_run_goes_through_a_running_server() {
     let project = Project::new(Db::Sqlite, "").await;
+    // Each run holds until the test creates `release` (or 30 s pass), so
+    // the runs overlap for exactly as long as the test needs.
     project.schedule(
         "slow.yaml",
-        &command_schedule("slow", "0 3 * * *", "", "{shell: 'sleep 2; echo done'}"),
+        &command_schedule(
+            "slow",
+            "0 3 * * *",
+            "",
+            "{shell: 'i=0; while [ ! -f release ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo done'}",
+        ),
     );
     let mut server = project.serve("a");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    project.wait_until_serving("a").await;
     let queued = project.patrol(&["run", "slow"]);
     assert_eq!(queued.status.code(), Some(0), "{}", stderr(&queued));
     assert!(stdout(&queued).contains("queued"), "{}", stdout(&queued));
     // overlap: forbid (the default) refuses a second manual run while the first runs…
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first = project
+        .wait_for_runs("slow", Duration::from_secs(10), |runs| {
+            runs.iter().any(|r| r.status == RunStatus::Running)
+        })
+        .await;
+    assert_eq!(first[0].status, RunStatus::Running, "{first:?}");
     let refused = project.patrol(&["run", "slow"]);
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert!(
@@ -64,8 +76,25 @@ async fn manual_run_goes_through_a_running_server() {
         "{}",
         stderr(&refused)
     );
-    // …unless forced.
-    let forced = project.patrol(&["run", "slow", "--force", "--wait"]);
+    // …unless forced: it runs beside the first.
+    let forced = project.spawn_patrol(&["run", "slow", "--force", "--wait"]);
+    let both = project
+        .wait_for_runs("slow", Duration::from_secs(10), |runs| {
+            runs.iter()
+                .filter(|r| r.status == RunStatus::Running)
+                .count()
+                == 2
+        })
+        .await;
+    assert_eq!(
+        both.iter()
+            .filter(|r| r.status == RunStatus::Running)
+            .count(),
+        2,
+        "{both:?}"
+    );
+    std::fs::write(project.path().join("release"), "").unwrap();
+    let forced = forced.wait_with_output().unwrap();
     assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
     let runs = project
         .wait_for_runs("slow", Duration::from_secs(10), |runs| {
@@ -100,17 +129,29 @@ async fn pause_is_persisted_and_resume_fires_from_now_on() {
             "{program: \"true\"}",
         ),
     );
+    // Fires beside it: proof that slots came and went while it was paused.
+    project.schedule(
+        "witness.yaml",
+        &command_schedule("witness", "* * * * * *", "", "{program: \"true\"}"),
+    );
     let paused = project.patrol(&["pause", "tick"]);
     assert_eq!(paused.status.code(), Some(0), "{}", stderr(&paused));
     let mut server = project.serve("a");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let witnessed = project
+        .wait_for_runs("witness", Duration::from_secs(10), |runs| runs.len() >= 2)
+        .await;
+    assert!(witnessed.len() >= 2, "the scheduler never fired");
     assert!(
         project.runs("tick").await.is_empty(),
         "a paused schedule fired"
     );
     let listed = project.patrol(&["schedules", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert_eq!(listed[0]["state"], "paused");
+    let tick = listed
+        .as_array()
+        .and_then(|listed| listed.iter().find(|schedule| schedule["id"] == "tick"))
+        .unwrap_or_else(|| panic!("tick is not listed: {listed}"));
+    assert_eq!(tick["state"], "paused");
 
     project.patrol(&["resume", "tick"]);
     let runs = project
@@ -129,21 +170,21 @@ async fn pause_is_persisted_and_resume_fires_from_now_on() {
 #[tokio::test]
 async fn schedule_files_reload_on_change_and_bad_edits_keep_the_last_good_set() {
     let project = Project::new(Db::Sqlite, "").await;
+    // Fires every second: the clock the "stopped firing" check waits on.
     project.schedule(
         "a.yaml",
-        &command_schedule("first", "0 3 * * *", "", "{program: \"true\"}"),
+        &command_schedule("first", "* * * * * *", "", "{program: \"true\"}"),
     );
     let mut server = project.serve("a");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    project.wait_until_serving("a").await;
 
     // A broken edit is reported and changes nothing.
     project.schedule("b.yaml", "id: second\njob: command\ncron: \"*/1 * * *\"\n");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(
-        project.log("a").contains("keeping the last good set"),
-        "{}",
-        project.log("a")
-    );
+    project
+        .wait_for_log("a", Duration::from_secs(10), |log| {
+            log.contains("keeping the last good set")
+        })
+        .await;
     assert!(project.runs("second").await.is_empty());
 
     // Fixing it applies the new set without a restart.
@@ -160,11 +201,25 @@ async fn schedule_files_reload_on_change_and_bad_edits_keep_the_last_good_set() 
         project.log("a")
     );
 
-    // Removing it stops it.
+    // Removing it stops it: once the set without it is applied, `first`
+    // fires on and `second` not.
+    let reloads = |log: &str| log.matches("schedules reloaded").count();
+    let applied = reloads(&project.log("a"));
     std::fs::remove_file(project.path().join("schedules/b.yaml")).unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    project
+        .wait_for_log("a", Duration::from_secs(10), |log| reloads(log) > applied)
+        .await;
     let before = project.runs("second").await.len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let first_before = project.runs("first").await.len();
+    let first = project
+        .wait_for_runs("first", Duration::from_secs(10), |runs| {
+            runs.len() >= first_before + 3
+        })
+        .await;
+    assert!(
+        first.len() >= first_before + 3,
+        "the scheduler stopped firing"
+    );
     assert_eq!(
         project.runs("second").await.len(),
         before,
@@ -177,6 +232,8 @@ async fn schedule_files_reload_on_change_and_bad_edits_keep_the_last_good_set() 
 async fn timeouts_kill_the_process_group_and_failures_retry_with_backoff() {
     let project = Project::new(Db::Sqlite, "").await;
     let marker = project.path().join("survivor");
+    // The job's shell leads its process group: its pid is the group's id.
+    let pgid_file = project.path().join("pgid");
     project.schedule(
         "slow.yaml",
         &command_schedule(
@@ -184,7 +241,8 @@ async fn timeouts_kill_the_process_group_and_failures_retry_with_backoff() {
             "0 3 * * *",
             "timeout: 1s\n",
             &format!(
-                "{{shell: '(sleep 3; touch {}) & sleep 30', kill_grace: 1s}}",
+                "{{shell: 'echo $$ > {}; (sleep 3; touch {}) & sleep 30', kill_grace: 1s}}",
+                pgid_file.display(),
                 marker.display()
             ),
         ),
@@ -199,7 +257,7 @@ async fn timeouts_kill_the_process_group_and_failures_retry_with_backoff() {
         ),
     );
     let mut server = project.serve("a");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    project.wait_until_serving("a").await;
     project.patrol(&["run", "slow"]);
     project.patrol(&["run", "flaky"]);
 
@@ -243,7 +301,16 @@ async fn timeouts_kill_the_process_group_and_failures_retry_with_backoff() {
         .iter()
         .all(|r| r.scheduled_for == flaky[0].scheduled_for));
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // With its whole group gone, nothing is left to write the marker.
+    let pgid: i32 = std::fs::read_to_string(&pgid_file)
+        .expect("the job wrote its group id")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert!(
+        wait_until(Duration::from_secs(10), || !group_alive(pgid)).await,
+        "a process of the timed-out job's group {pgid} survived"
+    );
     assert!(
         !marker.exists(),
         "a process of the timed-out job's group survived"
@@ -268,7 +335,16 @@ async fn overlap_forbid_skips_and_records_while_replace_cancels_the_old_run() {
         ),
     );
     let mut server = project.serve("a");
-    tokio::time::sleep(Duration::from_secs(9)).await;
+    project
+        .wait_for_runs("forbid", Duration::from_secs(20), |runs| {
+            runs.iter().any(|r| r.status == RunStatus::Skipped)
+        })
+        .await;
+    project
+        .wait_for_runs("replace", Duration::from_secs(20), |runs| {
+            runs.iter().any(|r| r.status == RunStatus::Cancelled)
+        })
+        .await;
     terminate(&mut server, Duration::from_secs(15));
 
     let forbid = project.runs("forbid").await;

@@ -141,6 +141,66 @@ impl Project {
     }
 }
 
+impl Project {
+    /// Starts `patrol` with `args` in the background, its output piped
+    /// (read it with `wait_with_output`).
+    pub fn spawn_patrol(&self, args: &[&str]) -> Child {
+        Command::new(patrol_bin())
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("PATROL_DATABASE_URL")
+            .env_remove("PATROL_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("patrol starts")
+    }
+
+    /// Polls the log of `serve <tag>` until `check` holds; panics with the
+    /// log after `timeout`.
+    pub async fn wait_for_log(
+        &self,
+        tag: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log(tag);
+            if check(&log) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "waited {timeout:?} for serve-{tag}.log:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `serve <tag>` has registered and scheduled its first set.
+    pub async fn wait_until_serving(&self, tag: &str) {
+        self.wait_for_log(tag, Duration::from_secs(20), |log| {
+            log.contains("patrol is scheduling")
+        })
+        .await;
+    }
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+pub async fn wait_until(timeout: Duration, check: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Sends SIGTERM and waits for the process to exit (or kills it after `timeout`).
 pub fn terminate(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);

@@ -1,6 +1,9 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
 use crate::effects::Effects;
 use crate::state::JobState;
 
@@ -29,4 +32,14 @@ pub struct RunContext {
     /// Every side effect outside the ledger goes through here: recorded,
     /// not performed, on a dry run (see [`crate::effects`]).
     pub effects: Effects,
+    /// The runner's clock: the time a job acts on comes from here, never
+    /// from the machine directly, so tests can set it.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl RunContext {
+    /// The current time, as the runner's clock tells it.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
 }

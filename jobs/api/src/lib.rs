@@ -4,6 +4,7 @@
 //! [`RunContext`], returning a [`RunReport`]. Everything else — when it runs,
 //! retries, timeouts, recording, alerting — belongs to the runner.
 
+mod clock;
 mod context;
 pub mod effects;
 mod finding;
@@ -17,6 +18,7 @@ pub mod yaml_lines;
 
 use async_trait::async_trait;
 
+pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use context::RunContext;
 pub use effects::{Effects, Intent, PerformError, Performed};
 pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};

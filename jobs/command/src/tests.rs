@@ -21,6 +21,7 @@ fn context(cancel: CancellationToken) -> RunContext {
         run_key: "test/7".into(),
         state: patrol_job_api::JobState::empty(),
         effects: Effects::in_memory(),
+        clock: std::sync::Arc::new(patrol_job_api::SystemClock),
     }
 }
 

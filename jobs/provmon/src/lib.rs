@@ -385,7 +385,7 @@ impl Job for ProvmonJob {
                 .evidence
                 .map(|writer| writer.with_effects(ctx.effects.clone())),
             max_events: checked.params.max_events,
-            now: chrono::Utc::now(),
+            now: ctx.now(),
         };
         sweep(&ctx.state, input, &ctx.cancel).await
     }

@@ -8,14 +8,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Result;
 use backon::BackoffBuilder;
-use chrono::Utc;
-use patrol_job_api::{Finding, Severity};
+use patrol_job_api::{Clock, Finding, Severity, SystemClock};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
+// tokio's, not std's: a paused test runtime moves it with its timers.
+use tokio::time::Instant;
 
 use super::config::{AlertingConfig, DeliverySettings};
 use super::notifiers::RateLimit;
@@ -109,6 +110,8 @@ pub struct DeliveryWorker {
     instance: String,
     node: String,
     outbox: Arc<Notify>,
+    /// Where wall time comes from (due times, leases, retry times).
+    clock: Arc<dyn Clock>,
 }
 
 impl DeliveryWorker {
@@ -168,7 +171,14 @@ impl DeliveryWorker {
             instance: instance.to_string(),
             node: node.to_string(),
             outbox,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Reads wall time from `clock` instead of the system's (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Sends until `shutdown`; then waits for sends in flight (bounded by
@@ -186,7 +196,7 @@ impl DeliveryWorker {
             }
             if due(last_prune, Duration::from_secs(3600)) {
                 last_prune = Some(Instant::now());
-                let cutoff = Utc::now()
+                let cutoff = self.clock.now()
                     - chrono::Duration::from_std(self.settings.retention).unwrap_or_default();
                 match self.ledger.prune_alerts(cutoff).await {
                     Ok(0) => {}
@@ -231,7 +241,7 @@ impl DeliveryWorker {
         }
         if let Err(err) = self
             .ledger
-            .release_deliveries(&self.instance, Utc::now())
+            .release_deliveries(&self.instance, self.clock.now())
             .await
         {
             tracing::warn!(error = %err, "cannot release claimed deliveries");
@@ -256,7 +266,7 @@ impl DeliveryWorker {
     }
 
     async fn reclaim(&self) -> Result<u64> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let ttl = chrono::Duration::from_std(self.settings.node_ttl).unwrap_or_default();
         self.ledger.reclaim_expired_deliveries(now, now - ttl).await
     }
@@ -264,7 +274,7 @@ impl DeliveryWorker {
     /// Starts a sender for every due delivery a notifier can take now.
     /// Returns how long to wait before looking again.
     async fn dispatch(&self, tasks: &mut JoinSet<()>) -> Result<Duration> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let instant = Instant::now();
         let mut wait = POLL;
         // How many more each notifier can take now. Those that can take
@@ -340,7 +350,7 @@ impl DeliveryWorker {
                     .skip_delivery(
                         due.id,
                         "this notifier does not send this kind of event",
-                        Utc::now(),
+                        self.clock.now(),
                     )
                     .await?;
                 continue;
@@ -360,7 +370,7 @@ impl DeliveryWorker {
             .filter(|name| !skip.contains(name))
             .collect();
         if let Some(next) = self.ledger.next_delivery_due_for(&waiting).await? {
-            let until = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let until = (next - self.clock.now()).to_std().unwrap_or(Duration::ZERO);
             wait = wait.min(until.max(Duration::from_millis(5)));
         }
         Ok(wait)
@@ -371,7 +381,7 @@ impl DeliveryWorker {
     /// them within `give_up_after`, they fail rather than wait forever.
     async fn settle_unknown_notifiers(&self) {
         let known: Vec<&str> = self.channels.keys().map(String::as_str).collect();
-        let give_up_before = Utc::now()
+        let give_up_before = self.clock.now()
             - chrono::Duration::from_std(self.settings.give_up_after).unwrap_or_default();
         match self
             .ledger
@@ -418,7 +428,7 @@ impl DeliveryWorker {
             tokio::time::sleep(Duration::from_millis(pause)).await;
             match self
                 .ledger
-                .finish_attempt(&due, attempt_id, &end, Utc::now())
+                .finish_attempt(&due, attempt_id, &end, self.clock.now())
                 .await
             {
                 Ok(recorded) => {
@@ -492,7 +502,7 @@ impl DeliveryWorker {
     /// error is permanent or the delivery has been failing too long.
     fn retry_end(&self, due: &Due, error: SendError) -> AttemptEnd {
         let message = redact(&error.message);
-        let now = Utc::now();
+        let now = self.clock.now();
         let too_old =
             (now - due.created_at).to_std().unwrap_or_default() > self.settings.give_up_after;
         match error.retry {
@@ -563,7 +573,7 @@ impl DeliveryWorker {
             node: &self.node,
         };
         let mut tx = self.ledger.pool().begin().await?;
-        let recorded = record_findings(&mut tx, &self.policy, &input, Utc::now()).await?;
+        let recorded = record_findings(&mut tx, &self.policy, &input, self.clock.now()).await?;
         tx.commit().await?;
         if recorded.triggered > 0 {
             tracing::error!(
@@ -609,7 +619,7 @@ impl DeliveryWorker {
             &self.policy,
             &input,
             &degraded_key(notifier),
-            Utc::now(),
+            self.clock.now(),
         )
         .await?;
         tx.commit().await?;
@@ -658,6 +668,8 @@ fn backoff_delay(settings: &DeliverySettings, attempts: u32) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+
     use super::*;
 
     #[test]
@@ -778,6 +790,106 @@ mod tests {
             // Only the rate-limited notifier's backlog is left.
             assert_eq!(ledger.open_delivery_count().await.unwrap(), 599);
         }
+    }
+
+    /// Answers its first request with a 429 and `Retry-After`, then
+    /// delivers; notes the worker's clock at each request.
+    struct Throttled {
+        clock: Arc<dyn Clock>,
+        retry_after: Duration,
+        sends: Mutex<Vec<chrono::DateTime<Utc>>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Notifier for Throttled {
+        fn kind(&self) -> &'static str {
+            "throttled"
+        }
+
+        async fn send(
+            &self,
+            _: &crate::alerting::notify::Notification,
+        ) -> Result<crate::alerting::notify::Sent, SendError> {
+            let mut sends = self
+                .sends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            sends.push(self.clock.now());
+            if sends.len() > 1 {
+                return Ok(crate::alerting::notify::Sent::default());
+            }
+            Err(SendError {
+                retry: Retry::Later {
+                    retry_after: Some(self.retry_after),
+                },
+                message: "429 Too Many Requests".into(),
+                http_status: Some(429),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_holds_the_delivery_until_then_on_the_workers_clock() {
+        use crate::alerting::config::AlertingSpec;
+        use crate::scheduler::tests::{paused_sqlite_ledger, t};
+        use crate::scheduler::TokioClock;
+
+        let (_dir, ledger, ticker) = paused_sqlite_ledger().await;
+        let start = t("2026-11-23T10:00:00Z");
+        let clock: Arc<dyn Clock> = Arc::new(TokioClock::starting_at(start));
+        let spec: AlertingSpec =
+            serde_norway::from_str("notifiers:\n  hook:\n    kind: console\n").unwrap();
+        let config = AlertingConfig::check(spec, std::path::Path::new(""), None).unwrap();
+        let policy = Arc::new(AlertPolicy::new(&config));
+        let finding = Finding::new("disk/1", Severity::Error, "full");
+        let input = FindingsInput {
+            schedule_id: "disk-check",
+            job: "command",
+            run_id: None,
+            findings: std::slice::from_ref(&finding),
+            resolve_absent: false,
+            also_resolve: None,
+            named_route: None,
+            notifiers: None,
+            node: "node-a",
+        };
+        let mut tx = ledger.pool().begin().await.unwrap();
+        record_findings(&mut tx, &policy, &input, clock.now())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let hook = Arc::new(Throttled {
+            clock: clock.clone(),
+            retry_after: Duration::from_secs(90),
+            sends: Mutex::new(Vec::new()),
+        });
+        let worker = DeliveryWorker::with_notifiers(
+            ledger.clone(),
+            &config,
+            policy,
+            vec![("hook".into(), hook.clone() as Arc<dyn Notifier>)],
+            "instance-a",
+            "node-a",
+            Arc::new(Notify::new()),
+        )
+        .with_clock(clock.clone());
+        let (stop, stopped) = watch::channel(false);
+        let running = tokio::spawn(worker.run(stopped));
+        let sends = || hook.sends.lock().unwrap().clone();
+        while sends().len() < 2 && clock.now() < start + chrono::Duration::minutes(10) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stop.send(true).unwrap();
+        running.await.unwrap();
+        let sends = sends();
+        assert_eq!(sends.len(), 2, "{sends:?}");
+        let waited = sends[1] - sends[0];
+        assert!(
+            waited >= chrono::Duration::seconds(90) && waited < chrono::Duration::seconds(95),
+            "sent again {waited} after a Retry-After of 90 s"
+        );
+        assert_eq!(ledger.open_delivery_count().await.unwrap(), 0);
+        ticker.abort();
     }
 
     #[test]

@@ -1,17 +1,5 @@
-//! Time as the scheduler sees it; tests substitute their own.
+//! Time as the scheduler sees it: the job API's one [`Clock`] trait, so
+//! the engine, the executor, the delivery worker and the jobs all read the
+//! same time, and tests substitute one clock for all of them.
 
-use chrono::{DateTime, Utc};
-
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The machine's wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
+pub use patrol_job_api::{Clock, SystemClock, TokioClock};

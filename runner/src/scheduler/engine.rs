@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use super::clock::Clock;
 use super::executor::{retry_after, run_failed_finding, CancelReason, Executor, RunHandle};
-use super::plan::{plan_due_slots, Phase};
+use super::plan::{decide_overlap, plan_due_slots, OverlapDecision, Phase};
 use super::spread::jitter;
 use crate::alerting::record::CrashPage;
 use crate::config::{HistoryPolicy, Overlap, Schedule, ScheduleSet};
@@ -319,7 +319,8 @@ impl Engine {
         };
 
         let mut rows: Vec<NewRun> = Vec::new();
-        let mut to_replace: Vec<i64> = Vec::new();
+        // Per schedule, the runs its new row replaces once it is written.
+        let mut to_replace: HashMap<String, Vec<i64>> = HashMap::new();
         let mut advanced: Vec<(String, DateTime<Utc>)> = Vec::new();
         for (id, phase) in due {
             let Some(entry) = self.entries.get(&id) else {
@@ -345,27 +346,25 @@ impl Engine {
             }
             if let Some((slot, trigger)) = plan.fire {
                 newest = newest.max(slot);
-                let running = running_by_schedule.get(&id).cloned().unwrap_or_default();
-                match (schedule.overlap, running.is_empty()) {
-                    (Overlap::Forbid, false) => {
-                        let ids: Vec<String> = running.iter().map(|id| format!("#{id}")).collect();
-                        let reason = format!(
-                            "previous run {} still running (overlap: forbid)",
-                            ids.join(", ")
-                        );
-                        rows.push(slot_row(
-                            &schedule,
-                            slot,
-                            trigger,
-                            RunStatus::Skipped,
-                            Some(reason),
-                        ));
-                    }
-                    (Overlap::Replace, false) => {
-                        to_replace.extend(running);
+                let running = running_by_schedule
+                    .get(&id)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                match decide_overlap(schedule.overlap, running, false) {
+                    OverlapDecision::Skip(reason) => rows.push(slot_row(
+                        &schedule,
+                        slot,
+                        trigger,
+                        RunStatus::Skipped,
+                        Some(reason),
+                    )),
+                    OverlapDecision::Replace(old) => {
+                        to_replace.insert(id.clone(), old);
                         rows.push(slot_row(&schedule, slot, trigger, RunStatus::Running, None));
                     }
-                    _ => rows.push(slot_row(&schedule, slot, trigger, RunStatus::Running, None)),
+                    OverlapDecision::Start => {
+                        rows.push(slot_row(&schedule, slot, trigger, RunStatus::Running, None));
+                    }
                 }
             }
             advanced.push((id, newest));
@@ -381,9 +380,6 @@ impl Engine {
         }
         if rows.is_empty() {
             return true;
-        }
-        for run_id in to_replace {
-            self.cancel_run(run_id, CancelReason::Replaced).await;
         }
         let ids = match self.ledger.insert_runs(&rows, &self.me, now).await {
             Ok(ids) => ids,
@@ -403,7 +399,16 @@ impl Engine {
         };
         for (row, id) in rows.into_iter().zip(ids) {
             match (id, row.status) {
-                (Some(id), RunStatus::Running) => self.start_run(id, row, now),
+                (Some(id), RunStatus::Running) => {
+                    // The new run's row is written: only now may it replace
+                    // the old ones. A batch the ledger refused (or a slot
+                    // another node won, which then replaces them itself)
+                    // leaves them running.
+                    for old in to_replace.remove(&row.schedule_id).unwrap_or_default() {
+                        self.cancel_run(old, CancelReason::Replaced).await;
+                    }
+                    self.start_run(id, row, now)
+                }
                 (Some(id), status) => {
                     tracing::info!(schedule = %row.schedule_id, run = id, %status,
                     slot = %row.scheduled_for.to_rfc3339(), reason = row.error.as_deref().unwrap_or(""), "slot not run")
@@ -548,22 +553,20 @@ impl Engine {
                 })
                 .unwrap_or_default();
             let overlap = schedule.as_ref().map_or(Overlap::Allow, |s| s.overlap);
-            if !run.force_overlap && !others.is_empty() {
-                match overlap {
-                    Overlap::Forbid => {
-                        let reason = format!("run #{} still running (overlap: forbid)", others[0]);
-                        self.ledger
-                            .settle_pending(run.id, RunStatus::Skipped, &reason, now)
-                            .await?;
-                        continue;
-                    }
-                    Overlap::Replace => {
-                        for other in others {
-                            self.cancel_run(other, CancelReason::Replaced).await;
-                        }
-                    }
-                    Overlap::Allow => {}
+            match decide_overlap(overlap, &others, run.force_overlap) {
+                OverlapDecision::Skip(reason) => {
+                    self.ledger
+                        .settle_pending(run.id, RunStatus::Skipped, &reason, now)
+                        .await?;
+                    continue;
                 }
+                // The claimed row is already written (`running`, ours).
+                OverlapDecision::Replace(others) => {
+                    for other in others {
+                        self.cancel_run(other, CancelReason::Replaced).await;
+                    }
+                }
+                OverlapDecision::Start => {}
             }
             self.spawn(run);
         }

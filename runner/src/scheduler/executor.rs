@@ -197,6 +197,7 @@ impl Executor {
                 run.schedule_id.clone(),
             ))),
             effects: effects.clone(),
+            clock: self.clock.clone(),
         };
         let mut job_future = job.run(context, run.params.clone());
         let timeout = schedule.timeout.unwrap_or(Duration::MAX);

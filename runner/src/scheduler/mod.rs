@@ -6,10 +6,12 @@ mod executor;
 mod orphans;
 mod plan;
 mod spread;
+#[cfg(test)]
+pub(crate) mod tests;
 
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, SystemClock, TokioClock};
 pub use engine::{Engine, EngineSettings};
 pub use executor::{retry_after, Alerting, CancelReason, Executor, RunHandle};
 pub use orphans::{kill_run_processes, run_key};
-pub use plan::{plan_due_slots, Phase, SlotPlan};
+pub use plan::{decide_overlap, plan_due_slots, OverlapDecision, Phase, SlotPlan};
 pub use spread::{jitter, retry_delay};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::Schedule;
+use crate::config::{Overlap, Schedule};
 use crate::ledger::Trigger;
 
 /// Slots listed one by one at most; older ones share one summary row.
@@ -116,6 +116,39 @@ pub fn plan_due_slots(
         missed.push((latest, outside_catchup(schedule)));
     }
     SlotPlan { fire, missed }
+}
+
+/// What to do with a run that is due while other runs of its schedule
+/// are in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverlapDecision {
+    /// Start it.
+    Start,
+    /// Do not run it; record it `skipped` with this reason.
+    Skip(String),
+    /// Start it and cancel these runs, but only once its own row is
+    /// written: a replacement that cannot be recorded replaces nothing.
+    Replace(Vec<i64>),
+}
+
+/// Applies the schedule's `overlap:` policy to a due run, given the ids of
+/// the runs of the same schedule in progress on any node. `forced` (a
+/// manual `--force` run) starts whatever runs.
+pub fn decide_overlap(overlap: Overlap, running: &[i64], forced: bool) -> OverlapDecision {
+    if forced || running.is_empty() {
+        return OverlapDecision::Start;
+    }
+    match overlap {
+        Overlap::Allow => OverlapDecision::Start,
+        Overlap::Forbid => {
+            let ids: Vec<String> = running.iter().map(|id| format!("#{id}")).collect();
+            OverlapDecision::Skip(format!(
+                "previous run {} still running (overlap: forbid)",
+                ids.join(", ")
+            ))
+        }
+        Overlap::Replace => OverlapDecision::Replace(running.to_vec()),
+    }
 }
 
 fn outside_catchup(schedule: &Schedule) -> String {
@@ -259,6 +292,31 @@ mod tests {
             Some((t("2026-03-29T01:00:00Z"), Trigger::Catchup))
         );
         assert!(plan.missed.is_empty());
+    }
+
+    #[test]
+    fn overlap_policy_decides_a_due_run_beside_running_ones() {
+        assert_eq!(
+            decide_overlap(Overlap::Forbid, &[], false),
+            OverlapDecision::Start
+        );
+        assert_eq!(
+            decide_overlap(Overlap::Forbid, &[3, 4], false),
+            OverlapDecision::Skip("previous run #3, #4 still running (overlap: forbid)".into())
+        );
+        assert_eq!(
+            decide_overlap(Overlap::Forbid, &[3], true),
+            OverlapDecision::Start,
+            "--force runs anyway"
+        );
+        assert_eq!(
+            decide_overlap(Overlap::Allow, &[3], false),
+            OverlapDecision::Start
+        );
+        assert_eq!(
+            decide_overlap(Overlap::Replace, &[3], false),
+            OverlapDecision::Replace(vec![3])
+        );
     }
 
     #[test]
