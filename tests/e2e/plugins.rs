@@ -30,6 +30,15 @@ fn pinned(dir: &Path, libraries: &[(&str, Option<&str>)]) -> String {
     yaml
 }
 
+/// Adds `package`'s build, pinned, to the project's patrol.yaml.
+fn pin_in_project(project: &Project, package: &str) {
+    let plugins = pinned(project.path(), &[(package, None)]);
+    let config = project.path().join("patrol.yaml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&plugins);
+    std::fs::write(&config, text).unwrap();
+}
+
 /// Ended by the job itself, not skipped, missed or cancelled at shutdown.
 fn finished(run: &patrol::ledger::Run) -> bool {
     matches!(
@@ -41,11 +50,7 @@ fn finished(run: &patrol::ledger::Run) -> bool {
 #[tokio::test]
 async fn misbehaving_plugins_fail_their_runs_and_the_runner_keeps_firing() {
     let project = Project::new(Db::Sqlite, "").await;
-    let plugins = pinned(project.path(), &[("patrol-plugin-test-misbehaving", None)]);
-    let config = project.path().join("patrol.yaml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&plugins);
-    std::fs::write(&config, text).unwrap();
+    pin_in_project(&project, "patrol-plugin-test-misbehaving");
     let bad = [
         "panics",
         "segfaults",
@@ -425,11 +430,7 @@ fn validate_with_paths_knows_the_configured_plugins() {
 #[tokio::test]
 async fn a_protocol_v1_plugin_keeps_running() {
     let project = Project::new(Db::Sqlite, "").await;
-    let plugins = pinned(project.path(), &[("patrol-plugin-test-v1-frozen", None)]);
-    let config = project.path().join("patrol.yaml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&plugins);
-    std::fs::write(&config, text).unwrap();
+    pin_in_project(&project, "patrol-plugin-test-v1-frozen");
     project.schedule("v1.yaml", "id: v1\njob: test-v1\ncron: \"@daily\"\n");
     let validate = project.patrol(&["validate"]);
     assert_eq!(validate.status.code(), Some(0), "{}", stderr(&validate));
@@ -458,11 +459,7 @@ async fn a_protocol_v1_plugin_keeps_running() {
 #[tokio::test]
 async fn a_protocol_v2_plugin_keeps_its_declared_job_state_between_runs() {
     let project = Project::new(Db::Sqlite, "").await;
-    let plugins = pinned(project.path(), &[("patrol-plugin-test-misbehaving", None)]);
-    let config = project.path().join("patrol.yaml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&plugins);
-    std::fs::write(&config, text).unwrap();
+    pin_in_project(&project, "patrol-plugin-test-misbehaving");
     project.schedule(
         "counts.yaml",
         "id: counts\njob: test-counts\ncron: \"@daily\"\n",

@@ -8,10 +8,10 @@
 
 use std::time::Duration;
 
-use patrol_job_kit::{LineReader, Piece};
+use patrol_job_kit::LineReader;
 use serde::{Deserialize, Serialize};
 
-use crate::source::{LineSink, SourceStats, MAX_LINE};
+use crate::source::{hand_over, LineSink, SourceStats, MAX_LINE};
 
 /// Where an `http` source stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,14 +98,7 @@ pub fn read_body(
         let Ok(Some(piece)) = reader.next_piece(CHUNK_BYTES, taken - handed) else {
             break;
         };
-        match &piece {
-            Piece::Lines {
-                first_line, bytes, ..
-            } => sink.lines(name, *first_line, bytes),
-            Piece::Overlong { line, .. } => {
-                sink.malformed(name, *line, piece.problem().unwrap_or_default())
-            }
-        }
+        hand_over(name, &piece, sink);
         handed += piece.lines();
     }
     stats.lines += taken;

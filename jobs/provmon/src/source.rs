@@ -144,14 +144,7 @@ fn read_file(
         let Some(piece) = reader.next_piece(CHUNK_BYTES, limit - stats.lines)? else {
             break;
         };
-        match &piece {
-            Piece::Lines {
-                first_line, bytes, ..
-            } => sink.lines(name, *first_line, bytes),
-            Piece::Overlong { line, .. } => {
-                sink.malformed(name, *line, piece.problem().unwrap_or_default())
-            }
-        }
+        hand_over(name, &piece, sink);
         position.offset += piece.consumed();
         position.line += piece.lines();
         stats.lines += piece.lines();
@@ -160,6 +153,19 @@ fn read_file(
         stats.more_waiting = true;
     }
     Ok(())
+}
+
+/// Gives the sink a piece of `name`: its lines, or the overlong line it
+/// skipped, as malformed.
+pub fn hand_over(name: &str, piece: &Piece, sink: &mut dyn LineSink) {
+    match piece {
+        Piece::Lines {
+            first_line, bytes, ..
+        } => sink.lines(name, *first_line, bytes),
+        Piece::Overlong { line, .. } => {
+            sink.malformed(name, *line, piece.problem().unwrap_or_default())
+        }
+    }
 }
 
 /// Splits a chunk of lines; `first` is the number of its first line.
