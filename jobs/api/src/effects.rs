@@ -26,6 +26,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::clock::{Clock, SystemClock};
+
 /// Longest key stored as given; longer ones are shortened with a digest.
 pub const MAX_EFFECT_KEY_LEN: usize = 256;
 
@@ -251,6 +253,8 @@ enum Mode {
 
 struct Inner {
     mode: Mode,
+    /// The runner's clock, for the times intents and outcomes are logged at.
+    clock: Arc<dyn Clock>,
     records: Mutex<Vec<EffectRecord>>,
     /// For [`Effects::perform_blocking`] on threads outside the runtime.
     runtime: Option<tokio::runtime::Handle>,
@@ -273,13 +277,18 @@ impl fmt::Debug for Effects {
 impl Effects {
     /// A dry run's handle: records intents, performs nothing.
     pub fn dry_run() -> Self {
-        Self::with_mode(Mode::DryRun)
+        Self::with_mode(Mode::DryRun, Arc::new(SystemClock))
     }
 
     /// A real run's handle: each effect recorded in `log` for `slot` before
-    /// and after it is performed.
+    /// and after it is performed, at the system clock's time.
     pub fn recorded(log: Arc<dyn EffectLog>, slot: EffectSlot) -> Self {
-        Self::with_mode(Mode::Recorded { log, slot })
+        Self::recorded_on(log, slot, Arc::new(SystemClock))
+    }
+
+    /// [`recorded`](Self::recorded), timed by `clock` (the runner's).
+    pub fn recorded_on(log: Arc<dyn EffectLog>, slot: EffectSlot, clock: Arc<dyn Clock>) -> Self {
+        Self::with_mode(Mode::Recorded { log, slot }, clock)
     }
 
     /// Performs effects, logging them in a fresh [`MemoryEffectLog`]: for
@@ -296,9 +305,10 @@ impl Effects {
         )
     }
 
-    fn with_mode(mode: Mode) -> Self {
+    fn with_mode(mode: Mode, clock: Arc<dyn Clock>) -> Self {
         Self(Arc::new(Inner {
             mode,
+            clock,
             records: Mutex::new(Vec::new()),
             runtime: tokio::runtime::Handle::try_current().ok(),
         }))
@@ -349,20 +359,14 @@ impl Effects {
             }
             Mode::Recorded { log, slot } => (log, slot),
         };
-        let id = match log.record_intent(slot, &intent, Utc::now()).await {
-            Ok(Intended::Proceed(id)) => id,
-            Ok(Intended::DoneBefore) => {
-                self.push(intent, EffectStatus::DoneBefore, None);
-                return Ok(Performed::DoneBefore);
-            }
-            Err(err) => {
-                self.push(intent, EffectStatus::Failed, Some(err.to_string()));
-                return Err(PerformError::NotRecorded(err));
-            }
+        let asked = log.record_intent(slot, &intent, self.now()).await;
+        let id = match self.admitted(&intent, asked) {
+            Ok(id) => id,
+            Err(answer) => return answer,
         };
         let result = action.await;
         let outcome = outcome_of(&result);
-        let unrecorded = log.record_outcome(id, &outcome, Utc::now()).await.err();
+        let unrecorded = log.record_outcome(id, &outcome, self.now()).await.err();
         self.settle(intent, result, unrecorded)
     }
 
@@ -386,27 +390,47 @@ impl Effects {
             Mode::Recorded { log, slot } => (log.clone(), slot.clone()),
         };
         let asked = {
-            let (log, intent) = (log.clone(), intent.clone());
-            self.wait_for(async move { log.record_intent(&slot, &intent, Utc::now()).await })
+            let (log, intent, at) = (log.clone(), intent.clone(), self.now());
+            self.wait_for(async move { log.record_intent(&slot, &intent, at).await })
         };
-        let id = match asked.and_then(|intended| intended) {
-            Ok(Intended::Proceed(id)) => id,
-            Ok(Intended::DoneBefore) => {
-                self.push(intent, EffectStatus::DoneBefore, None);
-                return Ok(Performed::DoneBefore);
-            }
-            Err(err) => {
-                self.push(intent, EffectStatus::Failed, Some(err.to_string()));
-                return Err(PerformError::NotRecorded(err));
-            }
+        let id = match self.admitted(&intent, asked.and_then(|intended| intended)) {
+            Ok(id) => id,
+            Err(answer) => return answer,
         };
         let result = action();
         let outcome = outcome_of(&result);
+        let at = self.now();
         let unrecorded = self
-            .wait_for(async move { log.record_outcome(id, &outcome, Utc::now()).await })
+            .wait_for(async move { log.record_outcome(id, &outcome, at).await })
             .and_then(|recorded| recorded)
             .err();
         self.settle(intent, result, unrecorded)
+    }
+
+    /// What recording the intent decided: go ahead under the log's id, or
+    /// the answer to give without performing (done by an earlier attempt,
+    /// or not recorded — an effect is never performed unrecorded).
+    fn admitted<T, E>(
+        &self,
+        intent: &Intent,
+        asked: Result<Intended, EffectLogError>,
+    ) -> Result<i64, Result<Performed<T>, PerformError<E>>> {
+        match asked {
+            Ok(Intended::Proceed(id)) => Ok(id),
+            Ok(Intended::DoneBefore) => {
+                self.push(intent.clone(), EffectStatus::DoneBefore, None);
+                Err(Ok(Performed::DoneBefore))
+            }
+            Err(err) => {
+                self.push(intent.clone(), EffectStatus::Failed, Some(err.to_string()));
+                Err(Err(PerformError::NotRecorded(err)))
+            }
+        }
+    }
+
+    /// The time effects are recorded at: the runner's clock.
+    fn now(&self) -> DateTime<Utc> {
+        self.0.clock.now()
     }
 
     fn settle<T, E: fmt::Display>(

@@ -182,7 +182,7 @@ impl Executor {
             .timeout
             .and_then(|timeout| chrono::Duration::from_std(timeout).ok())
             .map(|timeout| started + timeout);
-        let effects = effects_of(&self.ledger, run);
+        let effects = effects_of(&self.ledger, run, self.clock.clone());
         let context = RunContext {
             run_id: run.id,
             schedule_id: run.schedule_id.clone(),
@@ -266,11 +266,11 @@ impl Executor {
 
 /// A dry run's effects are only recorded in the run; a real run's are
 /// written to the ledger before and after they are performed.
-fn effects_of(ledger: &Ledger, run: &Run) -> Effects {
+fn effects_of(ledger: &Ledger, run: &Run, clock: Arc<dyn Clock>) -> Effects {
     if run.dry_run {
         return Effects::dry_run();
     }
-    Effects::recorded(
+    Effects::recorded_on(
         Arc::new(LedgerEffectLog::new(ledger.clone())),
         EffectSlot {
             schedule_id: run.schedule_id.clone(),
@@ -278,6 +278,7 @@ fn effects_of(ledger: &Ledger, run: &Run) -> Effects {
             run_id: run.id,
             attempt: run.attempt,
         },
+        clock,
     )
 }
 
