@@ -165,7 +165,7 @@ fn make_parquet(ndjson: &Path, parquet: &Path) {
     std::fs::create_dir_all(parquet.parent().unwrap()).unwrap();
     let mut collect = Collect(Vec::new());
     let file = std::io::BufReader::new(std::fs::File::open(ndjson).unwrap());
-    read_ndjson("bench", file, &mut collect).unwrap();
+    read_ndjson("bench", file, i64::MAX, &mut collect).unwrap();
     let mut frame = concat(
         collect
             .0

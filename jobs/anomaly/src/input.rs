@@ -12,9 +12,9 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use patrol_job_kit::{LineReader, Piece};
+use patrol_job_kit::{table, LineReader, Piece};
 
 use polars::prelude::*;
 use serde::Deserialize;
@@ -39,62 +39,26 @@ pub trait BatchSink: Send {
     fn batch(&mut self, frame: DataFrame) -> Result<(), String>;
 }
 
-/// The formats a file may be in, by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Ndjson,
-    Csv,
-    Parquet,
-}
+pub use patrol_job_kit::table::{data_files as event_files, Format};
 
-impl Format {
-    pub fn of(path: &Path) -> Option<Self> {
-        match path.extension()?.to_str()? {
-            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
-            "csv" => Some(Format::Csv),
-            "parquet" => Some(Format::Parquet),
-            _ => None,
-        }
-    }
-}
-
-/// The event files at `path` (a file, or the files of known formats in a
-/// folder, sorted by name).
-pub fn event_files(path: &Path) -> Result<Vec<PathBuf>, String> {
-    let meta = std::fs::metadata(path).map_err(|err| format!("{}: {err}", path.display()))?;
-    if meta.is_file() {
-        return match Format::of(path) {
-            Some(_) => Ok(vec![path.to_path_buf()]),
-            None => Err(format!(
-                "{}: not .ndjson, .jsonl, .json, .csv or .parquet",
-                path.display()
-            )),
-        };
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).map_err(|err| format!("{}: {err}", path.display()))? {
-        let entry = entry.map_err(|err| format!("{}: {err}", path.display()))?;
-        let file = entry.path();
-        if file.is_file() && Format::of(&file).is_some() {
-            files.push(file);
-        }
-    }
-    files.sort();
-    Ok(files)
-}
-
-/// Reads every event file under `path` into `sink`.
-pub fn read_files(path: &Path, sink: &mut dyn BatchSink) -> Result<SourceStats, String> {
+/// Reads every event file under `path` into `sink`. Events stamped after
+/// `latest` (ms since the epoch) are bad rows (see [`latest_plausible`]).
+pub fn read_files(
+    path: &Path,
+    latest: i64,
+    sink: &mut dyn BatchSink,
+) -> Result<SourceStats, String> {
     let mut stats = SourceStats::default();
     for file in event_files(path)? {
         let name = file.display().to_string();
         let found = match Format::of(&file) {
             Some(Format::Ndjson) => {
                 let reader = File::open(&file).map_err(|err| format!("{name}: {err}"))?;
-                read_ndjson(&name, reader, sink)
+                read_ndjson(&name, reader, latest, sink)
             }
-            Some(Format::Csv) => read_scanned(&name, scan_csv(&file), sink),
-            Some(Format::Parquet) => read_scanned(&name, scan_parquet(&file), sink),
+            Some(Format::Csv | Format::Parquet) => {
+                read_scanned(&name, table::scan(&file)?, latest, sink)
+            }
             None => continue,
         }?;
         stats.merge(found);
@@ -103,30 +67,14 @@ pub fn read_files(path: &Path, sink: &mut dyn BatchSink) -> Result<SourceStats, 
     Ok(stats)
 }
 
-fn scan_csv(path: &Path) -> PolarsResult<LazyFrame> {
-    // Every column as text: a CSV's types are ours to decide, and a bad
-    // value must become a counted bad row, not a failed read.
-    LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
-        .with_has_header(true)
-        .with_infer_schema_length(Some(0))
-        .finish()
-}
-
-fn scan_parquet(path: &Path) -> PolarsResult<LazyFrame> {
-    LazyFrame::scan_parquet(
-        PlRefPath::new(path.to_string_lossy().as_ref()),
-        ScanArgsParquet::default(),
-    )
-}
-
 /// Streams a polars scan through the shape check into `sink`.
 fn read_scanned(
     name: &str,
-    scan: PolarsResult<LazyFrame>,
+    mut scan: LazyFrame,
+    latest: i64,
     sink: &mut dyn BatchSink,
 ) -> Result<SourceStats, String> {
     let fail = |err: PolarsError| format!("{name}: {err}");
-    let mut scan = scan.map_err(fail)?;
     let schema = scan.collect_schema().map_err(fail)?;
     let mut missing = Vec::new();
     for column in std::iter::once("ts").chain(REQUIRED) {
@@ -179,59 +127,27 @@ fn read_scanned(
         });
     }
     let shaped = scan.with_row_index("__row", Some(1)).select(columns);
-    // The callback must be 'static: batches cross to this thread, and the
-    // runner says when the query is over (the plan may outlive it, keeping
-    // the callback's sender alive).
-    let (send, recv) = std::sync::mpsc::sync_channel::<Scanned>(2);
-    let done = send.clone();
-    let callback =
-        PlanCallback::new(move |frame: DataFrame| Ok(send.send(Scanned::Batch(frame)).is_err()));
-    let plan = shaped
-        .sink_batches(callback, true, std::num::NonZeroUsize::new(BATCH_ROWS))
-        .map_err(fail)?;
     let mut stats = SourceStats::default();
-    let mut sink_error = None;
-    std::thread::scope(|scope| -> Result<(), String> {
-        scope.spawn(move || {
-            let result = plan.collect_with_engine(Engine::Streaming).map(|_| ());
-            let _ = done.send(Scanned::Done(result));
-        });
-        loop {
-            let frame = match recv.recv() {
-                Ok(Scanned::Batch(frame)) => frame,
-                Ok(Scanned::Done(result)) => return result.map_err(fail),
-                Err(_) => return Err(format!("{name}: the reader stopped without an answer")),
-            };
-            if sink_error.is_some() {
-                continue;
-            }
-            match checked_rows(name, frame, &mut stats) {
-                Ok(frame) if frame.height() > 0 => {
-                    stats.events += frame.height() as u64;
-                    if let Err(err) = sink.batch(frame) {
-                        sink_error = Some(err);
-                    }
-                }
-                Ok(_) => {}
-                Err(err) => sink_error = Some(fail(err)),
-            }
+    table::stream_batches(name, shaped, BATCH_ROWS, |frame| {
+        let frame = checked_rows(name, frame, latest, &mut stats).map_err(fail)?;
+        if frame.height() > 0 {
+            stats.events += frame.height() as u64;
+            sink.batch(frame)?;
         }
+        Ok(())
     })?;
-    match sink_error {
-        Some(err) => Err(err),
-        None => Ok(stats),
-    }
-}
-
-enum Scanned {
-    Batch(DataFrame),
-    Done(PolarsResult<()>),
+    Ok(stats)
 }
 
 /// Drops (and counts) rows lacking `ts` or a required column.
-fn checked_rows(name: &str, frame: DataFrame, stats: &mut SourceStats) -> PolarsResult<DataFrame> {
+fn checked_rows(
+    name: &str,
+    frame: DataFrame,
+    latest: i64,
+    stats: &mut SourceStats,
+) -> PolarsResult<DataFrame> {
     let ts_ms = frame.column("ts")?.i64()?.clone();
-    let future = ts_ms.gt(latest_plausible());
+    let future = ts_ms.gt(latest);
     let mut bad = &frame.column("ts")?.is_null() | &future;
     for column in REQUIRED {
         bad = &bad | &frame.column(column)?.is_null();
@@ -295,6 +211,7 @@ struct Line<'a> {
 pub fn read_ndjson(
     name: &str,
     reader: impl Read,
+    latest: i64,
     sink: &mut dyn BatchSink,
 ) -> Result<SourceStats, String> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -326,7 +243,9 @@ pub fn read_ndjson(
                     .map(|piece| match piece {
                         Piece::Lines {
                             first_line, bytes, ..
-                        } => Some(scope.spawn(move || parse_chunk(name, *first_line, bytes))),
+                        } => {
+                            Some(scope.spawn(move || parse_chunk(name, *first_line, bytes, latest)))
+                        }
                         Piece::Overlong { .. } => None,
                     })
                     .collect();
@@ -367,9 +286,9 @@ fn parse_chunk(
     name: &str,
     first_line: u64,
     chunk: &[u8],
+    latest: i64,
 ) -> Result<(DataFrame, SourceStats), String> {
     let mut stats = SourceStats::default();
-    let latest = latest_plausible();
     // Strings go straight from the line into polars' buffers: no owned
     // String per field.
     let rows = memchr::memchr_iter(b'\n', chunk).count() + 1;
@@ -442,8 +361,9 @@ fn parse_chunk(
 
 /// Events stamped later than this (ms) are bad rows: a clock or parsing
 /// error one day ahead would otherwise stretch every series to that day.
-fn latest_plausible() -> i64 {
-    chrono::Utc::now().timestamp_millis() + 24 * 3600 * 1000
+/// `now` is the run's clock.
+pub fn latest_plausible(now: chrono::DateTime<chrono::Utc>) -> i64 {
+    now.timestamp_millis() + 24 * 3600 * 1000
 }
 
 /// RFC 3339 (`2026-11-02T10:00:03.120Z`, any offset) to epoch milliseconds.

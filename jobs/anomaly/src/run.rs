@@ -95,6 +95,7 @@ pub async fn run_with_effects(
         None => None,
     };
     let mut aggregator = Aggregator::new(input.rules.clone());
+    let latest = input::latest_plausible(chrono::Utc::now());
     let mut source_stats: BTreeMap<String, SourceStats> = BTreeMap::new();
     let mut source_errors: Vec<String> = Vec::new();
     for source in &input.sources {
@@ -106,7 +107,7 @@ pub async fn run_with_effects(
         }
         // A reader that panicked took the aggregation with it: the run
         // fails whole (alerts stay as they are, no state is written).
-        let result = read_source(source, aggregator).await?;
+        let result = read_source(source, latest, aggregator).await?;
         aggregator = result.0;
         match result.1 {
             Ok(stats) => {
@@ -349,13 +350,14 @@ async fn load_state(state: &JobState) -> Result<Stored, JobError> {
 /// every core); the aggregator travels there and back.
 async fn read_source(
     source: &SourceSpec,
+    latest: i64,
     aggregator: Aggregator,
 ) -> Result<(Aggregator, Result<SourceStats, String>), JobError> {
     match source {
         SourceSpec::Files { path, .. } => {
             let path = path.clone();
             read_blocking(aggregator, move |aggregator| {
-                input::read_files(&path, aggregator)
+                input::read_files(&path, latest, aggregator)
             })
             .await
         }
@@ -368,7 +370,7 @@ async fn read_source(
             // Samples name the endpoint without its credentials or query.
             let name = patrol_job_kit::http::endpoint(url);
             read_blocking(aggregator, move |aggregator| {
-                input::read_ndjson(&name, std::io::Cursor::new(body), aggregator)
+                input::read_ndjson(&name, std::io::Cursor::new(body), latest, aggregator)
             })
             .await
         }

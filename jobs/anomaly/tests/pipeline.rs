@@ -5,9 +5,13 @@
 use std::path::Path;
 
 use patrol_job_anomaly::aggregate::Aggregator;
-use patrol_job_anomaly::input::{read_files, read_ndjson};
+use patrol_job_anomaly::input::{latest_plausible, read_files, read_ndjson};
 use patrol_job_anomaly::rules::parse_rules;
 use patrol_job_anomaly::series::{group_series, travel_hops, Range};
+
+/// Events after this are in the future: a day after 2026-11-03, the day
+/// these histories are read.
+const LATEST: i64 = 1_793_750_400_000;
 
 fn event(ts: &str, subject: &str, action: &str, region: &str, tenant: &str) -> String {
     format!(
@@ -44,7 +48,13 @@ fn bad_lines_are_counted_with_their_line_and_reason_and_the_rest_is_read() {
     let text = lines.join("\n");
     let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
     let mut aggregator = Aggregator::new(rules);
-    let stats = read_ndjson("audit.ndjson", std::io::Cursor::new(text), &mut aggregator).unwrap();
+    let stats = read_ndjson(
+        "audit.ndjson",
+        std::io::Cursor::new(text),
+        LATEST,
+        &mut aggregator,
+    )
+    .unwrap();
     assert_eq!(stats.events, 2);
     assert_eq!(stats.malformed, 4);
     assert!(
@@ -77,7 +87,7 @@ fn csv_and_parquet_inputs_count_bad_rows_too() {
     std::fs::write(dir.path().join("a.csv"), csv).unwrap();
     let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
     let mut aggregator = Aggregator::new(rules.clone());
-    let stats = read_files(dir.path(), &mut aggregator).unwrap();
+    let stats = read_files(dir.path(), LATEST, &mut aggregator).unwrap();
     assert_eq!((stats.events, stats.malformed), (2, 2), "{stats:?}");
     assert!(
         stats.samples.iter().any(|s| s.contains("row 2: ts")),
@@ -119,7 +129,13 @@ fn rate_series_have_every_bucket_with_zeros_and_skip_the_one_still_filling() {
     ];
     let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
     let mut aggregator = Aggregator::new(rules.clone());
-    read_ndjson("x", std::io::Cursor::new(lines.join("\n")), &mut aggregator).unwrap();
+    read_ndjson(
+        "x",
+        std::io::Cursor::new(lines.join("\n")),
+        LATEST,
+        &mut aggregator,
+    )
+    .unwrap();
     let (from, newest) = aggregator.span.unwrap();
     let tables = aggregator.finish().unwrap();
     let series = group_series(&rules[0], &tables[0], Range { from, newest }).unwrap();
@@ -153,7 +169,13 @@ fn travel_finds_region_changes_closer_than_the_window_only() {
     ];
     let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
     let mut aggregator = Aggregator::new(rules.clone());
-    read_ndjson("x", std::io::Cursor::new(lines.join("\n")), &mut aggregator).unwrap();
+    read_ndjson(
+        "x",
+        std::io::Cursor::new(lines.join("\n")),
+        LATEST,
+        &mut aggregator,
+    )
+    .unwrap();
     let tables = aggregator.finish().unwrap();
     let hops = travel_hops(&tables[1], 0);
     let subjects: Vec<&str> = hops.iter().map(|h| h.subject.as_str()).collect();
@@ -171,8 +193,8 @@ fn a_hop_split_across_batches_is_found() {
     let mut aggregator = Aggregator::new(rules.clone());
     let first = event("2026-11-02T10:00:00Z", "u1", "read", "eu", "acme");
     let second = event("2026-11-02T10:01:00Z", "u1", "read", "us", "acme");
-    read_ndjson("a", std::io::Cursor::new(first), &mut aggregator).unwrap();
-    read_ndjson("b", std::io::Cursor::new(second), &mut aggregator).unwrap();
+    read_ndjson("a", std::io::Cursor::new(first), LATEST, &mut aggregator).unwrap();
+    read_ndjson("b", std::io::Cursor::new(second), LATEST, &mut aggregator).unwrap();
     let tables = aggregator.finish().unwrap();
     let hops = travel_hops(&tables[1], 0);
     assert_eq!(hops.len(), 1, "{hops:?}");
@@ -250,4 +272,30 @@ fn the_shipped_rules_are_valid_and_have_runbooks() {
             "{runbook}.md missing"
         );
     }
+}
+
+#[test]
+fn events_more_than_a_day_after_the_runs_clock_are_bad_rows() {
+    let now = chrono::DateTime::parse_from_rfc3339("2026-11-02T12:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let lines = [
+        event("2026-11-03T11:59:59Z", "u1", "read", "eu", "acme"),
+        event("2026-11-03T12:00:01Z", "u2", "read", "eu", "acme"),
+    ];
+    let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
+    let mut aggregator = Aggregator::new(rules);
+    let stats = read_ndjson(
+        "x",
+        std::io::Cursor::new(lines.join("\n")),
+        latest_plausible(now),
+        &mut aggregator,
+    )
+    .unwrap();
+    assert_eq!((stats.events, stats.malformed), (1, 1));
+    assert!(
+        stats.samples[0].contains("x:2: ts is more than a day in the future"),
+        "{:?}",
+        stats.samples
+    );
 }
