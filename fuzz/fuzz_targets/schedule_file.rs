@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use patrol::registry::JobRegistry;
+use patrol::registry::{JobBuild, JobRegistry};
 
 #[path = "../shared/bodies.rs"]
 mod bodies;
@@ -16,7 +16,7 @@ fuzz_target!(
     }
 );
 
-fn registry() -> &'static JobRegistry {
-    static REGISTRY: std::sync::OnceLock<JobRegistry> = std::sync::OnceLock::new();
-    REGISTRY.get_or_init(JobRegistry::builtin)
+fn registry() -> &'static JobBuild {
+    static JOBS: std::sync::OnceLock<JobBuild> = std::sync::OnceLock::new();
+    JOBS.get_or_init(|| JobBuild::here(JobRegistry::builtin()))
 }

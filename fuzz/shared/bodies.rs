@@ -19,7 +19,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use chrono_tz::Tz;
 use patrol::config::{schedules_in_file, Diagnostic, Diagnostics, PatrolConfig};
 use patrol::cron::CronExpr;
-use patrol::registry::JobRegistry;
+use patrol::registry::JobBuild;
 
 /// Zones with interesting transitions: 1 h DST both ways (Berlin, New York),
 /// a 30-minute DST shift (Lord Howe), a skipped calendar day (Apia, 2011),
@@ -146,14 +146,14 @@ fn check_diagnostic(diagnostic: &Diagnostic, what: &str) {
 /// `schedule_file`: bytes → `schedules_in_file`; every schedule that loads
 /// is asked for its next fire, every diagnostic is displayed. Returns how
 /// many schedules loaded.
-pub fn schedule_file(data: &[u8], registry: &JobRegistry) -> usize {
+pub fn schedule_file(data: &[u8], jobs: &JobBuild) -> usize {
     let Ok(text) = std::str::from_utf8(data) else {
         return 0;
     };
     let mut loaded = 0;
     let path = Path::new("fuzz.yaml");
     let derived = derived_instant(data);
-    for result in schedules_in_file(path, text, registry) {
+    for result in schedules_in_file(path, text, jobs) {
         match result {
             Ok(schedule) => {
                 loaded += 1;

@@ -31,10 +31,13 @@ use chrono::{DateTime, SubsecRound, Timelike, Utc};
 use patrol::config::{schedules_in_file, HistoryPolicy, Schedule, ScheduleSet};
 use patrol::cron::CronExpr;
 use patrol::ledger::{create_scratch_postgres_database, redact_url, Instance, Ledger};
-use patrol::registry::JobRegistry;
+use patrol::registry::{JobBuild, JobRegistry};
 use patrol::scheduler::{Engine, EngineSettings, SystemClock};
 use patrol_job_api::units::HumanDuration;
-use patrol_job_api::{Job, JobDescription, JobError, Outcome, ParamError, RunContext, RunReport};
+use patrol_job_api::{
+    BuildContext, Job, JobDescription, JobError, JobInstance, Outcome, ParamError, RunContext,
+    RunReport,
+};
 use sqlx::Row;
 use tokio::sync::watch;
 
@@ -44,11 +47,11 @@ const DEV_POSTGRES: &str = "postgres://postgres@127.0.0.1:55432/postgres";
 type Starts = Arc<Mutex<HashMap<(String, i64), Vec<i64>>>>;
 
 /// Does nothing, immediately; notes when it was started.
+#[derive(Clone)]
 struct NoopJob {
     starts: Starts,
 }
 
-#[async_trait]
 impl Job for NoopJob {
     fn kind(&self) -> &'static str {
         "noop"
@@ -66,11 +69,18 @@ impl Job for NoopJob {
         Ok(())
     }
 
-    async fn run(
+    fn build(
         &self,
-        ctx: RunContext,
-        _params: serde_json::Value,
-    ) -> Result<RunReport, JobError> {
+        _params: &serde_json::Value,
+        _ctx: &BuildContext,
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
+        Ok(Arc::new(self.clone()))
+    }
+}
+
+#[async_trait]
+impl JobInstance for NoopJob {
+    async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
         let late = (ctx.now() - ctx.scheduled_for)
             .num_microseconds()
             .unwrap_or(i64::MAX);
@@ -255,7 +265,8 @@ fn schedule_yaml(count: usize, cron: &str) -> String {
 fn build_schedules(count: usize, cron: &str, registry: &JobRegistry) -> Result<ScheduleSet> {
     let yaml = schedule_yaml(count, cron);
     let mut schedules = BTreeMap::new();
-    for result in schedules_in_file(Path::new("bench-schedules.yaml"), &yaml, registry) {
+    let jobs = JobBuild::here(registry.clone());
+    for result in schedules_in_file(Path::new("bench-schedules.yaml"), &yaml, &jobs) {
         match result {
             Ok(schedule) => {
                 schedules.insert(schedule.id.clone(), Arc::new(schedule));
@@ -343,7 +354,7 @@ async fn drive(case: &Case, ledger: &Ledger, label: String) -> Result<Outcomes> 
     };
     let engine = Engine::new(
         ledger.clone(),
-        registry,
+        JobBuild::here(registry),
         Arc::new(SystemClock),
         instance.clone(),
         settings(),

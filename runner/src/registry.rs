@@ -1,9 +1,12 @@
 //! Job kinds a schedule may name. Adding a built-in job is one line here.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use patrol_job_api::Job;
+use patrol_job_api::{BuildContext, Job, Typed};
+
+use crate::config::PatrolConfig;
 
 /// The job kinds this runner knows, by name.
 #[derive(Clone, Default)]
@@ -15,9 +18,9 @@ impl JobRegistry {
     /// The jobs built into the `patrol` binary.
     pub fn builtin() -> Self {
         let mut registry = Self::default();
-        registry.register(Arc::new(patrol_job_command::CommandJob));
-        registry.register(Arc::new(patrol_job_provmon::ProvmonJob));
-        registry.register(Arc::new(patrol_job_anomaly::AnomalyJob));
+        registry.register(Arc::new(Typed(patrol_job_command::CommandJob)));
+        registry.register(Arc::new(Typed(patrol_job_provmon::ProvmonJob)));
+        registry.register(Arc::new(Typed(patrol_job_anomaly::AnomalyJob)));
         registry
     }
 
@@ -35,5 +38,44 @@ impl JobRegistry {
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Job>> {
         self.jobs.values()
+    }
+}
+
+/// The registry and what builds resolve against: schedules loaded with it
+/// come with their jobs built.
+#[derive(Clone)]
+pub struct JobBuild {
+    pub registry: JobRegistry,
+    /// Relative paths in params resolve against patrol.yaml's folder (the
+    /// working folder on the embedded defaults), like the runner's own.
+    pub base_dir: PathBuf,
+    /// Rules naming a runbook without a file here are refused.
+    pub runbooks_dir: Option<PathBuf>,
+}
+
+impl JobBuild {
+    pub fn new(registry: JobRegistry, config: &PatrolConfig) -> Self {
+        Self {
+            registry,
+            base_dir: config.alerting.base.clone(),
+            runbooks_dir: Some(config.alerting.runbooks_dir.clone()),
+        }
+    }
+
+    /// Builds against the working folder, no runbook check: tests.
+    pub fn here(registry: JobRegistry) -> Self {
+        Self {
+            registry,
+            base_dir: PathBuf::new(),
+            runbooks_dir: None,
+        }
+    }
+
+    pub fn context(&self, schedule_id: &str) -> BuildContext {
+        let ctx = BuildContext::new(schedule_id, &self.base_dir);
+        match &self.runbooks_dir {
+            Some(dir) => ctx.with_runbooks(dir),
+            None => ctx,
+        }
     }
 }

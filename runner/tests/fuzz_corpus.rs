@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use patrol::registry::JobRegistry;
+use patrol::registry::{JobBuild, JobRegistry};
 
 #[path = "../../fuzz/shared/bodies.rs"]
 mod bodies;
@@ -81,9 +81,9 @@ fn cron_parse_corpus_does_not_panic() {
 
 #[test]
 fn schedule_file_corpus_does_not_panic() {
-    let registry = JobRegistry::builtin();
+    let jobs = JobBuild::here(JobRegistry::builtin());
     replay("schedule_file", 35, |data| {
-        bodies::schedule_file(data, &registry)
+        bodies::schedule_file(data, &jobs)
     });
 }
 

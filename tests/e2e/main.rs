@@ -9,6 +9,7 @@ mod crash_recovery;
 mod cron_reference;
 mod dry_run;
 mod graceful;
+mod job_build;
 mod logging;
 mod multi_node;
 mod operations;

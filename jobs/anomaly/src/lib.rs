@@ -20,11 +20,13 @@ mod run;
 pub mod series;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
-    parse_params, Job, JobDescription, JobError, ParamDoc, ParamError, RunContext, RunReport,
+    BuildContext, JobDescription, JobError, JobInstance, JobKind, ParamDoc, ParamError, RunContext,
+    RunReport,
 };
 use serde::Deserialize;
 
@@ -133,8 +135,8 @@ pub(crate) struct Checked {
     pub series_severity: Vec<patrol_job_api::Severity>,
 }
 
-pub(crate) fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
-    let params: Params = parse_params(params).map_err(|err| vec![err])?;
+/// Checks that need no I/O.
+fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
     let mut errors = Vec::new();
     if params.sources.is_empty() && params.series.is_empty() {
         errors.push(ParamError::new(
@@ -150,24 +152,16 @@ pub(crate) fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamErro
             &mut names,
             &mut errors,
         );
-        match source {
-            SourceSpec::Files { path, .. } => {
-                if let Err(message) = input::event_files(path) {
-                    errors.push(ParamError::new(format!("sources[{n}].path"), message));
-                }
-            }
-            SourceSpec::Http { url, .. } => {
-                let http = url.starts_with("http://") || url.starts_with("https://");
-                if !http || url.parse::<reqwest::Url>().is_err() {
-                    errors.push(ParamError::new(
-                        format!("sources[{n}].url"),
-                        format!("`{url}` is not an http(s) URL"),
-                    ));
-                }
+        if let SourceSpec::Http { url, .. } = source {
+            let http = url.starts_with("http://") || url.starts_with("https://");
+            if !http || url.parse::<reqwest::Url>().is_err() {
+                errors.push(ParamError::new(
+                    format!("sources[{n}].url"),
+                    format!("`{url}` is not an http(s) URL"),
+                ));
             }
         }
     }
-    let mut series_severity = Vec::new();
     for (n, series) in params.series.iter().enumerate() {
         check_name(
             &series.name,
@@ -175,12 +169,6 @@ pub(crate) fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamErro
             &mut names,
             &mut errors,
         );
-        if !series.path.is_file() {
-            errors.push(ParamError::new(
-                format!("series[{n}].path"),
-                format!("{} is not a file", series.path.display()),
-            ));
-        }
         if let Some(z) = series.z.filter(|z| !(z.is_finite() && *z > 0.0)) {
             errors.push(ParamError::new(
                 format!("series[{n}].z"),
@@ -193,15 +181,8 @@ pub(crate) fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamErro
                 format!("{alpha} must be in (0, 1]"),
             ));
         }
-        if let Some(labels) = series.labels.as_ref().filter(|l| !l.is_file()) {
-            errors.push(ParamError::new(
-                format!("series[{n}].labels"),
-                format!("{} is not a file", labels.display()),
-            ));
-        }
-        match patrol_job_api::Severity::parse_with_seed_names(&series.severity) {
-            Ok(severity) => series_severity.push(severity),
-            Err(message) => errors.push(ParamError::new(format!("series[{n}].severity"), message)),
+        if let Err(message) = patrol_job_api::Severity::parse_with_seed_names(&series.severity) {
+            errors.push(ParamError::new(format!("series[{n}].severity"), message));
         }
     }
     if params.history.0.as_secs() < 3600 {
@@ -209,6 +190,68 @@ pub(crate) fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamErro
             "history",
             "at least 1h of history is needed",
         ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+impl Params {
+    /// Every relative path made relative to the config's folder.
+    fn resolve_paths(&mut self, ctx: &BuildContext) {
+        let resolve = |path: &mut PathBuf| *path = ctx.path(path);
+        resolve(&mut self.rules);
+        for source in &mut self.sources {
+            if let SourceSpec::Files { path, .. } = source {
+                resolve(path);
+            }
+        }
+        for series in &mut self.series {
+            resolve(&mut series.path);
+            series.labels.iter_mut().for_each(resolve);
+        }
+        self.detections_dir.iter_mut().for_each(resolve);
+        self.backtest.iter_mut().for_each(resolve);
+    }
+}
+
+/// Reads the rules and checks the files named, every problem reported.
+pub(crate) fn build(mut params: Params, ctx: &BuildContext) -> Result<Checked, Vec<ParamError>> {
+    params.resolve_paths(ctx);
+    let mut errors = Vec::new();
+    for (n, source) in params.sources.iter().enumerate() {
+        if let SourceSpec::Files { path, .. } = source {
+            if let Err(message) = input::event_files(path) {
+                errors.push(ParamError::new(format!("sources[{n}].path"), message));
+            }
+        }
+    }
+    let mut series_severity = Vec::new();
+    for (n, series) in params.series.iter().enumerate() {
+        if !series.path.is_file() {
+            errors.push(ParamError::new(
+                format!("series[{n}].path"),
+                format!("{} is not a file", series.path.display()),
+            ));
+        }
+        if let Some(labels) = series.labels.as_ref().filter(|l| !l.is_file()) {
+            errors.push(ParamError::new(
+                format!("series[{n}].labels"),
+                format!("{} is not a file", labels.display()),
+            ));
+        }
+        if let Some(runbook) = &series.runbook {
+            if let Err(error) = ctx.check_runbook(&format!("series[{n}].runbook"), runbook) {
+                errors.push(error);
+            }
+        }
+        // `validate` refused any other severity.
+        series_severity.push(
+            patrol_job_api::Severity::parse_with_seed_names(&series.severity)
+                .unwrap_or(patrol_job_api::Severity::Warning),
+        );
     }
     if let Some(path) = params.backtest.as_ref().filter(|p| !p.is_file()) {
         errors.push(ParamError::new(
@@ -219,11 +262,27 @@ pub(crate) fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamErro
     let rules = if params.sources.is_empty() {
         Vec::new()
     } else {
+        ctx.depends_on(&params.rules);
         rules::load_rules(&params.rules).unwrap_or_else(|problems| {
             errors.extend(problems.into_iter().map(|p| ParamError::new("rules", p)));
             Vec::new()
         })
     };
+    for rule in &rules {
+        if let Some(runbook) = &rule.runbook {
+            if let Err(error) = ctx.check_runbook("rules", runbook) {
+                errors.push(ParamError::new(
+                    "rules",
+                    format!(
+                        "{}: rule `{}`: {}",
+                        params.rules.display(),
+                        rule.id,
+                        error.message
+                    ),
+                ));
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(Checked {
             params,
@@ -255,8 +314,9 @@ fn check_name(
     }
 }
 
-#[async_trait]
-impl Job for AnomalyJob {
+impl JobKind for AnomalyJob {
+    type Config = Params;
+
     fn kind(&self) -> &'static str {
         "anomaly"
     }
@@ -312,18 +372,28 @@ impl Job for AnomalyJob {
         }
     }
 
-    fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
-        check(params).map(|_| ())
+    fn validate(&self, params: &Params) -> Result<(), Vec<ParamError>> {
+        validate(params)
     }
 
-    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
-        let checked = check(&params).map_err(JobError::InvalidParams)?;
-        run_with_effects(
-            &ctx.state,
-            RunInput::from(checked),
-            &ctx.effects,
-            &ctx.cancel,
-        )
-        .await
+    fn build(
+        &self,
+        params: Params,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
+        let input = RunInput::from(build(params, ctx)?);
+        Ok(Arc::new(AnomalyInstance { input }))
+    }
+}
+
+/// An `anomaly` schedule, built: its rules read, its paths resolved.
+struct AnomalyInstance {
+    input: RunInput,
+}
+
+#[async_trait]
+impl JobInstance for AnomalyInstance {
+    async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
+        run_with_effects(&ctx.state, self.input.clone(), &ctx.effects, &ctx.cancel).await
     }
 }

@@ -1,9 +1,12 @@
 //! The contract between patrol's runner and its jobs.
 //!
-//! A job is small: it describes its parameters, checks them, and runs with a
-//! [`RunContext`], returning a [`RunReport`]. Everything else — when it runs,
-//! retries, timeouts, recording, alerting — belongs to the runner.
+//! A job is small: it describes its parameters, checks them without I/O,
+//! builds an instance once per config load ([`build`]), and the instance
+//! runs with a [`RunContext`], returning a [`RunReport`]. Everything else —
+//! when it runs, retries, timeouts, recording, alerting — belongs to the
+//! runner.
 
+pub mod build;
 mod clock;
 mod context;
 pub mod effects;
@@ -16,8 +19,7 @@ mod state;
 pub mod units;
 pub mod yaml_lines;
 
-use async_trait::async_trait;
-
+pub use build::{BuildContext, JobInstance, JobKind, RunOnce, Typed};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use context::RunContext;
 pub use effects::{Effects, Intent, PerformError, Performed};
@@ -27,8 +29,9 @@ pub use report::{Outcome, RunReport};
 pub use state::{JobState, StateError, StateRead, StateWrite, MAX_STATE_KEY_LEN};
 pub use tokio_util::sync::CancellationToken;
 
-/// A kind of job a schedule can name with `job: <kind>`.
-#[async_trait]
+/// A kind of job a schedule can name with `job: <kind>`, as the runner
+/// holds it. Built-in jobs implement [`JobKind`] (a typed config) and
+/// register as [`Typed`]; plugin jobs implement this directly.
 pub trait Job: Send + Sync + 'static {
     /// The name schedule files use for this job kind, e.g. `command`.
     fn kind(&self) -> &'static str;
@@ -36,19 +39,21 @@ pub trait Job: Send + Sync + 'static {
     /// What the job does and which parameters it takes (`patrol jobs`).
     fn describe(&self) -> JobDescription;
 
-    /// Checks a schedule's `params` without running anything.
+    /// Checks a schedule's `params` without I/O (no file read, no secret
+    /// resolved): what `patrol schedules` and a reload's first pass use.
     ///
     /// Errors name the offending field as a dotted path (`env.HOME`), so the
     /// runner can point at the file and line it came from.
     fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>>;
 
-    /// Runs once. The job must return promptly after `ctx.cancel` fires,
-    /// releasing whatever it started (processes, connections).
-    ///
-    /// An `Err` means the job could not do its work at all (bad params at run
-    /// time, a program that cannot be started); a job that ran and found the
-    /// work failed returns `Ok` with [`Outcome::Failed`].
-    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError>;
+    /// Checks `params` and builds the instance that runs them: reads rules
+    /// and keys, resolves secrets, makes clients. Called once per config
+    /// load (and for a manual run with its own params), never per run.
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        ctx: &BuildContext,
+    ) -> Result<std::sync::Arc<dyn JobInstance>, Vec<ParamError>>;
 }
 
 /// Why a job could not do its work.

@@ -10,6 +10,7 @@ mod findings;
 mod params;
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -17,8 +18,8 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use patrol_job_api::effects::kind;
 use patrol_job_api::{
-    parse_params, Intent, Job, JobDescription, JobError, Outcome, ParamError, PerformError,
-    Performed, RunContext, RunReport,
+    BuildContext, Intent, JobDescription, JobError, JobInstance, JobKind, Outcome, ParamError,
+    PerformError, Performed, RunContext, RunReport,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
@@ -32,8 +33,9 @@ pub use params::CommandParams;
 #[derive(Debug, Default)]
 pub struct CommandJob;
 
-#[async_trait]
-impl Job for CommandJob {
+impl JobKind for CommandJob {
+    type Config = CommandParams;
+
     fn kind(&self) -> &'static str {
         "command"
     }
@@ -47,15 +49,30 @@ impl Job for CommandJob {
         }
     }
 
-    fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
-        let parsed: CommandParams = parse_params(params).map_err(|err| vec![err])?;
-        parsed.check()
+    fn validate(&self, params: &CommandParams) -> Result<(), Vec<ParamError>> {
+        params.check()
     }
 
-    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
-        let params: CommandParams =
-            parse_params(&params).map_err(|err| JobError::InvalidParams(vec![err]))?;
-        params.check().map_err(JobError::InvalidParams)?;
+    fn build(
+        &self,
+        mut params: CommandParams,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
+        // A relative workdir is relative to the config, like every path.
+        params.workdir = params.workdir.map(|dir| ctx.path(&dir));
+        Ok(Arc::new(CommandInstance { params }))
+    }
+}
+
+/// A `command` schedule, built.
+struct CommandInstance {
+    params: CommandParams,
+}
+
+#[async_trait]
+impl JobInstance for CommandInstance {
+    async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
+        let params = &self.params;
         let argv = params.argv();
         let command = shell_words(&argv);
         // Running the program is the job's one effect: a retry of a slot
@@ -68,7 +85,7 @@ impl Job for CommandJob {
         let ran = ctx
             .effects
             .perform(intent, async {
-                let report = run_program(&ctx, &params, &argv)
+                let report = run_program(&ctx, params, &argv)
                     .await
                     .map_err(Unsuccessful::Error)?;
                 match report.outcome {

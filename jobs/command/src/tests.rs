@@ -4,7 +4,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use patrol_job_api::effects::{EffectSlot, EffectStatus, MemoryEffectLog};
-use patrol_job_api::{CancellationToken, Effects, Job, Outcome, RunContext};
+use patrol_job_api::{CancellationToken, Effects, Job, Outcome, RunContext, RunOnce};
 use serde_json::json;
 
 use super::CommandJob;
@@ -185,7 +185,7 @@ async fn a_retry_of_the_slot_does_not_rerun_a_program_that_exited_0() {
 
 #[test]
 fn params_are_checked_with_field_paths() {
-    let job = CommandJob;
+    let job = patrol_job_api::Typed(CommandJob);
     let errors = job.check_params(&json!({})).unwrap_err();
     assert_eq!(errors[0].path, "program");
     let errors = job

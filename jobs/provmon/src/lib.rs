@@ -24,13 +24,15 @@ mod sweep;
 pub mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use github_source::GithubClient;
 use patrol_job_api::secret::SecretRef;
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
-    parse_params, Job, JobDescription, JobError, ParamDoc, ParamError, RunContext, RunReport,
+    parse_params, BuildContext, JobDescription, JobError, JobInstance, JobKind, ParamDoc,
+    ParamError, RunContext, RunReport,
 };
 use serde::Deserialize;
 
@@ -68,7 +70,7 @@ pub enum SourceSpec {
         name: String,
         url: String,
         #[serde(default)]
-        timeout: Option<String>,
+        timeout: Option<HumanDuration>,
     },
     /// GitHub releases and their assets (see `github_source`).
     Github {
@@ -83,7 +85,7 @@ pub enum SourceSpec {
         #[serde(default)]
         base_url: Option<String>,
         #[serde(default)]
-        timeout: Option<String>,
+        timeout: Option<HumanDuration>,
         /// Pages of 100 releases read per repository at most.
         #[serde(default = "default_max_pages")]
         max_pages: u32,
@@ -140,23 +142,17 @@ pub fn github_client(spec: &SourceSpec, field: &str) -> Result<GithubClient, Vec
             ));
         }
     }
-    let timeout = match timeout.as_deref().map(HumanDuration::parse) {
-        None => std::time::Duration::from_secs(30),
-        Some(Ok(timeout)) => timeout.0,
-        Some(Err(message)) => {
-            errors.push(ParamError::new(format!("{field}.timeout"), message));
-            std::time::Duration::from_secs(30)
-        }
-    };
+    let timeout = timeout.map_or(std::time::Duration::from_secs(30), |timeout| timeout.0);
     if *max_pages == 0 {
         errors.push(ParamError::new(
             format!("{field}.max_pages"),
             "must be at least 1",
         ));
     }
+    // A relative `file:` token was made relative to the config at build.
     let token = match token
         .as_ref()
-        .map(|token| token.resolve(std::path::Path::new(".")))
+        .map(|token| token.resolve(std::path::Path::new("")))
     {
         None => None,
         Some(Ok(secret)) => Some(secret),
@@ -215,15 +211,16 @@ pub fn rules_and_verifier(
     }
 }
 
-struct Checked {
+/// What a sweep needs, read and made once per config load.
+struct Built {
     params: Params,
     rules: Vec<rules::Rule>,
     verifier: verify::Verifier,
     evidence: Option<evidence::EvidenceWriter>,
 }
 
-fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
-    let params: Params = parse_params(params).map_err(|err| vec![err])?;
+/// Checks that need no I/O.
+fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
     let mut errors = Vec::new();
     if params.sources.is_empty() {
         errors.push(ParamError::new("sources", "at least one source is needed"));
@@ -246,33 +243,101 @@ fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
                 format!("source `{name}` is named twice (each keeps its own cursor)"),
             ));
         }
-        match source {
-            SourceSpec::Files { path, .. } if !path.exists() => errors.push(ParamError::new(
-                format!("sources[{n}].path"),
-                format!("{} does not exist", path.display()),
-            )),
-            SourceSpec::Files { .. } => {}
-            SourceSpec::Github { .. } => {
-                if let Err(problems) = github_client(source, &format!("sources[{n}]")) {
-                    errors.extend(problems);
-                }
-            }
-            SourceSpec::Http { url, timeout, .. } => {
-                let http = url.starts_with("http://") || url.starts_with("https://");
-                if !http || url.parse::<reqwest::Url>().is_err() {
-                    errors.push(ParamError::new(
-                        format!("sources[{n}].url"),
-                        format!("`{url}` is not an http(s) URL"),
-                    ));
-                }
-                if let Some(Err(message)) = timeout.as_deref().map(HumanDuration::parse) {
-                    errors.push(ParamError::new(format!("sources[{n}].timeout"), message));
-                }
+        if let SourceSpec::Http { url, .. } = source {
+            let http = url.starts_with("http://") || url.starts_with("https://");
+            if !http || url.parse::<reqwest::Url>().is_err() {
+                errors.push(ParamError::new(
+                    format!("sources[{n}].url"),
+                    format!("`{url}` is not an http(s) URL"),
+                ));
             }
         }
     }
     if params.max_events == 0 {
         errors.push(ParamError::new("max_events", "must be at least 1"));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+impl Params {
+    /// Every relative path (sources, rules, keys, `file:` secrets, the
+    /// evidence folder) made relative to the config's folder.
+    fn resolve_paths(&mut self, ctx: &BuildContext) {
+        let resolve = |path: &mut PathBuf| *path = ctx.path(path);
+        let resolve_secret = |secret: &mut SecretRef| {
+            if let SecretRef::File(path) = secret {
+                *path = ctx.path(path);
+            }
+        };
+        resolve(&mut self.rules);
+        for source in &mut self.sources {
+            match source {
+                SourceSpec::Files { path, .. } => resolve(path),
+                SourceSpec::Github {
+                    token: Some(token), ..
+                } => resolve_secret(token),
+                _ => {}
+            }
+        }
+        self.verify.signing_keys.iter_mut().for_each(resolve);
+        if let Some(rekor) = &mut self.verify.rekor {
+            resolve(&mut rekor.public_key);
+            rekor.offline_dir.iter_mut().for_each(resolve);
+        }
+        if let Some(sigstore) = &mut self.verify.sigstore {
+            sigstore.trusted_root.iter_mut().for_each(resolve);
+            sigstore.keys.iter_mut().for_each(resolve);
+        }
+        if let Some(evidence) = &mut self.evidence {
+            resolve(&mut evidence.dir);
+            resolve_secret(&mut evidence.signing_key);
+        }
+    }
+
+    /// The files a build reads: a change to one builds again.
+    fn files_read(&self) -> Vec<&std::path::Path> {
+        let mut files = vec![self.rules.as_path()];
+        files.extend(self.verify.signing_keys.iter().map(PathBuf::as_path));
+        if let Some(rekor) = &self.verify.rekor {
+            files.push(&rekor.public_key);
+        }
+        if let Some(sigstore) = &self.verify.sigstore {
+            files.extend(sigstore.trusted_root.as_deref());
+            files.extend(sigstore.keys.iter().map(PathBuf::as_path));
+        }
+        if let Some(evidence) = &self.evidence {
+            if let SecretRef::File(path) = &evidence.signing_key {
+                files.push(path);
+            }
+        }
+        files
+    }
+}
+
+/// Reads the rules and keys and makes the clients, every problem reported.
+fn build(mut params: Params, ctx: &BuildContext) -> Result<Built, Vec<ParamError>> {
+    params.resolve_paths(ctx);
+    for file in params.files_read() {
+        ctx.depends_on(file);
+    }
+    let mut errors = Vec::new();
+    for (n, source) in params.sources.iter().enumerate() {
+        match source {
+            SourceSpec::Files { path, .. } if !path.exists() => errors.push(ParamError::new(
+                format!("sources[{n}].path"),
+                format!("{} does not exist", path.display()),
+            )),
+            SourceSpec::Github { .. } => {
+                if let Err(problems) = github_client(source, &format!("sources[{n}]")) {
+                    errors.extend(problems);
+                }
+            }
+            _ => {}
+        }
     }
     let rules = match rules::load_rules(&params.rules) {
         Ok(rules) => rules,
@@ -310,7 +375,7 @@ fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
             .ok()
     });
     if errors.is_empty() {
-        Ok(Checked {
+        Ok(Built {
             params,
             rules,
             verifier,
@@ -321,8 +386,9 @@ fn check(params: &serde_json::Value) -> Result<Checked, Vec<ParamError>> {
     }
 }
 
-#[async_trait]
-impl Job for ProvmonJob {
+impl JobKind for ProvmonJob {
+    type Config = Params;
+
     fn kind(&self) -> &'static str {
         "provmon"
     }
@@ -371,20 +437,31 @@ impl Job for ProvmonJob {
         }
     }
 
-    fn check_params(&self, params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
-        check(params).map(|_| ())
+    fn validate(&self, params: &Params) -> Result<(), Vec<ParamError>> {
+        validate(params)
     }
 
-    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
-        let checked = check(&params).map_err(JobError::InvalidParams)?;
+    fn build(
+        &self,
+        params: Params,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
+        Ok(Arc::new(build(params, ctx)?))
+    }
+}
+
+#[async_trait]
+impl JobInstance for Built {
+    async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
         let input = SweepInput {
-            sources: checked.params.sources,
-            rules: checked.rules,
-            verifier: checked.verifier,
-            evidence: checked
+            sources: self.params.sources.clone(),
+            rules: self.rules.clone(),
+            verifier: self.verifier.clone(),
+            evidence: self
                 .evidence
+                .clone()
                 .map(|writer| writer.with_effects(ctx.effects.clone())),
-            max_events: checked.params.max_events,
+            max_events: self.params.max_events,
             now: ctx.now(),
         };
         sweep(&ctx.state, input, &ctx.cancel).await
@@ -393,7 +470,63 @@ impl Job for ProvmonJob {
 
 #[cfg(test)]
 mod tests {
+    use patrol_job_api::{Job, Typed};
+
     use super::*;
+
+    fn built(params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
+        Typed(ProvmonJob)
+            .build(params, &BuildContext::new("provmon", ""))
+            .map(|_| ())
+    }
+
+    #[test]
+    fn a_timeout_is_a_duration_checked_without_io() {
+        let params = serde_json::json!({
+            "sources": [{"kind": "http", "name": "h", "url": "http://127.0.0.1:9/x", "timeout": "soon"}]
+        });
+        let errors = Typed(ProvmonJob).check_params(&params).unwrap_err();
+        // serde reads a tagged source whole: the error names the source.
+        assert_eq!(errors[0].path, "sources[0]", "{errors:?}");
+        assert!(
+            errors[0].message.contains("`soon` is not a duration"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_folder_and_are_watched() {
+        let params = serde_json::json!({
+            "rules": "policies/provmon/rules.yaml",
+            "sources": [{"kind": "files", "name": "f", "path": "fixtures/provmon/events"}],
+            "verify": {
+                "signing_keys": ["fixtures/provmon/keys/cosign.pub"],
+                "rekor": {
+                    "public_key": "fixtures/provmon/keys/rekor.pub",
+                    "offline_dir": "fixtures/provmon/rekor"
+                }
+            }
+        });
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let ctx = BuildContext::new("provmon", &root);
+        Typed(ProvmonJob)
+            .build(&params, &ctx)
+            .expect("builds from the checkout's root");
+        assert_eq!(
+            ctx.dependencies(),
+            [
+                root.join("fixtures/provmon/keys/cosign.pub"),
+                root.join("fixtures/provmon/keys/rekor.pub"),
+                root.join("policies/provmon/rules.yaml"),
+            ]
+        );
+        // From another folder the same params name nothing.
+        let errors = built(&params).unwrap_err();
+        assert!(
+            errors.iter().any(|e| e.path == "sources[0].path"),
+            "{errors:?}"
+        );
+    }
 
     #[test]
     fn a_github_source_reports_every_bad_field_at_once() {
@@ -405,16 +538,14 @@ mod tests {
                 "repos": ["acme/app", "not-a-repo"],
                 "token": "env:PATROL_TEST_UNSET_GITHUB_TOKEN",
                 "base_url": "ftp://example.com",
-                "timeout": "soon",
                 "max_pages": 0
             }]
         });
-        let errors = ProvmonJob.check_params(&params).unwrap_err();
+        let errors = built(&params).unwrap_err();
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         for expected in [
             "sources[0].repos[1]",
             "sources[0].base_url",
-            "sources[0].timeout",
             "sources[0].max_pages",
             "sources[0].token",
         ] {
@@ -437,7 +568,7 @@ mod tests {
         let params = serde_json::json!({
             "sources": [{"kind": "github", "name": "gh", "repos": ["a/b"], "token": "ghp_inline123456"}]
         });
-        let errors = ProvmonJob.check_params(&params).unwrap_err();
+        let errors = Typed(ProvmonJob).check_params(&params).unwrap_err();
         let text = format!("{errors:?}");
         assert!(
             text.contains("inline secrets are refused") && !text.contains("ghp_inline"),

@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
     CancellationToken, Finding, JobError, JobState, Outcome, Performed, RunReport, StateWrite,
 };
@@ -107,8 +106,7 @@ pub async fn sweep(
                     None => HttpCursor::default(),
                 };
                 let timeout = timeout
-                    .as_deref()
-                    .and_then(|t| HumanDuration::parse(t).ok())
+                    .as_ref()
                     .map_or(std::time::Duration::from_secs(30), |t| t.0);
                 let body = fetch(url, &cursor, timeout).await;
                 SourceInput::Http(cursor, body)

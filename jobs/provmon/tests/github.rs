@@ -76,7 +76,7 @@ impl World {
                 repos: vec![REPO.into()],
                 token: Some(self.token.clone()),
                 base_url: Some(self.github.base_url()),
-                timeout: Some("5s".into()),
+                timeout: Some(patrol_job_api::units::HumanDuration::parse("5s").unwrap()),
                 max_pages: 10,
             }],
             rules: load_rules(&path.join("rules.yaml")).unwrap(),

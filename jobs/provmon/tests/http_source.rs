@@ -75,7 +75,7 @@ async fn run(state: &Arc<MemoryState>, url: String) -> RunReport {
         sources: vec![SourceSpec::Http {
             name: "feed".into(),
             url,
-            timeout: Some("5s".into()),
+            timeout: Some(patrol_job_api::units::HumanDuration::parse("5s").unwrap()),
         }],
         rules,
         verifier: Default::default(),

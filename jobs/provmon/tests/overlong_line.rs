@@ -114,7 +114,7 @@ fn an_80_mib_line_from_an_endpoint_is_malformed_and_the_rest_is_read() {
     let source = SourceSpec::Http {
         name: "feed".into(),
         url: format!("http://{address}/events"),
-        timeout: Some("50s".into()),
+        timeout: Some(patrol_job_api::units::HumanDuration::parse("50s").unwrap()),
     };
 
     let report = sweep_within_a_minute(state.clone(), source.clone());

@@ -16,7 +16,7 @@ use crate::config::{
 };
 use crate::ledger::Ledger;
 use crate::plugins::registry_with_plugins;
-use crate::registry::JobRegistry;
+use crate::registry::{JobBuild, JobRegistry};
 
 pub struct Context {
     pub config: PatrolConfig,
@@ -40,12 +40,20 @@ impl Context {
         Ok(registry)
     }
 
-    /// The schedules, each checked against its job (kind and params): for
-    /// commands that run jobs.
+    /// The schedules, each checked against its job (kind and params) and
+    /// built: for commands that run jobs.
     pub fn schedules(&self, registry: &JobRegistry) -> Result<ScheduleSet> {
-        let set = load_schedules(std::slice::from_ref(&self.config.schedules), registry)
-            .map_err(diagnostics_error)?;
+        let set = load_schedules(
+            std::slice::from_ref(&self.config.schedules),
+            &self.job_build(registry),
+        )
+        .map_err(diagnostics_error)?;
         self.with_known_routes(set)
+    }
+
+    /// How this config's schedules build their jobs.
+    pub fn job_build(&self, registry: &JobRegistry) -> JobBuild {
+        JobBuild::new(registry.clone(), &self.config)
     }
 
     /// The schedules with their jobs unchecked: for commands that only

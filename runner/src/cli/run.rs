@@ -51,11 +51,18 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         }
     }
     if let Some(job) = registry.get(&schedule.job) {
-        if let Err(errors) = job.check_params(&params) {
-            for error in errors {
-                eprintln!("error: {error}");
+        // Params of the run's own are checked and built here, so a bad one
+        // is refused before a run is recorded.
+        if params != schedule.params {
+            let checked = job.check_params(&params).and_then(|()| {
+                job.build(&params, &context.job_build(&registry).context(&schedule.id))
+            });
+            if let Err(errors) = checked {
+                for error in errors {
+                    eprintln!("error: {error}");
+                }
+                return Ok(ERROR);
             }
-            return Ok(ERROR);
         }
     }
     let ledger = context.ledger().await?;
@@ -167,7 +174,7 @@ async fn run_here(
     )?;
     let executor = Executor {
         ledger: ledger.clone(),
-        registry,
+        jobs: context.job_build(&registry),
         clock: Arc::new(SystemClock),
         alerting: Some(Alerting {
             policy,

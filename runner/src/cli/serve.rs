@@ -41,7 +41,7 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let _watcher = watch_schedules(
         context.config.schedules.clone(),
-        registry.clone(),
+        context.job_build(&registry),
         schedules_tx,
         shutdown_rx.clone(),
     )?;
@@ -67,7 +67,7 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
     let worker = tokio::spawn(worker.run(worker_stop_rx));
     let engine = Engine::new(
         ledger.clone(),
-        registry,
+        context.job_build(&registry),
         Arc::new(SystemClock),
         instance.clone(),
         settings,

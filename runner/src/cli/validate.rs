@@ -7,7 +7,7 @@ use super::{ERROR, OK};
 use crate::alerting::config::alerting_facts;
 use crate::config::{check_routes, load_schedules, Diagnostic, PatrolConfig};
 use crate::plugins::registry_with_plugins;
-use crate::registry::JobRegistry;
+use crate::registry::{JobBuild, JobRegistry};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -67,18 +67,18 @@ pub fn validate(config: Option<&Path>, args: Args) -> Result<u8> {
         },
         None => JobRegistry::builtin(),
     };
+    // A broken patrol.yaml is already reported; its schedules folder and
+    // the base of relative paths are then the defaults.
+    let config = match loaded_config {
+        Some(config) => config,
+        None => PatrolConfig::load(None).map_err(|d| anyhow::anyhow!("{d}"))?,
+    };
     if args.paths.is_empty() {
-        // A broken patrol.yaml is already reported; its schedules folder is
-        // then the default one.
-        let config = match loaded_config {
-            Some(config) => config,
-            None => PatrolConfig::load(None).map_err(|d| anyhow::anyhow!("{d}"))?,
-        };
-        schedule_paths.push(config.schedules);
+        schedule_paths.push(config.schedules.clone());
     }
     let mut count = 0;
     if !schedule_paths.is_empty() {
-        match load_schedules(&schedule_paths, &registry) {
+        match load_schedules(&schedule_paths, &JobBuild::new(registry, &config)) {
             Ok(set) => {
                 count = set.len();
                 diagnostics.extend(check_routes(&set, &route_names));

@@ -9,19 +9,16 @@ use chrono_tz::Tz;
 
 use super::diagnostic::{Diagnostic, Diagnostics};
 use super::located::{join_path, YamlFile};
-use super::schedule::{Schedule, ScheduleSet, ScheduleSpec, SourceLocation};
+use super::schedule::{BuiltJob, Schedule, ScheduleSet, ScheduleSpec, SourceLocation};
 use crate::cron::CronExpr;
-use crate::registry::JobRegistry;
+use crate::registry::JobBuild;
 
 /// Largest schedule file we read; anything bigger is a mistake.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Loads every schedule under `paths` (files, or folders of `*.yaml`/`*.yml`).
-pub fn load_schedules(
-    paths: &[PathBuf],
-    registry: &JobRegistry,
-) -> Result<ScheduleSet, Diagnostics> {
-    load_with(paths, Some(registry))
+pub fn load_schedules(paths: &[PathBuf], jobs: &JobBuild) -> Result<ScheduleSet, Diagnostics> {
+    load_with(paths, Some(jobs))
 }
 
 /// Loads every schedule under `paths` checking everything but the job:
@@ -33,10 +30,7 @@ pub fn load_schedules_without_jobs(paths: &[PathBuf]) -> Result<ScheduleSet, Dia
     load_with(paths, None)
 }
 
-fn load_with(
-    paths: &[PathBuf],
-    registry: Option<&JobRegistry>,
-) -> Result<ScheduleSet, Diagnostics> {
+fn load_with(paths: &[PathBuf], registry: Option<&JobBuild>) -> Result<ScheduleSet, Diagnostics> {
     let mut diagnostics = Vec::new();
     let files = schedule_files(paths, &mut diagnostics);
     let mut schedules: BTreeMap<String, Arc<Schedule>> = BTreeMap::new();
@@ -123,16 +117,16 @@ fn is_yaml(path: &Path) -> bool {
 pub fn schedules_in_file(
     file: &Path,
     source: &str,
-    registry: &JobRegistry,
+    jobs: &JobBuild,
 ) -> Vec<Result<Schedule, Vec<Diagnostic>>> {
-    schedules_in_file_with(file, source, Some(registry))
+    schedules_in_file_with(file, source, Some(jobs))
 }
 
 /// `registry: None` leaves the job kind and params unchecked.
 fn schedules_in_file_with(
     file: &Path,
     source: &str,
-    registry: Option<&JobRegistry>,
+    registry: Option<&JobBuild>,
 ) -> Vec<Result<Schedule, Vec<Diagnostic>>> {
     let yaml = match YamlFile::parse(file, source) {
         Ok(yaml) => yaml,
@@ -166,7 +160,7 @@ fn check_schedule(
     yaml: &YamlFile<'_>,
     prefix: &str,
     spec: ScheduleSpec,
-    registry: Option<&JobRegistry>,
+    jobs: Option<&JobBuild>,
 ) -> Result<Schedule, Vec<Diagnostic>> {
     let at = |field: &str, message: String| yaml.diagnostic(&join_path(prefix, field), message);
     let mut errors = Vec::new();
@@ -209,9 +203,11 @@ fn check_schedule(
         }
     }
     let params = params_as_json(&spec.params).map_err(|message| errors.push(at("params", message)));
-    let Some(registry) = registry else {
+    let Some(jobs) = jobs else {
         return build_schedule(yaml, prefix, spec, cron, timezone, params, errors);
     };
+    let registry = &jobs.registry;
+    let mut built = None;
     match (registry.get(&spec.job), &params) {
         (None, _) => errors.push(at(
             "job",
@@ -222,15 +218,28 @@ fn check_schedule(
             ),
         )),
         (Some(job), Ok(params)) => {
-            if let Err(param_errors) = job.check_params(params) {
-                for error in param_errors {
-                    errors.push(at(&join_path("params", &error.path), error.message));
+            // Only well-formed params are built: the build reads files.
+            let checked = job.check_params(params).and_then(|()| {
+                let ctx = jobs.context(&spec.id);
+                let instance = job.build(params, &ctx)?;
+                Ok(BuiltJob {
+                    instance,
+                    depends_on: ctx.dependencies(),
+                })
+            });
+            match checked {
+                Ok(job) => built = Some(job),
+                Err(param_errors) => {
+                    for error in param_errors {
+                        errors.push(at(&join_path("params", &error.path), error.message));
+                    }
                 }
             }
         }
         (Some(_), Err(())) => {}
     }
     build_schedule(yaml, prefix, spec, cron, timezone, params, errors)
+        .map(|schedule| Schedule { built, ..schedule })
 }
 
 /// The checked schedule, or every error found on the way.
@@ -270,6 +279,7 @@ fn build_schedule(
             history: spec.history,
             params,
             route: spec.route,
+            built: None,
         }),
         _ => Err(errors),
     }

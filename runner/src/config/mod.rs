@@ -17,7 +17,8 @@ pub use load::{
 };
 pub use located::YamlFile;
 pub use schedule::{
-    HistoryPolicy, Overlap, RetryPolicy, Schedule, ScheduleSet, ScheduleSpec, SourceLocation,
+    BuiltJob, HistoryPolicy, Overlap, RetryPolicy, Schedule, ScheduleSet, ScheduleSpec,
+    SourceLocation,
 };
 
 #[cfg(test)]

@@ -136,6 +136,25 @@ pub struct Schedule {
     pub route: Option<String>,
     /// Where it was defined, for messages.
     pub source: SourceLocation,
+    /// Its job, built from `params`; `None` when loaded without checking
+    /// jobs (commands that only read ids and timing).
+    pub built: Option<BuiltJob>,
+}
+
+/// A schedule's job instance and the files its build read (a change to
+/// one loads the schedules again).
+#[derive(Clone)]
+pub struct BuiltJob {
+    pub instance: Arc<dyn patrol_job_api::JobInstance>,
+    pub depends_on: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for BuiltJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltJob")
+            .field("depends_on", &self.depends_on)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,11 +1,11 @@
 use std::path::Path;
 
 use super::*;
-use crate::registry::JobRegistry;
+use crate::registry::{JobBuild, JobRegistry};
 
 fn check(source: &str) -> Vec<String> {
     let registry = JobRegistry::builtin();
-    schedules_in_file(Path::new("s.yaml"), source, &registry)
+    schedules_in_file(Path::new("s.yaml"), source, &JobBuild::here(registry))
         .into_iter()
         .flat_map(|result| result.err().unwrap_or_default())
         .map(|d| d.to_string())
@@ -17,7 +17,7 @@ const GOOD: &str = "id: nightly\njob: command\ncron: \"0 3 * * *\"\nparams:\n  p
 #[test]
 fn a_good_schedule_loads_with_defaults() {
     let registry = JobRegistry::builtin();
-    let results = schedules_in_file(Path::new("s.yaml"), GOOD, &registry);
+    let results = schedules_in_file(Path::new("s.yaml"), GOOD, &JobBuild::here(registry));
     let schedule = results.into_iter().next().unwrap().unwrap();
     assert_eq!(schedule.id, "nightly");
     assert_eq!(schedule.timezone, chrono_tz::UTC);
@@ -78,7 +78,11 @@ fn list_files_and_duplicate_ids_across_files() {
         "id: two\njob: command\ncron: \"@daily\"\nparams: {program: x}\n",
     )
     .unwrap();
-    let err = load_schedules(&[dir.path().to_path_buf()], &JobRegistry::builtin()).unwrap_err();
+    let err = load_schedules(
+        &[dir.path().to_path_buf()],
+        &JobBuild::here(JobRegistry::builtin()),
+    )
+    .unwrap_err();
     assert_eq!(err.0.len(), 1);
     let message = err.0[0].to_string();
     assert!(message.contains("b.yaml:1"), "{message}");

@@ -3,9 +3,11 @@
 
 use async_trait::async_trait;
 use patrol_job_api::{
-    Job, JobDescription, JobError, Outcome, ParamDoc, ParamError, RunContext, RunReport,
+    BuildContext, Job, JobDescription, JobError, JobInstance, Outcome, ParamDoc, ParamError,
+    RunContext, RunReport,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use patrol_plugin_protocol::{
     HostReply, JobManifest, ParamManifest, RunRequest, RunResponse, WireReport,
@@ -16,6 +18,7 @@ use super::spawn::{HostCall, HostCommand, HostEnd};
 use super::DeclaredPlugin;
 
 /// One job kind of one loaded plugin.
+#[derive(Clone)]
 pub struct PluginJob {
     plugin: String,
     declared: DeclaredPlugin,
@@ -147,7 +150,40 @@ impl Job for PluginJob {
         check_against_manifest(&self.manifest.params, params)
     }
 
-    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
+    /// A plugin reads its own files when it runs: the build keeps the
+    /// params (checked against the manifest) for every run.
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _ctx: &BuildContext,
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
+        self.check_params(params)?;
+        Ok(Arc::new(PluginInstance {
+            job: self.clone(),
+            params: params.clone(),
+        }))
+    }
+}
+
+/// A plugin job's schedule: each run is a call to a fresh host child.
+struct PluginInstance {
+    job: PluginJob,
+    params: serde_json::Value,
+}
+
+#[async_trait]
+impl JobInstance for PluginInstance {
+    async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
+        self.job.call(ctx, self.params.clone()).await
+    }
+}
+
+impl PluginJob {
+    async fn call(
+        &self,
+        ctx: RunContext,
+        params: serde_json::Value,
+    ) -> Result<RunReport, JobError> {
         let state = self.state_values(&ctx).await?;
         let request = self.request(&ctx, params, state);
         let call = HostCall {

@@ -19,7 +19,7 @@ use super::spread::jitter;
 use crate::alerting::record::CrashPage;
 use crate::config::{HistoryPolicy, Overlap, Schedule, ScheduleSet};
 use crate::ledger::{CrashFollowUp, Instance, Ledger, NewRun, Run, RunEnd, RunStatus, Trigger};
-use crate::registry::JobRegistry;
+use crate::registry::JobBuild;
 
 /// Knobs of the loop; the defaults suit production.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ impl Engine {
 
     pub fn new(
         ledger: Ledger,
-        registry: JobRegistry,
+        jobs: JobBuild,
         clock: Arc<dyn Clock>,
         me: Instance,
         settings: EngineSettings,
@@ -74,7 +74,7 @@ impl Engine {
         Self {
             executor: Executor {
                 ledger: ledger.clone(),
-                registry,
+                jobs,
                 clock: clock.clone(),
                 alerting: None,
             },

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use patrol_job_api::effects::{EffectRecord, EffectSlot};
 use patrol_job_api::{
-    CancellationToken, Effects, Finding, JobError, JobState, Outcome, RunContext, RunReport,
-    StateWrite,
+    CancellationToken, Effects, Finding, JobError, JobInstance, JobState, Outcome, RunContext,
+    RunReport, StateWrite,
 };
 use tokio::sync::Notify;
 
@@ -21,7 +21,7 @@ use crate::config::Schedule;
 use crate::ledger::{
     Ledger, LedgerEffectLog, NewRun, Run, RunEnd, RunStatus, ScheduleStateStore, Trigger,
 };
-use crate::registry::JobRegistry;
+use crate::registry::JobBuild;
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
 const WIND_DOWN: Duration = Duration::from_secs(15);
@@ -69,7 +69,8 @@ impl RunHandle {
 #[derive(Clone)]
 pub struct Executor {
     pub ledger: Ledger,
-    pub registry: JobRegistry,
+    /// Job kinds, and how a run with its own params builds its job.
+    pub jobs: JobBuild,
     pub clock: Arc<dyn Clock>,
     /// Where findings go; `None` drops them (benchmarks).
     pub alerting: Option<Alerting>,
@@ -164,18 +165,37 @@ impl Executor {
         status
     }
 
+    /// The schedule's built job when the run uses the schedule's own
+    /// job and params; a run with its own params (a manual `--param`) gets
+    /// a job built for it alone.
+    fn instance_for(&self, run: &Run, schedule: &Schedule) -> Result<Arc<dyn JobInstance>, String> {
+        if let Some(built) = &schedule.built {
+            if run.job == schedule.job && run.params == schedule.params {
+                return Ok(built.instance.clone());
+            }
+        }
+        let Some(job) = self.jobs.registry.get(&run.job) else {
+            return Err(format!(
+                "job kind `{}` is not available in this runner",
+                run.job
+            ));
+        };
+        job.build(&run.params, &self.jobs.context(&run.schedule_id))
+            .map_err(|errors| JobError::InvalidParams(errors).to_string())
+    }
+
     async fn run_job(
         &self,
         run: &Run,
         schedule: &Schedule,
         handle: &RunHandle,
     ) -> (RunStatus, RunEnd, Option<Reported>) {
-        let Some(job) = self.registry.get(&run.job).cloned() else {
-            let (status, end) = failed_end(format!(
-                "job kind `{}` is not available in this runner",
-                run.job
-            ));
-            return (status, end, None);
+        let instance = match self.instance_for(run, schedule) {
+            Ok(instance) => instance,
+            Err(message) => {
+                let (status, end) = failed_end(message);
+                return (status, end, None);
+            }
         };
         let started = self.clock.now();
         let deadline = schedule
@@ -199,7 +219,7 @@ impl Executor {
             effects: effects.clone(),
             clock: self.clock.clone(),
         };
-        let mut job_future = job.run(context, run.params.clone());
+        let mut job_future = instance.run(context);
         let timeout = schedule.timeout.unwrap_or(Duration::MAX);
         let result = tokio::select! {
             result = &mut job_future => Some(result),

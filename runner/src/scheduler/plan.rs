@@ -175,7 +175,7 @@ mod tests {
         schedules_in_file(
             std::path::Path::new("s.yaml"),
             &source,
-            &JobRegistry::builtin(),
+            &crate::registry::JobBuild::here(JobRegistry::builtin()),
         )
         .remove(0)
         .unwrap()

@@ -10,7 +10,8 @@ use anyhow::Result;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use patrol_job_api::{
-    Job, JobDescription, JobError, Outcome, ParamError, RunContext, RunReport, TokioClock,
+    BuildContext, Job, JobDescription, JobError, JobInstance, Outcome, ParamError, RunContext,
+    RunReport, TokioClock,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,7 +19,7 @@ use tokio::task::JoinHandle;
 use super::{retry_delay, Clock, Engine, EngineSettings};
 use crate::config::{schedules_in_file, HistoryPolicy, Schedule, ScheduleSet};
 use crate::ledger::{Instance, Ledger, Run, RunFilter, RunStatus, Trigger};
-use crate::registry::JobRegistry;
+use crate::registry::{JobBuild, JobRegistry};
 
 /// When a run of the test job started, as the job saw it.
 #[derive(Debug, Clone)]
@@ -32,7 +33,13 @@ struct Start {
 /// cancelled), then fails while `attempt <= fail_attempts`.
 #[derive(Default)]
 struct TestJob {
-    starts: Mutex<Vec<Start>>,
+    starts: Arc<Mutex<Vec<Start>>>,
+}
+
+/// A `test` schedule, built: its params and where it reports its starts.
+struct TestInstance {
+    starts: Arc<Mutex<Vec<Start>>>,
+    params: TestParams,
 }
 
 #[derive(serde::Deserialize)]
@@ -44,7 +51,6 @@ struct TestParams {
     fail_attempts: u32,
 }
 
-#[async_trait]
 impl Job for TestJob {
     fn kind(&self) -> &'static str {
         "test"
@@ -64,9 +70,22 @@ impl Job for TestJob {
             .map_err(|err| vec![err])
     }
 
-    async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError> {
-        let params: TestParams = patrol_job_api::parse_params(&params)
-            .map_err(|err| JobError::InvalidParams(vec![err]))?;
+    fn build(
+        &self,
+        params: &serde_json::Value,
+        _ctx: &BuildContext,
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
+        Ok(Arc::new(TestInstance {
+            starts: self.starts.clone(),
+            params: patrol_job_api::parse_params(params).map_err(|err| vec![err])?,
+        }))
+    }
+}
+
+#[async_trait]
+impl JobInstance for TestInstance {
+    async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
+        let params = &self.params;
         self.starts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -102,14 +121,17 @@ fn registry(job: &Arc<TestJob>) -> JobRegistry {
 
 /// Schedules from YAML, checked like a schedule file.
 fn schedule_set(yaml: &str, registry: &JobRegistry) -> ScheduleSet {
-    let schedules: BTreeMap<String, Arc<Schedule>> =
-        schedules_in_file(std::path::Path::new("test.yaml"), yaml, registry)
-            .into_iter()
-            .map(|schedule| {
-                let schedule = schedule.expect("valid test schedule");
-                (schedule.id.clone(), Arc::new(schedule))
-            })
-            .collect();
+    let schedules: BTreeMap<String, Arc<Schedule>> = schedules_in_file(
+        std::path::Path::new("test.yaml"),
+        yaml,
+        &JobBuild::here(registry.clone()),
+    )
+    .into_iter()
+    .map(|schedule| {
+        let schedule = schedule.expect("valid test schedule");
+        (schedule.id.clone(), Arc::new(schedule))
+    })
+    .collect();
     ScheduleSet { schedules }
 }
 
@@ -189,7 +211,7 @@ impl Scheduler {
         };
         let engine = Engine::new(
             self.ledger.clone(),
-            registry,
+            JobBuild::here(registry),
             self.clock.clone(),
             Instance {
                 id: "instance-a".into(),
