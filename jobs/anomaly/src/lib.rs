@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use patrol_job_api::secret::SecretRef;
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
     BuildContext, JobDescription, JobError, JobInstance, JobKind, ParamDoc, ParamError, RunContext,
@@ -72,12 +73,33 @@ pub enum SourceSpec {
         #[serde(default)]
         timeout: Option<HumanDuration>,
     },
+    /// A PostgreSQL query whose rows are events (columns named as the
+    /// NDJSON fields; `ts` as RFC 3339 text, e.g.
+    /// `to_char(at, 'YYYY-MM-DD"T"HH24:MI:SS.MSOF') AS ts`). Run read-only
+    /// with a statement timeout; bound it to the history in the query.
+    Postgres {
+        name: String,
+        /// `env:NAME` or `file:PATH` holding the connection URL.
+        url: SecretRef,
+        query: String,
+        #[serde(default)]
+        timeout: Option<HumanDuration>,
+        /// Most rows read per run; more is a failed source.
+        #[serde(default = "default_max_rows")]
+        max_rows: u64,
+    },
+}
+
+fn default_max_rows() -> u64 {
+    10_000_000
 }
 
 impl SourceSpec {
     pub fn name(&self) -> &str {
         match self {
-            SourceSpec::Files { name, .. } | SourceSpec::Http { name, .. } => name,
+            SourceSpec::Files { name, .. }
+            | SourceSpec::Http { name, .. }
+            | SourceSpec::Postgres { name, .. } => name,
         }
     }
 }
@@ -133,6 +155,8 @@ pub(crate) struct Checked {
     pub params: Params,
     pub rules: Vec<rules::Rule>,
     pub series_severity: Vec<patrol_job_api::Severity>,
+    /// The `postgres` sources by name, their pools kept across runs.
+    pub postgres: std::collections::BTreeMap<String, Arc<patrol_job_kit::postgres::QuerySource>>,
 }
 
 /// Checks that need no I/O.
@@ -152,14 +176,30 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
             &mut names,
             &mut errors,
         );
-        if let SourceSpec::Http { url, .. } = source {
-            let http = url.starts_with("http://") || url.starts_with("https://");
-            if !http || url.parse::<reqwest::Url>().is_err() {
-                errors.push(ParamError::new(
-                    format!("sources[{n}].url"),
-                    format!("`{url}` is not an http(s) URL"),
-                ));
+        match source {
+            SourceSpec::Http { url, .. } => {
+                let http = url.starts_with("http://") || url.starts_with("https://");
+                if !http || url.parse::<reqwest::Url>().is_err() {
+                    errors.push(ParamError::new(
+                        format!("sources[{n}].url"),
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
+                }
             }
+            SourceSpec::Postgres {
+                query, max_rows, ..
+            } => {
+                if query.trim().is_empty() {
+                    errors.push(ParamError::new(format!("sources[{n}].query"), "is empty"));
+                }
+                if *max_rows == 0 {
+                    errors.push(ParamError::new(
+                        format!("sources[{n}].max_rows"),
+                        "must be at least 1",
+                    ));
+                }
+            }
+            SourceSpec::Files { .. } => {}
         }
     }
     for (n, series) in params.series.iter().enumerate() {
@@ -204,8 +244,13 @@ impl Params {
         let resolve = |path: &mut PathBuf| *path = ctx.path(path);
         resolve(&mut self.rules);
         for source in &mut self.sources {
-            if let SourceSpec::Files { path, .. } = source {
-                resolve(path);
+            match source {
+                SourceSpec::Files { path, .. } => resolve(path),
+                SourceSpec::Postgres {
+                    url: SecretRef::File(path),
+                    ..
+                } => resolve(path),
+                _ => {}
             }
         }
         for series in &mut self.series {
@@ -221,11 +266,38 @@ impl Params {
 pub(crate) fn build(mut params: Params, ctx: &BuildContext) -> Result<Checked, Vec<ParamError>> {
     params.resolve_paths(ctx);
     let mut errors = Vec::new();
+    let mut postgres = std::collections::BTreeMap::new();
     for (n, source) in params.sources.iter().enumerate() {
-        if let SourceSpec::Files { path, .. } = source {
-            if let Err(message) = input::event_files(path) {
-                errors.push(ParamError::new(format!("sources[{n}].path"), message));
+        match source {
+            SourceSpec::Files { path, .. } => {
+                if let Err(message) = input::event_files(path) {
+                    errors.push(ParamError::new(format!("sources[{n}].path"), message));
+                }
             }
+            SourceSpec::Postgres {
+                name,
+                url,
+                query,
+                timeout,
+                max_rows,
+            } => match url.resolve(std::path::Path::new("")) {
+                Ok(url) => {
+                    let spec = patrol_job_kit::postgres::QuerySpec {
+                        query: query.clone(),
+                        cursor_column: None,
+                        max_rows: *max_rows,
+                        max_row_bytes: input::MAX_LINE,
+                        statement_timeout: timeout
+                            .as_ref()
+                            .map_or(std::time::Duration::from_secs(60), |t| t.0),
+                    };
+                    let source =
+                        patrol_job_kit::postgres::QuerySource::new(url.expose().to_string(), spec);
+                    postgres.insert(name.clone(), Arc::new(source));
+                }
+                Err(message) => errors.push(ParamError::new(format!("sources[{n}].url"), message)),
+            },
+            SourceSpec::Http { .. } => {}
         }
     }
     let mut series_severity = Vec::new();
@@ -288,6 +360,7 @@ pub(crate) fn build(mut params: Params, ctx: &BuildContext) -> Result<Checked, V
             params,
             rules,
             series_severity,
+            postgres,
         })
     } else {
         Err(errors)
@@ -328,7 +401,7 @@ impl JobKind for AnomalyJob {
             params: vec![
                 ParamDoc {
                     name: "sources",
-                    type_name: "list of {kind: files, name, path} or {kind: http, name, url, timeout}",
+                    type_name: "list of {kind: files, name, path}, {kind: http, name, url, timeout} or {kind: postgres, name, url: env:NAME | file:PATH, query, timeout, max_rows}",
                     required: false,
                     default: None,
                     description: "Audit events (NDJSON, CSV or Parquet)",

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use patrol_anomaly_detect::{detect, AdaptiveParams, Method, Noise, Season, TuneOutcome};
 use patrol_job_api::{
@@ -20,6 +21,7 @@ use crate::metrics;
 use crate::rules::{Measure, Rule};
 use crate::series::{self, Range};
 use crate::{Checked, SeriesSpec, SourceSpec};
+use patrol_job_kit::postgres::QuerySource;
 
 /// Everything a run needs, checked.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct RunInput {
     pub history_ms: i64,
     pub detections_dir: Option<PathBuf>,
     pub backtest: Option<PathBuf>,
+    /// The `postgres` sources by name, their pools kept across runs.
+    pub postgres: BTreeMap<String, Arc<QuerySource>>,
 }
 
 impl From<Checked> for RunInput {
@@ -46,6 +50,7 @@ impl From<Checked> for RunInput {
             history_ms: checked.params.history.0.as_millis() as i64,
             detections_dir: checked.params.detections_dir,
             backtest: checked.params.backtest,
+            postgres: checked.postgres,
         }
     }
 }
@@ -107,7 +112,7 @@ pub async fn run_with_effects(
         }
         // A reader that panicked took the aggregation with it: the run
         // fails whole (alerts stay as they are, no state is written).
-        let result = read_source(source, latest, aggregator).await?;
+        let result = read_source(source, &input, latest, aggregator).await?;
         aggregator = result.0;
         match result.1 {
             Ok(stats) => {
@@ -350,6 +355,7 @@ async fn load_state(state: &JobState) -> Result<Stored, JobError> {
 /// every core); the aggregator travels there and back.
 async fn read_source(
     source: &SourceSpec,
+    input: &RunInput,
     latest: i64,
     aggregator: Aggregator,
 ) -> Result<(Aggregator, Result<SourceStats, String>), JobError> {
@@ -371,6 +377,49 @@ async fn read_source(
             let name = patrol_job_kit::http::endpoint(url);
             read_blocking(aggregator, move |aggregator| {
                 input::read_ndjson(&name, std::io::Cursor::new(body), latest, aggregator)
+            })
+            .await
+        }
+        SourceSpec::Postgres { name, .. } => {
+            let Some(query) = input.postgres.get(name) else {
+                return Ok((aggregator, Err("the source was not built".into())));
+            };
+            // Rows as NDJSON lines, read as a whole like an HTTP answer
+            // (and capped the same way), then parsed on every core.
+            let mut body = Vec::new();
+            let read = query
+                .read(name, None, |_, row| {
+                    if body.len() + row.len() >= MAX_BODY {
+                        return Err(format!(
+                            "{name}: more than {MAX_BODY} bytes of rows; bound the query (time range, max_rows)"
+                        ));
+                    }
+                    body.extend_from_slice(row);
+                    body.push(b'\n');
+                    Ok(())
+                })
+                .await;
+            let read = match read {
+                Ok(read) if read.stats.more_waiting => {
+                    let max_rows = query.spec.max_rows;
+                    return Ok((aggregator, Err(format!(
+                        "{name}: more than max_rows ({max_rows}) rows; bound the query or raise max_rows"
+                    ))));
+                }
+                Ok(read) => read,
+                Err(err) => return Ok((aggregator, Err(err))),
+            };
+            let name = name.clone();
+            read_blocking(aggregator, move |aggregator| {
+                let mut stats =
+                    input::read_ndjson(&name, std::io::Cursor::new(body), latest, aggregator)?;
+                // Rows too long to be events, dropped before parsing.
+                stats.merge(SourceStats {
+                    malformed: read.stats.malformed,
+                    samples: read.stats.samples,
+                    ..SourceStats::default()
+                });
+                Ok(stats)
             })
             .await
         }

@@ -52,6 +52,7 @@ fn input(url: String) -> RunInput {
         history_ms: 28 * 24 * 3600 * 1000,
         detections_dir: None,
         backtest: None,
+        postgres: Default::default(),
     }
 }
 

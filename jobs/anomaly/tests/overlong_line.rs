@@ -72,6 +72,7 @@ fn input(source: SourceSpec) -> RunInput {
         history_ms: 28 * 24 * 3600 * 1000,
         detections_dir: None,
         backtest: None,
+        postgres: Default::default(),
     }
 }
 

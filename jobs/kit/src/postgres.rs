@@ -15,8 +15,9 @@
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
+use tokio::sync::OnceCell;
 
 use crate::SourceStats;
 
@@ -34,6 +35,55 @@ pub struct QuerySpec {
     /// Longest record taken.
     pub max_row_bytes: usize,
     pub statement_timeout: Duration,
+}
+
+/// A query source as a job keeps it between runs: its connection pool is
+/// made on the first read (a job is built before any runtime work may
+/// start) and reused by every run after.
+pub struct QuerySource {
+    /// The connection URL; it may carry a password, so it is never shown.
+    url: String,
+    pub spec: QuerySpec,
+    pool: OnceCell<PgPool>,
+}
+
+impl std::fmt::Debug for QuerySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuerySource")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuerySource {
+    pub fn new(url: String, spec: QuerySpec) -> Self {
+        Self {
+            url,
+            spec,
+            pool: OnceCell::new(),
+        }
+    }
+
+    /// [`read_rows`] on this source's pool.
+    pub async fn read(
+        &self,
+        name: &str,
+        after: Option<&str>,
+        on_row: impl FnMut(u64, &[u8]) -> Result<(), String>,
+    ) -> Result<QueryRead, String> {
+        let pool = self
+            .pool
+            .get_or_try_init(|| {
+                PgPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(self.spec.statement_timeout)
+                    .connect(&self.url)
+            })
+            .await
+            // sqlx's connect errors name neither the URL nor the password.
+            .map_err(|err| format!("{name}: cannot connect: {err}"))?;
+        read_rows(pool, name, &self.spec, after, on_row).await
+    }
 }
 
 /// What one read returned besides its rows.
@@ -305,6 +355,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(next, 1, "the source's query did not advance the sequence");
+    }
+
+    #[tokio::test]
+    async fn a_source_connects_once_and_reads_again_on_the_same_pool() {
+        let (_pool, table) = table(&[(1, "a"), (2, "b")]).await;
+        let url = std::env::var("PATROL_TEST_POSTGRES_URL").unwrap();
+        let source = QuerySource::new(url, spec(&table, None, 10));
+        for _ in 0..2 {
+            let mut rows = 0;
+            source
+                .read("orders", None, |_, _| {
+                    rows += 1;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            assert_eq!(rows, 2);
+        }
+        assert!(!format!("{source:?}").contains("postgres://"));
+        let unreachable = QuerySource::new(
+            "postgres://patrol:hunter2@127.0.0.1:1/none".into(),
+            QuerySpec {
+                statement_timeout: Duration::from_secs(2),
+                ..spec(&table, None, 10)
+            },
+        );
+        let err = unreachable
+            .read("orders", None, |_, _| Ok(()))
+            .await
+            .unwrap_err();
+        assert!(err.starts_with("orders: cannot connect"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[tokio::test]
