@@ -178,12 +178,8 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
         );
         match source {
             SourceSpec::Http { url, .. } => {
-                let http = url.starts_with("http://") || url.starts_with("https://");
-                if !http || url.parse::<reqwest::Url>().is_err() {
-                    errors.push(ParamError::new(
-                        format!("sources[{n}].url"),
-                        format!("`{url}` is not an http(s) URL"),
-                    ));
+                if let Err(message) = patrol_job_kit::check::http_url(url) {
+                    errors.push(ParamError::new(format!("sources[{n}].url"), message));
                 }
             }
             SourceSpec::Postgres {
@@ -373,17 +369,8 @@ fn check_name(
     names: &mut std::collections::HashSet<String>,
     errors: &mut Vec<ParamError>,
 ) {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !valid {
-        errors.push(ParamError::new(
-            field,
-            format!("`{name}` is not a name (letters, digits, - and _)"),
-        ));
-    } else if !names.insert(name.to_string()) {
-        errors.push(ParamError::new(field, format!("`{name}` is used twice")));
+    if let Err(message) = patrol_job_kit::check::unique_name(name, names) {
+        errors.push(ParamError::new(field, message));
     }
 }
 

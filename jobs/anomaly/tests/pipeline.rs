@@ -13,6 +13,19 @@ use patrol_job_anomaly::series::{group_series, travel_hops, Range};
 /// these histories are read.
 const LATEST: i64 = 1_793_750_400_000;
 
+/// `lines` read as one NDJSON source into an aggregation of `rules`.
+fn aggregated(rules: &[patrol_job_anomaly::rules::Rule], lines: &[String]) -> Aggregator {
+    let mut aggregator = Aggregator::new(rules.to_vec());
+    read_ndjson(
+        "x",
+        std::io::Cursor::new(lines.join("\n")),
+        LATEST,
+        &mut aggregator,
+    )
+    .unwrap();
+    aggregator
+}
+
 fn event(ts: &str, subject: &str, action: &str, region: &str, tenant: &str) -> String {
     format!(
         r#"{{"ts":"{ts}","subject":"{subject}","action":"{action}","decision":"allow","region":"{region}","tenant":"{tenant}","trace_id":"t-{subject}-{ts}"}}"#
@@ -128,14 +141,7 @@ fn rate_series_have_every_bucket_with_zeros_and_skip_the_one_still_filling() {
         event("2026-11-02T10:55:00Z", "u3", "read", "us", "acme"),
     ];
     let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
-    let mut aggregator = Aggregator::new(rules.clone());
-    read_ndjson(
-        "x",
-        std::io::Cursor::new(lines.join("\n")),
-        LATEST,
-        &mut aggregator,
-    )
-    .unwrap();
+    let aggregator = aggregated(&rules, &lines);
     let (from, newest) = aggregator.span.unwrap();
     let tables = aggregator.finish().unwrap();
     let series = group_series(&rules[0], &tables[0], Range { from, newest }).unwrap();
@@ -168,14 +174,7 @@ fn travel_finds_region_changes_closer_than_the_window_only() {
         event("2026-11-02T10:05:00Z", "u4", "read", "us", "acme"),
     ];
     let rules = parse_rules(Path::new("rules.yaml"), RULES).unwrap();
-    let mut aggregator = Aggregator::new(rules.clone());
-    read_ndjson(
-        "x",
-        std::io::Cursor::new(lines.join("\n")),
-        LATEST,
-        &mut aggregator,
-    )
-    .unwrap();
+    let aggregator = aggregated(&rules, &lines);
     let tables = aggregator.finish().unwrap();
     let hops = travel_hops(&tables[1], 0);
     let subjects: Vec<&str> = hops.iter().map(|h| h.subject.as_str()).collect();

@@ -1,4 +1,5 @@
-//! What jobs share for reading their input: [`lines`], one bounded NDJSON
+//! What jobs share for reading their input: [`check`], the source name and
+//! URL checks; [`lines`], one bounded NDJSON
 //! line reader (a line over the limit is counted as malformed and read
 //! through, never buffered whole, never a hang); [`stats`], what reading a
 //! source found; [`http`], NDJSON fetched over HTTP with a body cap;
@@ -6,6 +7,7 @@
 //! batches; [`postgres`], a PostgreSQL query's rows as JSON records with a
 //! cursor.
 
+pub mod check;
 pub mod http;
 pub mod lines;
 #[cfg(feature = "postgres")]

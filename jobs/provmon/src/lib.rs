@@ -133,14 +133,8 @@ pub fn github_client(spec: &SourceSpec, field: &str) -> Result<GithubClient, Vec
             Err(message) => errors.push(ParamError::new(format!("{field}.repos[{n}]"), message)),
         }
     }
-    if let Some(url) = base_url {
-        let http = url.starts_with("http://") || url.starts_with("https://");
-        if !http || url.parse::<reqwest::Url>().is_err() {
-            errors.push(ParamError::new(
-                format!("{field}.base_url"),
-                format!("`{url}` is not an http(s) URL"),
-            ));
-        }
+    if let Some(Err(message)) = base_url.as_deref().map(patrol_job_kit::check::http_url) {
+        errors.push(ParamError::new(format!("{field}.base_url"), message));
     }
     let timeout = timeout.map_or(std::time::Duration::from_secs(30), |timeout| timeout.0);
     if *max_pages == 0 {
@@ -227,29 +221,12 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
     }
     let mut names = std::collections::HashSet::new();
     for (n, source) in params.sources.iter().enumerate() {
-        let name = source.name();
-        let valid = !name.is_empty()
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !valid {
-            errors.push(ParamError::new(
-                format!("sources[{n}].name"),
-                format!("`{name}` is not a source name (letters, digits, - and _)"),
-            ));
-        } else if !names.insert(name.to_string()) {
-            errors.push(ParamError::new(
-                format!("sources[{n}].name"),
-                format!("source `{name}` is named twice (each keeps its own cursor)"),
-            ));
+        if let Err(message) = patrol_job_kit::check::unique_name(source.name(), &mut names) {
+            errors.push(ParamError::new(format!("sources[{n}].name"), message));
         }
         if let SourceSpec::Http { url, .. } = source {
-            let http = url.starts_with("http://") || url.starts_with("https://");
-            if !http || url.parse::<reqwest::Url>().is_err() {
-                errors.push(ParamError::new(
-                    format!("sources[{n}].url"),
-                    format!("`{url}` is not an http(s) URL"),
-                ));
+            if let Err(message) = patrol_job_kit::check::http_url(url) {
+                errors.push(ParamError::new(format!("sources[{n}].url"), message));
             }
         }
     }
