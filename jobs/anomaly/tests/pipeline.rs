@@ -22,7 +22,7 @@ fn aggregated(rules: &[patrol_job_anomaly::rules::Rule], lines: &[String]) -> Ag
         LATEST,
         &mut aggregator,
     )
-    .unwrap();
+    .expect("the lines are read");
     aggregator
 }
 
