@@ -12,8 +12,9 @@
 //! `ctx.state` in the run see the values; the writes handed back in the
 //! run's report are applied after them, at the run's end.
 //!
-//! On a dry run checkpoints are checked like a real run's and then dropped
-//! (counted in the run's details): a dry run changes no state.
+//! On a dry run checkpoints are checked like a real run's and then kept
+//! in memory only (counted as dropped in the run's details): the run's
+//! later reads see them, as a real run's would, and no state changes.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
-use crate::state::{StateWrite, MAX_STATE_KEY_LEN};
+use crate::state::{JobState, Layered, Overlay, StateWrite, MAX_STATE_KEY_LEN};
 
 /// The run a checkpoint belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +88,8 @@ impl CheckpointCounts {
 }
 
 enum Mode {
-    DryRun,
+    /// Kept in `overlay`, if any, for the run's own reads.
+    DryRun(Option<Arc<Overlay>>),
     Committed {
         log: Arc<dyn CheckpointLog>,
         run: CheckpointRun,
@@ -109,7 +111,7 @@ pub struct Checkpoints(Arc<Inner>);
 impl fmt::Debug for Checkpoints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Checkpoints")
-            .field("dry_run", &matches!(self.0.mode, Mode::DryRun))
+            .field("dry_run", &matches!(self.0.mode, Mode::DryRun(_)))
             .field("counts", &self.counts())
             .finish()
     }
@@ -118,7 +120,20 @@ impl fmt::Debug for Checkpoints {
 impl Checkpoints {
     /// A dry run's: checked, counted, dropped.
     pub fn dry_run() -> Self {
-        Self::with_mode(Mode::DryRun, Arc::new(SystemClock))
+        Self::with_mode(Mode::DryRun(None), Arc::new(SystemClock))
+    }
+
+    /// A dry run's over `state`: checked, counted, and kept in memory
+    /// only; the returned state (the run's `ctx.state`) reads them over
+    /// `state`.
+    pub fn dry_run_over(state: JobState) -> (Self, JobState) {
+        let overlay = Arc::new(Overlay::default());
+        let layered = JobState::new(Arc::new(Layered {
+            base: state,
+            overlay: overlay.clone(),
+        }));
+        let checkpoints = Self::with_mode(Mode::DryRun(Some(overlay)), Arc::new(SystemClock));
+        (checkpoints, layered)
     }
 
     /// A real run's: committed to `log` for `run`, timed by `clock`.
@@ -161,7 +176,7 @@ impl Checkpoints {
         let result = self.commit_checked(&writes).await;
         let mut counts = self.0.counts.lock().unwrap_or_else(PoisonError::into_inner);
         match (&result, &self.0.mode) {
-            (Ok(()), Mode::DryRun) => counts.dropped_dry_run += 1,
+            (Ok(()), Mode::DryRun(_)) => counts.dropped_dry_run += 1,
             (Ok(()), Mode::Committed { .. }) => {
                 counts.committed += 1;
                 counts.writes += writes.len() as u64;
@@ -179,7 +194,12 @@ impl Checkpoints {
             )));
         }
         match &self.0.mode {
-            Mode::DryRun => Ok(()),
+            Mode::DryRun(overlay) => {
+                if let Some(overlay) = overlay {
+                    overlay.apply(writes);
+                }
+                Ok(())
+            }
             Mode::Committed { log, run } => {
                 let _turn = self.0.order.lock().await;
                 log.commit(run, writes, self.0.clock.now()).await
@@ -247,6 +267,43 @@ mod tests {
                 ..CheckpointCounts::default()
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_dry_runs_reads_see_its_checkpoints_and_nothing_is_stored() {
+        let store = Arc::new(MemoryState::default());
+        store.apply(&[
+            StateWrite::put("page/1", b"1".to_vec()),
+            StateWrite::put("page/2", b"2".to_vec()),
+            StateWrite::put("page/3", b"3".to_vec()),
+            CURSOR.put(&1).unwrap(),
+        ]);
+        let (checkpoints, state) = Checkpoints::dry_run_over(JobState::new(store.clone()));
+        let before = store.entries();
+        checkpoints
+            .commit(vec![
+                CURSOR.put(&2).unwrap(),
+                StateWrite::delete("page/1"),
+                StateWrite::put("page/0", b"0".to_vec()),
+                StateWrite::put("page/22", b"22".to_vec()),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(state.load(&CURSOR).await.unwrap(), Some(2));
+        assert_eq!(state.get("page/1").await.unwrap(), None);
+        let keys = |page: Vec<(String, Vec<u8>)>| -> Vec<String> {
+            page.into_iter().map(|(key, _)| key).collect()
+        };
+        assert_eq!(
+            keys(state.scan("page/", None, 3).await.unwrap()),
+            ["page/0", "page/2", "page/22"]
+        );
+        assert_eq!(
+            keys(state.scan("page/", Some("page/2"), 10).await.unwrap()),
+            ["page/22", "page/3"]
+        );
+        assert_eq!(store.entries(), before, "nothing stored");
+        assert_eq!(checkpoints.counts().dropped_dry_run, 1);
     }
 
     #[tokio::test]

@@ -184,6 +184,90 @@ pub struct StateError(pub String);
 /// Longest key the runner stores.
 pub const MAX_STATE_KEY_LEN: usize = 512;
 
+/// Writes kept in memory over a stored state: a dry run's checkpoints,
+/// which its later reads see but nothing stores.
+#[derive(Debug, Default)]
+pub struct Overlay(Mutex<BTreeMap<String, Option<Vec<u8>>>>);
+
+impl Overlay {
+    pub fn apply(&self, writes: &[StateWrite]) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for write in writes {
+            map.insert(write.key.clone(), write.value.clone());
+        }
+    }
+}
+
+/// `overlay` over `base`: the overlay's puts and deletes win.
+pub(crate) struct Layered {
+    pub base: JobState,
+    pub overlay: Arc<Overlay>,
+}
+
+#[async_trait]
+impl StateRead for Layered {
+    async fn get_many(&self, keys: &[String]) -> Result<HashMap<String, Vec<u8>>, StateError> {
+        let (mut found, rest) = {
+            let overlay = self
+                .overlay
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let found: HashMap<String, Vec<u8>> = keys
+                .iter()
+                .filter_map(|key| match overlay.get(key) {
+                    Some(Some(value)) => Some((key.clone(), value.clone())),
+                    _ => None,
+                })
+                .collect();
+            let rest: Vec<String> = keys
+                .iter()
+                .filter(|key| !overlay.contains_key(*key))
+                .cloned()
+                .collect();
+            (found, rest)
+        };
+        found.extend(self.base.get_many(&rest).await?);
+        Ok(found)
+    }
+
+    async fn scan(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Vec<u8>)>, StateError> {
+        let in_range = |key: &str| key.starts_with(prefix) && after.is_none_or(|after| key > after);
+        let layer: BTreeMap<String, Option<Vec<u8>>> = {
+            let overlay = self
+                .overlay
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            overlay
+                .iter()
+                .filter(|(key, _)| in_range(key))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        };
+        // Each overlay key may hide one stored row: read that many more.
+        let stored = self
+            .base
+            .scan(prefix, after, limit.saturating_add(layer.len()))
+            .await?;
+        let mut merged: BTreeMap<String, Vec<u8>> = stored
+            .into_iter()
+            .filter(|(key, _)| !layer.contains_key(key))
+            .collect();
+        merged.extend(
+            layer
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|value| (key, value))),
+        );
+        Ok(merged.into_iter().take(limit).collect())
+    }
+}
+
 /// A schedule's state in memory, for tests and tools that run a job
 /// outside the runner: readable as [`StateRead`], written by checkpoints
 /// (as a [`CheckpointLog`]) and by [`apply`](Self::apply) (a run's end).

@@ -184,7 +184,11 @@ impl Executor {
             .and_then(|timeout| chrono::Duration::from_std(timeout).ok())
             .map(|timeout| started + timeout);
         let effects = effects_of(&self.ledger, run, self.clock.clone());
-        let checkpoints = checkpoints_of(&self.ledger, run, self.clock.clone());
+        let stored = JobState::new(Arc::new(ScheduleStateStore::new(
+            self.ledger.clone(),
+            run.schedule_id.clone(),
+        )));
+        let (checkpoints, state) = checkpoints_of(&self.ledger, run, stored, self.clock.clone());
         let context = RunContext {
             run_id: run.id,
             schedule_id: run.schedule_id.clone(),
@@ -194,10 +198,7 @@ impl Executor {
             dry_run: run.dry_run,
             cancel: handle.token.clone(),
             run_key: run_key(run.instance_id.as_deref().unwrap_or("unowned"), run.id),
-            state: JobState::new(Arc::new(ScheduleStateStore::new(
-                self.ledger.clone(),
-                run.schedule_id.clone(),
-            ))),
+            state,
             checkpoints: checkpoints.clone(),
             effects: effects.clone(),
             clock: self.clock.clone(),
@@ -286,13 +287,20 @@ fn effects_of(ledger: &Ledger, run: &Run, clock: Arc<dyn Clock>) -> Effects {
     )
 }
 
-/// A dry run's checkpoints are checked and dropped; a real run's are
-/// committed to the ledger while the run is still held by this runner.
-fn checkpoints_of(ledger: &Ledger, run: &Run, clock: Arc<dyn Clock>) -> Checkpoints {
+/// The run's checkpoints and the state it reads. A dry run's checkpoints
+/// are checked and kept in memory, over the stored state, for its own
+/// reads; a real run's are committed to the ledger while the run is still
+/// held by this runner.
+fn checkpoints_of(
+    ledger: &Ledger,
+    run: &Run,
+    stored: JobState,
+    clock: Arc<dyn Clock>,
+) -> (Checkpoints, JobState) {
     if run.dry_run {
-        return Checkpoints::dry_run();
+        return Checkpoints::dry_run_over(stored);
     }
-    Checkpoints::committed(
+    let checkpoints = Checkpoints::committed(
         Arc::new(LedgerCheckpointLog::new(ledger.clone())),
         CheckpointRun {
             schedule_id: run.schedule_id.clone(),
@@ -302,7 +310,8 @@ fn checkpoints_of(ledger: &Ledger, run: &Run, clock: Arc<dyn Clock>) -> Checkpoi
             instance_id: run.instance_id.clone().unwrap_or_default(),
         },
         clock,
-    )
+    );
+    (checkpoints, stored)
 }
 
 /// Keeps the run's checkpoint counts with it, in `details.checkpoints`.
