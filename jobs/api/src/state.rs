@@ -286,6 +286,14 @@ impl MemoryState {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Every key and value, in key order.
     pub fn entries(&self) -> BTreeMap<String, Vec<u8>> {
         self.0
