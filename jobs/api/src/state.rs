@@ -187,10 +187,10 @@ pub const MAX_STATE_KEY_LEN: usize = 512;
 /// Writes kept in memory over a stored state: a dry run's checkpoints,
 /// which its later reads see but nothing stores.
 #[derive(Debug, Default)]
-pub struct Overlay(Mutex<BTreeMap<String, Option<Vec<u8>>>>);
+pub(crate) struct Overlay(Mutex<BTreeMap<String, Option<Vec<u8>>>>);
 
 impl Overlay {
-    pub fn apply(&self, writes: &[StateWrite]) {
+    pub(crate) fn apply(&self, writes: &[StateWrite]) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         for write in writes {
             map.insert(write.key.clone(), write.value.clone());

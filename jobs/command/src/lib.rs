@@ -146,9 +146,13 @@ async fn run_program(
     command.env("PATROL_SCHEDULE_ID", &ctx.schedule_id);
     command.env("PATROL_SCHEDULED_FOR", ctx.scheduled_for.to_rfc3339());
     command.env("PATROL_ATTEMPT", ctx.attempt.to_string());
-    match checkpoint::last_committed(&ctx.state).await? {
-        Some(value) if params.checkpoints => command.env(checkpoint::ENV, value),
-        _ => command.env_remove(checkpoint::ENV),
+    let resume_from = match params.checkpoints {
+        true => checkpoint::last_committed(&ctx.state).await?,
+        false => None,
+    };
+    match resume_from {
+        Some(value) => command.env(checkpoint::ENV, value),
+        None => command.env_remove(checkpoint::ENV),
     };
     if let Some(dir) = &params.workdir {
         command.current_dir(dir);

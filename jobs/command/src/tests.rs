@@ -330,4 +330,12 @@ async fn a_stored_checkpoint_that_is_not_json_fails_the_run_naming_the_key() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("`checkpoint`"), "{err}");
+    let off = CommandJob
+        .run(
+            stateful(&store),
+            json!({ "shell": "true", "checkpoints": false }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(off.outcome, Outcome::Succeeded, "not read when turned off");
 }
