@@ -124,6 +124,7 @@ fn bench() -> Result<()> {
         cancel: CancellationToken::new(),
         run_key: format!("bench/{run_id}"),
         state: JobState::empty(),
+        checkpoints: patrol_job_api::Checkpoints::dry_run(),
         effects: Effects::in_memory(),
         clock: Arc::new(patrol_job_api::SystemClock),
     };

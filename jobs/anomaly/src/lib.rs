@@ -454,6 +454,13 @@ struct AnomalyInstance {
 #[async_trait]
 impl JobInstance for AnomalyInstance {
     async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
-        run_with_effects(&ctx.state, self.input.clone(), &ctx.effects, &ctx.cancel).await
+        run_with_effects(
+            &ctx.state,
+            self.input.clone(),
+            &ctx.effects,
+            &ctx.cancel,
+            ctx.now(),
+        )
+        .await
     }
 }

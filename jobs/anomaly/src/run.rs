@@ -8,8 +8,9 @@ use std::sync::Arc;
 use patrol_anomaly_detect::{detect, AdaptiveParams, Method, Noise, Season, TuneOutcome};
 use patrol_job_api::{
     CancellationToken, Effects, Finding, JobError, JobState, Outcome, RunReport, Severity,
-    StateWrite,
+    StateError, StatePrefix, StateWrite,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::aggregate::Aggregator;
@@ -55,8 +56,25 @@ impl From<Checked> for RunInput {
     }
 }
 
-const CURSOR: &str = "cursor/";
-const TUNED: &str = "tuned/";
+/// Per rule or series: the end (ms) of the last bucket reported. Stored
+/// as a JSON number, the bytes older versions wrote as decimal text.
+const CURSORS: StatePrefix<i64> = StatePrefix::new("cursor/");
+/// Per rule: the parameters a backtest tuned.
+const TUNED: StatePrefix<TunedEntry> = StatePrefix::new("tuned/");
+
+/// What a backtest run keeps for a tuned rule (read back: `params`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TunedEntry {
+    params: AdaptiveParams,
+    score: serde_json::Value,
+    reference: Option<serde_json::Value>,
+    labels: Option<String>,
+    tuned_at: String,
+}
+
+fn state_failed(err: StateError) -> JobError {
+    JobError::Failed(format!("anomaly state: {err}"))
+}
 
 /// What a rule came to in this run (for the summary and details).
 #[derive(Debug, Default, serde::Serialize)]
@@ -82,16 +100,18 @@ pub async fn run_once(
         true => Effects::dry_run(),
         false => Effects::in_memory(),
     };
-    run_with_effects(state, input, &effects, cancel).await
+    run_with_effects(state, input, &effects, cancel, chrono::Utc::now()).await
 }
 
-/// One run: files it writes (detections) go through `effects`; on a dry
-/// run nothing is written and no state is handed back.
+/// One run at `now` (the runner's clock): files it writes (detections) go
+/// through `effects`; on a dry run nothing is written and no state is
+/// handed back.
 pub async fn run_with_effects(
     state: &JobState,
     input: RunInput,
     effects: &Effects,
     cancel: &CancellationToken,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<RunReport, JobError> {
     let dry_run = effects.is_dry_run();
     let stored = load_state(state).await?;
@@ -100,7 +120,7 @@ pub async fn run_with_effects(
         None => None,
     };
     let mut aggregator = Aggregator::new(input.rules.clone());
-    let latest = input::latest_plausible(chrono::Utc::now());
+    let latest = input::latest_plausible(now);
     let mut source_stats: BTreeMap<String, SourceStats> = BTreeMap::new();
     let mut source_errors: Vec<String> = Vec::new();
     for source in &input.sources {
@@ -154,7 +174,7 @@ pub async fn run_with_effects(
                         within.as_millis() as i64,
                     ));
                 }
-                writes.push(cursor_write(&rule.id, newest + 1));
+                writes.push(cursor_write(&rule.id, newest + 1)?);
                 outcomes.insert(rule.id.clone(), outcome);
                 continue;
             }
@@ -168,7 +188,7 @@ pub async fn run_with_effects(
             };
             let threshold = effective_threshold(rule, &stored);
             if let Some(tuned) = stored.tuned.get(&rule.id) {
-                outcome.tuned = Some(tuned.clone());
+                outcome.tuned = Some(details_of(tuned)?);
             }
             let mut judged = 0usize;
             for (group, scored) in groups.iter().zip(judge(rule, &threshold, &groups)) {
@@ -193,22 +213,23 @@ pub async fn run_with_effects(
             if let Some(labels) = &labels {
                 let result = backtest::backtest_rule(rule, groups, labels);
                 if let Some(TuneOutcome::Tuned(tuned)) = &result.tuned {
-                    let value = json!({
-                        "params": tuned.params,
-                        "score": tuned.score,
-                        "reference": result.reference.as_ref().map(|r| &r.score),
-                        "labels": input.backtest.as_ref().map(|p| p.display().to_string()),
-                        "tuned_at": chrono::Utc::now().to_rfc3339(),
-                    });
-                    writes.push(StateWrite::put(
-                        format!("{TUNED}{}", rule.id),
-                        value.to_string().into_bytes(),
-                    ));
-                    outcome.tuned = Some(value);
+                    let entry = TunedEntry {
+                        params: tuned.params.clone(),
+                        score: details_of(&tuned.score)?,
+                        reference: result
+                            .reference
+                            .as_ref()
+                            .map(|r| details_of(&r.score))
+                            .transpose()?,
+                        labels: input.backtest.as_ref().map(|p| p.display().to_string()),
+                        tuned_at: now.to_rfc3339(),
+                    };
+                    writes.push(TUNED.key(&rule.id).put(&entry).map_err(state_failed)?);
+                    outcome.tuned = Some(details_of(&entry)?);
                 }
                 backtests.push(result);
             }
-            writes.push(cursor_write(&rule.id, current_end));
+            writes.push(cursor_write(&rule.id, current_end)?);
             outcomes.insert(rule.id.clone(), outcome);
         }
     }
@@ -305,50 +326,49 @@ pub async fn run_with_effects(
 /// backtest stored them.
 fn effective_threshold(rule: &Rule, stored: &Stored) -> Method {
     match (&rule.threshold, stored.tuned.get(&rule.id)) {
-        (Method::Adaptive(base), Some(tuned)) if rule.tune => {
-            let tuned: Option<AdaptiveParams> = tuned
-                .get("params")
-                .and_then(|p| serde_json::from_value(p.clone()).ok());
-            match tuned {
-                Some(tuned) => Method::Adaptive(AdaptiveParams {
-                    alpha: tuned.alpha,
-                    z: tuned.z,
-                    ..base.clone()
-                }),
-                None => rule.threshold.clone(),
-            }
-        }
+        (Method::Adaptive(base), Some(tuned)) if rule.tune => Method::Adaptive(AdaptiveParams {
+            alpha: tuned.params.alpha,
+            z: tuned.params.z,
+            ..base.clone()
+        }),
         _ => rule.threshold.clone(),
     }
 }
 
-fn cursor_write(id: &str, end: i64) -> StateWrite {
-    StateWrite::put(format!("{CURSOR}{id}"), end.to_string().into_bytes())
+fn cursor_write(id: &str, end: i64) -> Result<StateWrite, JobError> {
+    CURSORS.key(id).put(&end).map_err(state_failed)
+}
+
+/// A value as shown in the run's details.
+fn details_of(value: &impl Serialize) -> Result<serde_json::Value, JobError> {
+    serde_json::to_value(value)
+        .map_err(|err| JobError::Failed(format!("cannot show tuned parameters: {err}")))
 }
 
 #[derive(Debug, Default)]
 struct Stored {
     cursors: BTreeMap<String, i64>,
-    tuned: BTreeMap<String, serde_json::Value>,
+    tuned: BTreeMap<String, TunedEntry>,
 }
 
+/// Every cursor and tuned entry; one that does not decode fails the run,
+/// naming its key (a cursor dropped silently would report every episode
+/// in the history window again).
 async fn load_state(state: &JobState) -> Result<Stored, JobError> {
-    let mut stored = Stored::default();
-    let fail = |err: patrol_job_api::StateError| JobError::Failed(err.to_string());
-    for (key, value) in state.scan(CURSOR, None, 10_000).await.map_err(fail)? {
-        let end = std::str::from_utf8(&value)
-            .ok()
-            .and_then(|v| v.parse().ok());
-        if let Some(end) = end {
-            stored.cursors.insert(key[CURSOR.len()..].to_string(), end);
-        }
-    }
-    for (key, value) in state.scan(TUNED, None, 10_000).await.map_err(fail)? {
-        if let Ok(value) = serde_json::from_slice(&value) {
-            stored.tuned.insert(key[TUNED.len()..].to_string(), value);
-        }
-    }
-    Ok(stored)
+    Ok(Stored {
+        cursors: state
+            .load_prefix(&CURSORS, None, 10_000)
+            .await
+            .map_err(state_failed)?
+            .into_iter()
+            .collect(),
+        tuned: state
+            .load_prefix(&TUNED, None, 10_000)
+            .await
+            .map_err(state_failed)?
+            .into_iter()
+            .collect(),
+    })
 }
 
 /// Reads one source on a blocking thread (polars and the NDJSON parser use
@@ -510,7 +530,7 @@ fn judge_series(
             }
             None => None,
         };
-        writes.push(cursor_write(&id, current_end));
+        writes.push(cursor_write(&id, current_end).map_err(|err| err.to_string())?);
         details.push(json!({
             "column": column.column,
             "points": scored.len(),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use patrol_job_anomaly::AnomalyJob;
 use patrol_job_api::{
-    BuildContext, CancellationToken, Effects, Job, JobState, Outcome, RunContext, SystemClock,
-    Typed,
+    BuildContext, CancellationToken, Checkpoints, Effects, Job, JobState, Outcome, RunContext,
+    SystemClock, Typed,
 };
 use sqlx::{Executor, PgPool};
 
@@ -34,6 +34,7 @@ fn context() -> RunContext {
         run_key: "test/1".into(),
         state: JobState::empty(),
         effects: Effects::in_memory(),
+        checkpoints: Checkpoints::dry_run(),
         clock: Arc::new(SystemClock),
     }
 }

@@ -3,9 +3,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::clock::Clock;
 use crate::effects::Effects;
-use crate::state::JobState;
+use crate::state::{JobState, StateWrite};
 
 /// Everything a job may know about the run it is executing.
 #[derive(Debug, Clone)]
@@ -27,8 +28,12 @@ pub struct RunContext {
     /// exports it to them as `PATROL_RUN_KEY`, so that if the runner dies,
     /// the runner that reaps the run can find and stop them.
     pub run_key: String,
-    /// What earlier runs of this schedule kept (see [`crate::StateWrite`]).
+    /// What earlier runs of this schedule kept, and this run's own
+    /// checkpoints (see [`crate::StateWrite`]).
     pub state: JobState,
+    /// Where [`checkpoint`](Self::checkpoint) commits; clone it to
+    /// checkpoint from a task of the job's own.
+    pub checkpoints: Checkpoints,
     /// Every side effect outside the ledger goes through here: recorded,
     /// not performed, on a dry run (see [`crate::effects`]).
     pub effects: Effects,
@@ -41,5 +46,13 @@ impl RunContext {
     /// The current time, as the runner's clock tells it.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// Commits `writes` to the schedule's state now, in their own
+    /// transaction, while the run goes on (see [`crate::checkpoint`]):
+    /// call it once the work they cover is done. A dry run's checkpoints
+    /// are dropped. The report's `state` still applies last, at the end.
+    pub async fn checkpoint(&self, writes: Vec<StateWrite>) -> Result<(), CheckpointError> {
+        self.checkpoints.commit(writes).await
     }
 }

@@ -7,6 +7,7 @@
 //! runner.
 
 pub mod build;
+pub mod checkpoint;
 mod clock;
 mod context;
 pub mod effects;
@@ -16,17 +17,22 @@ mod report;
 pub mod rule_list;
 pub mod secret;
 mod state;
+pub mod state_key;
 pub mod units;
 pub mod yaml_lines;
 
 pub use build::{BuildContext, JobInstance, JobKind, RunOnce, Typed};
+pub use checkpoint::{
+    CheckpointCounts, CheckpointError, CheckpointLog, CheckpointRun, Checkpoints,
+};
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
 pub use context::RunContext;
 pub use effects::{Effects, Intent, PerformError, Performed};
 pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};
 pub use params::{parse_params, JobDescription, ParamDoc, ParamError};
 pub use report::{Outcome, RunReport};
-pub use state::{JobState, StateError, StateRead, StateWrite, MAX_STATE_KEY_LEN};
+pub use state::{JobState, MemoryState, StateError, StateRead, StateWrite, MAX_STATE_KEY_LEN};
+pub use state_key::{StateKey, StatePrefix};
 pub use tokio_util::sync::CancellationToken;
 
 /// A kind of job a schedule can name with `job: <kind>`, as the runner

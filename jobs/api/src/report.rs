@@ -31,7 +31,7 @@ pub struct RunReport {
     #[serde(default)]
     pub findings_partial: bool,
     /// Changes to the schedule's state, committed with the run's end and
-    /// findings (not for dry runs).
+    /// findings, after any checkpoints of the run (not for dry runs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub state: Vec<crate::StateWrite>,
 }

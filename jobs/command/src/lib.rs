@@ -4,8 +4,13 @@
 //! Cancellation (timeout, shutdown, replacement) sends SIGTERM to the whole
 //! process group, then SIGKILL after `kill_grace`, so nothing the program
 //! started outlives the run.
+//!
+//! The program talks back on stdout with JSON lines: findings
+//! (`findings.rs`) and checkpoints (`checkpoint.rs`), committed as they
+//! are read, so a long script can resume after a crash.
 
 mod capture;
+mod checkpoint;
 mod findings;
 mod params;
 
@@ -18,15 +23,17 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use patrol_job_api::effects::kind;
 use patrol_job_api::{
-    BuildContext, Intent, JobDescription, JobError, JobInstance, JobKind, Outcome, ParamError,
-    PerformError, Performed, RunContext, RunReport,
+    BuildContext, Checkpoints, Intent, JobDescription, JobError, JobInstance, JobKind, Outcome,
+    ParamError, PerformError, Performed, RunContext, RunReport,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use capture::BoundedCapture;
-use findings::FindingLines;
+use checkpoint::Committed;
+pub use checkpoint::{CHECKPOINT, ENV as CHECKPOINT_ENV};
+use findings::{Reading, StdoutLines};
 pub use params::CommandParams;
 
 /// The built-in `command` job kind.
@@ -156,6 +163,14 @@ async fn run_program(
     command.env("PATROL_SCHEDULE_ID", &ctx.schedule_id);
     command.env("PATROL_SCHEDULED_FOR", ctx.scheduled_for.to_rfc3339());
     command.env("PATROL_ATTEMPT", ctx.attempt.to_string());
+    let resume_from = match params.checkpoints {
+        true => checkpoint::last_committed(&ctx.state).await?,
+        false => None,
+    };
+    match resume_from {
+        Some(value) => command.env(checkpoint::ENV, value),
+        None => command.env_remove(checkpoint::ENV),
+    };
     if let Some(dir) = &params.workdir {
         command.current_dir(dir);
     }
@@ -164,8 +179,17 @@ async fn run_program(
         .map_err(|err| JobError::Failed(format!("cannot start `{}`: {err}", argv[0])))?;
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     let limit = usize::try_from(params.output_limit.0).unwrap_or(usize::MAX);
-    let stdout = spawn_capture(child.stdout.take(), limit, params.findings);
-    let stderr = spawn_capture(child.stderr.take(), limit, false);
+    let reading = Reading {
+        findings: params.findings,
+        checkpoints: params.checkpoints,
+    };
+    let stdout = spawn_capture(child.stdout.take(), limit, reading, ctx.checkpoints.clone());
+    let stderr = spawn_capture(
+        child.stderr.take(),
+        limit,
+        Reading::default(),
+        ctx.checkpoints.clone(),
+    );
 
     let (status, cancelled) = tokio::select! {
         status = child.wait() => (status, false),
@@ -179,8 +203,8 @@ async fn run_program(
         let _ = killpg(group, Signal::SIGKILL);
     }
     let status = status.map_err(|err| JobError::Failed(format!("waiting for program: {err}")))?;
-    let (stdout, findings) = collect_capture(stdout).await;
-    let (stderr, _) = collect_capture(stderr).await;
+    let (stdout, findings, checkpoints) = collect_capture(stdout).await;
+    let (stderr, _, _) = collect_capture(stderr).await;
     let elapsed = started.elapsed();
 
     let (outcome, verdict) = if cancelled {
@@ -198,6 +222,22 @@ async fn run_program(
             findings.malformed
         ));
     }
+    if checkpoints.committed > 0 {
+        summary.push_str(&format!(", {} checkpoint(s)", checkpoints.committed));
+    }
+    if checkpoints.failed > 0 {
+        summary.push_str(&format!(
+            ", {} checkpoint(s) not saved ({})",
+            checkpoints.failed,
+            checkpoints.first_error.as_deref().unwrap_or("?")
+        ));
+    }
+    if findings.malformed_checkpoints > 0 {
+        summary.push_str(&format!(
+            ", {} malformed checkpoint line(s)",
+            findings.malformed_checkpoints
+        ));
+    }
     let mut report = RunReport::new(outcome, summary);
     report.output = Some(render_output(&stdout, &stderr));
     report.details = serde_json::json!({
@@ -210,6 +250,9 @@ async fn run_program(
         "malformed_findings": findings.malformed,
         "findings_over_limit": findings.dropped_over_limit,
         "finding_problems": findings.problems,
+        "checkpoint_lines": checkpoints,
+        "malformed_checkpoints": findings.malformed_checkpoints,
+        "checkpoint_problems": findings.checkpoint_problems,
     });
     report.findings_partial = findings.partial;
     report.findings = findings.findings;
@@ -250,19 +293,27 @@ async fn terminate_group(
     }
 }
 
+/// A stream read to its end: the bounded capture, the lines read, the
+/// checkpoints committed.
+type Captured = (BoundedCapture, StdoutLines, Committed);
+
 /// Reads a stream to its end, keeping a bounded capture and, when asked,
-/// reading finding lines from all of it (not just the kept part).
+/// reading finding and checkpoint lines from all of it (not just the kept
+/// part). Each checkpoint is committed as soon as its line is read.
 fn spawn_capture<R>(
     stream: Option<R>,
     limit: usize,
-    read_findings: bool,
-) -> JoinHandle<(BoundedCapture, FindingLines)>
+    reading: Reading,
+    checkpoints: Checkpoints,
+) -> JoinHandle<Captured>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         let mut capture = BoundedCapture::new(limit);
-        let mut findings = FindingLines::default();
+        let mut lines = StdoutLines::new(reading);
+        let mut committed = Committed::default();
+        let parse = reading.findings || reading.checkpoints;
         if let Some(mut stream) = stream {
             let mut buffer = vec![0u8; 16 * 1024];
             while let Ok(read) = stream.read(&mut buffer).await {
@@ -270,22 +321,30 @@ where
                     break;
                 }
                 capture.push(&buffer[..read]);
-                if read_findings {
-                    findings.push(&buffer[..read]);
+                if parse {
+                    lines.push(&buffer[..read]);
+                    for value in lines.take_checkpoints() {
+                        committed.commit(&checkpoints, value).await;
+                    }
                 }
             }
         }
-        findings.finish();
-        (capture, findings)
+        lines.finish();
+        for value in lines.take_checkpoints() {
+            committed.commit(&checkpoints, value).await;
+        }
+        (capture, lines, committed)
     })
 }
 
-async fn collect_capture(
-    handle: JoinHandle<(BoundedCapture, FindingLines)>,
-) -> (BoundedCapture, FindingLines) {
-    handle
-        .await
-        .unwrap_or_else(|_| (BoundedCapture::new(0), FindingLines::default()))
+async fn collect_capture(handle: JoinHandle<Captured>) -> Captured {
+    handle.await.unwrap_or_else(|_| {
+        (
+            BoundedCapture::new(0),
+            StdoutLines::default(),
+            Committed::default(),
+        )
+    })
 }
 
 fn render_output(stdout: &BoundedCapture, stderr: &BoundedCapture) -> String {

@@ -31,6 +31,10 @@ pub struct CommandParams {
     /// Read `{"finding": {...}}` lines on stdout as findings.
     #[serde(default = "default_true")]
     pub findings: bool,
+    /// Commit `{"checkpoint": VALUE}` lines on stdout to the schedule's
+    /// state and hand the last one to the next run in `PATROL_CHECKPOINT`.
+    #[serde(default = "default_true")]
+    pub checkpoints: bool,
 }
 
 fn default_true() -> bool {
@@ -161,6 +165,14 @@ pub fn docs() -> Vec<ParamDoc> {
             default: Some("true"),
             description:
                 "read {\"finding\": {...}} JSON lines on stdout as findings (see docs/alerting.md)",
+        },
+        ParamDoc {
+            name: "checkpoints",
+            type_name: "bool",
+            required: false,
+            default: Some("true"),
+            description:
+                "commit {\"checkpoint\": VALUE} lines on stdout at once; the next run gets the last in PATROL_CHECKPOINT",
         },
     ]
 }

@@ -4,10 +4,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use patrol_job_api::effects::{EffectSlot, EffectStatus, MemoryEffectLog};
-use patrol_job_api::{CancellationToken, Effects, Job, Outcome, RunContext, RunOnce};
+use patrol_job_api::{
+    CancellationToken, Checkpoints, Effects, Job, JobState, MemoryState, Outcome, RunContext,
+    RunOnce,
+};
 use serde_json::json;
 
-use super::CommandJob;
+use super::{CommandJob, CHECKPOINT};
 
 fn context(cancel: CancellationToken) -> RunContext {
     RunContext {
@@ -20,6 +23,7 @@ fn context(cancel: CancellationToken) -> RunContext {
         cancel,
         run_key: "test/7".into(),
         state: patrol_job_api::JobState::empty(),
+        checkpoints: patrol_job_api::Checkpoints::dry_run(),
         effects: Effects::in_memory(),
         clock: std::sync::Arc::new(patrol_job_api::SystemClock),
     }
@@ -209,4 +213,130 @@ async fn missing_program_is_an_error_not_a_panic() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("cannot start"), "{err}");
+}
+
+/// A context whose state and checkpoints live in `store`.
+fn stateful(store: &Arc<MemoryState>) -> RunContext {
+    let mut ctx = context(CancellationToken::new());
+    ctx.state = JobState::new(store.clone());
+    ctx.checkpoints = Checkpoints::local(store.clone());
+    ctx
+}
+
+#[tokio::test]
+async fn checkpoint_lines_are_committed_while_the_program_runs() {
+    let store = Arc::new(MemoryState::default());
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    // The program waits after its checkpoint until the test has seen it
+    // in the state: the commit cannot have waited for the program's end.
+    let script = format!(
+        "echo '{{\"checkpoint\": {{\"done\": 1}}}}'; while [ ! -e {0} ]; do sleep 0.05; done; echo after",
+        go.display()
+    );
+    let run = tokio::spawn(CommandJob.run(stateful(&store), json!({ "shell": script })));
+    let state = JobState::new(store.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while state.load(&CHECKPOINT).await.unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint committed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::write(&go, "").unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.outcome, Outcome::Succeeded);
+    assert_eq!(
+        state.load(&CHECKPOINT).await.unwrap(),
+        Some(json!({"done": 1}))
+    );
+    assert_eq!(report.details["checkpoint_lines"]["committed"], 1);
+    assert!(
+        report.summary.contains("1 checkpoint(s)"),
+        "{}",
+        report.summary
+    );
+}
+
+#[tokio::test]
+async fn the_next_run_starts_with_the_last_checkpoint_in_its_environment() {
+    let store = Arc::new(MemoryState::default());
+    let script = "echo \"saw=${PATROL_CHECKPOINT-none}\"; \
+                  echo '{\"checkpoint\": 1}'; echo '{\"checkpoint\": {\"page\": \"b\"}}'; \
+                  echo '{\"checkpoint\": oops}'";
+    let first = CommandJob
+        .run(stateful(&store), json!({ "shell": script }))
+        .await
+        .unwrap();
+    assert!(first.output.unwrap().contains("saw=none"));
+    assert_eq!(first.details["malformed_checkpoints"], 1);
+    assert!(
+        first.details["checkpoint_problems"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("stdout line 4: checkpoint:"),
+        "{}",
+        first.details
+    );
+    assert!(
+        !first.findings_partial,
+        "a bad checkpoint line is no bad finding"
+    );
+    let second = CommandJob
+        .run(stateful(&store), json!({ "shell": script }))
+        .await
+        .unwrap();
+    assert!(
+        second.output.unwrap().contains("saw={\"page\":\"b\"}"),
+        "the last committed value, as JSON text"
+    );
+
+    // `null` clears it; with checkpoints off nothing is read or handed over.
+    CommandJob
+        .run(
+            stateful(&store),
+            json!({ "shell": "echo '{\"checkpoint\": null}'" }),
+        )
+        .await
+        .unwrap();
+    assert!(store.entries().is_empty());
+    store.apply(&[CHECKPOINT.put(&json!(5)).unwrap()]);
+    let off = CommandJob
+        .run(
+            stateful(&store),
+            json!({ "shell": "echo \"saw=${PATROL_CHECKPOINT-none}\"; echo '{\"checkpoint\": 6}'", "checkpoints": false }),
+        )
+        .await
+        .unwrap();
+    assert!(off.output.unwrap().contains("saw=none"));
+    assert_eq!(
+        JobState::new(store.clone())
+            .load(&CHECKPOINT)
+            .await
+            .unwrap(),
+        Some(json!(5))
+    );
+}
+
+#[tokio::test]
+async fn a_stored_checkpoint_that_is_not_json_fails_the_run_naming_the_key() {
+    let store = Arc::new(MemoryState::default());
+    store.apply(&[patrol_job_api::StateWrite::put(
+        "checkpoint",
+        b"{oops".to_vec(),
+    )]);
+    let err = CommandJob
+        .run(stateful(&store), json!({ "shell": "true" }))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`checkpoint`"), "{err}");
+    let off = CommandJob
+        .run(
+            stateful(&store),
+            json!({ "shell": "true", "checkpoints": false }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(off.outcome, Outcome::Succeeded, "not read when turned off");
 }

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use patrol_job_api::{
-    CancellationToken, Finding, JobError, JobState, Outcome, Performed, RunReport, StateWrite,
+    state_key, CancellationToken, Finding, JobError, JobState, Outcome, Performed, RunReport,
+    StateError, StateKey, StatePrefix, StateWrite,
 };
 use patrol_provmon_verify::rekor::LogEntry;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
@@ -26,9 +26,26 @@ use crate::source::{read_files, FilesCursor, SourceStats};
 use crate::verify::Verifier;
 use crate::{github_client, SourceSpec};
 
-const ACTIVE_KEY: &str = "active";
+// The sweep's state, one JSON value per key (`patrol_job_api::state_key`).
+/// The units whose rules still wait for something.
+const ACTIVE: StateKey<Vec<Unit>> = StateKey::new("active");
 /// Releases whose evidence pack is still to be written.
-const EVIDENCE_PENDING_KEY: &str = "evidence/pending";
+const EVIDENCE_PENDING: StateKey<Vec<String>> = StateKey::new("evidence/pending");
+const DIGESTS: StatePrefix<DigestChain> = StatePrefix::new("digest/");
+const RELEASES: StatePrefix<ReleaseChain> = StatePrefix::new("release/");
+/// deploy_rev → digest. Older versions stored the digest as bare text.
+const REVS: StatePrefix<String> = StatePrefix::with_legacy("rev/", bare_text);
+/// Runtime verifies waiting for their rev to be linked.
+const UNLINKED: StatePrefix<Vec<Event<'static>>> = StatePrefix::new("unlinked/");
+
+/// A `rev/` row as versions before typed keys wrote it: the digest's
+/// UTF-8 text, unquoted.
+fn bare_text(bytes: &[u8]) -> Option<String> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|text| !text.starts_with('"'))
+        .map(str::to_string)
+}
 /// Most packs written per sweep; the rest wait (a first sweep over a long
 /// history touches every release).
 const MAX_PACKS_PER_SWEEP: usize = 2000;
@@ -39,9 +56,18 @@ fn cursor_key(source: &str) -> String {
 
 fn unit_key(unit: &Unit) -> String {
     match unit {
-        Unit::Digest(digest) => format!("digest/{digest}"),
-        Unit::Release(sha) => format!("release/{sha}"),
+        Unit::Digest(digest) => DIGESTS.key(digest).name().to_string(),
+        Unit::Release(sha) => RELEASES.key(sha).name().to_string(),
     }
+}
+
+/// A source's cursor, stored as the JSON of the cursor itself.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+enum SourceCursor {
+    Files(FilesCursor),
+    Http(HttpCursor),
+    Github(GithubCursor),
 }
 
 /// What a sweep needs besides the state.
@@ -58,8 +84,8 @@ pub struct SweepInput {
 /// What reading the sources produced.
 struct Read {
     delta: Chains,
-    /// Each source's new cursor, encoded.
-    cursors: Vec<(String, Vec<u8>)>,
+    /// Each source's new cursor.
+    cursors: Vec<(String, SourceCursor)>,
     stats: BTreeMap<String, SourceStats>,
     failed: BTreeMap<String, String>,
     bundles_checked: u64,
@@ -69,13 +95,21 @@ fn state_err(err: impl std::fmt::Display) -> JobError {
     JobError::Failed(format!("cannot read provmon state: {err}"))
 }
 
-fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, JobError> {
-    serde_json::from_slice(bytes)
-        .map_err(|err| JobError::Failed(format!("provmon state `{key}` is unreadable: {err}")))
+/// An entry that does not decode, or a value that does not serialize,
+/// fails the sweep naming the key: nothing is dropped or written empty.
+fn state_failed(err: StateError) -> JobError {
+    JobError::Failed(format!("provmon {err}"))
 }
 
-fn encode(value: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+/// `key`'s value among `stored`, or the default when it is not stored.
+fn stored_or_default<T: serde::de::DeserializeOwned + Default>(
+    stored: &std::collections::HashMap<String, Vec<u8>>,
+    key: &StateKey<T>,
+) -> Result<T, JobError> {
+    match stored.get(key.name()) {
+        Some(bytes) => key.decode(bytes).map_err(state_failed),
+        None => Ok(T::default()),
+    }
 }
 
 /// Runs one sweep against `state`.
@@ -88,7 +122,10 @@ pub async fn sweep(
         .sources
         .iter()
         .map(|source| cursor_key(source.name()))
-        .chain([ACTIVE_KEY.to_string(), EVIDENCE_PENDING_KEY.to_string()])
+        .chain([
+            ACTIVE.name().to_string(),
+            EVIDENCE_PENDING.name().to_string(),
+        ])
         .collect();
     let stored = state.get_many(&keys).await.map_err(state_err)?;
     let mut inputs = Vec::new();
@@ -97,12 +134,12 @@ pub async fn sweep(
         let stored = stored.get(&key);
         let input = match source {
             SourceSpec::Files { .. } => SourceInput::Files(match stored {
-                Some(bytes) => decode(&key, bytes)?,
+                Some(bytes) => StateKey::named(key).decode(bytes).map_err(state_failed)?,
                 None => FilesCursor::default(),
             }),
             SourceSpec::Http { url, timeout, .. } => {
                 let cursor: HttpCursor = match stored {
-                    Some(bytes) => decode(&key, bytes)?,
+                    Some(bytes) => StateKey::named(key).decode(bytes).map_err(state_failed)?,
                     None => HttpCursor::default(),
                 };
                 let timeout = timeout
@@ -113,7 +150,7 @@ pub async fn sweep(
             }
             SourceSpec::Github { .. } => {
                 let cursor: GithubCursor = match stored {
-                    Some(bytes) => decode(&key, bytes)?,
+                    Some(bytes) => StateKey::named(key).decode(bytes).map_err(state_failed)?,
                     None => GithubCursor::default(),
                 };
                 match github_client(source, "sources") {
@@ -128,14 +165,8 @@ pub async fn sweep(
         };
         inputs.push((source.clone(), input));
     }
-    let active: Vec<Unit> = match stored.get(ACTIVE_KEY) {
-        Some(bytes) => decode(ACTIVE_KEY, bytes)?,
-        None => Vec::new(),
-    };
-    let evidence_pending: Vec<String> = match stored.get(EVIDENCE_PENDING_KEY) {
-        Some(bytes) => decode(EVIDENCE_PENDING_KEY, bytes)?,
-        None => Vec::new(),
-    };
+    let active = stored_or_default(&stored, &ACTIVE)?;
+    let evidence_pending = stored_or_default(&stored, &EVIDENCE_PENDING)?;
 
     let started = std::time::Instant::now();
     let max_events = input.max_events;
@@ -184,32 +215,34 @@ pub async fn sweep(
         None => None,
     };
 
-    let (mut writes, changed) = encode_changed(&chains);
+    let (mut writes, changed) = encode_changed(&chains).map_err(state_failed)?;
     for rev in &chains.dirty_revs {
         if let Some(digest) = chains.revs.get(rev) {
-            writes.push(StateWrite::put(
-                format!("rev/{rev}"),
-                digest.clone().into_bytes(),
-            ));
+            writes.push(REVS.key(rev).put(digest).map_err(state_failed)?);
         }
     }
     for rev in &chains.dirty_unlinked {
-        let key = format!("unlinked/{rev}");
+        let key = UNLINKED.key(rev);
         writes.push(match chains.unlinked.get(rev) {
-            Some(events) => StateWrite::put(key, encode(events)),
-            None => StateWrite::delete(key),
+            Some(events) => key.put(events).map_err(state_failed)?,
+            None => key.delete(),
         });
     }
     if let Some(evidence) = &evidence {
-        writes.push(StateWrite::put(
-            EVIDENCE_PENDING_KEY,
-            encode(&evidence.pending),
-        ));
+        writes.push(
+            EVIDENCE_PENDING
+                .put(&evidence.pending)
+                .map_err(state_failed)?,
+        );
     }
-    let watched: Vec<&Unit> = evaluation.active.keys().collect();
-    writes.push(StateWrite::put(ACTIVE_KEY, encode(&watched)));
+    let watched: Vec<Unit> = evaluation.active.keys().cloned().collect();
+    writes.push(ACTIVE.put(&watched).map_err(state_failed)?);
     for (name, cursor) in &read.cursors {
-        writes.push(StateWrite::put(cursor_key(name), cursor.clone()));
+        writes.push(
+            StateKey::named(cursor_key(name))
+                .put(cursor)
+                .map_err(state_failed)?,
+        );
     }
 
     let encode_ms = started.elapsed().as_millis() - read_ms - load_ms - evaluate_ms;
@@ -337,7 +370,7 @@ pub(crate) fn overdue_for_rekor(
         .collect()
 }
 
-fn encode_changed(chains: &Chains) -> (Vec<StateWrite>, usize) {
+fn encode_changed(chains: &Chains) -> Result<(Vec<StateWrite>, usize), StateError> {
     let digests: Vec<(&String, &DigestChain)> = chains
         .digests
         .iter()
@@ -351,30 +384,34 @@ fn encode_changed(chains: &Chains) -> (Vec<StateWrite>, usize) {
     let changed = digests.len() + releases.len();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_thread = digests.len().div_ceil(threads).max(1);
-    let mut writes: Vec<StateWrite> = std::thread::scope(|scope| {
+    let parts: Vec<Result<Vec<StateWrite>, StateError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = digests
             .chunks(per_thread)
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|(digest, chain)| {
-                            StateWrite::put(format!("digest/{digest}"), encode(chain))
-                        })
-                        .collect::<Vec<_>>()
+                        .map(|(digest, chain)| DIGESTS.key(digest).put(chain))
+                        .collect::<Result<Vec<_>, _>>()
                 })
             })
             .collect();
         handles
             .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_default())
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(StateError("encoding digest chains panicked".into())))
+            })
             .collect()
     });
-    writes.extend(
-        releases
-            .iter()
-            .map(|(sha, release)| StateWrite::put(format!("release/{sha}"), encode(release))),
-    );
-    (writes, changed)
+    let mut writes = Vec::with_capacity(changed);
+    for part in parts {
+        writes.extend(part?);
+    }
+    for (sha, release) in releases {
+        writes.push(RELEASES.key(sha).put(release)?);
+    }
+    Ok((writes, changed))
 }
 
 /// A source and where it stopped (for `http`, also what it answered).
@@ -401,19 +438,19 @@ fn read_sources(
         match (source, input) {
             (SourceSpec::Files { path, .. }, SourceInput::Files(cursor)) => {
                 match read_files(path, cursor, budget, &mut stats, &mut ingest) {
-                    Ok(next) => cursors_out.push((name.clone(), encode(&next))),
+                    Ok(next) => cursors_out.push((name.clone(), SourceCursor::Files(next))),
                     // The lines handed over before the error are correlated
                     // and their cursor stored with them; the rest is read
                     // next sweep. The source still counts as failed.
                     Err(err) => {
-                        cursors_out.push((name.clone(), encode(&err.cursor)));
+                        cursors_out.push((name.clone(), SourceCursor::Files(err.cursor)));
                         failed.insert(name.clone(), format!("{}: {}", path.display(), err.error));
                     }
                 }
             }
             (_, SourceInput::Http(cursor, Ok(body))) => {
                 let next = read_body(&name, body, cursor, budget, &mut stats, &mut ingest);
-                cursors_out.push((name.clone(), encode(&next)));
+                cursors_out.push((name.clone(), SourceCursor::Http(next)));
             }
             (_, SourceInput::Http(_, Err(err))) => {
                 failed.insert(name.clone(), err.clone());
@@ -427,7 +464,7 @@ fn read_sources(
                 stats.lines += memchr::memchr_iter(b'\n', &read.lines).count() as u64;
                 stats.skipped = read.skipped.len() as u64;
                 stats.skipped_samples = read.skipped.iter().take(SAMPLES).cloned().collect();
-                cursors_out.push((name.clone(), encode(&read.cursor)));
+                cursors_out.push((name.clone(), SourceCursor::Github(read.cursor.clone())));
                 if !read.errors.is_empty() {
                     failed.insert(name.clone(), read.errors.join("; "));
                 }
@@ -493,10 +530,34 @@ async fn load(
     let mut units: BTreeSet<Unit> = delta.touched().into_iter().collect();
     units.extend(active.iter().cloned());
     let mut keys: Vec<String> = units.iter().map(unit_key).collect();
-    keys.extend(delta.unlinked.keys().map(|rev| format!("rev/{rev}")));
-    keys.extend(delta.revs.keys().map(|rev| format!("unlinked/{rev}")));
+    keys.extend(
+        delta
+            .unlinked
+            .keys()
+            .map(|rev| REVS.key(rev).name().to_string()),
+    );
+    keys.extend(
+        delta
+            .revs
+            .keys()
+            .map(|rev| UNLINKED.key(rev).name().to_string()),
+    );
     let found = state.get_many(&keys).await.map_err(state_err)?;
     for (key, bytes) in &found {
+        insert(&mut chains, key, bytes)?;
+    }
+    // A runtime verify naming only a rev known from state links to that
+    // rev's digest in `absorb`: its stored chain must be here, or it would
+    // be written back holding the verify alone.
+    let linked: Vec<String> = chains
+        .revs
+        .iter()
+        .filter(|(rev, _)| delta.unlinked.contains_key(*rev))
+        .map(|(_, digest)| digest)
+        .filter(|digest| !chains.digests.contains_key(*digest))
+        .map(|digest| DIGESTS.key(digest).name().to_string())
+        .collect();
+    for (key, bytes) in &state.get_many(&linked).await.map_err(state_err)? {
         insert(&mut chains, key, bytes)?;
     }
     let release_rules = rules.iter().any(|rule| {
@@ -512,7 +573,10 @@ async fn load(
         digests.retain(|digest| {
             !chains.digests.contains_key(digest) && !delta.digests.contains_key(digest)
         });
-        let keys: Vec<String> = digests.iter().map(|d| format!("digest/{d}")).collect();
+        let keys: Vec<String> = digests
+            .iter()
+            .map(|d| DIGESTS.key(d).name().to_string())
+            .collect();
         for (key, bytes) in &state.get_many(&keys).await.map_err(state_err)? {
             insert(&mut chains, key, bytes)?;
         }
@@ -520,21 +584,20 @@ async fn load(
     Ok(chains)
 }
 
+/// Adds the stored entry `key` to `chains`, by its key's family.
 fn insert(chains: &mut Chains, key: &str, bytes: &[u8]) -> Result<(), JobError> {
-    if let Some(digest) = key.strip_prefix("digest/") {
-        let chain: DigestChain = decode(key, bytes)?;
+    if let Some(digest) = DIGESTS.suffix(key) {
+        let chain = DIGESTS.key(digest).decode(bytes).map_err(state_failed)?;
         chains.digests.insert(digest.to_string(), chain);
-    } else if let Some(sha) = key.strip_prefix("release/") {
-        let release: ReleaseChain = decode(key, bytes)?;
+    } else if let Some(sha) = RELEASES.suffix(key) {
+        let release = RELEASES.key(sha).decode(bytes).map_err(state_failed)?;
         chains.releases.insert(sha.to_string(), release);
-    } else if let Some(rev) = key.strip_prefix("rev/") {
-        chains
-            .revs
-            .insert(rev.to_string(), String::from_utf8_lossy(bytes).into_owned());
-    } else if let Some(rev) = key.strip_prefix("unlinked/") {
-        let events: Vec<Event<'_>> = serde_json::from_slice(bytes).map_err(|err| {
-            JobError::Failed(format!("provmon state `{key}` is unreadable: {err}"))
-        })?;
+    } else if let Some(rev) = REVS.suffix(key) {
+        let digest = REVS.key(rev).decode(bytes).map_err(state_failed)?;
+        chains.revs.insert(rev.to_string(), digest);
+    } else if let Some(rev) = UNLINKED.suffix(key) {
+        // Events borrow from the bytes they are read from, then are owned.
+        let events: Vec<Event<'_>> = state_key::decode(key, bytes).map_err(state_failed)?;
         let events = events.into_iter().map(Event::into_owned).collect();
         chains.unlinked.insert(rev.to_string(), events);
     }
@@ -576,7 +639,7 @@ impl EvidenceJob<'_> {
         let keys: Vec<String> = due
             .iter()
             .filter(|sha| !chains.releases.contains_key(*sha))
-            .map(|sha| format!("release/{sha}"))
+            .map(|sha| RELEASES.key(sha).name().to_string())
             .collect();
         for (key, bytes) in &state.get_many(&keys).await.map_err(state_err)? {
             insert(&mut extra, key, bytes)?;
@@ -587,7 +650,7 @@ impl EvidenceJob<'_> {
             .filter_map(|sha| release(sha))
             .flat_map(|release| release.digests.iter())
             .filter(|digest| !chains.digests.contains_key(*digest))
-            .map(|digest| format!("digest/{digest}"))
+            .map(|digest| DIGESTS.key(digest).name().to_string())
             .collect();
         let mut digests_extra = Chains::default();
         for (key, bytes) in &state.get_many(&keys).await.map_err(state_err)? {

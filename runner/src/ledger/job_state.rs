@@ -1,6 +1,7 @@
 //! Jobs' state between runs (`patrol_job_api::JobState`): read during a run
-//! through [`ScheduleStateStore`], written with the run's end by
-//! [`write_job_state`] inside `finish_run`'s transaction.
+//! through [`ScheduleStateStore`], written by [`write_job_state`] inside
+//! `finish_run`'s transaction (the run's end) and inside a checkpoint's
+//! own (`checkpoints.rs`).
 
 use std::collections::HashMap;
 
@@ -92,8 +93,8 @@ impl StateRead for ScheduleStateStore {
     }
 }
 
-/// Applies a run's state writes on `conn` (the run's end transaction), in
-/// order: a later write of a key wins.
+/// Applies a run's state writes on `conn` (the run's end transaction, or
+/// a checkpoint's), in order: a later write of a key wins.
 pub(super) async fn write_job_state(
     conn: &mut AnyConnection,
     backend: Backend,

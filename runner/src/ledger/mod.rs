@@ -6,6 +6,7 @@
 
 pub mod alert_listing;
 pub mod alerts;
+mod checkpoints;
 mod effects;
 mod instances;
 mod job_state;
@@ -23,6 +24,7 @@ use anyhow::{Context, Result};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
+pub use checkpoints::LedgerCheckpointLog;
 pub use effects::{EffectRow, LedgerEffectLog};
 pub use instances::{CrashFollowUp, DeadInstance};
 pub use job_state::ScheduleStateStore;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use patrol_job_api::effects::{EffectRecord, EffectSlot};
 use patrol_job_api::{
-    CancellationToken, Effects, Finding, JobError, JobInstance, JobState, Outcome, RunContext,
-    RunReport, StateWrite,
+    CancellationToken, CheckpointCounts, CheckpointRun, Checkpoints, Effects, Finding, JobError,
+    JobInstance, JobState, Outcome, RunContext, RunReport, StateWrite,
 };
 use tokio::sync::Notify;
 
@@ -19,7 +19,8 @@ use crate::alerting::policy::AlertPolicy;
 use crate::alerting::record::{usable_findings, FindingsInput, RunAlerts};
 use crate::config::Schedule;
 use crate::ledger::{
-    Ledger, LedgerEffectLog, NewRun, Run, RunEnd, RunStatus, ScheduleStateStore, Trigger,
+    Ledger, LedgerCheckpointLog, LedgerEffectLog, NewRun, Run, RunEnd, RunStatus,
+    ScheduleStateStore, Trigger,
 };
 use crate::registry::JobBuild;
 
@@ -203,6 +204,11 @@ impl Executor {
             .and_then(|timeout| chrono::Duration::from_std(timeout).ok())
             .map(|timeout| started + timeout);
         let effects = effects_of(&self.ledger, run, self.clock.clone());
+        let stored = JobState::new(Arc::new(ScheduleStateStore::new(
+            self.ledger.clone(),
+            run.schedule_id.clone(),
+        )));
+        let (checkpoints, state) = checkpoints_of(&self.ledger, run, stored, self.clock.clone());
         let context = RunContext {
             run_id: run.id,
             schedule_id: run.schedule_id.clone(),
@@ -212,10 +218,8 @@ impl Executor {
             dry_run: run.dry_run,
             cancel: handle.token.clone(),
             run_key: run_key(run.instance_id.as_deref().unwrap_or("unowned"), run.id),
-            state: JobState::new(Arc::new(ScheduleStateStore::new(
-                self.ledger.clone(),
-                run.schedule_id.clone(),
-            ))),
+            state,
+            checkpoints: checkpoints.clone(),
             effects: effects.clone(),
             clock: self.clock.clone(),
         };
@@ -235,6 +239,7 @@ impl Executor {
         };
         let (status, mut end, reported) = end_of(result, handle.reason(), schedule.timeout);
         attach_effects(&mut end, &effects.records());
+        attach_checkpoints(&mut end, checkpoints.counts());
         (status, end, reported)
     }
 
@@ -302,6 +307,58 @@ fn effects_of(ledger: &Ledger, run: &Run, clock: Arc<dyn Clock>) -> Effects {
     )
 }
 
+/// The run's checkpoints and the state it reads. A dry run's checkpoints
+/// are checked and kept in memory, over the stored state, for its own
+/// reads; a real run's are committed to the ledger while the run is still
+/// held by this runner.
+fn checkpoints_of(
+    ledger: &Ledger,
+    run: &Run,
+    stored: JobState,
+    clock: Arc<dyn Clock>,
+) -> (Checkpoints, JobState) {
+    if run.dry_run {
+        return Checkpoints::dry_run_over(stored);
+    }
+    let checkpoints = Checkpoints::committed(
+        Arc::new(LedgerCheckpointLog::new(ledger.clone())),
+        CheckpointRun {
+            schedule_id: run.schedule_id.clone(),
+            run_id: run.id,
+            // A run row without an owner matches no instance: its
+            // checkpoints are refused as not held.
+            instance_id: run.instance_id.clone().unwrap_or_default(),
+        },
+        clock,
+    );
+    (checkpoints, stored)
+}
+
+/// Keeps the run's checkpoint counts with it, in `details.checkpoints`.
+fn attach_checkpoints(end: &mut RunEnd, counts: CheckpointCounts) {
+    if counts.is_empty() {
+        return;
+    }
+    add_details(end, |map| {
+        map.insert("checkpoints".into(), serde_json::json!(counts));
+    });
+}
+
+/// Adds to the run's details, a map.
+fn add_details(
+    end: &mut RunEnd,
+    add: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) {
+    let mut map = match end.details.take() {
+        Some(serde_json::Value::Object(map)) => map,
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        // Details that are not a map (rare) move under `report`.
+        Some(other) => serde_json::Map::from_iter([("report".to_string(), other)]),
+    };
+    add(&mut map);
+    end.details = Some(serde_json::Value::Object(map));
+}
+
 /// Most effects kept in a run's details; the rest are counted.
 const MAX_EFFECTS_SHOWN: usize = 1000;
 
@@ -312,20 +369,15 @@ fn attach_effects(end: &mut RunEnd, effects: &[EffectRecord]) {
         return;
     }
     let shown = &effects[..effects.len().min(MAX_EFFECTS_SHOWN)];
-    let mut map = match end.details.take() {
-        Some(serde_json::Value::Object(map)) => map,
-        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
-        // Details that are not a map (rare) move under `report`.
-        Some(other) => serde_json::Map::from_iter([("report".to_string(), other)]),
-    };
-    map.insert("effects".into(), serde_json::json!(shown));
-    if shown.len() < effects.len() {
-        map.insert(
-            "effects_not_shown".into(),
-            serde_json::json!(effects.len() - shown.len()),
-        );
-    }
-    end.details = Some(serde_json::Value::Object(map));
+    add_details(end, |map| {
+        map.insert("effects".into(), serde_json::json!(shown));
+        if shown.len() < effects.len() {
+            map.insert(
+                "effects_not_shown".into(),
+                serde_json::json!(effects.len() - shown.len()),
+            );
+        }
+    });
 }
 
 async fn sleep_for(duration: Duration) {

@@ -10,15 +10,17 @@ use anyhow::Result;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use patrol_job_api::{
-    BuildContext, Job, JobDescription, JobError, JobInstance, Outcome, ParamError, RunContext,
-    RunReport, TokioClock,
+    BuildContext, Job, JobDescription, JobError, JobInstance, JobState, Outcome, ParamError,
+    RunContext, RunReport, StateKey, TokioClock,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{retry_delay, Clock, Engine, EngineSettings};
 use crate::config::{schedules_in_file, HistoryPolicy, Schedule, ScheduleSet};
-use crate::ledger::{Instance, Ledger, Run, RunFilter, RunStatus, Trigger};
+use crate::ledger::{
+    Instance, Ledger, NewRun, Run, RunFilter, RunStatus, ScheduleStateStore, Trigger,
+};
 use crate::registry::{JobBuild, JobRegistry};
 
 /// When a run of the test job started, as the job saw it.
@@ -49,7 +51,16 @@ struct TestParams {
     sleep_ms: u64,
     #[serde(default)]
     fail_attempts: u32,
+    /// Checkpoints `progress` = 1, 2, … this many times before sleeping,
+    /// reading each back.
+    #[serde(default)]
+    checkpoints: u64,
+    /// Hands back `progress` = this at the end.
+    #[serde(default)]
+    end_progress: Option<u64>,
 }
+
+const PROGRESS: StateKey<u64> = StateKey::new("progress");
 
 impl Job for TestJob {
     fn kind(&self) -> &'static str {
@@ -94,6 +105,24 @@ impl JobInstance for TestInstance {
                 at: ctx.now(),
                 deadline: ctx.deadline,
             });
+        for progress in 1..=params.checkpoints {
+            let write = PROGRESS
+                .put(&progress)
+                .map_err(|err| JobError::Failed(err.to_string()))?;
+            ctx.checkpoint(vec![write])
+                .await
+                .map_err(|err| JobError::Failed(err.to_string()))?;
+            let seen = ctx
+                .state
+                .load(&PROGRESS)
+                .await
+                .map_err(|err| JobError::Failed(err.to_string()))?;
+            if seen != Some(progress) {
+                return Err(JobError::Failed(format!(
+                    "read back {seen:?} after checkpoint {progress}"
+                )));
+            }
+        }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_millis(params.sleep_ms)) => {}
             () = ctx.cancel.cancelled() => {
@@ -103,7 +132,15 @@ impl JobInstance for TestInstance {
         if ctx.attempt <= params.fail_attempts {
             return Ok(RunReport::new(Outcome::Failed, "failed on purpose"));
         }
-        Ok(RunReport::new(Outcome::Succeeded, "done"))
+        let mut report = RunReport::new(Outcome::Succeeded, "done");
+        if let Some(progress) = params.end_progress {
+            report.state.push(
+                PROGRESS
+                    .put(&progress)
+                    .map_err(|err| JobError::Failed(err.to_string()))?,
+            );
+        }
+        Ok(report)
     }
 }
 
@@ -664,5 +701,99 @@ async fn a_run_past_its_timeout_is_cancelled_and_recorded_timed_out_at_its_deadl
     assert_eq!(deadline, starts[0].at + chrono::Duration::seconds(30));
     // Ended at the deadline, not when the job would have finished.
     assert_near(runs[0].finished_at, deadline, MS);
+    scheduler.stop().await;
+}
+
+impl Scheduler {
+    /// The `progress` the test job keeps, as the ledger holds it.
+    async fn progress(&self, schedule: &str) -> Option<u64> {
+        JobState::new(Arc::new(ScheduleStateStore::new(
+            self.ledger.clone(),
+            schedule,
+        )))
+        .load(&PROGRESS)
+        .await
+        .expect("progress decodes")
+    }
+}
+
+#[tokio::test]
+async fn checkpoints_outlive_the_timeout_of_their_run() {
+    let mut scheduler = Scheduler::new("2026-11-23T09:59:00Z").await;
+    scheduler.start(&test_schedule(
+        "long",
+        "0 10 * * *",
+        "  timeout: 30s\n",
+        "{sleep_ms: 3600000, checkpoints: 2, end_progress: 99}",
+    ));
+    let runs = scheduler
+        .wait_for_runs("long", "2026-11-23T10:02:00Z", |runs| {
+            runs.iter().any(|run| run.status.is_terminal())
+        })
+        .await;
+    assert_eq!(runs[0].status, RunStatus::TimedOut, "{runs:#?}");
+    assert_eq!(
+        scheduler.progress("long").await,
+        Some(2),
+        "the second checkpoint is kept; the end's write never came"
+    );
+    let details = runs[0].details.clone().expect("details");
+    assert_eq!(details["checkpoints"]["committed"], 2, "{details}");
+    assert_eq!(details["checkpoints"]["writes"], 2, "{details}");
+    scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn the_end_of_a_run_writes_after_its_checkpoints_and_a_dry_run_drops_them() {
+    let mut scheduler = Scheduler::new("2026-11-23T09:59:00Z").await;
+    scheduler.start(&test_schedule(
+        "steps",
+        "0 10 * * *",
+        "",
+        "{checkpoints: 3, end_progress: 7}",
+    ));
+    let runs = scheduler
+        .wait_for_runs("steps", "2026-11-23T10:02:00Z", |runs| {
+            runs.iter().any(|run| run.status.is_terminal())
+        })
+        .await;
+    assert_eq!(runs[0].status, RunStatus::Succeeded, "{runs:#?}");
+    assert_eq!(scheduler.progress("steps").await, Some(7));
+
+    let dry = NewRun {
+        schedule_id: "steps".into(),
+        job: "test".into(),
+        scheduled_for: scheduler.now(),
+        attempt: 1,
+        trigger: Trigger::Manual,
+        status: RunStatus::Pending,
+        not_before: None,
+        params: serde_json::json!({"checkpoints": 2, "end_progress": 50}),
+        dry_run: true,
+        force_overlap: true,
+        error: None,
+    };
+    let id = scheduler
+        .ledger
+        .enqueue(&dry, scheduler.now())
+        .await
+        .expect("enqueue")
+        .expect("a new row");
+    let runs = scheduler
+        .wait_for_runs("steps", "2026-11-23T10:05:00Z", |runs| {
+            runs.iter()
+                .any(|run| run.id == id && run.status.is_terminal())
+        })
+        .await;
+    let run = runs.iter().find(|run| run.id == id).expect("the dry run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    assert_eq!(
+        scheduler.progress("steps").await,
+        Some(7),
+        "a dry run changes no state"
+    );
+    let details = run.details.clone().expect("details");
+    assert_eq!(details["checkpoints"]["dropped_dry_run"], 2, "{details}");
+    assert_eq!(details["checkpoints"]["committed"], 0, "{details}");
     scheduler.stop().await;
 }
