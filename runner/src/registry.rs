@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use patrol_job_api::Job;
+use patrol_job_api::{Job, JobCommands, JobTables};
 
 /// The job kinds this runner knows, by name.
 #[derive(Clone, Default)]
@@ -35,5 +35,21 @@ impl JobRegistry {
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Job>> {
         self.jobs.values()
+    }
+
+    /// The jobs that keep tables of their own, by kind.
+    pub fn tables(&self) -> Vec<(&'static str, JobTables)> {
+        self.jobs
+            .iter()
+            .filter_map(|(kind, job)| Some((*kind, job.tables()?)))
+            .collect()
+    }
+
+    /// The jobs that add commands to `patrol`, by kind.
+    pub fn commands(&self) -> Vec<(&'static str, Arc<dyn JobCommands>)> {
+        self.jobs
+            .iter()
+            .filter_map(|(kind, job)| Some((*kind, job.commands()?)))
+            .collect()
     }
 }

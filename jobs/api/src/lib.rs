@@ -5,6 +5,7 @@
 //! retries, timeouts, recording, alerting — belongs to the runner.
 
 mod clock;
+pub mod commands;
 mod context;
 pub mod effects;
 mod finding;
@@ -13,18 +14,23 @@ mod report;
 pub mod rule_list;
 pub mod secret;
 mod state;
+mod tables;
 pub mod units;
 pub mod yaml_lines;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use commands::{CommandContext, CommandError, JobCommands};
 pub use context::RunContext;
 pub use effects::{Effects, Intent, PerformError, Performed};
 pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};
 pub use params::{parse_params, JobDescription, ParamDoc, ParamError};
 pub use report::{Outcome, RunReport};
 pub use state::{JobState, StateError, StateRead, StateWrite, MAX_STATE_KEY_LEN};
+pub use tables::JobTables;
 pub use tokio_util::sync::CancellationToken;
 
 /// A kind of job a schedule can name with `job: <kind>`.
@@ -49,6 +55,16 @@ pub trait Job: Send + Sync + 'static {
     /// time, a program that cannot be started); a job that ran and found the
     /// work failed returns `Ok` with [`Outcome::Failed`].
     async fn run(&self, ctx: RunContext, params: serde_json::Value) -> Result<RunReport, JobError>;
+
+    /// The subcommands this job adds to `patrol` (built-in jobs only).
+    fn commands(&self) -> Option<Arc<dyn JobCommands>> {
+        None
+    }
+
+    /// The job's own ledger tables, migrated by the ledger on connect.
+    fn tables(&self) -> Option<JobTables> {
+        None
+    }
 }
 
 /// Why a job could not do its work.

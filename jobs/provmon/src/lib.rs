@@ -9,6 +9,7 @@
 //! only touched and watched chains are loaded.
 
 pub mod chain;
+pub mod commands;
 pub mod compact;
 pub mod evaluate;
 pub mod event;
@@ -21,16 +22,19 @@ pub mod recheck;
 pub mod rules;
 pub mod source;
 mod sweep;
+pub mod verifications;
 pub mod verify;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use github_source::GithubClient;
 use patrol_job_api::secret::SecretRef;
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
-    parse_params, Job, JobDescription, JobError, ParamDoc, ParamError, RunContext, RunReport,
+    parse_params, Job, JobCommands, JobDescription, JobError, JobTables, ParamDoc, ParamError,
+    RunContext, RunReport,
 };
 use serde::Deserialize;
 
@@ -88,6 +92,24 @@ pub enum SourceSpec {
         #[serde(default = "default_max_pages")]
         max_pages: u32,
     },
+}
+
+impl Params {
+    /// The files a release re-check reads besides the job's state: the
+    /// rules and every key and trusted root of `verify` (what a recorded
+    /// verification rests on).
+    pub fn files_read(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.rules.clone()];
+        files.extend(self.verify.signing_keys.iter().cloned());
+        if let Some(rekor) = &self.verify.rekor {
+            files.push(rekor.public_key.clone());
+        }
+        if let Some(sigstore) = &self.verify.sigstore {
+            files.extend(sigstore.trusted_root.iter().cloned());
+            files.extend(sigstore.keys.iter().cloned());
+        }
+        files
+    }
 }
 
 impl SourceSpec {
@@ -388,6 +410,14 @@ impl Job for ProvmonJob {
             now: ctx.now(),
         };
         sweep(&ctx.state, input, &ctx.cancel).await
+    }
+
+    fn commands(&self) -> Option<Arc<dyn JobCommands>> {
+        Some(Arc::new(commands::ProvmonCommands))
+    }
+
+    fn tables(&self) -> Option<JobTables> {
+        Some(verifications::tables())
     }
 }
 
