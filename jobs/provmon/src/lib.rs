@@ -425,6 +425,40 @@ impl Job for ProvmonJob {
 mod tests {
     use super::*;
 
+    /// A recorded `patrol verify release` rests on these files: exactly
+    /// the rules and verification material, not the sources' files, the
+    /// evidence key or other strings that happen to name a file.
+    #[test]
+    fn a_recheck_reads_the_rules_and_every_key_and_trusted_root() {
+        let params: Params = parse_params(&serde_json::json!({
+            "rules": "policies/provmon/rules.yaml",
+            "sources": [{"kind": "files", "name": "events", "path": "Cargo.toml"}],
+            "verify": {
+                "signing_keys": ["k1.pem", "k2.pem"],
+                "rekor": {"public_key": "rekor.pem", "offline_dir": "rekor"},
+                "sigstore": {"trusted_root": "root.json", "keys": ["managed.pem"]},
+            },
+            "evidence": {"dir": "evidence", "signing_key": "file:Cargo.toml"},
+        }))
+        .unwrap();
+        let files: Vec<String> = params
+            .files_read()
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "policies/provmon/rules.yaml",
+                "k1.pem",
+                "k2.pem",
+                "rekor.pem",
+                "root.json",
+                "managed.pem"
+            ]
+        );
+    }
+
     #[test]
     fn a_github_source_reports_every_bad_field_at_once() {
         let params = serde_json::json!({

@@ -35,7 +35,7 @@ pub use runs::{RunEndWrites, RunFilter};
 pub use state::ScheduleState;
 
 // Versions this runner no longer ships are ignored, not refused: tables
-// that moved into a job (5 and 6, provmon's `verifications`) stay applied
+// that moved into a job (5 and 6, now a job's `verifications`) stay applied
 // in older ledgers, and the job's own migration keeps them.
 static SQLITE_MIGRATIONS: Migrator = Migrator {
     ignore_missing: true,
