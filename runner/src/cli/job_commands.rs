@@ -71,6 +71,12 @@ impl JobCommandSet {
         config: Option<&Path>,
     ) -> Option<Result<u8, CommandError>> {
         let (kind, job, _) = self.commands.get(name)?;
+        // The file actually used (`./patrol.yaml` when none is named);
+        // a named file that is missing is reported when the config loads.
+        let used = super::context::config_path(config)
+            .ok()
+            .flatten()
+            .or_else(|| config.map(Path::to_path_buf));
         let host = RunnerHost {
             config: config.map(Path::to_path_buf),
             kind,
@@ -78,7 +84,7 @@ impl JobCommandSet {
             ledger: OnceCell::new(),
         };
         let ctx = CommandContext::new(
-            config.map(Path::to_path_buf),
+            used,
             Arc::new(SystemClock),
             Arc::new(host),
         );
