@@ -63,14 +63,17 @@ impl JobCommandSet {
         self.commands.contains_key(name)
     }
 
-    /// Runs `name` if a job owns it; `None` if it is a runner command.
+    /// Runs the job command `name` with its matches; `config` is the
+    /// `--config` given, if any.
     pub async fn run(
         &self,
         name: &str,
         matches: &clap::ArgMatches,
         config: Option<&Path>,
-    ) -> Option<Result<u8, CommandError>> {
-        let (kind, job, _) = self.commands.get(name)?;
+    ) -> Result<u8, CommandError> {
+        let Some((kind, job, _)) = self.commands.get(name) else {
+            return Err(CommandError::new(format!("no job adds a command `{name}`")));
+        };
         // The file actually used (`./patrol.yaml` when none is named);
         // a named file that is missing is reported when the config loads.
         let used = super::context::config_path(config)
@@ -83,12 +86,8 @@ impl JobCommandSet {
             context: OnceLock::new(),
             ledger: OnceCell::new(),
         };
-        let ctx = CommandContext::new(
-            used,
-            Arc::new(SystemClock),
-            Arc::new(host),
-        );
-        Some(job.run_command(name, matches, ctx).await)
+        let ctx = CommandContext::new(used, Arc::new(SystemClock), Arc::new(host));
+        job.run_command(name, matches, ctx).await
     }
 }
 

@@ -117,12 +117,9 @@ pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         let config = matches.get_one::<PathBuf>("config").cloned();
         let name = name.to_string();
         let job_matches = job_matches.clone();
-        let finished = block_on(async move {
-            jobs.run(&name, &job_matches, config.as_deref())
-                .await
-                .map(|result| result.map_err(anyhow::Error::from))
-        });
-        return finished.unwrap_or(ExitCode::from(ERROR));
+        return block_on(
+            async move { Ok(jobs.run(&name, &job_matches, config.as_deref()).await?) },
+        );
     }
     match Cli::from_arg_matches(&matches) {
         Ok(cli) => main(cli),
@@ -130,9 +127,9 @@ pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Runs `work` on a new runtime; its result as an exit code, `None` if
-/// `work` had nothing to do.
-fn block_on(work: impl Future<Output = Option<anyhow::Result<u8>>>) -> Option<ExitCode> {
+/// Runs `work` on a new runtime; its result as an exit code (an error is
+/// printed, exit 2).
+fn block_on(work: impl Future<Output = anyhow::Result<u8>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,14 +137,14 @@ fn block_on(work: impl Future<Output = Option<anyhow::Result<u8>>>) -> Option<Ex
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
-            return Some(ExitCode::from(ERROR));
+            return ExitCode::from(ERROR);
         }
     };
-    match runtime.block_on(work)? {
-        Ok(code) => Some(ExitCode::from(code)),
+    match runtime.block_on(work) {
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             eprintln!("error: {err:#}");
-            Some(ExitCode::from(ERROR))
+            ExitCode::from(ERROR)
         }
     }
 }
@@ -159,8 +156,8 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::PluginHost(args) => return crate::plugins::host::main(args),
         command => command,
     };
-    let result = block_on(async move {
-        Some(match command {
+    block_on(async move {
+        match command {
             Command::Serve => serve::serve(cli.config.as_deref()).await,
             Command::Validate(args) => validate::validate(cli.config.as_deref(), args),
             Command::Schedules(args) => schedules::schedules(cli.config.as_deref(), args).await,
@@ -177,7 +174,6 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Silence(command) => silence::silence(cli.config.as_deref(), command).await,
             Command::Plugins(args) => plugins::plugins(cli.config.as_deref(), args),
             Command::PluginHost(_) => unreachable!("handled before the runtime starts"),
-        })
-    });
-    result.unwrap_or(ExitCode::from(ERROR))
+        }
+    })
 }
