@@ -54,17 +54,29 @@ impl JobCommands for AddsCommands {
     fn commands(&self) -> Vec<clap::Command> {
         self.0
             .iter()
-            .map(|name| clap::Command::new(*name))
+            .map(|name| {
+                clap::Command::new(*name)
+                    .arg(
+                        clap::arg!(--code <CODE> "exit with this")
+                            .value_parser(clap::value_parser!(u8)),
+                    )
+                    .arg(clap::arg!(--node "ask for the node name"))
+            })
             .collect()
     }
 
+    /// Exits with `--code`; with `--node`, asks the context for the node
+    /// name (which loads the config).
     async fn run_command(
         &self,
         _name: &str,
-        _matches: &clap::ArgMatches,
-        _ctx: CommandContext,
+        matches: &clap::ArgMatches,
+        ctx: CommandContext,
     ) -> Result<u8, CommandError> {
-        Ok(0)
+        if matches.get_flag("node") {
+            ctx.node()?;
+        }
+        Ok(matches.get_one::<u8>("code").copied().unwrap_or(0))
     }
 }
 
@@ -101,7 +113,7 @@ fn two_jobs_adding_the_same_command_are_refused() {
 }
 
 #[test]
-fn the_built_in_jobs_commands_are_listed_in_help_and_dispatched_to_their_job() {
+fn the_built_in_jobs_commands_are_listed_in_help() {
     let jobs = JobCommandSet::new(&JobRegistry::builtin(), &Cli::command()).unwrap();
     let mut cli = jobs.mount(Cli::command());
     cli.clone().debug_assert();
@@ -122,4 +134,30 @@ fn the_built_in_jobs_commands_are_listed_in_help_and_dispatched_to_their_job() {
         matches.get_one::<std::path::PathBuf>("config").unwrap(),
         std::path::Path::new("p.yaml")
     );
+}
+
+#[tokio::test]
+async fn a_job_command_runs_with_its_matches_and_loads_the_config_only_when_asked() {
+    let jobs =
+        JobCommandSet::new(&registry(vec![Adds("audits", &["audit"])]), &Cli::command()).unwrap();
+    let cli = jobs.mount(Cli::command());
+    let parse = |args: &[&str]| {
+        let matches = cli.clone().try_get_matches_from(args).unwrap();
+        let (name, sub) = matches.subcommand().unwrap();
+        (name.to_string(), sub.clone())
+    };
+    let missing = std::path::Path::new("/nonexistent/patrol.yaml");
+    // Asking nothing of the config: runs even though the file is missing.
+    let (name, matches) = parse(&["patrol", "audit", "--code", "1"]);
+    assert_eq!(jobs.run(&name, &matches, Some(missing)).await.unwrap(), 1);
+    // Asking for the node: the config is loaded, and its absence reported.
+    let (name, matches) = parse(&["patrol", "audit", "--node"]);
+    let err = jobs.run(&name, &matches, Some(missing)).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("/nonexistent/patrol.yaml does not exist"),
+        "{err}"
+    );
+    let err = jobs.run("runs", &matches, None).await.unwrap_err();
+    assert_eq!(err.to_string(), "no job adds a command `runs`");
 }
