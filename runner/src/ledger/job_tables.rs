@@ -51,7 +51,7 @@ pub(super) async fn migrate_job_tables(
 
 /// An applied migration that is not the one shipped any more.
 #[derive(Debug, thiserror::Error)]
-#[error("job {job}'s migration {version} ({description}) was changed after it was applied to this ledger (checksum {applied} applied, {shipped} shipped); add a new migration instead of editing an applied one")]
+#[error("job {job}'s migration {version} ({description}) was changed after it was applied to this ledger (checksum {applied}… applied, {shipped}… shipped); add a new migration instead of editing an applied one")]
 struct ChangedMigration {
     job: String,
     version: i64,
@@ -83,8 +83,8 @@ async fn apply_all(pool: &AnyPool, backend: Backend, jobs: &[(&str, JobTables)])
                         job: job.to_string(),
                         version: migration.version,
                         description: migration.description.to_string(),
-                        applied: sum.clone(),
-                        shipped,
+                        applied: short(sum),
+                        shipped: short(&shipped),
                     }
                     .into())
                 }
@@ -93,6 +93,11 @@ async fn apply_all(pool: &AnyPool, backend: Backend, jobs: &[(&str, JobTables)])
         }
     }
     Ok(())
+}
+
+/// The start of a checksum, enough to tell two apart in a message.
+fn short(checksum: &str) -> String {
+    checksum.get(..16).unwrap_or(checksum).to_string()
 }
 
 async fn applied_checksums(pool: &AnyPool, job: &str) -> Result<HashMap<i64, String>> {
