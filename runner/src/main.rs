@@ -2,9 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = patrol::cli::Cli::parse();
-    patrol::cli::main(cli)
+    patrol::cli::main_from_args(std::env::args_os())
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use patrol_job_api::{BuildContext, Job, Typed};
+use patrol_job_api::{BuildContext, Job, JobCommands, JobTables, Typed};
 
 use crate::config::PatrolConfig;
 
@@ -38,6 +38,22 @@ impl JobRegistry {
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<dyn Job>> {
         self.jobs.values()
+    }
+
+    /// The jobs that keep tables of their own, by kind.
+    pub fn tables(&self) -> Vec<(&'static str, JobTables)> {
+        self.jobs
+            .iter()
+            .filter_map(|(kind, job)| Some((*kind, job.tables()?)))
+            .collect()
+    }
+
+    /// The jobs that add commands to `patrol`, by kind.
+    pub fn commands(&self) -> Vec<(&'static str, Arc<dyn JobCommands>)> {
+        self.jobs
+            .iter()
+            .filter_map(|(kind, job)| Some((*kind, job.commands()?)))
+            .collect()
     }
 }
 

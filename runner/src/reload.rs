@@ -170,18 +170,18 @@ mod tests {
     fn a_change_concerns_the_schedules_or_a_file_a_job_read() {
         let watched = Watched {
             schedules: PathBuf::from("/srv/patrol/schedules"),
-            files: [PathBuf::from("/srv/patrol/policies/provmon/rules.yaml")]
+            files: [PathBuf::from("/srv/patrol/policies/audit/rules.yaml")]
                 .into_iter()
                 .collect(),
         };
-        assert!(watched.concerns(Path::new("/srv/patrol/schedules/provmon.yaml")));
-        assert!(watched.concerns(Path::new("/srv/patrol/policies/provmon/rules.yaml")));
-        assert!(!watched.concerns(Path::new("/srv/patrol/policies/provmon/notes.md")));
+        assert!(watched.concerns(Path::new("/srv/patrol/schedules/audit.yaml")));
+        assert!(watched.concerns(Path::new("/srv/patrol/policies/audit/rules.yaml")));
+        assert!(!watched.concerns(Path::new("/srv/patrol/policies/audit/notes.md")));
         assert!(!watched.concerns(Path::new("/srv/patrol/patrol.db-wal")));
         assert_eq!(
             watched.folders().into_iter().collect::<Vec<_>>(),
             [
-                PathBuf::from("/srv/patrol/policies/provmon"),
+                PathBuf::from("/srv/patrol/policies/audit"),
                 PathBuf::from("/srv/patrol/schedules"),
             ]
         );

@@ -388,6 +388,19 @@ fn a_broken_plugin_pin_blocks_only_the_commands_that_load_plugins() {
             stderr(&output)
         );
     }
+    // A built-in job's command reads its schedules and the ledger, never
+    // the plugins: it gets as far as its own answer (no sweep has run).
+    let recheck = run(&[
+        "verify",
+        "release",
+        "0000000000000000000000000000000000000000",
+    ]);
+    assert_eq!(recheck.status.code(), Some(2), "{}", stderr(&recheck));
+    assert!(
+        stderr(&recheck).contains("is not in this provmon schedule's state"),
+        "{}",
+        stderr(&recheck)
+    );
     let validate = run(&["validate"]);
     let report = stderr(&validate);
     assert_eq!(validate.status.code(), Some(2), "{report}");

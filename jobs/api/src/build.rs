@@ -132,6 +132,16 @@ pub trait JobKind: Send + Sync + 'static {
         config: Self::Config,
         ctx: &BuildContext,
     ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>>;
+
+    /// The subcommands this job adds to `patrol`.
+    fn commands(&self) -> Option<Arc<dyn crate::JobCommands>> {
+        None
+    }
+
+    /// The job's own ledger tables, migrated by the ledger on connect.
+    fn tables(&self) -> Option<crate::JobTables> {
+        None
+    }
 }
 
 /// A [`JobKind`] as the runner's [`crate::Job`].
@@ -166,6 +176,14 @@ impl<K: JobKind> crate::Job for Typed<K> {
     ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
         let config = self.config(params)?;
         self.0.build(config, ctx)
+    }
+
+    fn commands(&self) -> Option<Arc<dyn crate::JobCommands>> {
+        self.0.commands()
+    }
+
+    fn tables(&self) -> Option<crate::JobTables> {
+        self.0.tables()
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod build;
 pub mod checkpoint;
 mod clock;
+pub mod commands;
 mod context;
 pub mod effects;
 mod finding;
@@ -18,14 +19,18 @@ pub mod rule_list;
 pub mod secret;
 mod state;
 pub mod state_key;
+mod tables;
 pub mod units;
 pub mod yaml_lines;
+
+use std::sync::Arc;
 
 pub use build::{BuildContext, JobInstance, JobKind, RunOnce, Typed};
 pub use checkpoint::{
     CheckpointCounts, CheckpointError, CheckpointLog, CheckpointRun, Checkpoints,
 };
 pub use clock::{Clock, ManualClock, SystemClock, TokioClock};
+pub use commands::{CommandContext, CommandError, JobCommands};
 pub use context::RunContext;
 pub use effects::{Effects, Intent, PerformError, Performed};
 pub use finding::{Finding, Link, Severity, MAX_KEY_LEN};
@@ -33,6 +38,7 @@ pub use params::{parse_params, JobDescription, ParamDoc, ParamError};
 pub use report::{Outcome, RunReport};
 pub use state::{JobState, MemoryState, StateError, StateRead, StateWrite, MAX_STATE_KEY_LEN};
 pub use state_key::{StateKey, StatePrefix};
+pub use tables::JobTables;
 pub use tokio_util::sync::CancellationToken;
 
 /// A kind of job a schedule can name with `job: <kind>`, as the runner
@@ -59,7 +65,17 @@ pub trait Job: Send + Sync + 'static {
         &self,
         params: &serde_json::Value,
         ctx: &BuildContext,
-    ) -> Result<std::sync::Arc<dyn JobInstance>, Vec<ParamError>>;
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>>;
+
+    /// The subcommands this job adds to `patrol` (built-in jobs only).
+    fn commands(&self) -> Option<Arc<dyn JobCommands>> {
+        None
+    }
+
+    /// The job's own ledger tables, migrated by the ledger on connect.
+    fn tables(&self) -> Option<JobTables> {
+        None
+    }
 }
 
 /// Why a job could not do its work.

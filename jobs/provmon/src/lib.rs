@@ -9,6 +9,7 @@
 //! only touched and watched chains are loaded.
 
 pub mod chain;
+pub mod commands;
 pub mod compact;
 pub mod evaluate;
 pub mod event;
@@ -21,6 +22,7 @@ pub mod recheck;
 pub mod rules;
 pub mod source;
 mod sweep;
+pub mod verifications;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -31,8 +33,8 @@ use github_source::GithubClient;
 use patrol_job_api::secret::SecretRef;
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::{
-    parse_params, BuildContext, JobDescription, JobError, JobInstance, JobKind, ParamDoc,
-    ParamError, RunContext, RunReport,
+    parse_params, BuildContext, JobCommands, JobDescription, JobError, JobInstance, JobKind,
+    JobTables, ParamDoc, ParamError, RunContext, RunReport,
 };
 use serde::Deserialize;
 
@@ -90,6 +92,24 @@ pub enum SourceSpec {
         #[serde(default = "default_max_pages")]
         max_pages: u32,
     },
+}
+
+impl Params {
+    /// The files a release re-check reads besides the job's state: the
+    /// rules and every key and trusted root of `verify` (what a recorded
+    /// verification rests on).
+    pub fn files_read(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.rules.clone()];
+        files.extend(self.verify.signing_keys.iter().cloned());
+        if let Some(rekor) = &self.verify.rekor {
+            files.push(rekor.public_key.clone());
+        }
+        if let Some(sigstore) = &self.verify.sigstore {
+            files.extend(sigstore.trusted_root.iter().cloned());
+            files.extend(sigstore.keys.iter().cloned());
+        }
+        files
+    }
 }
 
 impl SourceSpec {
@@ -179,10 +199,14 @@ fn default_max_events() -> u64 {
 /// one release outside a sweep (`patrol verify release`). Only what a
 /// re-check uses is read: not the sources, and not the evidence signing
 /// key (a secret the re-check has no use for).
+/// Relative paths resolve against `base` (patrol.yaml's folder), as in a
+/// sweep; the files read are returned for the re-check's cache key.
 pub fn rules_and_verifier(
     params: &serde_json::Value,
-) -> Result<(Vec<rules::Rule>, verify::Verifier), Vec<ParamError>> {
-    let params: Params = parse_params(params).map_err(|err| vec![err])?;
+    base: &std::path::Path,
+) -> Result<(Vec<rules::Rule>, verify::Verifier, Vec<PathBuf>), Vec<ParamError>> {
+    let mut params: Params = parse_params(params).map_err(|err| vec![err])?;
+    params.resolve_paths(&BuildContext::new("", base));
     let mut errors = Vec::new();
     let rules = rules::load_rules(&params.rules)
         .map_err(|problems| {
@@ -199,7 +223,7 @@ pub fn rules_and_verifier(
         .map_err(|problems| errors.extend(problems))
         .unwrap_or_default();
     if errors.is_empty() {
-        Ok((rules, verifier))
+        Ok((rules, verifier, params.files_read()))
     } else {
         Err(errors)
     }
@@ -274,32 +298,18 @@ impl Params {
             resolve_secret(&mut evidence.signing_key);
         }
     }
-
-    /// The files a build reads: a change to one builds again.
-    fn files_read(&self) -> Vec<&std::path::Path> {
-        let mut files = vec![self.rules.as_path()];
-        files.extend(self.verify.signing_keys.iter().map(PathBuf::as_path));
-        if let Some(rekor) = &self.verify.rekor {
-            files.push(&rekor.public_key);
-        }
-        if let Some(sigstore) = &self.verify.sigstore {
-            files.extend(sigstore.trusted_root.as_deref());
-            files.extend(sigstore.keys.iter().map(PathBuf::as_path));
-        }
-        if let Some(evidence) = &self.evidence {
-            if let SecretRef::File(path) = &evidence.signing_key {
-                files.push(path);
-            }
-        }
-        files
-    }
 }
 
 /// Reads the rules and keys and makes the clients, every problem reported.
 fn build(mut params: Params, ctx: &BuildContext) -> Result<Built, Vec<ParamError>> {
     params.resolve_paths(ctx);
     for file in params.files_read() {
-        ctx.depends_on(file);
+        ctx.depends_on(&file);
+    }
+    if let Some(evidence) = &params.evidence {
+        if let SecretRef::File(key) = &evidence.signing_key {
+            ctx.depends_on(key);
+        }
     }
     let mut errors = Vec::new();
     for (n, source) in params.sources.iter().enumerate() {
@@ -425,6 +435,14 @@ impl JobKind for ProvmonJob {
     ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
         Ok(Arc::new(build(params, ctx)?))
     }
+
+    fn commands(&self) -> Option<Arc<dyn JobCommands>> {
+        Some(Arc::new(commands::ProvmonCommands))
+    }
+
+    fn tables(&self) -> Option<JobTables> {
+        Some(verifications::tables())
+    }
 }
 
 #[async_trait]
@@ -502,6 +520,40 @@ mod tests {
         assert!(
             errors.iter().any(|e| e.path == "sources[0].path"),
             "{errors:?}"
+        );
+    }
+
+    /// A recorded `patrol verify release` rests on these files: exactly
+    /// the rules and verification material, not the sources' files, the
+    /// evidence key or other strings that happen to name a file.
+    #[test]
+    fn a_recheck_reads_the_rules_and_every_key_and_trusted_root() {
+        let params: Params = parse_params(&serde_json::json!({
+            "rules": "policies/provmon/rules.yaml",
+            "sources": [{"kind": "files", "name": "events", "path": "Cargo.toml"}],
+            "verify": {
+                "signing_keys": ["k1.pem", "k2.pem"],
+                "rekor": {"public_key": "rekor.pem", "offline_dir": "rekor"},
+                "sigstore": {"trusted_root": "root.json", "keys": ["managed.pem"]},
+            },
+            "evidence": {"dir": "evidence", "signing_key": "file:Cargo.toml"},
+        }))
+        .unwrap();
+        let files: Vec<String> = params
+            .files_read()
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        assert_eq!(
+            files,
+            [
+                "policies/provmon/rules.yaml",
+                "k1.pem",
+                "k2.pem",
+                "rekor.pem",
+                "root.json",
+                "managed.pem"
+            ]
         );
     }
 

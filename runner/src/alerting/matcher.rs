@@ -54,7 +54,7 @@ pub struct Matcher {
     /// `critical`, `error`, `warning`, `info`.
     #[serde(default, skip_serializing_if = "is_none")]
     pub severity: OneOrMany,
-    /// The finding key, e.g. `provmon/missing-rekor/*`.
+    /// The finding key, e.g. `backups/missing-rekor/*`.
     #[serde(default, skip_serializing_if = "is_none")]
     pub key: OneOrMany,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -105,8 +105,8 @@ impl Matcher {
             })
     }
 
-    /// Builds a matcher from `field=value` terms (`job=provmon`,
-    /// `severity=critical`, `label.region=eu`, `key=provmon/*`), as
+    /// Builds a matcher from `field=value` terms (`job=backups`,
+    /// `severity=critical`, `label.region=eu`, `key=backups/*`), as
     /// `patrol silence add --match` takes them.
     pub fn from_terms(terms: &[String]) -> Result<Self, String> {
         let mut matcher = Self::default();
@@ -148,7 +148,7 @@ impl Matcher {
         Ok(matcher)
     }
 
-    /// `job=provmon severity=critical`, for listings.
+    /// `job=backups severity=critical`, for listings.
     pub fn describe(&self) -> String {
         let mut terms = Vec::new();
         let mut add = |field: &str, values: &OneOrMany| {
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn globs_match_prefixes_suffixes_and_middles() {
-        assert!(glob_match("provmon/*", "provmon/missing-rekor/abc"));
+        assert!(glob_match("backups/*", "backups/missing-rekor/abc"));
         assert!(glob_match("*", ""));
         assert!(glob_match("a*c*e", "abcde"));
         assert!(!glob_match("a*c*e", "abde"));
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn terms_build_matchers_and_reject_nonsense() {
         let terms = [
-            "job=provmon".to_string(),
+            "job=backups".to_string(),
             "severity=critical".to_string(),
             "label.region=eu".to_string(),
         ];
@@ -213,10 +213,10 @@ mod tests {
         let mut labels = BTreeMap::new();
         labels.insert("region".to_string(), "eu".to_string());
         let subject = Subject {
-            job: "provmon",
-            schedule: "provmon-5m",
+            job: "backups",
+            schedule: "backups-5m",
             severity: "critical",
-            key: "provmon/x",
+            key: "backups/x",
             labels: &labels,
         };
         assert!(matcher.matches(subject));
@@ -228,7 +228,7 @@ mod tests {
         }));
         assert_eq!(
             matcher.describe(),
-            "job=provmon severity=critical label.region=eu"
+            "job=backups severity=critical label.region=eu"
         );
         assert!(Matcher::from_terms(&["severity=loud".into()]).is_err());
         assert!(Matcher::from_terms(&["colour=red".into()]).is_err());

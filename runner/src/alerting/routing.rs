@@ -199,19 +199,19 @@ mod tests {
         };
         use patrol_job_api::Severity;
         assert_eq!(
-            names(router.targets(&alert("provmon", Severity::Critical), None)),
+            names(router.targets(&alert("backups", Severity::Critical), None)),
             ["page:pager", "page:chat", "rest:mail"]
         );
         assert_eq!(
-            names(router.targets(&alert("provmon", Severity::Warning), None)),
+            names(router.targets(&alert("backups", Severity::Warning), None)),
             ["rest:chat", "rest:mail"]
         );
         assert_eq!(
-            names(router.targets(&alert("provmon", Severity::Warning), Some("page"))),
+            names(router.targets(&alert("backups", Severity::Warning), Some("page"))),
             ["page:pager", "page:chat"]
         );
-        let target = &router.targets(&alert("provmon", Severity::Warning), None)[0];
-        assert_eq!(target.group_key, "rest|schedule=provmon-sched");
+        let target = &router.targets(&alert("backups", Severity::Warning), None)[0];
+        assert_eq!(target.group_key, "rest|schedule=backups-sched");
     }
 
     #[test]
@@ -224,7 +224,7 @@ mod tests {
             matcher: Matcher::default(),
         };
         let router = Router::new(&config(vec![], vec![window]));
-        let a = alert("provmon", patrol_job_api::Severity::Error);
+        let a = alert("backups", patrol_job_api::Severity::Error);
         let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
         // Sunday 2026-11-22 02:00 Berlin = 01:00 UTC.
         assert_eq!(router.in_maintenance(&a, at("2026-11-22T00:59:59Z")), None);

@@ -1,4 +1,6 @@
-//! The command line: one module per subcommand.
+//! The command line: one module per subcommand, plus the commands built-in
+//! jobs add (`job_commands.rs`; e.g. a job's `verify`), which `patrol
+//! --help` lists beside these.
 //!
 //! Exit codes: 0 ok, 1 a job failed or something was found, 2 usage,
 //! configuration or infrastructure error.
@@ -6,7 +8,7 @@
 mod alerts;
 mod context;
 mod cron_next;
-mod evidence;
+mod job_commands;
 mod jobs;
 mod output;
 mod pause;
@@ -17,14 +19,18 @@ mod schedules;
 mod serve;
 mod silence;
 mod validate;
-mod verify;
 
+use std::ffi::OsString;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub use context::Context;
+pub use job_commands::JobCommandSet;
+
+use crate::registry::JobRegistry;
 
 #[derive(Debug, Parser)]
 #[command(name = "patrol", version, about = "A scheduled batch job runner", long_about = None)]
@@ -66,15 +72,8 @@ pub enum Command {
     /// Mute matching alerts for a while (they are still recorded).
     #[command(subcommand)]
     Silence(silence::Command),
-    /// Evidence pack tools.
-    #[command(subcommand)]
-    Evidence(evidence::Command),
     /// List plugins and their jobs; `plugins pin PATH` trusts a build.
     Plugins(plugins::Args),
-    /// Verify a Sigstore bundle, a cosign blob signature, or one release's
-    /// chain, now (exit 0 verified, 1 failed, 2 unusable input).
-    #[command(subcommand)]
-    Verify(verify::Command),
     /// Internal: load one plugin library and make one call (the runner
     /// spawns this per run; never loads plugins itself).
     #[command(hide = true)]
@@ -100,13 +99,37 @@ pub const FOUND: u8 = 1;
 /// Exit code 2: usage, configuration or infrastructure error.
 pub const ERROR: u8 = 2;
 
-pub fn main(cli: Cli) -> ExitCode {
-    // Before any runtime or thread exists: the host sets limits on, and
-    // loads plugin code into, this very process.
-    let command = match cli.command {
-        Command::PluginHost(args) => return crate::plugins::host::main(args),
-        command => command,
+/// The `patrol` command line: the runner's commands and those of the
+/// built-in jobs (plugins add none), parsed from `args`.
+pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let runner = Cli::command();
+    let jobs = match JobCommandSet::new(&JobRegistry::builtin(), &runner) {
+        Ok(jobs) => jobs,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(ERROR);
+        }
     };
+    let matches = jobs.mount(runner).get_matches_from(args);
+    // Only a job's command starts a runtime here: `plugin-host` must start
+    // in a process without threads.
+    if let Some((name, job_matches)) = matches.subcommand().filter(|(name, _)| jobs.owns(name)) {
+        let config = matches.get_one::<PathBuf>("config").cloned();
+        let name = name.to_string();
+        let job_matches = job_matches.clone();
+        return block_on(
+            async move { Ok(jobs.run(&name, &job_matches, config.as_deref()).await?) },
+        );
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => main(cli),
+        Err(err) => err.exit(),
+    }
+}
+
+/// Runs `work` on a new runtime; its result as an exit code (an error is
+/// printed, exit 2).
+fn block_on(work: impl Future<Output = anyhow::Result<u8>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -117,7 +140,23 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::from(ERROR);
         }
     };
-    let result = runtime.block_on(async move {
+    match runtime.block_on(work) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(ERROR)
+        }
+    }
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    // Before any runtime or thread exists: the host sets limits on, and
+    // loads plugin code into, this very process.
+    let command = match cli.command {
+        Command::PluginHost(args) => return crate::plugins::host::main(args),
+        command => command,
+    };
+    block_on(async move {
         match command {
             Command::Serve => serve::serve(cli.config.as_deref()).await,
             Command::Validate(args) => validate::validate(cli.config.as_deref(), args),
@@ -133,17 +172,8 @@ pub fn main(cli: Cli) -> ExitCode {
                 alerts::test(cli.config.as_deref(), args).await
             }
             Command::Silence(command) => silence::silence(cli.config.as_deref(), command).await,
-            Command::Evidence(command) => evidence::evidence(command),
             Command::Plugins(args) => plugins::plugins(cli.config.as_deref(), args),
-            Command::Verify(command) => verify::verify(cli.config.as_deref(), command).await,
             Command::PluginHost(_) => unreachable!("handled before the runtime starts"),
         }
-    });
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::from(ERROR)
-        }
-    }
+    })
 }

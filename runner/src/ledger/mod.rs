@@ -2,7 +2,9 @@
 //!
 //! One set of portable SQL serves SQLite (embedded default) and PostgreSQL
 //! (teams, several nodes) through sqlx's `Any` driver; the schema lives in
-//! `runner/migrations/{sqlite,postgres}` and is applied on connect.
+//! `runner/migrations/{sqlite,postgres}` and is applied on connect, then
+//! each built-in job's own tables (`jobs/<name>/migrations`, see
+//! `job_tables.rs`).
 
 pub mod alert_listing;
 pub mod alerts;
@@ -10,18 +12,20 @@ mod checkpoints;
 mod effects;
 mod instances;
 mod job_state;
+mod job_tables;
 mod model;
 pub mod outbox;
 mod runs;
 pub mod silences;
 mod state;
-mod verifications;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use patrol_job_api::JobTables;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use checkpoints::LedgerCheckpointLog;
@@ -31,10 +35,18 @@ pub use job_state::ScheduleStateStore;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 pub use runs::{RunEndWrites, RunFilter};
 pub use state::ScheduleState;
-pub use verifications::Verification;
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+// Versions this runner no longer ships are ignored, not refused: tables
+// that moved into a job (5 and 6, now a job's `verifications`) stay applied
+// in older ledgers, and the job's own migration keeps them.
+static SQLITE_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/sqlite")
+};
+static POSTGRES_MIGRATIONS: Migrator = Migrator {
+    ignore_missing: true,
+    ..sqlx::migrate!("./migrations/postgres")
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -51,8 +63,14 @@ pub struct Ledger {
 
 impl Ledger {
     /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating an
-    /// SQLite file if needed, and brings the schema up to date.
+    /// SQLite file if needed, and brings the schema up to date: the
+    /// runner's tables, then those of every built-in job.
     pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_job_tables(url, &crate::registry::JobRegistry::builtin().tables()).await
+    }
+
+    /// [`Ledger::connect`] with the given jobs' tables (by job kind).
+    pub async fn connect_with_job_tables(url: &str, jobs: &[(&str, JobTables)]) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -94,6 +112,7 @@ impl Ledger {
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
         migrate_serialized(&pool, migrator).await?;
+        job_tables::migrate_job_tables(&pool, backend, jobs).await?;
         Ok(Self { pool, backend })
     }
 
@@ -103,6 +122,18 @@ impl Ledger {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool and backend as a job's own code sees them (its commands).
+    pub fn job_database(&self) -> patrol_job_api::commands::JobDatabase {
+        use patrol_job_api::commands::{DatabaseBackend, JobDatabase};
+        JobDatabase {
+            pool: self.pool.clone(),
+            backend: match self.backend {
+                Backend::Sqlite => DatabaseBackend::Sqlite,
+                Backend::Postgres => DatabaseBackend::Postgres,
+            },
+        }
     }
 
     pub async fn close(&self) {

@@ -66,8 +66,8 @@ mod tests {
             .unwrap()
             .to_utc();
         let max = Duration::from_secs(10);
-        let a = jitter("provmon", slot, max);
-        assert_eq!(a, jitter("provmon", slot, max));
+        let a = jitter("backups", slot, max);
+        assert_eq!(a, jitter("backups", slot, max));
         assert!(a < max);
         let spread: std::collections::HashSet<_> = (0..50)
             .map(|n| jitter(&format!("s{n}"), slot, max))

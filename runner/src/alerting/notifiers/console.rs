@@ -24,7 +24,7 @@ impl ConsoleNotifier {
     }
 }
 
-/// `[ops] TRIGGER critical anomaly/x: Title (runbook: https://…)`.
+/// `[ops] TRIGGER critical traffic/x: Title (runbook: https://…)`.
 pub(super) fn line(name: &str, notification: &Notification) -> String {
     let alert = &notification.alert;
     let mut line = format!(
@@ -66,8 +66,8 @@ mod tests {
         let line = line("ops", &notification(Action::Resolve, alert.clone()));
         assert_eq!(
             line,
-            "[ops] RESOLVE critical anomaly/export-spike/eu: two lines \
-             (runbook: https://runbooks.example/anomaly-export.md)"
+            "[ops] RESOLVE critical traffic/export-spike/eu: two lines \
+             (runbook: https://runbooks.example/traffic-export.md)"
         );
         alert.runbook = None;
         let line = super::line("ops", &notification(Action::Trigger, alert));

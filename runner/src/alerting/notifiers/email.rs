@@ -485,17 +485,17 @@ mod tests {
         let n = notification(Action::Trigger, alert.clone());
         assert_eq!(
             subject("[patrol]", &n),
-            "[patrol] FIRING critical: Anomaly: export-spike (EU)"
+            "[patrol] FIRING critical: Traffic: export-spike (EU)"
         );
         let n = notification(Action::Resolve, resolved(alert.clone()));
         assert_eq!(
             subject("[patrol]", &n),
-            "[patrol] RESOLVED: Anomaly: export-spike (EU)"
+            "[patrol] RESOLVED: Traffic: export-spike (EU)"
         );
         let n = notification(Action::Repeat, alert.clone());
         assert_eq!(
             subject("", &n),
-            "STILL FIRING critical: Anomaly: export-spike (EU)"
+            "STILL FIRING critical: Traffic: export-spike (EU)"
         );
         let mut long = alert;
         long.title = format!("line\n{}", "x".repeat(500));
@@ -559,7 +559,7 @@ mod tests {
             "<pre style=\"background: #f4f4f4; padding: 8px\">&lt;b&gt;bold&lt;/b&gt;</pre>"
         ));
         assert!(page
-            .contains("<a href=\"https://runbooks.example/anomaly-export.md\">anomaly-export</a>"));
+            .contains("<a href=\"https://runbooks.example/traffic-export.md\">traffic-export</a>"));
         assert!(page.contains("<a href=\"https://grafana.example/d/export\">Dashboard</a>"));
         assert!(page.contains("<li>click: javascript:alert(1)</li>"));
         assert!(!page.contains("href=\"javascript:"));

@@ -19,18 +19,18 @@ pub(super) fn sample_alert() -> AlertView {
         .expect("a valid time");
     AlertView {
         alert_id: 42,
-        key: "anomaly/export-spike/eu".into(),
-        schedule_id: "anomaly-eu".into(),
-        job: "anomaly".into(),
+        key: "traffic/export-spike/eu".into(),
+        schedule_id: "traffic-eu".into(),
+        job: "traffic".into(),
         severity: Severity::Critical,
-        title: "Anomaly: export-spike (EU)".into(),
+        title: "Traffic: export-spike (EU)".into(),
         summary: "Exports ran at 3.2x the baseline for 10 minutes.".into(),
         window: Some("2025-12-05T10:00Z..10:10Z".into()),
         delta: Some("3.2x over baseline".into()),
         sample_trace: Some("0f3a9c".into()),
         runbook: Some(RunbookView {
-            name: "anomaly-export".into(),
-            url: Some("https://runbooks.example/anomaly-export.md".into()),
+            name: "traffic-export".into(),
+            url: Some("https://runbooks.example/traffic-export.md".into()),
             excerpt: "1. Check the export queue\n2. Page the data owner".into(),
         }),
         links: vec![Link {

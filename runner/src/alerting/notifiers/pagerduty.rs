@@ -359,8 +359,8 @@ mod tests {
     #[test]
     fn short_keys_are_used_as_they_are() {
         assert_eq!(
-            dedup_key("anomaly/export-spike/eu"),
-            "anomaly/export-spike/eu"
+            dedup_key("traffic/export-spike/eu"),
+            "traffic/export-spike/eu"
         );
         let exactly = "k".repeat(MAX_DEDUP_KEY);
         assert_eq!(dedup_key(&exactly), exactly);
@@ -368,7 +368,7 @@ mod tests {
 
     #[test]
     fn long_keys_are_shortened_stably_and_distinctly() {
-        let long = format!("provmon/missing-rekor/{}", "a".repeat(400));
+        let long = format!("backups/missing-rekor/{}", "a".repeat(400));
         let short = dedup_key(&long);
         assert_eq!(short.len(), MAX_DEDUP_KEY);
         assert_eq!(short, dedup_key(&long), "stable");
@@ -389,7 +389,7 @@ mod tests {
         let mut alert = sample_alert();
         assert_eq!(
             summary(&notification(Action::Trigger, alert.clone())),
-            "Anomaly: export-spike (EU): Exports ran at 3.2x the baseline for 10 minutes."
+            "Traffic: export-spike (EU): Exports ran at 3.2x the baseline for 10 minutes."
         );
         alert.summary = "x".repeat(3000);
         let text = summary(&notification(Action::Trigger, alert));
@@ -404,13 +404,13 @@ mod tests {
         let value = serde_json::to_value(event(&defaults, "R0UTING", &n)).unwrap();
         assert_eq!(value["routing_key"], "R0UTING");
         assert_eq!(value["event_action"], "trigger");
-        assert_eq!(value["dedup_key"], "anomaly/export-spike/eu");
+        assert_eq!(value["dedup_key"], "traffic/export-spike/eu");
         assert_eq!(value["client"], "patrol");
         let payload = &value["payload"];
         assert_eq!(payload["severity"], "critical");
         assert_eq!(payload["source"], "node-a");
-        assert_eq!(payload["group"], "anomaly-eu");
-        assert_eq!(payload["class"], "anomaly");
+        assert_eq!(payload["group"], "traffic-eu");
+        assert_eq!(payload["class"], "traffic");
         assert!(payload.get("component").is_none());
         assert_eq!(payload["timestamp"], "2025-12-05T10:10:04.000Z");
         let details = &payload["custom_details"];
@@ -424,7 +424,7 @@ mod tests {
         );
         assert_eq!(
             value["links"][0]["href"],
-            "https://runbooks.example/anomaly-export.md"
+            "https://runbooks.example/traffic-export.md"
         );
         assert_eq!(value["links"][1]["text"], "Dashboard");
     }
@@ -435,7 +435,7 @@ mod tests {
             source: Some("patrol-prod".into()),
             component: None,
             group: Some("payments".into()),
-            class: Some("anomaly-detection".into()),
+            class: Some("traffic-detection".into()),
         };
         let mut alert = sample_alert();
         alert.labels.insert("component".into(), "exporter".into());
@@ -445,7 +445,7 @@ mod tests {
         assert_eq!(value["payload"]["source"], "patrol-prod");
         assert_eq!(value["payload"]["component"], "exporter");
         assert_eq!(value["payload"]["group"], "payments");
-        assert_eq!(value["payload"]["class"], "anomaly-detection");
+        assert_eq!(value["payload"]["class"], "traffic-detection");
     }
 
     #[test]
@@ -457,7 +457,7 @@ mod tests {
             serde_json::json!({
                 "routing_key": "k",
                 "event_action": "resolve",
-                "dedup_key": "anomaly/export-spike/eu",
+                "dedup_key": "traffic/export-spike/eu",
             })
         );
     }
@@ -466,7 +466,7 @@ mod tests {
     fn tests_do_not_touch_the_real_incident() {
         let n = notification(Action::Test, sample_alert());
         let value = serde_json::to_value(event(&Defaults::default(), "k", &n)).unwrap();
-        assert_ne!(value["dedup_key"], "anomaly/export-spike/eu");
+        assert_ne!(value["dedup_key"], "traffic/export-spike/eu");
         assert!(value["payload"]["summary"]
             .as_str()
             .unwrap()

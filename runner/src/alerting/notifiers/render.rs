@@ -309,7 +309,7 @@ mod tests {
     fn runbook_link_comes_first_and_unsafe_links_are_not_clickable() {
         let alert = sample_alert();
         let links = links(&alert);
-        assert_eq!(links[0].text, "Runbook: anomaly-export");
+        assert_eq!(links[0].text, "Runbook: traffic-export");
         assert_eq!(links[1].text, "Dashboard");
         assert!(is_clickable("https://grafana.example/d/1"));
         assert!(!is_clickable("javascript:alert(1)"));
@@ -320,16 +320,16 @@ mod tests {
     fn plain_text_carries_every_fact() {
         let text = plain_text(&notification(Action::Trigger, sample_alert()));
         for expected in [
-            "FIRING critical: Anomaly: export-spike (EU)",
+            "FIRING critical: Traffic: export-spike (EU)",
             "Window:",
             "2025-12-05T10:00Z..10:10Z",
             "3.2x over baseline",
             "0f3a9c",
-            "Runbook: anomaly-export <https://runbooks.example/anomaly-export.md>",
+            "Runbook: traffic-export <https://runbooks.example/traffic-export.md>",
             "  | 1. Check the export queue",
             "- Dashboard: https://grafana.example/d/export",
             "Labels: region=eu, team=payments",
-            "Key: anomaly/export-spike/eu",
+            "Key: traffic/export-spike/eu",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

@@ -728,30 +728,30 @@ mod tests {
         assert_eq!(blocks[0]["type"], "header");
         assert_eq!(
             blocks[0]["text"]["text"],
-            ":red_circle: Anomaly: export-spike (EU)"
+            ":red_circle: Traffic: export-spike (EU)"
         );
         let all: Vec<String> = blocks.iter().flat_map(texts).collect();
         let all = all.join("\n");
         for expected in [
             "*FIRING* · critical",
             "*Severity*\ncritical",
-            "*Schedule / job*\nanomaly-eu / anomaly",
+            "*Schedule / job*\ntraffic-eu / traffic",
             "*Window*\n2025-12-05T10:00Z..10:10Z",
             "*Delta*\n3.2x over baseline",
             "*Sample trace*\n`0f3a9c`",
             "*First seen*\n2025-12-05 10:00:03 UTC",
             "Exports ran at 3.2x",
-            "*Runbook:* <https://runbooks.example/anomaly-export.md|anomaly-export>",
+            "*Runbook:* <https://runbooks.example/traffic-export.md|traffic-export>",
             "\n>1. Check the export queue",
-            "key `anomaly/export-spike/eu` · run 7 · region=eu, team=payments · delivery 17",
+            "key `traffic/export-spike/eu` · run 7 · region=eu, team=payments · delivery 17",
         ] {
             assert!(all.contains(expected), "missing {expected:?} in\n{all}");
         }
         let actions = blocks.iter().find(|b| b["type"] == "actions").unwrap();
         let buttons = actions["elements"].as_array().unwrap();
-        assert_eq!(buttons[0]["text"]["text"], "Runbook: anomaly-export");
+        assert_eq!(buttons[0]["text"]["text"], "Runbook: traffic-export");
         assert_eq!(buttons[1]["url"], "https://grafana.example/d/export");
-        assert_eq!(value["text"], "FIRING critical: Anomaly: export-spike (EU)");
+        assert_eq!(value["text"], "FIRING critical: Traffic: export-spike (EU)");
     }
 
     #[test]
@@ -761,7 +761,7 @@ mod tests {
         let value = json(&content);
         assert_eq!(
             value["blocks"][0]["text"]["text"],
-            ":white_check_mark: RESOLVED: Anomaly: export-spike (EU)"
+            ":white_check_mark: RESOLVED: Traffic: export-spike (EU)"
         );
         assert_eq!(
             value["blocks"][1]["text"]["text"],
@@ -884,7 +884,7 @@ mod tests {
         let value = json(&content);
         assert_eq!(
             value["text"],
-            "<!here> :repeat: Still firing: *Anomaly: export-spike (EU)* (critical), \
+            "<!here> :repeat: Still firing: *Traffic: export-spike (EU)* (critical), \
              since 2025-12-05 10:00:03 UTC; last seen 2025-12-05 10:10:04 UTC."
         );
     }

@@ -104,7 +104,7 @@ async fn slack_message_is_posted_updated_threaded_and_resolved_in_place() {
     );
     let blocks = messages[0].blocks.clone().unwrap().to_string();
     assert!(blocks.contains("2025-12-05T10:00Z..10:10Z"), "{blocks}");
-    assert!(blocks.contains("https://runbooks.example/anomaly-export.md"));
+    assert!(blocks.contains("https://runbooks.example/traffic-export.md"));
 
     // An update and a resolve edit that message; the reminder goes in its thread.
     let mut changed = alert.clone();
@@ -151,7 +151,7 @@ async fn slack_message_is_posted_updated_threaded_and_resolved_in_place() {
     let header = &message.blocks.as_ref().unwrap()[0]["text"]["text"];
     assert_eq!(
         header,
-        ":white_check_mark: RESOLVED: Anomaly: export-spike (EU)"
+        ":white_check_mark: RESOLVED: Traffic: export-spike (EU)"
     );
     assert!(message.text.as_deref().unwrap().starts_with("RESOLVED"));
     let reply = &messages[1];
@@ -290,14 +290,14 @@ async fn pagerduty_incident_is_triggered_updated_and_resolved_by_key() {
         .unwrap();
     assert_eq!(
         sent.remote,
-        Some(serde_json::json!({"dedup_key": "anomaly/export-spike/eu"}))
+        Some(serde_json::json!({"dedup_key": "traffic/export-spike/eu"}))
     );
     send(&notifier, &notification(Action::Update, alert.clone()))
         .await
         .unwrap();
     let open = standin.open_incidents();
     assert_eq!(open.len(), 1);
-    assert_eq!(open[0].dedup_key, "anomaly/export-spike/eu");
+    assert_eq!(open[0].dedup_key, "traffic/export-spike/eu");
     assert_eq!(open[0].trigger_count, 2);
     assert_eq!(open[0].severity, "critical");
 
@@ -312,7 +312,7 @@ async fn pagerduty_incident_is_triggered_updated_and_resolved_by_key() {
     assert_eq!(event["payload"]["source"], "node-a");
     assert_eq!(
         event["links"][0]["href"],
-        "https://runbooks.example/anomaly-export.md"
+        "https://runbooks.example/traffic-export.md"
     );
 }
 
@@ -321,7 +321,7 @@ async fn pagerduty_long_keys_and_summaries_fit_its_limits() {
     let standin = PagerDutyStandin::start(&[PD_KEY]).await.unwrap();
     let (_dir, notifier) = pagerduty_notifier(&standin, PD_KEY);
     let mut alert = sample_alert();
-    alert.key = format!("provmon/missing-rekor/{}", "ab".repeat(300));
+    alert.key = format!("backups/missing-rekor/{}", "ab".repeat(300));
     alert.summary = "s".repeat(5000);
     send(&notifier, &notification(Action::Trigger, alert.clone()))
         .await
@@ -499,12 +499,12 @@ async fn email_trigger_and_resolve_arrive_threaded_as_text_and_html() {
     );
     assert_eq!(
         trigger.subject.as_deref(),
-        Some("[patrol] FIRING critical: Anomaly: export-spike (EU)")
+        Some("[patrol] FIRING critical: Traffic: export-spike (EU)")
     );
     assert_eq!(trigger.mime_type, "multipart/alternative");
     assert!(trigger.defects.is_empty(), "{:?}", trigger.defects);
     let text = trigger.text.as_deref().unwrap();
-    assert!(text.contains("Runbook: anomaly-export <https://runbooks.example/anomaly-export.md>"));
+    assert!(text.contains("Runbook: traffic-export <https://runbooks.example/traffic-export.md>"));
     assert!(text.contains("  | 1. Check the export queue"));
     let html = trigger.html.as_deref().unwrap();
     assert!(
@@ -514,7 +514,7 @@ async fn email_trigger_and_resolve_arrive_threaded_as_text_and_html() {
 
     assert_eq!(
         resolve.subject.as_deref(),
-        Some("[patrol] RESOLVED: Anomaly: export-spike (EU)")
+        Some("[patrol] RESOLVED: Traffic: export-spike (EU)")
     );
     let thread = trigger.header("Message-ID").unwrap();
     assert_eq!(resolve.header("In-Reply-To"), Some(thread));

@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(value["version"], 1);
         assert_eq!(value["action"], "resolve");
         assert_eq!(value["delivery_id"], 17);
-        assert_eq!(value["alert"]["key"], "anomaly/export-spike/eu");
+        assert_eq!(value["alert"]["key"], "traffic/export-spike/eu");
         assert_eq!(value["alert"]["sample_trace"], "0f3a9c");
         let back: AlertView = serde_json::from_value(value["alert"].clone()).unwrap();
         assert_eq!(back, n.alert);

@@ -4,20 +4,21 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use clap::{FromArgMatches, Subcommand};
+use patrol_job_api::commands::{
+    CommandError, EXIT_FOUND as FOUND, EXIT_OK as OK, EXIT_UNUSABLE as ERROR,
+};
 use patrol_provmon_verify::evidence::{verify_pack, MANIFEST};
 use patrol_provmon_verify::key::PublicKey;
 
-use super::{ERROR, FOUND, OK};
-
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+enum Command {
     /// Check evidence packs against the public key that signs them.
     Verify(VerifyArgs),
 }
 
 #[derive(Debug, clap::Args)]
-pub struct VerifyArgs {
+struct VerifyArgs {
     /// A pack (`evidence/<release_sha>`) or a folder of packs.
     pub path: PathBuf,
     /// The public key (PEM) of the configured evidence signing key.
@@ -27,13 +28,26 @@ pub struct VerifyArgs {
     pub json: bool,
 }
 
-pub fn evidence(command: Command) -> Result<u8> {
+/// `patrol evidence`, as `patrol --help` lists it.
+pub fn command() -> clap::Command {
+    Command::augment_subcommands(
+        clap::Command::new("evidence")
+            .about("Evidence pack tools")
+            .subcommand_required(true)
+            .arg_required_else_help(true),
+    )
+}
+
+/// Runs `patrol evidence …` from its matches.
+pub fn evidence(matches: &clap::ArgMatches) -> Result<u8, CommandError> {
+    let command =
+        Command::from_arg_matches(matches).map_err(|err| CommandError::new(err.to_string()))?;
     match command {
         Command::Verify(args) => verify(args),
     }
 }
 
-fn verify(args: VerifyArgs) -> Result<u8> {
+fn verify(args: VerifyArgs) -> Result<u8, CommandError> {
     let key = match std::fs::read_to_string(&args.key)
         .map_err(|err| err.to_string())
         .and_then(|pem| PublicKey::from_pem(&pem).map_err(|err| err.to_string()))
@@ -92,7 +106,9 @@ fn verify(args: VerifyArgs) -> Result<u8> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        let text = serde_json::to_string_pretty(&results)
+            .map_err(|err| CommandError::new(err.to_string()))?;
+        println!("{text}");
     } else if packs.len() > 1 {
         println!("{} packs, {failed} failed", packs.len());
     }

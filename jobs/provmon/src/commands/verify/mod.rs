@@ -15,12 +15,13 @@ mod release;
 
 use std::path::Path;
 
-use anyhow::Result;
-
-use super::{ERROR, FOUND, OK};
+use clap::{FromArgMatches, Subcommand};
+use patrol_job_api::commands::{
+    CommandContext, CommandError, EXIT_FOUND as FOUND, EXIT_OK as OK, EXIT_UNUSABLE as ERROR,
+};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+enum Command {
     /// Verify a Sigstore bundle (message signature or DSSE) for an artifact.
     Bundle(bundle::Args),
     /// Verify a cosign-style signature (`cosign sign-blob`) with a public key.
@@ -29,11 +30,24 @@ pub enum Command {
     Release(release::Args),
 }
 
-pub async fn verify(config: Option<&Path>, command: Command) -> Result<u8> {
+/// `patrol verify`, as `patrol --help` lists it.
+pub fn command() -> clap::Command {
+    Command::augment_subcommands(
+        clap::Command::new("verify")
+            .about("Verify a Sigstore bundle, a cosign blob signature, or one release's chain, now (exit 0 verified, 1 failed, 2 unusable input)")
+            .subcommand_required(true)
+            .arg_required_else_help(true),
+    )
+}
+
+/// Runs `patrol verify …` from its matches.
+pub async fn verify(matches: &clap::ArgMatches, ctx: &CommandContext) -> Result<u8, CommandError> {
+    let command =
+        Command::from_arg_matches(matches).map_err(|err| CommandError::new(err.to_string()))?;
     match command {
         Command::Bundle(args) => Ok(bundle::run(&args)),
         Command::Blob(args) => Ok(blob::run(&args)),
-        Command::Release(args) => release::run(config, &args).await,
+        Command::Release(args) => release::run(ctx, &args).await,
     }
 }
 
@@ -152,10 +166,7 @@ impl Artifact {
                 sha256,
             });
         }
-        let hex = crate::plugins::file_sha256(Path::new(text)).map_err(unreadable)?;
-        let mut sha256 = [0u8; 32];
-        hex::decode_to_slice(&hex, &mut sha256)
-            .map_err(|err| Unusable(format!("artifact {text}: {err}")))?;
+        let sha256 = file_sha256(file).map_err(unreadable)?;
         Ok(Artifact::File {
             path: text.to_string(),
             bytes: None,
@@ -189,6 +200,21 @@ impl Artifact {
             file: self.file(),
             facts: serde_json::Map::new(),
         }
+    }
+}
+
+/// The SHA-256 of a file read as a stream.
+fn file_sha256(mut file: std::fs::File) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer)?;
+        if read == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buffer[..read]);
     }
 }
 

@@ -4,22 +4,22 @@
 //! result recorded in the ledger and reused for 15 minutes unless
 //! `--fresh`.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-use chrono::Utc;
-use patrol_job_api::JobState;
-use patrol_job_provmon::recheck::{
-    load_release, recheck_release, RecheckError, ReleaseCheck, StageStatus,
-};
+use patrol_job_api::commands::{CommandContext, CommandError};
 
-use super::super::context::Context;
 use super::{FOUND, OK};
-use crate::ledger::{ScheduleStateStore, Verification};
+use crate::recheck::{load_release, recheck_release, RecheckError, ReleaseCheck, StageStatus};
+use crate::verifications::{Verification, Verifications};
 
 /// How long a recorded verification answers a repeat.
 const CACHE_FOR: chrono::Duration = chrono::Duration::minutes(15);
+
+macro_rules! bail {
+    ($($arg:tt)*) => {
+        return Err(CommandError::new(format!($($arg)*)))
+    };
+}
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,14 +38,14 @@ pub struct Args {
     pub json: bool,
 }
 
-pub async fn run(config: Option<&Path>, args: &Args) -> Result<u8> {
-    match check(config, args).await {
+pub async fn run(ctx: &CommandContext, args: &Args) -> Result<u8, CommandError> {
+    match check(ctx, args).await {
         Ok(code) => Ok(code),
         Err(err) if args.json => {
             // Machines get a JSON answer on stdout whatever happened.
             println!(
                 "{}",
-                serde_json::json!({"verified": false, "error": format!("{err:#}")})
+                serde_json::json!({"verified": false, "error": err.to_string()})
             );
             Err(err)
         }
@@ -53,14 +53,11 @@ pub async fn run(config: Option<&Path>, args: &Args) -> Result<u8> {
     }
 }
 
-async fn check(config: Option<&Path>, args: &Args) -> Result<u8> {
-    let context = Context::load(config)?;
+async fn check(ctx: &CommandContext, args: &Args) -> Result<u8, CommandError> {
     // The provmon params are checked below, by the code that uses them.
-    let schedules = context.schedules_without_jobs()?;
+    let schedules = ctx.schedules()?;
     let provmon: Vec<_> = schedules
-        .schedules
-        .values()
-        .filter(|schedule| schedule.job == "provmon")
+        .iter()
         .filter(|schedule| args.schedule.as_ref().is_none_or(|id| &schedule.id == id))
         .collect();
     let schedule = match (provmon.as_slice(), &args.schedule) {
@@ -75,20 +72,22 @@ async fn check(config: Option<&Path>, args: &Args) -> Result<u8> {
                 .join(", ")
         ),
     };
-    let (rules, verifier) =
-        patrol_job_provmon::rules_and_verifier(&schedule.params).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            anyhow::anyhow!(
-                "schedule {}'s provmon params are unusable: {}",
-                schedule.id,
-                lines.join("; ")
-            )
-        })?;
-    let ledger = context.ledger().await?;
-    let state = JobState::new(Arc::new(ScheduleStateStore::new(
-        ledger.clone(),
-        schedule.id.clone(),
-    )));
+    let unusable = |errors: Vec<patrol_job_api::ParamError>| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        CommandError::new(format!(
+            "schedule {}'s provmon params are unusable: {}",
+            schedule.id,
+            lines.join("; ")
+        ))
+    };
+    let base = ctx
+        .config_path()
+        .and_then(std::path::Path::parent)
+        .unwrap_or(std::path::Path::new(""));
+    let (rules, verifier, files_read) =
+        crate::rules_and_verifier(&schedule.params, base).map_err(unusable)?;
+    let store = Verifications::new(ctx.database().await?);
+    let state = ctx.state(&schedule.id).await?;
     let loaded = match load_release(&state, &args.sha).await {
         Ok(loaded) => loaded,
         Err(RecheckError::UnknownRelease(sha)) => {
@@ -96,12 +95,13 @@ async fn check(config: Option<&Path>, args: &Args) -> Result<u8> {
         }
         Err(err @ RecheckError::Job(_)) => bail!("{err}"),
     };
-    let basis = basis_of(&loaded.basis, &schedule.params);
-    let now = Utc::now();
+    let basis = basis_of(&loaded.basis, &schedule.params, &files_read);
+    let now = ctx.now();
     if !args.fresh {
-        if let Some(cached) = ledger
-            .latest_verification("release", &schedule.id, &args.sha, &basis, now - CACHE_FOR)
-            .await?
+        if let Some(cached) = store
+            .latest("release", &schedule.id, &args.sha, &basis, now - CACHE_FOR)
+            .await
+            .map_err(CommandError::new)?
         {
             // A record this version cannot read, or one that was not
             // settled (pending, Rekor down), is checked again.
@@ -124,15 +124,15 @@ async fn check(config: Option<&Path>, args: &Args) -> Result<u8> {
         schedule_id: schedule.id.clone(),
         subject: args.sha.clone(),
         verified: check.verified,
-        result: serde_json::to_value(&check)?,
-        node: context.config.node.clone(),
+        result: serde_json::to_value(&check).map_err(|err| CommandError::new(err.to_string()))?,
+        node: ctx.node()?,
         checked_at: now,
         basis,
     };
     // The verdict stands even if it cannot be recorded.
-    let note = match ledger.record_verification(&record).await {
+    let note = match store.record(&record).await {
         Ok(id) => format!("recorded as verification #{id}"),
-        Err(err) => format!("NOT recorded in the ledger: {err:#}"),
+        Err(err) => format!("NOT recorded in the ledger: {err}"),
     };
     Ok(print(&check, &note, args.json))
 }
@@ -148,34 +148,22 @@ fn settled(check: &ReleaseCheck) -> bool {
 }
 
 /// What a re-check rests on: the provmon state it read, the schedule's
-/// params, and the bytes of every file they name (keys, trusted root,
-/// rules), so a rotated key or an edited rule is never answered from a
-/// record made before.
-fn basis_of(state_basis: &str, params: &serde_json::Value) -> String {
+/// params, and the bytes of every file the re-check reads (rules, keys,
+/// trusted root: [`Params::files_read`]), so a rotated key or an edited
+/// rule is never answered from a record made before.
+fn basis_of(state_basis: &str, params: &serde_json::Value, files: &[PathBuf]) -> String {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
     hasher.update(state_basis.as_bytes());
     hasher.update(params.to_string().as_bytes());
-    let mut files = Vec::new();
-    named_files(params, &mut files);
     for path in files {
-        hasher.update(path.as_bytes());
-        match std::fs::read(&path) {
+        hasher.update(path.to_string_lossy().as_bytes());
+        match std::fs::read(path) {
             Ok(bytes) => hasher.update(sha2::Sha256::digest(&bytes)),
             Err(_) => hasher.update(b"unreadable"),
         }
     }
     hex::encode(hasher.finalize())
-}
-
-/// Every string in `value` that names an existing file.
-fn named_files(value: &serde_json::Value, files: &mut Vec<String>) {
-    match value {
-        serde_json::Value::String(text) if Path::new(text).is_file() => files.push(text.clone()),
-        serde_json::Value::Array(items) => items.iter().for_each(|item| named_files(item, files)),
-        serde_json::Value::Object(map) => map.values().for_each(|item| named_files(item, files)),
-        _ => {}
-    }
 }
 
 fn print(check: &ReleaseCheck, note: &str, json: bool) -> u8 {
