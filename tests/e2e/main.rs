@@ -15,6 +15,7 @@ mod logging;
 mod multi_node;
 mod operations;
 mod plugins;
+mod run_rows;
 mod provmon;
 mod shipped;
 mod support;

@@ -17,12 +17,30 @@ use super::orphans::run_key;
 use super::spread::retry_delay;
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::record::{usable_findings, FindingsInput, RunAlerts};
-use crate::config::Schedule;
+use crate::config::{overrides, Schedule};
 use crate::ledger::{
     Ledger, LedgerCheckpointLog, LedgerEffectLog, NewRun, Run, RunEnd, RunStatus,
     ScheduleStateStore, Trigger,
 };
 use crate::registry::JobBuild;
+
+/// Why the executor has no job to run for a run.
+enum InstanceError {
+    /// The row asks for what its schedule does not allow (another job
+    /// kind, an override outside `manual_params`): nothing runs.
+    Refused(String),
+    /// The schedule's job with the run's overrides does not build.
+    Build(String),
+}
+
+/// Whether the run's end records a refused row (`details.refused`).
+fn was_refused(end: &RunEnd) -> bool {
+    end.details
+        .as_ref()
+        .and_then(|details| details.get("refused"))
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
 const WIND_DOWN: Duration = Duration::from_secs(15);
@@ -118,8 +136,11 @@ impl Executor {
                 None,
             ),
         };
+        // A refused row would be refused again: it is not retried (it
+        // pages as the schedule's failure instead).
         let retry = schedule
             .as_deref()
+            .filter(|_| !was_refused(&end))
             .and_then(|schedule| retry_after(schedule, &run, status, self.clock.now()));
         let mut reported = reported.map(|reported| checked_findings(reported, &mut end));
         if status.is_retryable() && retry.is_none() {
@@ -166,23 +187,54 @@ impl Executor {
         status
     }
 
-    /// The schedule's built job when the run uses the schedule's own
-    /// job and params; a run with its own params (a manual `--param`) gets
-    /// a job built for it alone.
-    fn instance_for(&self, run: &Run, schedule: &Schedule) -> Result<Arc<dyn JobInstance>, String> {
-        if let Some(built) = &schedule.built {
-            if run.job == schedule.job && run.params == schedule.params {
-                return Ok(built.instance.clone());
-            }
+    /// The job this run runs. A run row is not a command: its job kind
+    /// and params come from the loaded schedule (its built job), never
+    /// from the row. A manual run's overrides, when the schedule's
+    /// `manual_params` allow every key, are merged over the schedule's
+    /// params into a job built for that run alone.
+    fn instance_for(
+        &self,
+        run: &Run,
+        schedule: &Schedule,
+    ) -> Result<Arc<dyn JobInstance>, InstanceError> {
+        if run.job != schedule.job {
+            return Err(InstanceError::Refused(format!(
+                "refused: the run names job `{}` but schedule `{}` runs `{}`; a run takes its job from its schedule",
+                run.job, schedule.id, schedule.job
+            )));
         }
-        let Some(job) = self.jobs.registry.get(&run.job) else {
-            return Err(format!(
-                "job kind `{}` is not available in this runner",
-                run.job
-            ));
+        let overrides = run
+            .overrides
+            .as_ref()
+            .filter(|overrides| !overrides.as_object().is_some_and(serde_json::Map::is_empty));
+        let params = match overrides {
+            None => {
+                if let Some(built) = &schedule.built {
+                    return Ok(built.instance.clone());
+                }
+                schedule.params.clone()
+            }
+            Some(overrides) => {
+                let Some(map) = overrides.as_object() else {
+                    return Err(InstanceError::Refused(
+                        "refused: the run's overrides are not a map of param keys".into(),
+                    ));
+                };
+                overrides::check_allowed(schedule, map)
+                    .map_err(|message| InstanceError::Refused(format!("refused: {message}")))?;
+                overrides::params_with(&schedule.params, overrides)
+                    .map_err(InstanceError::Build)?
+            }
         };
-        job.build(&run.params, &self.jobs.context(&run.schedule_id))
-            .map_err(|errors| JobError::InvalidParams(errors).to_string())
+        let Some(job) = self.jobs.registry.get(&schedule.job) else {
+            return Err(InstanceError::Build(format!(
+                "job kind `{}` is not available in this runner",
+                schedule.job
+            )));
+        };
+        job.check_params(&params)
+            .and_then(|()| job.build(&params, &self.jobs.context(&schedule.id)))
+            .map_err(|errors| InstanceError::Build(JobError::InvalidParams(errors).to_string()))
     }
 
     async fn run_job(
@@ -193,8 +245,17 @@ impl Executor {
     ) -> (RunStatus, RunEnd, Option<Reported>) {
         let instance = match self.instance_for(run, schedule) {
             Ok(instance) => instance,
-            Err(message) => {
+            Err(InstanceError::Build(message)) => {
                 let (status, end) = failed_end(message);
+                return (status, end, None);
+            }
+            Err(InstanceError::Refused(message)) => {
+                tracing::warn!(run = run.id, schedule = %schedule.id, reason = %message,
+                    "a run row was refused; nothing ran");
+                let (status, mut end) = failed_end(message);
+                add_details(&mut end, |map| {
+                    map.insert("refused".into(), serde_json::Value::Bool(true));
+                });
                 return (status, end, None);
             }
         };
@@ -552,13 +613,13 @@ pub fn retry_after(
     );
     Some(NewRun {
         schedule_id: run.schedule_id.clone(),
-        job: run.job.clone(),
+        job: schedule.job.clone(),
         scheduled_for: run.scheduled_for,
         attempt: run.attempt + 1,
         trigger: Trigger::Retry,
         status: RunStatus::Pending,
         not_before: Some(now + chrono::Duration::from_std(delay).unwrap_or_default()),
-        params: run.params.clone(),
+        overrides: run.overrides.clone(),
         dry_run: run.dry_run,
         force_overlap: run.force_overlap,
         error: None,
