@@ -295,7 +295,9 @@ async fn failing_services_get_every_alert_once_in_order_and_a_kill_loses_none() 
         );
     }
     assert!(
-        !pd.events().iter().any(|e| e.dedup_key.starts_with("disk-check/disk/"))
+        !pd.events()
+            .iter()
+            .any(|e| e.dedup_key.starts_with("disk-check/disk/"))
             && disk_messages_now(slack) == 0,
         "nothing got through while the services failed"
     );

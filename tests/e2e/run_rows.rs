@@ -80,16 +80,40 @@ async fn rows_naming_another_job_or_overrides_not_allowed_are_refused_and_run_no
     // A `command` row for the anomaly schedule.
     let job_forged = dir.join("pwned-by-job");
     let shell = serde_json::json!({ "shell": format!("touch {}", job_forged.display()) });
-    insert_row(&project, "audit", "command", &shell.to_string(), None, 1_000).await;
+    insert_row(
+        &project,
+        "audit",
+        "command",
+        &shell.to_string(),
+        None,
+        1_000,
+    )
+    .await;
     // An override `greet` does not allow.
     let override_forged = dir.join("pwned-by-override");
     let shell = serde_json::json!({ "shell": format!("touch {}", override_forged.display()) });
-    insert_row(&project, "greet", "command", "null", Some(&shell.to_string()), 1_000).await;
+    insert_row(
+        &project,
+        "greet",
+        "command",
+        "null",
+        Some(&shell.to_string()),
+        1_000,
+    )
+    .await;
     // A row in the old shape (a full params copy): the copy is not run,
     // the schedule's own params are.
     let params_forged = dir.join("pwned-by-params");
     let shell = serde_json::json!({ "shell": format!("touch {}", params_forged.display()) });
-    insert_row(&project, "greet", "command", &shell.to_string(), None, 2_000).await;
+    insert_row(
+        &project,
+        "greet",
+        "command",
+        &shell.to_string(),
+        None,
+        2_000,
+    )
+    .await;
     // An allowed override runs.
     insert_row(
         &project,
@@ -166,5 +190,9 @@ async fn patrol_run_refuses_params_the_schedule_does_not_allow() {
 
     let allowed = project.patrol(&["run", "greet", "--param", "env.WHO=ops", "--wait"]);
     assert_eq!(allowed.status.code(), Some(0), "{}", stderr(&allowed));
-    assert!(stdout(&allowed).contains("hello ops"), "{}", stdout(&allowed));
+    assert!(
+        stdout(&allowed).contains("hello ops"),
+        "{}",
+        stdout(&allowed)
+    );
 }

@@ -205,7 +205,13 @@ fn check_schedule(
     let params = params_as_json(&spec.params).map_err(|message| errors.push(at("params", message)));
     let known = jobs
         .and_then(|jobs| jobs.registry.get(&spec.job))
-        .map(|job| job.describe().params.iter().map(|param| param.name).collect());
+        .map(|job| {
+            job.describe()
+                .params
+                .iter()
+                .map(|param| param.name)
+                .collect()
+        });
     for (index, message) in check_manual_params(&spec.manual_params, known) {
         errors.push(at(&format!("manual_params[{index}]"), message));
     }
@@ -299,10 +305,7 @@ fn check_manual_params(keys: &[String], known: Option<Vec<&str>>) -> Vec<(usize,
     let mut problems = Vec::new();
     for (index, key) in keys.iter().enumerate() {
         if key.is_empty() || key.contains('.') || key.contains('=') {
-            problems.push((
-                index,
-                format!("`{key}` is not a top-level param key"),
-            ));
+            problems.push((index, format!("`{key}` is not a top-level param key")));
         } else if keys[..index].contains(key) {
             problems.push((index, format!("`{key}` is named twice")));
         } else if let Some(known) = &known {

@@ -47,7 +47,9 @@ pub async fn firing_alerts(
         .map(|row| {
             let key: String = row.try_get(1)?;
             // Alerts opened before migration 8 keep their bare key.
-            let notify_key = row.try_get::<Option<String>, _>(5)?.unwrap_or_else(|| key.clone());
+            let notify_key = row
+                .try_get::<Option<String>, _>(5)?
+                .unwrap_or_else(|| key.clone());
             Ok(FiringAlert {
                 id: row.try_get(0)?,
                 key,
@@ -166,7 +168,10 @@ pub async fn insert_alert(
     .bind(input.node)
     .bind(to_millis(now))
     .bind(input.run_id)
-    .bind(crate::alerting::keys::notify_key(input.schedule_id, &finding.key))
+    .bind(crate::alerting::keys::notify_key(
+        input.schedule_id,
+        &finding.key,
+    ))
     .fetch_one(&mut *conn)
     .await
     .context("cannot record an alert")?;

@@ -222,8 +222,7 @@ impl Executor {
                 };
                 overrides::check_allowed(schedule, map)
                     .map_err(|message| InstanceError::Refused(format!("refused: {message}")))?;
-                overrides::params_with(&schedule.params, overrides)
-                    .map_err(InstanceError::Build)?
+                overrides::params_with(&schedule.params, overrides).map_err(InstanceError::Build)?
             }
         };
         let Some(job) = self.jobs.registry.get(&schedule.job) else {
