@@ -24,22 +24,24 @@ use crate::ledger::{
 };
 use crate::registry::JobBuild;
 
-/// Why the executor has no job to run for a run.
-enum InstanceError {
-    /// The row asks for what its schedule does not allow (another job
-    /// kind, an override outside `manual_params`): nothing runs.
-    Refused(String),
-    /// The schedule's job with the run's overrides does not build.
-    Build(String),
-}
-
-/// Whether the run's end records a refused row (`details.refused`).
-fn was_refused(end: &RunEnd) -> bool {
-    end.details
-        .as_ref()
-        .and_then(|details| details.get("refused"))
-        .and_then(serde_json::Value::as_bool)
-        .unwrap_or(false)
+/// Why `run`'s row asks for what its schedule does not allow, if it
+/// does: a job kind other than the schedule's, or overrides outside its
+/// `manual_params`. A row is not a command: such a run is recorded
+/// `failed` with this reason, and nothing runs.
+fn refusal(run: &Run, schedule: &Schedule) -> Option<String> {
+    if run.job != schedule.job {
+        return Some(format!(
+            "refused: the run names job `{}` but schedule `{}` runs `{}`; a run takes its job from its schedule",
+            run.job, schedule.id, schedule.job
+        ));
+    }
+    let overrides = run.overrides.as_ref()?;
+    let Some(map) = overrides.as_object() else {
+        return Some("refused: the run's overrides are not a map of param keys".into());
+    };
+    overrides::check_allowed(schedule, map)
+        .err()
+        .map(|message| format!("refused: {message}"))
 }
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
@@ -125,9 +127,21 @@ impl Executor {
         schedule: Option<Arc<Schedule>>,
         handle: RunHandle,
     ) -> RunStatus {
-        let (status, mut end, reported) = match schedule.as_deref() {
-            Some(schedule) => self.run_job(&run, schedule, &handle).await,
-            None => (
+        let refused = schedule
+            .as_deref()
+            .and_then(|schedule| refusal(&run, schedule));
+        let (status, mut end, reported) = match (schedule.as_deref(), &refused) {
+            (Some(_), Some(reason)) => {
+                tracing::warn!(run = run.id, schedule = %run.schedule_id, reason = %reason,
+                    "a run row was refused; nothing ran");
+                let (status, mut end) = failed_end(reason.clone());
+                add_details(&mut end, |map| {
+                    map.insert("refused".into(), serde_json::Value::Bool(true));
+                });
+                (status, end, None)
+            }
+            (Some(schedule), None) => self.run_job(&run, schedule, &handle).await,
+            (None, _) => (
                 RunStatus::Cancelled,
                 RunEnd::failed(
                     RunStatus::Cancelled,
@@ -140,7 +154,7 @@ impl Executor {
         // pages as the schedule's failure instead).
         let retry = schedule
             .as_deref()
-            .filter(|_| !was_refused(&end))
+            .filter(|_| refused.is_none())
             .and_then(|schedule| retry_after(schedule, &run, status, self.clock.now()));
         let mut reported = reported.map(|reported| checked_findings(reported, &mut end));
         if status.is_retryable() && retry.is_none() {
@@ -187,22 +201,11 @@ impl Executor {
         status
     }
 
-    /// The job this run runs. A run row is not a command: its job kind
-    /// and params come from the loaded schedule (its built job), never
-    /// from the row. A manual run's overrides, when the schedule's
-    /// `manual_params` allow every key, are merged over the schedule's
-    /// params into a job built for that run alone.
-    fn instance_for(
-        &self,
-        run: &Run,
-        schedule: &Schedule,
-    ) -> Result<Arc<dyn JobInstance>, InstanceError> {
-        if run.job != schedule.job {
-            return Err(InstanceError::Refused(format!(
-                "refused: the run names job `{}` but schedule `{}` runs `{}`; a run takes its job from its schedule",
-                run.job, schedule.id, schedule.job
-            )));
-        }
+    /// The job this run runs (its row was checked by [`refusal`]): the
+    /// schedule's built job, or, for a manual run with overrides, the
+    /// schedule's job built for that run alone from its params with the
+    /// overrides merged over them. Never a job kind or params of the row's.
+    fn instance_for(&self, run: &Run, schedule: &Schedule) -> Result<Arc<dyn JobInstance>, String> {
         let overrides = run
             .overrides
             .as_ref()
@@ -214,26 +217,17 @@ impl Executor {
                 }
                 schedule.params.clone()
             }
-            Some(overrides) => {
-                let Some(map) = overrides.as_object() else {
-                    return Err(InstanceError::Refused(
-                        "refused: the run's overrides are not a map of param keys".into(),
-                    ));
-                };
-                overrides::check_allowed(schedule, map)
-                    .map_err(|message| InstanceError::Refused(format!("refused: {message}")))?;
-                overrides::params_with(&schedule.params, overrides).map_err(InstanceError::Build)?
-            }
+            Some(overrides) => overrides::params_with(&schedule.params, overrides)?,
         };
         let Some(job) = self.jobs.registry.get(&schedule.job) else {
-            return Err(InstanceError::Build(format!(
+            return Err(format!(
                 "job kind `{}` is not available in this runner",
                 schedule.job
-            )));
+            ));
         };
         job.check_params(&params)
             .and_then(|()| job.build(&params, &self.jobs.context(&schedule.id)))
-            .map_err(|errors| InstanceError::Build(JobError::InvalidParams(errors).to_string()))
+            .map_err(|errors| JobError::InvalidParams(errors).to_string())
     }
 
     async fn run_job(
@@ -244,17 +238,8 @@ impl Executor {
     ) -> (RunStatus, RunEnd, Option<Reported>) {
         let instance = match self.instance_for(run, schedule) {
             Ok(instance) => instance,
-            Err(InstanceError::Build(message)) => {
+            Err(message) => {
                 let (status, end) = failed_end(message);
-                return (status, end, None);
-            }
-            Err(InstanceError::Refused(message)) => {
-                tracing::warn!(run = run.id, schedule = %schedule.id, reason = %message,
-                    "a run row was refused; nothing ran");
-                let (status, mut end) = failed_end(message);
-                add_details(&mut end, |map| {
-                    map.insert("refused".into(), serde_json::Value::Bool(true));
-                });
                 return (status, end, None);
             }
         };
