@@ -739,7 +739,7 @@ async fn record_run(
         trigger: Trigger::Schedule,
         status: RunStatus::Running,
         not_before: None,
-        params: serde_json::json!({}),
+        overrides: None,
         dry_run: false,
         force_overlap: false,
         error: None,

@@ -61,7 +61,7 @@ async fn run_once(ledger: &Ledger, instance: &Instance, writes: &[StateWrite]) -
         trigger: Trigger::Manual,
         status: RunStatus::Running,
         not_before: None,
-        params: serde_json::json!({}),
+        overrides: None,
         dry_run: false,
         force_overlap: false,
         error: None,

@@ -173,7 +173,10 @@ async fn a_finding_pages_once_per_notifier_stays_quiet_on_repeats_and_resolves_w
         );
     }
     let incident = &pd.incidents()[0];
-    assert_eq!(incident.dedup_key, "disk/full/sda1");
+    assert_eq!(
+        incident.dedup_key, "disk-check/disk/full/sda1",
+        "namespaced by schedule"
+    );
     assert!(incident.is_open());
     let mail = &services.smtp.messages()[0];
     assert!(mail.tls, "email went over STARTTLS");
@@ -292,7 +295,9 @@ async fn failing_services_get_every_alert_once_in_order_and_a_kill_loses_none() 
         );
     }
     assert!(
-        !pd.events().iter().any(|e| e.dedup_key.starts_with("disk/"))
+        !pd.events()
+            .iter()
+            .any(|e| e.dedup_key.starts_with("disk-check/disk/"))
             && disk_messages_now(slack) == 0,
         "nothing got through while the services failed"
     );
@@ -305,7 +310,7 @@ async fn failing_services_get_every_alert_once_in_order_and_a_kill_loses_none() 
     let disk_events = || -> Vec<patrol_standins::PdEvent> {
         pd.events()
             .into_iter()
-            .filter(|event| event.dedup_key.starts_with("disk/"))
+            .filter(|event| event.dedup_key.starts_with("disk-check/disk/"))
             .collect()
     };
     let disk_messages = || -> Vec<(String, usize)> {
@@ -349,13 +354,13 @@ async fn failing_services_get_every_alert_once_in_order_and_a_kill_loses_none() 
             .collect()
     };
     // The update of disk/a re-triggers with the same dedup key (no new incident).
-    assert_eq!(pd_actions("disk/a"), ["trigger", "trigger"]);
-    assert_eq!(pd_actions("disk/b"), ["trigger", "resolve"]);
+    assert_eq!(pd_actions("disk-check/disk/a"), ["trigger", "trigger"]);
+    assert_eq!(pd_actions("disk-check/disk/b"), ["trigger", "resolve"]);
     let incidents = pd.incidents();
     assert_eq!(
         incidents
             .iter()
-            .filter(|i| i.dedup_key.starts_with("disk/"))
+            .filter(|i| i.dedup_key.starts_with("disk-check/disk/"))
             .count(),
         2,
         "one incident per key"
@@ -551,6 +556,137 @@ async fn silences_hold_pages_back_until_they_end_and_alert_test_reaches_every_no
     let run = project.patrol(&["run", "disk-check", "--wait"]);
     assert_eq!(run.status.code(), Some(1));
     assert_eq!(services.pagerduty.events().len(), 2);
-    assert_eq!(services.pagerduty.events()[1].dedup_key, "disk/full/sda1");
+    assert_eq!(
+        services.pagerduty.events()[1].dedup_key,
+        "disk-check/disk/full/sda1"
+    );
     assert_eq!(services.slack.messages().len(), 2);
+}
+
+/// A manual-only schedule whose command prints the finding lines of
+/// `<id>.jsonl` (empty at first), failing with `exit` when it is not 0.
+fn manual_findings_schedule(project: &Project, id: &str, exit: i32) {
+    let file = project.path().join(format!("{id}.jsonl"));
+    std::fs::write(&file, "").unwrap();
+    project.schedule(
+        &format!("{id}.yaml"),
+        &format!(
+            "id: {id}\njob: command\ncron: \"0 3 1 1 *\"\nretries: {{max: 0}}\n\
+             params: {{shell: 'cat {}; exit {exit}'}}\n",
+            file.display()
+        ),
+    );
+}
+
+fn finding_line(key: &str) -> String {
+    format!(
+        "{{\"finding\": {{\"key\": \"{key}\", \"severity\": \"critical\", \"title\": \"{key} is bad\"}}}}\n"
+    )
+}
+
+/// Issue 20, item 8: alerts are per (schedule, key), and so are their
+/// PagerDuty incidents — two schedules reporting one key open two — and
+/// a job cannot speak as the runner: a finding keyed
+/// `patrol/run-failed/<other schedule>` is refused, so reporting and then
+/// dropping it resolves nobody's incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_never_share_an_incident_and_a_job_cannot_resolve_the_runners_alert() {
+    let pd = PagerDutyStandin::start(&[PD_ROUTING_KEY]).await.unwrap();
+    let project = Project::new(Db::Sqlite, "").await;
+    std::fs::create_dir_all(project.path().join("secrets")).unwrap();
+    std::fs::write(project.path().join("secrets/pd"), PD_ROUTING_KEY).unwrap();
+    append_config(
+        &project,
+        &format!(
+            "notifiers:\n  oncall-pd:\n    kind: pagerduty\n    routing_key: file:secrets/pd\n    base_url: \"{}\"\n    timeout: 2s\n",
+            pd.base_url()
+        ),
+    );
+    for id in ["left", "right", "evil"] {
+        manual_findings_schedule(&project, id, 0);
+    }
+    manual_findings_schedule(&project, "victim", 3);
+    for id in ["left", "right"] {
+        std::fs::write(
+            project.path().join(format!("{id}.jsonl")),
+            finding_line("shared/key"),
+        )
+        .unwrap();
+        let run = project.patrol(&["run", id, "--wait"]);
+        assert_eq!(run.status.code(), Some(1), "{}", stdout(&run));
+    }
+    let mut shared: Vec<String> = pd
+        .open_incidents()
+        .iter()
+        .map(|incident| incident.dedup_key.clone())
+        .collect();
+    shared.sort();
+    assert_eq!(
+        shared,
+        ["left/shared/key", "right/shared/key"],
+        "one incident per schedule: {:?}",
+        pd.events()
+    );
+
+    // The victim fails for good: the runner pages `patrol/run-failed/victim`.
+    let failed = project.patrol(&["run", "victim", "--wait"]);
+    assert_eq!(failed.status.code(), Some(1));
+    let victim_incident = |pd: &PagerDutyStandin| {
+        pd.incidents()
+            .into_iter()
+            .find(|incident| incident.dedup_key.ends_with("patrol/run-failed/victim"))
+    };
+    assert!(victim_incident(&pd).is_some_and(|incident| incident.is_open()));
+    let events_before = pd.events().len();
+
+    // Another schedule's job reports the runner's key, then drops it.
+    std::fs::write(
+        project.path().join("evil.jsonl"),
+        finding_line("patrol/run-failed/victim"),
+    )
+    .unwrap();
+    let forged = project.patrol(&["run", "evil", "--wait"]);
+    assert!(forged.status.code().is_some_and(|code| code <= 1));
+    let evil_runs = project.runs("evil").await;
+    let problems = evil_runs[0]
+        .details
+        .as_ref()
+        .map(|details| details["finding_problems"].to_string())
+        .unwrap_or_default();
+    assert!(problems.contains("reserved"), "{problems}");
+    std::fs::write(project.path().join("evil.jsonl"), "").unwrap();
+    let cleared = project.patrol(&["run", "evil", "--wait"]);
+    assert_eq!(cleared.status.code(), Some(0), "{}", stdout(&cleared));
+
+    assert_eq!(
+        pd.events().len(),
+        events_before,
+        "the job's key reached PagerDuty: {:?}",
+        pd.events()
+    );
+    assert!(
+        victim_incident(&pd).is_some_and(|incident| incident.is_open()),
+        "the victim's incident was resolved by another schedule's job"
+    );
+    let open = project.patrol(&["alerts", "--open", "--json"]);
+    let alerts: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
+    let open_keys: Vec<(&str, &str)> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| {
+            (
+                alert["schedule_id"].as_str().unwrap_or(""),
+                alert["key"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert!(
+        open_keys.contains(&("victim", "patrol/run-failed/victim")),
+        "{open_keys:?}"
+    );
+    assert!(
+        !open_keys.iter().any(|(schedule, _)| *schedule == "evil"),
+        "{open_keys:?}"
+    );
 }

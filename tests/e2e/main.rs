@@ -16,6 +16,7 @@ mod multi_node;
 mod operations;
 mod plugins;
 mod provmon;
+mod run_rows;
 mod shipped;
 mod support;
 mod validate;

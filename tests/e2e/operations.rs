@@ -17,7 +17,12 @@ async fn manual_run_without_a_server_runs_here_and_is_recorded() {
     let project = Project::new(Db::Sqlite, "").await;
     project.schedule(
         "greet.yaml",
-        &command_schedule("greet", "0 3 * * *", "", "{shell: 'echo hello $WHO'}"),
+        &command_schedule(
+            "greet",
+            "0 3 * * *",
+            "manual_params: [env, shell]\n",
+            "{shell: 'echo hello $WHO'}",
+        ),
     );
     let output = project.patrol(&["run", "greet", "--param", "env.WHO=ops", "--wait"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -28,7 +33,12 @@ async fn manual_run_without_a_server_runs_here_and_is_recorded() {
         (runs[0].trigger, runs[0].status),
         (Trigger::Manual, RunStatus::Succeeded)
     );
-    assert_eq!(runs[0].params["env"]["WHO"], "ops");
+    assert_eq!(
+        runs[0].overrides,
+        Some(serde_json::json!({"env.WHO": "ops"})),
+        "the row holds the overrides, not a params copy"
+    );
+    assert!(runs[0].params.is_null());
 
     let failing = project.patrol(&["run", "greet", "--param", "shell=exit 4"]);
     assert_eq!(failing.status.code(), Some(1), "a failed job exits 1");

@@ -25,6 +25,8 @@ use super::silences::Silence;
 pub struct FiringAlert {
     pub id: i64,
     pub key: String,
+    /// The key its notifiers know it by, as it was opened with.
+    pub notify_key: String,
     pub fingerprint: String,
     pub finding: Finding,
     pub first_seen_at: DateTime<Utc>,
@@ -200,7 +202,7 @@ fn refresh(
         finding: finding.clone(),
         fingerprint,
     });
-    let view = policy.view(
+    let mut view = policy.view(
         alert.id,
         input,
         finding,
@@ -209,6 +211,7 @@ fn refresh(
         now,
         None,
     );
+    view.notify_key.clone_from(&alert.notify_key);
     let mute = mute_reason(policy, silences, &view, now);
     for target in targets_for(policy, input, &view) {
         let action = match alert.paged.get(&target.notifier) {
@@ -247,7 +250,7 @@ fn resolve(
 ) {
     decision.resolved.push(alert.id);
     decision.recorded.resolved += 1;
-    let view = policy.view(
+    let mut view = policy.view(
         alert.id,
         input,
         &alert.finding,
@@ -256,6 +259,7 @@ fn resolve(
         now,
         Some(now),
     );
+    view.notify_key.clone_from(&alert.notify_key);
     let targets = targets_for(policy, input, &view);
     for (notifier, seen) in &alert.paged {
         let target = targets
@@ -387,6 +391,7 @@ mod tests {
         FiringAlert {
             id,
             key: finding.key.clone(),
+            notify_key: finding.key.clone(),
             fingerprint: fingerprint(finding),
             finding: finding.clone(),
             first_seen_at: at(0),

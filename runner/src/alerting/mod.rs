@@ -11,6 +11,7 @@ pub const PATROL_SCHEDULE: &str = "patrol";
 
 pub mod config;
 pub mod decide;
+pub mod keys;
 pub mod matcher;
 pub mod notifiers;
 pub mod notify;

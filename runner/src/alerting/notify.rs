@@ -68,6 +68,12 @@ pub struct RunbookView {
 pub struct AlertView {
     pub alert_id: i64,
     pub key: String,
+    /// The key notifiers identify the alert's incident by (PagerDuty's
+    /// `dedup_key`): `<schedule>/<key>`, or the bare key for alerts opened
+    /// before migration 8 (`alerting::keys`). Empty in outbox rows written
+    /// before it; the outbox fills in the bare key.
+    #[serde(default)]
+    pub notify_key: String,
     pub schedule_id: String,
     pub job: String,
     pub severity: Severity,

@@ -39,6 +39,8 @@ impl AlertPolicy {
         AlertView {
             alert_id,
             key: finding.key.clone(),
+            // A firing alert's own stored key replaces this (decide.rs).
+            notify_key: super::keys::notify_key(input.schedule_id, &finding.key),
             schedule_id: input.schedule_id.to_string(),
             job: input.job.to_string(),
             severity: finding.severity,

@@ -152,8 +152,10 @@ pub async fn record_findings(
     Ok(decision.recorded)
 }
 
-/// Findings worth recording: valid ones, first of each key. Returns them
-/// and a note per finding left out.
+/// Findings worth recording: valid ones, first of each key, none under
+/// the runner's reserved `patrol/` (a job reporting, then dropping,
+/// `patrol/run-failed/<schedule>` would page or resolve as the runner).
+/// Returns them and a note per finding left out.
 pub fn usable_findings(findings: Vec<Finding>) -> (Vec<Finding>, Vec<String>) {
     let mut keys = HashSet::new();
     let mut usable = Vec::new();
@@ -161,6 +163,13 @@ pub fn usable_findings(findings: Vec<Finding>) -> (Vec<Finding>, Vec<String>) {
     for (index, finding) in findings.into_iter().enumerate() {
         if let Err(problem) = finding.check() {
             problems.push(format!("finding {}: {problem}", index + 1));
+        } else if super::keys::is_reserved(&finding.key) {
+            problems.push(format!(
+                "finding {}: key `{}` is under `{}`, reserved for patrol's own alerts",
+                index + 1,
+                finding.key,
+                super::keys::RESERVED_PREFIX
+            ));
         } else if !keys.insert(finding.key.clone()) {
             problems.push(format!(
                 "finding {}: key `{}` reported twice; the first is kept",

@@ -132,6 +132,7 @@ mod tests {
         AlertView {
             alert_id: 1,
             key: format!("{job}/k"),
+            notify_key: format!("s/{job}/k"),
             schedule_id: format!("{job}-sched"),
             job: job.into(),
             severity,

@@ -367,3 +367,57 @@ async fn old_resolved_alerts_are_pruned_once_nothing_is_left_to_send() {
         assert_eq!(left, ["k/new"], "firing alerts are kept");
     }
 }
+
+/// The view an outbox row holds, for `key`'s `action` at `notifier`.
+async fn sent_view(ledger: &Ledger, key: &str, action: &str) -> super::notify::AlertView {
+    let view: String = sqlx::query_scalar(
+        "SELECT view FROM deliveries WHERE alert_key = $1 AND action = $2 AND notifier = 'pager' \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(key)
+    .bind(action)
+    .fetch_one(ledger.pool())
+    .await
+    .unwrap();
+    serde_json::from_str(&view).unwrap()
+}
+
+#[tokio::test]
+async fn new_alerts_are_known_by_schedule_and_key_and_alerts_opened_before_keep_their_bare_key() {
+    for (_dir, ledger) in ledgers_for("patrol_alert_notify_keys").await {
+        let policy = AlertPolicy::new(&config());
+        let both = [finding("disk/old", "old"), finding("disk/new", "new")];
+        record(&ledger, &policy, &both[..1], true).await;
+        // `disk/old` was opened before migration 8: no stored notify key.
+        sqlx::query("UPDATE alerts SET notify_key = NULL WHERE alert_key = 'disk/old'")
+            .execute(ledger.pool())
+            .await
+            .unwrap();
+        record(&ledger, &policy, &both, true).await;
+        assert_eq!(
+            sent_view(&ledger, "disk/new", "trigger").await.notify_key,
+            "disk-check/disk/new"
+        );
+        record(&ledger, &policy, &[], true).await;
+        assert_eq!(
+            sent_view(&ledger, "disk/old", "resolve").await.notify_key,
+            "disk/old",
+            "its resolve reaches the incident it opened"
+        );
+        assert_eq!(
+            sent_view(&ledger, "disk/new", "resolve").await.notify_key,
+            "disk-check/disk/new"
+        );
+    }
+}
+
+#[test]
+fn a_job_cannot_report_the_runners_keys() {
+    let (usable, problems) = super::record::usable_findings(vec![
+        finding("patrol/run-failed/provmon", "forged"),
+        finding("disk/sda1", "real"),
+    ]);
+    assert_eq!(usable.len(), 1);
+    assert_eq!(usable[0].key, "disk/sda1");
+    assert!(problems[0].contains("reserved"), "{problems:?}");
+}

@@ -9,7 +9,7 @@ use patrol_job_api::effects::{EffectRecord, EffectStatus};
 use super::{Context, ERROR, FOUND, OK};
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::worker::DeliveryWorker;
-use crate::config::{Overlap, Schedule};
+use crate::config::{overrides, Overlap, Schedule};
 use crate::ledger::{Instance, Ledger, NewRun, Run, RunStatus, Trigger};
 use crate::registry::JobRegistry;
 use crate::scheduler::{Alerting, CancelReason, Executor, RunHandle, SystemClock};
@@ -22,6 +22,7 @@ pub struct Args {
     /// Schedule id.
     pub id: String,
     /// Override a param: `--param key=value` (dots reach into maps; the value is read as YAML).
+    /// Only top-level keys the schedule lists in `manual_params`.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
     /// Ask the job to change nothing and report what it would do.
@@ -43,13 +44,31 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         eprintln!("error: no schedule `{}` (see `patrol schedules`)", args.id);
         return Ok(ERROR);
     };
-    let mut params = schedule.params.clone();
+    let mut run_overrides = serde_json::Map::new();
     for assignment in &args.params {
-        if let Err(message) = apply_param(&mut params, assignment) {
+        if let Err(message) = overrides::add_override(&mut run_overrides, assignment) {
             eprintln!("error: --param {assignment}: {message}");
             return Ok(ERROR);
         }
     }
+    // Only keys the schedule's `manual_params` allow; the executor checks
+    // again (a row is not a command).
+    if let Err(message) = overrides::check_allowed(&schedule, &run_overrides) {
+        eprintln!("error: {message}");
+        return Ok(ERROR);
+    }
+    let run_overrides =
+        (!run_overrides.is_empty()).then_some(serde_json::Value::Object(run_overrides));
+    let params = match &run_overrides {
+        Some(run_overrides) => match overrides::params_with(&schedule.params, run_overrides) {
+            Ok(params) => params,
+            Err(message) => {
+                eprintln!("error: --param: {message}");
+                return Ok(ERROR);
+            }
+        },
+        None => schedule.params.clone(),
+    };
     if let Some(job) = registry.get(&schedule.job) {
         // Params of the run's own are checked and built here, so a bad one
         // is refused before a run is recorded.
@@ -81,7 +100,7 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         trigger: Trigger::Manual,
         status: RunStatus::Pending,
         not_before: Some(now),
-        params,
+        overrides: run_overrides,
         dry_run: args.dry_run,
         force_overlap: args.force,
         error: None,
@@ -315,56 +334,10 @@ fn seconds(start: DateTime<Utc>, end: DateTime<Utc>) -> String {
     format!("{:.1}s", (end - start).num_milliseconds() as f64 / 1000.0)
 }
 
-/// Sets `key=value` in `params`; dots in `key` walk into nested maps.
-fn apply_param(params: &mut serde_json::Value, assignment: &str) -> Result<(), String> {
-    let (key, raw) = assignment.split_once('=').ok_or("expected KEY=VALUE")?;
-    if key.is_empty() || key.split('.').any(str::is_empty) {
-        return Err("empty key".into());
-    }
-    let value: serde_json::Value = match serde_norway::from_str::<serde_norway::Value>(raw) {
-        Ok(serde_norway::Value::Null)
-            if !raw.trim().is_empty() && raw.trim() != "null" && raw.trim() != "~" =>
-        {
-            serde_json::Value::String(raw.to_string())
-        }
-        Ok(value) => serde_json::to_value(value).map_err(|err| err.to_string())?,
-        Err(_) => serde_json::Value::String(raw.to_string()),
-    };
-    let mut target = params;
-    let parts: Vec<&str> = key.split('.').collect();
-    for part in &parts[..parts.len() - 1] {
-        if !target.is_object() {
-            *target = serde_json::json!({});
-        }
-        target = target
-            .as_object_mut()
-            .ok_or("not a map")?
-            .entry(part.to_string())
-            .or_insert_with(|| serde_json::json!({}));
-    }
-    let map = target
-        .as_object_mut()
-        .ok_or_else(|| format!("`{key}` does not lead into a map"))?;
-    map.insert(parts[parts.len() - 1].to_string(), value);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{apply_param, effect_lines};
+    use super::effect_lines;
     use serde_json::json;
-
-    #[test]
-    fn params_are_set_with_yaml_values_and_dotted_keys() {
-        let mut params = json!({"program": "x", "env": {"A": "1"}});
-        apply_param(&mut params, "env.B=two").unwrap();
-        apply_param(&mut params, "args=[\"-v\", \"--dry\"]").unwrap();
-        apply_param(&mut params, "output_limit=1KiB").unwrap();
-        assert_eq!(params["env"], json!({"A": "1", "B": "two"}));
-        assert_eq!(params["args"], json!(["-v", "--dry"]));
-        assert_eq!(params["output_limit"], json!("1KiB"));
-        assert!(apply_param(&mut params, "novalue").is_err());
-    }
 
     #[test]
     fn effects_print_one_line_each() {

@@ -203,6 +203,18 @@ fn check_schedule(
         }
     }
     let params = params_as_json(&spec.params).map_err(|message| errors.push(at("params", message)));
+    let known = jobs
+        .and_then(|jobs| jobs.registry.get(&spec.job))
+        .map(|job| {
+            job.describe()
+                .params
+                .iter()
+                .map(|param| param.name)
+                .collect()
+        });
+    for (index, message) in check_manual_params(&spec.manual_params, known) {
+        errors.push(at(&format!("manual_params[{index}]"), message));
+    }
     let Some(jobs) = jobs else {
         return build_schedule(yaml, prefix, spec, cron, timezone, params, errors);
     };
@@ -278,11 +290,37 @@ fn build_schedule(
             retries: spec.retries,
             history: spec.history,
             params,
+            manual_params: spec.manual_params,
             route: spec.route,
             built: None,
         }),
         _ => Err(errors),
     }
+}
+
+/// Problems with `manual_params`, by index: each a top-level param key,
+/// named once, and one the job describes (`known`, when it describes any).
+fn check_manual_params(keys: &[String], known: Option<Vec<&str>>) -> Vec<(usize, String)> {
+    let known = known.filter(|known| !known.is_empty());
+    let mut problems = Vec::new();
+    for (index, key) in keys.iter().enumerate() {
+        if key.is_empty() || key.contains('.') || key.contains('=') {
+            problems.push((index, format!("`{key}` is not a top-level param key")));
+        } else if keys[..index].contains(key) {
+            problems.push((index, format!("`{key}` is named twice")));
+        } else if let Some(known) = &known {
+            if !known.contains(&key.as_str()) {
+                problems.push((
+                    index,
+                    format!(
+                        "`{key}` is not a param of this job; known: {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    problems
 }
 
 fn check_id(id: &str) -> Result<(), String> {

@@ -8,6 +8,7 @@ mod diagnostic;
 mod global;
 mod load;
 mod located;
+pub mod overrides;
 mod schedule;
 
 pub use diagnostic::{Diagnostic, Diagnostics};

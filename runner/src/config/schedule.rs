@@ -39,6 +39,10 @@ pub struct ScheduleSpec {
     pub history: Option<HistoryPolicy>,
     #[serde(default)]
     pub params: serde_norway::Value,
+    /// Top-level param keys a manual run (`patrol run --param`) may
+    /// override; none by default (docs/scheduling.md).
+    #[serde(default)]
+    pub manual_params: Vec<String>,
     /// The route (in patrol.yaml) its alerts take, instead of matching.
     #[serde(default)]
     pub route: Option<String>,
@@ -132,6 +136,8 @@ pub struct Schedule {
     pub retries: RetryPolicy,
     pub history: Option<HistoryPolicy>,
     pub params: serde_json::Value,
+    /// Top-level param keys a manual run may override (`manual_params`).
+    pub manual_params: Vec<String>,
     /// The route its alerts take (`routes[].name`), instead of matching.
     pub route: Option<String>,
     /// Where it was defined, for messages.

@@ -35,7 +35,7 @@ pub async fn firing_alerts(
     schedule_id: &str,
 ) -> Result<Vec<FiringAlert>> {
     let rows = sqlx::query(
-        "SELECT id, alert_key, fingerprint, finding, first_seen_at FROM alerts \
+        "SELECT id, alert_key, fingerprint, finding, first_seen_at, notify_key FROM alerts \
          WHERE status = 'firing' AND schedule_id = $1 ORDER BY id",
     )
     .bind(schedule_id)
@@ -45,9 +45,15 @@ pub async fn firing_alerts(
     let mut alerts: Vec<FiringAlert> = rows
         .iter()
         .map(|row| {
+            let key: String = row.try_get(1)?;
+            // Alerts opened before migration 8 keep their bare key.
+            let notify_key = row
+                .try_get::<Option<String>, _>(5)?
+                .unwrap_or_else(|| key.clone());
             Ok(FiringAlert {
                 id: row.try_get(0)?,
-                key: row.try_get(1)?,
+                key,
+                notify_key,
                 fingerprint: row.try_get(2)?,
                 finding: serde_json::from_str(&row.try_get::<String, _>(3)?)?,
                 first_seen_at: from_millis(row.try_get(4)?),
@@ -149,8 +155,8 @@ pub async fn insert_alert(
 ) -> Result<i64> {
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO alerts (alert_key, schedule_id, job, status, severity, title, finding, \
-         fingerprint, node, first_seen_at, last_seen_at, first_run_id, last_run_id) \
-         VALUES ($1, $2, $3, 'firing', $4, $5, $6, $7, $8, $9, $9, $10, $10) RETURNING id",
+         fingerprint, node, first_seen_at, last_seen_at, first_run_id, last_run_id, notify_key) \
+         VALUES ($1, $2, $3, 'firing', $4, $5, $6, $7, $8, $9, $9, $10, $10, $11) RETURNING id",
     )
     .bind(&finding.key)
     .bind(input.schedule_id)
@@ -162,6 +168,10 @@ pub async fn insert_alert(
     .bind(input.node)
     .bind(to_millis(now))
     .bind(input.run_id)
+    .bind(crate::alerting::keys::notify_key(
+        input.schedule_id,
+        &finding.key,
+    ))
     .fetch_one(&mut *conn)
     .await
     .context("cannot record an alert")?;

@@ -73,7 +73,6 @@ mod tests {
 
     use chrono::TimeZone;
     use patrol_job_api::{Checkpoints, JobState, StateKey, SystemClock};
-    use serde_json::json;
 
     use super::*;
     use crate::ledger::tests::ledgers_for;
@@ -94,7 +93,7 @@ mod tests {
             trigger: Trigger::Schedule,
             status: RunStatus::Running,
             not_before: None,
-            params: json!({}),
+            overrides: None,
             dry_run: false,
             force_overlap: false,
             error: None,

@@ -133,7 +133,15 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
     pub node: Option<String>,
     pub instance_id: Option<String>,
+    /// A full params copy, in rows written before migration 8 only (null
+    /// since): shown, never run — the executor takes params from the
+    /// schedule.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub params: serde_json::Value,
+    /// A manual run's overrides (`config::overrides`), merged over the
+    /// schedule's params when they are keys its `manual_params` allow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overrides: Option<serde_json::Value>,
     pub dry_run: bool,
     pub force_overlap: bool,
     pub summary: Option<String>,
@@ -152,7 +160,9 @@ pub struct NewRun {
     pub trigger: Trigger,
     pub status: RunStatus,
     pub not_before: Option<DateTime<Utc>>,
-    pub params: serde_json::Value,
+    /// A manual run's param overrides (`config::overrides`); `None` runs
+    /// the schedule's params as they are.
+    pub overrides: Option<serde_json::Value>,
     pub dry_run: bool,
     pub force_overlap: bool,
     pub error: Option<String>,

@@ -243,14 +243,19 @@ impl Ledger {
             let id: i64 = row.try_get(0)?;
             let action: String = row.try_get(3)?;
             let attempts: i64 = row.try_get(6)?;
+            let mut view: AlertView = serde_json::from_str(&row.try_get::<String, _>(4)?)
+                .with_context(|| format!("delivery {id} has an unreadable alert"))?;
+            if view.notify_key.is_empty() {
+                // Written before migration 8: its alert was opened with the bare key.
+                view.notify_key.clone_from(&view.key);
+            }
             let due = Due {
                 id,
                 alert_id: row.try_get(1)?,
                 notifier: row.try_get(2)?,
                 action: Action::parse(&action)
                     .with_context(|| format!("delivery {id} has unknown action `{action}`"))?,
-                view: serde_json::from_str(&row.try_get::<String, _>(4)?)
-                    .with_context(|| format!("delivery {id} has an unreadable alert"))?,
+                view,
                 created_at: from_millis(row.try_get(5)?),
                 attempts: u32::try_from(attempts - 1).unwrap_or(0),
                 remote: None,

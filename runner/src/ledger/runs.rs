@@ -29,12 +29,17 @@ pub trait RunEndWrites: Send + Sync {
 
 pub(super) const RUN_COLUMNS: &str =
     "id, schedule_id, job, scheduled_for, attempt, triggered_by, status, \
-    not_before, created_at, started_at, finished_at, node, instance_id, params, dry_run, \
+    not_before, created_at, started_at, finished_at, node, instance_id, params, overrides, dry_run, \
     force_overlap, summary, output, details, error";
+
+/// What new rows hold in the (NOT NULL) `params` column: JSON null. Rows
+/// written before migration 8 hold a full copy there, which is shown but
+/// never run.
+const NO_PARAMS_COPY: &str = "null";
 
 /// Rows per INSERT; keeps each statement far below SQLite's bind limit.
 const INSERT_CHUNK: usize = 400;
-const INSERT_COLUMNS: usize = 15;
+const INSERT_COLUMNS: usize = 16;
 
 /// Which runs `patrol runs` lists.
 #[derive(Debug, Clone, Default)]
@@ -69,7 +74,7 @@ impl Ledger {
     ) -> Result<Vec<Option<i64>>> {
         let mut sql = String::from(
             "INSERT INTO runs (schedule_id, job, scheduled_for, attempt, triggered_by, status, \
-             not_before, created_at, started_at, node, instance_id, params, dry_run, error, force_overlap) VALUES ",
+             not_before, created_at, started_at, node, instance_id, params, overrides, dry_run, error, force_overlap) VALUES ",
         );
         for index in 0..runs.len() {
             let base = index * INSERT_COLUMNS;
@@ -110,7 +115,9 @@ impl Ledger {
                 .bind((owned || finished_kind).then_some(now_ms))
                 .bind(owned.then(|| owner.node.clone()))
                 .bind(owned.then(|| owner.id.clone()))
-                .bind(run.params.to_string())
+                // No params copy (migration 8): the schedule's are run.
+                .bind(NO_PARAMS_COPY)
+                .bind(run.overrides.as_ref().map(serde_json::Value::to_string))
                 .bind(i64::from(run.dry_run))
                 .bind(run.error.clone())
                 .bind(i64::from(run.force_overlap));
@@ -432,8 +439,8 @@ pub(super) async fn insert_pending(
 ) -> Result<Option<i64>> {
     let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO runs (schedule_id, job, scheduled_for, attempt, triggered_by, status, \
-         not_before, created_at, params, dry_run, force_overlap, error) \
-         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11) \
+         not_before, created_at, params, overrides, dry_run, force_overlap, error) \
+         VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (schedule_id, scheduled_for, attempt) DO NOTHING RETURNING id",
     )
     .bind(run.schedule_id.clone())
@@ -443,7 +450,8 @@ pub(super) async fn insert_pending(
     .bind(run.trigger.as_str())
     .bind(run.not_before.map(to_millis))
     .bind(to_millis(now))
-    .bind(run.params.to_string())
+    .bind(NO_PARAMS_COPY)
+    .bind(run.overrides.as_ref().map(serde_json::Value::to_string))
     .bind(i64::from(run.dry_run))
     .bind(i64::from(run.force_overlap))
     .bind(run.error.clone())
@@ -479,6 +487,7 @@ pub(super) fn decode_run(row: &AnyRow) -> Result<Run> {
         node: row.try_get("node")?,
         instance_id: row.try_get("instance_id")?,
         params: json("params")?.unwrap_or(serde_json::Value::Null),
+        overrides: json("overrides")?,
         dry_run: row.try_get::<i64, _>("dry_run")? != 0,
         force_overlap: row.try_get::<i64, _>("force_overlap")? != 0,
         summary: row.try_get("summary")?,

@@ -48,7 +48,7 @@ fn slot(schedule: &str, minute: u32, status: RunStatus) -> NewRun {
         trigger: Trigger::Schedule,
         status,
         not_before: None,
-        params: json!({"program": "true"}),
+        overrides: Some(json!({"program": "true"})),
         dry_run: false,
         force_overlap: false,
         error: None,
@@ -91,7 +91,8 @@ async fn a_slot_is_claimed_once_whoever_asks() {
         let run = ledger.run(first[0].unwrap()).await.unwrap().unwrap();
         assert_eq!(run.instance_id.as_deref(), Some("i1"));
         assert_eq!(run.status, RunStatus::Running);
-        assert_eq!(run.params, json!({"program": "true"}));
+        assert_eq!(run.overrides, Some(json!({"program": "true"})));
+        assert_eq!(run.params, serde_json::Value::Null, "no params copy");
     }
 }
 

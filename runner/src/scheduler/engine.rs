@@ -436,7 +436,8 @@ impl Engine {
             finished_at: None,
             node: Some(self.me.node.clone()),
             instance_id: Some(self.me.id.clone()),
-            params: row.params,
+            params: serde_json::Value::Null,
+            overrides: row.overrides,
             dry_run: row.dry_run,
             force_overlap: row.force_overlap,
             summary: None,
@@ -729,7 +730,7 @@ fn slot_row(
         trigger,
         status,
         not_before: None,
-        params: schedule.params.clone(),
+        overrides: None,
         dry_run: false,
         force_overlap: false,
         error,
@@ -744,6 +745,7 @@ fn same_schedule(a: &Schedule, b: &Schedule) -> bool {
         && a.jitter == b.jitter
         && a.job == b.job
         && a.params == b.params
+        && a.manual_params == b.manual_params
         && a.overlap == b.overlap
         && a.timeout == b.timeout
         && a.retries == b.retries

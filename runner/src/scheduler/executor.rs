@@ -17,12 +17,32 @@ use super::orphans::run_key;
 use super::spread::retry_delay;
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::record::{usable_findings, FindingsInput, RunAlerts};
-use crate::config::Schedule;
+use crate::config::{overrides, Schedule};
 use crate::ledger::{
     Ledger, LedgerCheckpointLog, LedgerEffectLog, NewRun, Run, RunEnd, RunStatus,
     ScheduleStateStore, Trigger,
 };
 use crate::registry::JobBuild;
+
+/// Why `run`'s row asks for what its schedule does not allow, if it
+/// does: a job kind other than the schedule's, or overrides outside its
+/// `manual_params`. A row is not a command: such a run is recorded
+/// `failed` with this reason, and nothing runs.
+fn refusal(run: &Run, schedule: &Schedule) -> Option<String> {
+    if run.job != schedule.job {
+        return Some(format!(
+            "refused: the run names job `{}` but schedule `{}` runs `{}`; a run takes its job from its schedule",
+            run.job, schedule.id, schedule.job
+        ));
+    }
+    let overrides = run.overrides.as_ref()?;
+    let Some(map) = overrides.as_object() else {
+        return Some("refused: the run's overrides are not a map of param keys".into());
+    };
+    overrides::check_allowed(schedule, map)
+        .err()
+        .map(|message| format!("refused: {message}"))
+}
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
 const WIND_DOWN: Duration = Duration::from_secs(15);
@@ -107,9 +127,21 @@ impl Executor {
         schedule: Option<Arc<Schedule>>,
         handle: RunHandle,
     ) -> RunStatus {
-        let (status, mut end, reported) = match schedule.as_deref() {
-            Some(schedule) => self.run_job(&run, schedule, &handle).await,
-            None => (
+        let refused = schedule
+            .as_deref()
+            .and_then(|schedule| refusal(&run, schedule));
+        let (status, mut end, reported) = match (schedule.as_deref(), &refused) {
+            (Some(_), Some(reason)) => {
+                tracing::warn!(run = run.id, schedule = %run.schedule_id, reason = %reason,
+                    "a run row was refused; nothing ran");
+                let (status, mut end) = failed_end(reason.clone());
+                add_details(&mut end, |map| {
+                    map.insert("refused".into(), serde_json::Value::Bool(true));
+                });
+                (status, end, None)
+            }
+            (Some(schedule), None) => self.run_job(&run, schedule, &handle).await,
+            (None, _) => (
                 RunStatus::Cancelled,
                 RunEnd::failed(
                     RunStatus::Cancelled,
@@ -118,8 +150,11 @@ impl Executor {
                 None,
             ),
         };
+        // A refused row would be refused again: it is not retried (it
+        // pages as the schedule's failure instead).
         let retry = schedule
             .as_deref()
+            .filter(|_| refused.is_none())
             .and_then(|schedule| retry_after(schedule, &run, status, self.clock.now()));
         let mut reported = reported.map(|reported| checked_findings(reported, &mut end));
         if status.is_retryable() && retry.is_none() {
@@ -166,22 +201,32 @@ impl Executor {
         status
     }
 
-    /// The schedule's built job when the run uses the schedule's own
-    /// job and params; a run with its own params (a manual `--param`) gets
-    /// a job built for it alone.
+    /// The job this run runs (its row was checked by [`refusal`]): the
+    /// schedule's built job, or, for a manual run with overrides, the
+    /// schedule's job built for that run alone from its params with the
+    /// overrides merged over them. Never a job kind or params of the row's.
     fn instance_for(&self, run: &Run, schedule: &Schedule) -> Result<Arc<dyn JobInstance>, String> {
-        if let Some(built) = &schedule.built {
-            if run.job == schedule.job && run.params == schedule.params {
-                return Ok(built.instance.clone());
+        let overrides = run
+            .overrides
+            .as_ref()
+            .filter(|overrides| !overrides.as_object().is_some_and(serde_json::Map::is_empty));
+        let params = match overrides {
+            None => {
+                if let Some(built) = &schedule.built {
+                    return Ok(built.instance.clone());
+                }
+                schedule.params.clone()
             }
-        }
-        let Some(job) = self.jobs.registry.get(&run.job) else {
+            Some(overrides) => overrides::params_with(&schedule.params, overrides)?,
+        };
+        let Some(job) = self.jobs.registry.get(&schedule.job) else {
             return Err(format!(
                 "job kind `{}` is not available in this runner",
-                run.job
+                schedule.job
             ));
         };
-        job.build(&run.params, &self.jobs.context(&run.schedule_id))
+        job.check_params(&params)
+            .and_then(|()| job.build(&params, &self.jobs.context(&schedule.id)))
             .map_err(|errors| JobError::InvalidParams(errors).to_string())
     }
 
@@ -552,13 +597,13 @@ pub fn retry_after(
     );
     Some(NewRun {
         schedule_id: run.schedule_id.clone(),
-        job: run.job.clone(),
+        job: schedule.job.clone(),
         scheduled_for: run.scheduled_for,
         attempt: run.attempt + 1,
         trigger: Trigger::Retry,
         status: RunStatus::Pending,
         not_before: Some(now + chrono::Duration::from_std(delay).unwrap_or_default()),
-        params: run.params.clone(),
+        overrides: run.overrides.clone(),
         dry_run: run.dry_run,
         force_overlap: run.force_overlap,
         error: None,

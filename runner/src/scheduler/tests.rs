@@ -749,7 +749,7 @@ async fn the_end_of_a_run_writes_after_its_checkpoints_and_a_dry_run_drops_them(
     scheduler.start(&test_schedule(
         "steps",
         "0 10 * * *",
-        "",
+        "  manual_params: [checkpoints, end_progress]\n",
         "{checkpoints: 3, end_progress: 7}",
     ));
     let runs = scheduler
@@ -768,7 +768,7 @@ async fn the_end_of_a_run_writes_after_its_checkpoints_and_a_dry_run_drops_them(
         trigger: Trigger::Manual,
         status: RunStatus::Pending,
         not_before: None,
-        params: serde_json::json!({"checkpoints": 2, "end_progress": 50}),
+        overrides: Some(serde_json::json!({"checkpoints": 2, "end_progress": 50})),
         dry_run: true,
         force_overlap: true,
         error: None,

@@ -20,6 +20,7 @@ pub(super) fn sample_alert() -> AlertView {
     AlertView {
         alert_id: 42,
         key: "traffic/export-spike/eu".into(),
+        notify_key: "traffic-eu/traffic/export-spike/eu".into(),
         schedule_id: "traffic-eu".into(),
         job: "traffic".into(),
         severity: Severity::Critical,

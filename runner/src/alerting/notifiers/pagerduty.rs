@@ -270,7 +270,7 @@ impl Defaults {
 
 /// The request body for `notification`, routed with `routing_key`.
 fn event<'a>(defaults: &Defaults, routing_key: &'a str, notification: &Notification) -> Event<'a> {
-    let dedup_key = dedup_key(&notification.alert.key);
+    let dedup_key = dedup_key(&notification.alert.notify_key);
     match notification.action {
         Action::Resolve => Event {
             routing_key,
@@ -404,7 +404,9 @@ mod tests {
         let value = serde_json::to_value(event(&defaults, "R0UTING", &n)).unwrap();
         assert_eq!(value["routing_key"], "R0UTING");
         assert_eq!(value["event_action"], "trigger");
-        assert_eq!(value["dedup_key"], "traffic/export-spike/eu");
+        // Namespaced by schedule: another schedule's `traffic/export-spike/eu`
+        // is another incident.
+        assert_eq!(value["dedup_key"], "traffic-eu/traffic/export-spike/eu");
         assert_eq!(value["client"], "patrol");
         let payload = &value["payload"];
         assert_eq!(payload["severity"], "critical");
@@ -457,16 +459,25 @@ mod tests {
             serde_json::json!({
                 "routing_key": "k",
                 "event_action": "resolve",
-                "dedup_key": "traffic/export-spike/eu",
+                "dedup_key": "traffic-eu/traffic/export-spike/eu",
             })
         );
+    }
+
+    #[test]
+    fn an_alert_opened_before_namespacing_resolves_with_its_bare_key() {
+        let mut alert = resolved(sample_alert());
+        alert.notify_key = alert.key.clone();
+        let n = notification(Action::Resolve, alert);
+        let value = serde_json::to_value(event(&Defaults::default(), "k", &n)).unwrap();
+        assert_eq!(value["dedup_key"], "traffic/export-spike/eu");
     }
 
     #[test]
     fn tests_do_not_touch_the_real_incident() {
         let n = notification(Action::Test, sample_alert());
         let value = serde_json::to_value(event(&Defaults::default(), "k", &n)).unwrap();
-        assert_ne!(value["dedup_key"], "traffic/export-spike/eu");
+        assert_ne!(value["dedup_key"], "traffic-eu/traffic/export-spike/eu");
         assert!(value["payload"]["summary"]
             .as_str()
             .unwrap()

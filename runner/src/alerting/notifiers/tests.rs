@@ -290,14 +290,14 @@ async fn pagerduty_incident_is_triggered_updated_and_resolved_by_key() {
         .unwrap();
     assert_eq!(
         sent.remote,
-        Some(serde_json::json!({"dedup_key": "traffic/export-spike/eu"}))
+        Some(serde_json::json!({"dedup_key": "traffic-eu/traffic/export-spike/eu"}))
     );
     send(&notifier, &notification(Action::Update, alert.clone()))
         .await
         .unwrap();
     let open = standin.open_incidents();
     assert_eq!(open.len(), 1);
-    assert_eq!(open[0].dedup_key, "traffic/export-spike/eu");
+    assert_eq!(open[0].dedup_key, "traffic-eu/traffic/export-spike/eu");
     assert_eq!(open[0].trigger_count, 2);
     assert_eq!(open[0].severity, "critical");
 
@@ -322,6 +322,7 @@ async fn pagerduty_long_keys_and_summaries_fit_its_limits() {
     let (_dir, notifier) = pagerduty_notifier(&standin, PD_KEY);
     let mut alert = sample_alert();
     alert.key = format!("backups/missing-rekor/{}", "ab".repeat(300));
+    alert.notify_key = format!("backups/{}", alert.key);
     alert.summary = "s".repeat(5000);
     send(&notifier, &notification(Action::Trigger, alert.clone()))
         .await

@@ -274,6 +274,11 @@ mod tests {
         assert_eq!(value["action"], "resolve");
         assert_eq!(value["delivery_id"], 17);
         assert_eq!(value["alert"]["key"], "traffic/export-spike/eu");
+        // What a receiver keys incidents by: unique across schedules.
+        assert_eq!(
+            value["alert"]["notify_key"],
+            "traffic-eu/traffic/export-spike/eu"
+        );
         assert_eq!(value["alert"]["sample_trace"], "0f3a9c");
         let back: AlertView = serde_json::from_value(value["alert"].clone()).unwrap();
         assert_eq!(back, n.alert);
