@@ -30,9 +30,9 @@ mod tests {
 
     #[test]
     fn notify_keys_differ_per_schedule_and_runner_keys_are_reserved() {
-        assert_eq!(notify_key("provmon", "rel/1"), "provmon/rel/1");
+        assert_eq!(notify_key("sweep", "rel/1"), "sweep/rel/1");
         assert_ne!(notify_key("a", "k"), notify_key("b", "k"));
-        assert!(is_reserved("patrol/run-failed/provmon"));
+        assert!(is_reserved("patrol/run-failed/sweep"));
         assert!(!is_reserved("patrolled/x"));
     }
 }

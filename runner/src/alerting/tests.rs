@@ -414,7 +414,7 @@ async fn new_alerts_are_known_by_schedule_and_key_and_alerts_opened_before_keep_
 #[test]
 fn a_job_cannot_report_the_runners_keys() {
     let (usable, problems) = super::record::usable_findings(vec![
-        finding("patrol/run-failed/provmon", "forged"),
+        finding("patrol/run-failed/sweep", "forged"),
         finding("disk/sda1", "real"),
     ]);
     assert_eq!(usable.len(), 1);
