@@ -132,6 +132,8 @@ fn main() {
         verifier: Default::default(),
         max_events: u64::MAX,
         now: Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap(),
+        max_clock_skew: std::time::Duration::from_secs(300),
+        rekor_outage_page_after: std::time::Duration::from_secs(1800),
     };
     println!("# provmon sweep bench\n");
     println!(

@@ -196,7 +196,12 @@ fn check_links(event: &Event) -> Result<(), String> {
     match event.stage {
         Stage::Release if event.release_sha.is_none() => missing("release_sha"),
         Stage::Bundle if event.bundle_digest.is_none() => missing("bundle_digest"),
-        Stage::Sign | Stage::Rekor if event.bundle_digest.is_none() => missing("bundle_digest"),
+        Stage::Sign if event.bundle_digest.is_none() => missing("bundle_digest"),
+        // A `rekor` event names the entry it vouches for: without one it
+        // would satisfy `missing-rekor` with nothing anyone could check.
+        Stage::Rekor if event.bundle_digest.is_none() || event.rekor_uuid.is_none() => {
+            missing("bundle_digest and rekor_uuid")
+        }
         Stage::Deploy if event.bundle_digest.is_none() || event.deploy_rev.is_none() => {
             missing("bundle_digest and deploy_rev")
         }
@@ -204,6 +209,31 @@ fn check_links(event: &Event) -> Result<(), String> {
             missing("bundle_digest or deploy_rev")
         }
         _ => Ok(()),
+    }
+}
+
+/// The latest `ts` a sweep accepts: its clock plus the allowed skew. An
+/// event dated later would push its rules' deadlines out (a `sign` dated
+/// 2099 is never overdue), so it is malformed.
+#[derive(Debug, Clone, Copy)]
+pub struct Horizon {
+    pub now: DateTime<Utc>,
+    pub max_skew: std::time::Duration,
+}
+
+impl Horizon {
+    /// `Err` naming the problem when `event` is dated beyond the horizon.
+    pub fn check(&self, event: &Event) -> Result<(), String> {
+        let skew = chrono::Duration::from_std(self.max_skew).unwrap_or(chrono::Duration::MAX);
+        match self.now.checked_add_signed(skew) {
+            Some(latest) if event.ts > latest => Err(format!(
+                "ts {} is more than {} ahead of the sweep's clock ({}; max_clock_skew)",
+                event.ts.to_rfc3339(),
+                humantime::format_duration(self.max_skew),
+                self.now.to_rfc3339()
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -231,8 +261,28 @@ mod tests {
     }
 
     #[test]
+    fn events_dated_beyond_the_allowed_skew_are_refused() {
+        let now = DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let horizon = Horizon {
+            now,
+            max_skew: std::time::Duration::from_secs(300),
+        };
+        let at = |ts: &str| {
+            let line = format!(r#"{{"type":"sign","ts":"{ts}","bundle_digest":"sha256:ab"}}"#);
+            horizon.check(&parse_event(line.as_bytes()).unwrap())
+        };
+        assert_eq!(at("2026-11-20T10:05:00Z"), Ok(()));
+        assert_eq!(at("2020-01-01T00:00:00Z"), Ok(()));
+        let err = at("2099-01-01T00:00:00Z").unwrap_err();
+        assert!(err.contains("more than 5m ahead"), "{err}");
+        assert!(at("2026-11-20T10:05:01Z").is_err());
+    }
+
+    #[test]
     fn malformed_events_say_what_is_wrong() {
-        let cases: [(&[u8], &str); 6] = [
+        let cases: [(&[u8], &str); 8] = [
             (br#"{"type":"release","ts":"2026-11-20T10:00:00Z""#, "EOF"),
             (br#"{"ts":"2026-11-20T10:00:00Z"}"#, "missing field `type`"),
             (
@@ -248,6 +298,14 @@ mod tests {
                 "needs bundle_digest",
             ),
             (b"\xff\xfe", "expected value"),
+            (
+                br#"{"type":"rekor","ts":"2026-11-20T10:00:00Z","bundle_digest":"sha256:ab"}"#,
+                "needs bundle_digest and rekor_uuid",
+            ),
+            (
+                br#"{"type":"rekor","ts":"2026-11-20T10:00:00Z","bundle_digest":"sha256:ab","rekor_uuid":""}"#,
+                "needs bundle_digest and rekor_uuid",
+            ),
         ];
         for (line, expected) in cases {
             let err = parse_event(line).unwrap_err();

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use chrono::{DateTime, Utc};
 
 use crate::chain::Chains;
-use crate::event::{parse_event, Event, Stage};
+use crate::event::{parse_event, Event, Horizon, Stage};
 use crate::source::{each_line, LineSink};
 use crate::verify::{bundle_id, BundleVerifier};
 
@@ -79,8 +79,9 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// `sources`: how many sources will be read (stats are kept per source).
-    pub fn new(sources: usize, bundles: Option<BundleCheck>) -> Self {
+    /// `sources`: how many sources will be read (stats are kept per source);
+    /// events dated beyond `horizon` are malformed.
+    pub fn new(sources: usize, bundles: Option<BundleCheck>, horizon: Horizon) -> Self {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let (sender, receiver) = sync_channel::<Batch>(threads * 2);
         let receiver = Arc::new(Mutex::new(receiver));
@@ -88,7 +89,7 @@ impl Ingest {
             .map(|_| {
                 let receiver = receiver.clone();
                 let bundles = bundles.clone();
-                std::thread::spawn(move || work(&receiver, sources, bundles.as_ref()))
+                std::thread::spawn(move || work(&receiver, sources, bundles.as_ref(), horizon))
             })
             .collect();
         Self {
@@ -174,6 +175,7 @@ fn work(
     receiver: &Mutex<Receiver<Batch>>,
     sources: usize,
     bundles: Option<&BundleCheck>,
+    horizon: Horizon,
 ) -> Parsed {
     let mut parsed = Parsed {
         chains: Chains::default(),
@@ -201,15 +203,19 @@ fn work(
         let mut events = 0;
         let mut bundles_checked = 0;
         for (first, chunk) in &batch.chunks {
-            each_line(*first, chunk, |line_no, line| match parse_event(line) {
-                Ok(event) => {
-                    events += 1;
-                    parsed.chains.apply(&event);
-                    if let Some(check) = bundles {
-                        bundles_checked += check_bundle(&mut parsed.chains, &event, check);
+            each_line(*first, chunk, |line_no, line| {
+                let checked =
+                    parse_event(line).and_then(|event| horizon.check(&event).map(|()| event));
+                match checked {
+                    Ok(event) => {
+                        events += 1;
+                        parsed.chains.apply(&event);
+                        if let Some(check) = bundles {
+                            bundles_checked += check_bundle(&mut parsed.chains, &event, check);
+                        }
                     }
+                    Err(problem) => note(line_no, problem),
                 }
-                Err(problem) => note(line_no, problem),
             });
         }
         parsed.stats[batch.source].events += events;

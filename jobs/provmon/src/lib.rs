@@ -18,6 +18,7 @@ pub mod github_source;
 pub mod http_source;
 pub mod ingest;
 pub mod memory;
+pub mod outage;
 pub mod recheck;
 pub mod rules;
 pub mod source;
@@ -60,6 +61,24 @@ pub struct Params {
     /// Write a signed evidence pack per release (off when absent).
     #[serde(default)]
     pub evidence: Option<evidence::EvidenceSpec>,
+    /// Events dated more than this ahead of the sweep's clock are malformed.
+    #[serde(default = "default_max_clock_skew")]
+    pub max_clock_skew: HumanDuration,
+    /// Rekor unreachable for longer than this pages `provmon/rekor-unreachable`.
+    #[serde(default = "default_rekor_outage_page_after")]
+    pub rekor_outage_page_after: HumanDuration,
+}
+
+/// Largest `max_clock_skew` accepted: a wider one re-opens the hole it
+/// closes (a future-dated event postpones its rules' deadlines).
+const MAX_CLOCK_SKEW_LIMIT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn default_max_clock_skew() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5 * 60))
+}
+
+fn default_rekor_outage_page_after() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30 * 60))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,6 +276,15 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
     if params.max_events == 0 {
         errors.push(ParamError::new("max_events", "must be at least 1"));
     }
+    if params.max_clock_skew.0 > MAX_CLOCK_SKEW_LIMIT {
+        errors.push(ParamError::new(
+            "max_clock_skew",
+            format!(
+                "{} is more than the 24h accepted: an event dated that far ahead would postpone its rules' deadlines",
+                params.max_clock_skew
+            ),
+        ));
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -420,6 +448,20 @@ impl JobKind for ProvmonJob {
                     default: Some("1000000"),
                     description: "Most lines read per sweep; the rest waits for the next",
                 },
+                ParamDoc {
+                    name: "max_clock_skew",
+                    type_name: "duration (at most 24h)",
+                    required: false,
+                    default: Some("5m"),
+                    description: "Events dated more than this ahead of the sweep's clock are malformed (counted and skipped): a future date would postpone its rules' deadlines",
+                },
+                ParamDoc {
+                    name: "rekor_outage_page_after",
+                    type_name: "duration",
+                    required: false,
+                    default: Some("30m"),
+                    description: "Rekor unreachable for longer than this pages provmon/rekor-unreachable; missing-rekor and deployed-unverified wait for Rekor and are judged once it answers",
+                },
             ],
         }
     }
@@ -458,6 +500,8 @@ impl JobInstance for Built {
                 .map(|writer| writer.with_effects(ctx.effects.clone())),
             max_events: self.params.max_events,
             now: ctx.now(),
+            max_clock_skew: self.params.max_clock_skew.0,
+            rekor_outage_page_after: self.params.rekor_outage_page_after.0,
         };
         sweep(&ctx.state, input, &ctx.cancel).await
     }

@@ -198,8 +198,16 @@ mod tests {
     use crate::chain::Chains;
     use crate::ingest::Ingest;
 
+    /// No event is too far in the future for these tests.
+    fn any_time() -> crate::event::Horizon {
+        crate::event::Horizon {
+            now: chrono::DateTime::<chrono::Utc>::MAX_UTC,
+            max_skew: std::time::Duration::ZERO,
+        }
+    }
+
     fn read(dir: &Path, cursor: &FilesCursor, limit: u64) -> (Chains, FilesCursor, SourceStats) {
-        let mut ingest = Ingest::new(1, None);
+        let mut ingest = Ingest::new(1, None, any_time());
         let mut stats = SourceStats::default();
         let next = read_files(dir, cursor, limit, &mut stats, &mut ingest).unwrap();
         let (chains, parsed) = ingest.finish().unwrap();
@@ -271,7 +279,7 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("b.ndjson")).unwrap();
         std::fs::write(dir.path().join("c.ndjson"), &lines).unwrap();
 
-        let mut ingest = Ingest::new(1, None);
+        let mut ingest = Ingest::new(1, None, any_time());
         let mut stats = SourceStats::default();
         let cursor = FilesCursor::default();
         let err = read_files(dir.path(), &cursor, 100, &mut stats, &mut ingest).unwrap_err();

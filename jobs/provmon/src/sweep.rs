@@ -13,13 +13,14 @@ use serde::Serialize;
 
 use crate::chain::{Chains, DigestChain, ReleaseChain, Unit};
 use crate::evaluate::{evaluate, Verifying, Watch};
-use crate::event::{Event, Stage};
+use crate::event::{Event, Horizon, Stage};
 use crate::evidence::{
     due_releases, folder_name, pack_files, EvidenceStats, EvidenceWriter, PackInput,
 };
 use crate::github_source::{GithubCursor, GithubRead};
 use crate::http_source::{fetch, read_body, HttpBody, HttpCursor};
 use crate::ingest::{BundleCheck, Ingest, ParseStats, SAMPLES};
+use crate::outage::RekorOutage;
 use crate::rules::{Condition, Rule};
 use crate::source::LineSink;
 use crate::source::{read_files, FilesCursor, SourceStats};
@@ -37,6 +38,8 @@ const RELEASES: StatePrefix<ReleaseChain> = StatePrefix::new("release/");
 const REVS: StatePrefix<String> = StatePrefix::with_legacy("rev/", bare_text);
 /// Runtime verifies waiting for their rev to be linked.
 const UNLINKED: StatePrefix<Vec<Event<'static>>> = StatePrefix::new("unlinked/");
+/// When the Rekor outage that still lasts was first met (absent: none).
+const REKOR_OUTAGE_SINCE: StateKey<DateTime<Utc>> = StateKey::new("rekor-outage/since");
 
 /// A `rev/` row as versions before typed keys wrote it: the digest's
 /// UTF-8 text, unquoted.
@@ -79,6 +82,10 @@ pub struct SweepInput {
     pub evidence: Option<EvidenceWriter>,
     pub max_events: u64,
     pub now: DateTime<Utc>,
+    /// Events dated more than this after `now` are malformed.
+    pub max_clock_skew: std::time::Duration,
+    /// Rekor unreachable for longer than this pages `provmon/rekor-unreachable`.
+    pub rekor_outage_page_after: std::time::Duration,
 }
 
 /// What reading the sources produced.
@@ -125,6 +132,7 @@ pub async fn sweep(
         .chain([
             ACTIVE.name().to_string(),
             EVIDENCE_PENDING.name().to_string(),
+            REKOR_OUTAGE_SINCE.name().to_string(),
         ])
         .collect();
     let stored = state.get_many(&keys).await.map_err(state_err)?;
@@ -167,6 +175,10 @@ pub async fn sweep(
     }
     let active = stored_or_default(&stored, &ACTIVE)?;
     let evidence_pending = stored_or_default(&stored, &EVIDENCE_PENDING)?;
+    let outage_since = match stored.get(REKOR_OUTAGE_SINCE.name()) {
+        Some(bytes) => Some(REKOR_OUTAGE_SINCE.decode(bytes).map_err(state_failed)?),
+        None => None,
+    };
 
     let started = std::time::Instant::now();
     let max_events = input.max_events;
@@ -174,9 +186,14 @@ pub async fn sweep(
         verifier,
         now: input.now,
     });
-    let read = tokio::task::spawn_blocking(move || read_sources(inputs, max_events, bundles))
-        .await
-        .map_err(|err| JobError::Failed(format!("reading events failed: {err}")))?;
+    let horizon = Horizon {
+        now: input.now,
+        max_skew: input.max_clock_skew,
+    };
+    let read =
+        tokio::task::spawn_blocking(move || read_sources(inputs, max_events, bundles, horizon))
+            .await
+            .map_err(|err| JobError::Failed(format!("reading events failed: {err}")))?;
     if cancel.is_cancelled() {
         return Ok(RunReport::new(
             Outcome::Cancelled,
@@ -197,7 +214,11 @@ pub async fn sweep(
         rekor: input.verifier.checks_rekor(),
         bundles: input.verifier.checks_bundles(),
     };
-    let evaluation = evaluate(&input.rules, &chains, verifying, input.now);
+    let mut evaluation = evaluate(&input.rules, &chains, verifying, input.now);
+    let outage = RekorOutage::after_sweep(outage_since, &verified, input.now);
+    if let Some(finding) = outage.finding(input.rekor_outage_page_after, input.now) {
+        evaluation.findings.push(finding);
+    }
     let evaluate_ms = started.elapsed().as_millis() - read_ms - load_ms;
     let evidence = match &input.evidence {
         Some(writer) => {
@@ -234,6 +255,11 @@ pub async fn sweep(
                 .put(&evidence.pending)
                 .map_err(state_failed)?,
         );
+    }
+    match outage.state_change() {
+        Some(Some(since)) => writes.push(REKOR_OUTAGE_SINCE.put(&since).map_err(state_failed)?),
+        Some(None) => writes.push(REKOR_OUTAGE_SINCE.delete()),
+        None => {}
     }
     let watched: Vec<Unit> = evaluation.active.keys().cloned().collect();
     writes.push(ACTIVE.put(&watched).map_err(state_failed)?);
@@ -425,8 +451,9 @@ fn read_sources(
     inputs: Vec<(SourceSpec, SourceInput)>,
     max_events: u64,
     bundles: Option<BundleCheck>,
+    horizon: Horizon,
 ) -> Read {
-    let mut ingest = Ingest::new(inputs.len(), bundles);
+    let mut ingest = Ingest::new(inputs.len(), bundles, horizon);
     let mut cursors_out = Vec::new();
     let mut failed = BTreeMap::new();
     let mut read_stats = Vec::new();

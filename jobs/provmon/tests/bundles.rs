@@ -106,6 +106,8 @@ async fn sweep_over(lines: &[String], identity: &str) -> RunReport {
         verifier: verify.build().unwrap(),
         max_events: 1_000,
         now: t0() + Duration::hours(1),
+        max_clock_skew: std::time::Duration::from_secs(300),
+        rekor_outage_page_after: std::time::Duration::from_secs(1800),
     };
     let state = JobState::new(Arc::new(MemoryState::default()));
     sweep(&state, input, &CancellationToken::new())

@@ -81,6 +81,8 @@ async fn run(state: &Arc<MemoryState>, url: String) -> RunReport {
         verifier: Default::default(),
         max_events: 1_000_000,
         now: Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap(),
+        max_clock_skew: std::time::Duration::from_secs(300),
+        rekor_outage_page_after: std::time::Duration::from_secs(1800),
     };
     let report = sweep(
         &JobState::new(state.clone()),

@@ -45,6 +45,8 @@ fn sweep_within_a_minute(state: Arc<MemoryState>, source: SourceSpec) -> RunRepo
             verifier: Default::default(),
             max_events: 1_000_000,
             now: Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap(),
+            max_clock_skew: std::time::Duration::from_secs(300),
+            rekor_outage_page_after: std::time::Duration::from_secs(1800),
         };
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let report = runtime

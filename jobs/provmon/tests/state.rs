@@ -84,6 +84,8 @@ async fn an_entry_that_does_not_decode_fails_the_sweep_naming_its_key() {
         verifier: world.verify_spec().build().unwrap(),
         max_events: 1_000,
         now: common::t0() + chrono::Duration::minutes(20),
+        max_clock_skew: std::time::Duration::from_secs(300),
+        rekor_outage_page_after: std::time::Duration::from_secs(1800),
     };
     let state = JobState::new(Arc::clone(&world.state) as Arc<dyn StateRead>);
     let err = sweep(&state, input, &CancellationToken::new())

@@ -103,6 +103,8 @@ impl World {
             verifier: verify.build().unwrap(),
             max_events: 1_000_000,
             now: t0() + Duration::minutes(minutes_after_t0),
+            max_clock_skew: std::time::Duration::from_secs(300),
+            rekor_outage_page_after: std::time::Duration::from_secs(1800),
         };
         let state = JobState::new(self.state.clone());
         let report = sweep(&state, input, &CancellationToken::new())

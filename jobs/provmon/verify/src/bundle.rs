@@ -10,6 +10,7 @@
 //! included, into a failed [`Verdict`]. Why that crate and not the
 //! `sigstore` crate's verifier: docs/adr/0003.
 
+use std::collections::HashSet;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
@@ -17,6 +18,7 @@ use sigstore_verify::trust_root::{TrustedRoot, SIGSTORE_PRODUCTION_TRUSTED_ROOT}
 use sigstore_verify::types::{Bundle, DerPublicKey, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy, Verifier};
 
+use crate::san;
 use crate::Verdict;
 
 /// Largest bundle or trusted root accepted. Real ones are a few kilobytes;
@@ -175,16 +177,31 @@ fn check_parsed(
     root: &TrustRoot,
 ) -> Result<BundleFacts, String> {
     let bundle = Bundle::from_json(text).map_err(|e| format!("not a Sigstore bundle: {e}"))?;
+    refuse_duplicate_tlog_entries(&bundle)?;
     let artifact: sigstore_verify::types::Artifact<'_> = match subject {
         Subject::Bytes(bytes) => bytes.into(),
         Subject::Sha256(bytes) => Sha256Hash::new(bytes).into(),
     };
+    // sigstore-verify reads only email and URI SANs; a certificate naming
+    // its signer in Fulcio's username otherName is matched here instead.
+    let mut other_name_identity = None;
     let result = match signer {
-        Signer::Identity { identity, issuer } => root.verifier.verify(
-            artifact,
-            &bundle,
-            &VerificationPolicy::new(identity.as_str(), issuer.as_str()),
-        ),
+        Signer::Identity { identity, issuer } => {
+            let policy = match username_identity(&bundle)? {
+                Some(username) => {
+                    if username != *identity {
+                        return Err(format!(
+                            "identity mismatch: expected {identity}, got {username} \
+                             (the certificate's Fulcio username SAN)"
+                        ));
+                    }
+                    other_name_identity = Some(username);
+                    VerificationPolicy::any_identity().require_issuer(issuer.as_str())
+                }
+                None => VerificationPolicy::new(identity.as_str(), issuer.as_str()),
+            };
+            root.verifier.verify(artifact, &bundle, &policy)
+        }
         Signer::Key(key) => root.verifier.verify(
             artifact,
             &bundle,
@@ -193,10 +210,62 @@ fn check_parsed(
     }
     .map_err(|e| e.to_string())?;
     Ok(BundleFacts {
-        identity: result.identity().map(|san| san.as_str().to_string()),
+        identity: other_name_identity
+            .or_else(|| result.identity().map(|san| san.as_str().to_string())),
         issuer: result.issuer().map(str::to_string),
         integrated_time: result.integrated_time().map(|t| t.to_string()),
     })
+}
+
+/// Fails when the bundle lists one transparency-log entry more than once
+/// (the same log and index, or the same entry body): a bundle is one
+/// signature logged once, and the Go, JavaScript and Python Sigstore
+/// clients refuse such bundles too.
+fn refuse_duplicate_tlog_entries(bundle: &Bundle) -> Result<(), String> {
+    let mut positions = HashSet::new();
+    let mut bodies = HashSet::new();
+    for (n, entry) in bundle.verification_material.tlog_entries.iter().enumerate() {
+        let log_id = entry.log_id.key_id.as_bytes();
+        let index = entry.log_index.get();
+        if !positions.insert((log_id, index)) {
+            return Err(format!(
+                "the bundle lists the same transparency-log entry twice \
+                 (entry {} repeats log {} index {index})",
+                n + 1,
+                hex::encode(log_id)
+            ));
+        }
+        if !bodies.insert(entry.canonicalized_body.as_bytes()) {
+            return Err(format!(
+                "the bundle lists the same transparency-log entry twice \
+                 (entry {} repeats an earlier entry's body, at log {} index {index})",
+                n + 1,
+                hex::encode(log_id)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The signing certificate's Fulcio username identity (the otherName SAN
+/// `1.3.6.1.4.1.57264.1.7`, a UTF8String), when the certificate has no
+/// email or URI SAN — the SANs sigstore-verify matches itself. A malformed
+/// username SAN fails.
+fn username_identity(bundle: &Bundle) -> Result<Option<String>, String> {
+    let Some(cert) = bundle.signing_certificate() else {
+        return Ok(None);
+    };
+    let names = san::subject_alt_names(cert.as_bytes())?;
+    if names
+        .iter()
+        .any(|name| matches!(name, san::Name::Email(_) | san::Name::Uri(_)))
+    {
+        return Ok(None);
+    }
+    Ok(names.into_iter().find_map(|name| match name {
+        san::Name::Username(username) => Some(username),
+        _ => None,
+    }))
 }
 
 fn read_bounded(path: &Path) -> Result<String, String> {

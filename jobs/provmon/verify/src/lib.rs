@@ -23,6 +23,7 @@ pub mod fixtures;
 pub mod key;
 mod private_key;
 pub mod rekor;
+pub mod san;
 
 use std::fmt;
 

@@ -135,3 +135,57 @@ fn every_upstream_bundle_verify_case_gives_its_expected_verdict() {
         wrong.join("\n")
     );
 }
+
+/// A bundle that lists its transparency-log entry twice fails, as it does
+/// in the Go, JavaScript and Python clients — whether the copy is exact or
+/// only its log position or body repeats. Built from upstream happy paths
+/// (Rekor v1 and v2) that verify as they are.
+#[test]
+fn a_bundle_listing_the_same_tlog_entry_twice_fails() {
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/bundle-verify");
+    let artifact = std::fs::read(suite.join("a.txt")).unwrap();
+    for case in ["happy-path-v0.3", "rekor2-happy-path"] {
+        let dir = suite.join(case);
+        let bundle: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("bundle.sigstore.json")).unwrap())
+                .unwrap();
+        let root = match dir.join("trusted_root.json") {
+            path if path.exists() => TrustRoot::from_file(&path).unwrap(),
+            _ => TrustRoot::public_good().unwrap(),
+        };
+        let signer = Signer::Identity {
+            identity: DEFAULT_IDENTITY.into(),
+            issuer: DEFAULT_ISSUER.into(),
+        };
+        let entry = bundle["verificationMaterial"]["tlogEntries"][0].clone();
+        let mut same_position = entry.clone();
+        same_position["canonicalizedBody"] = "e30=".into(); // `{}`
+        let mut same_body = entry.clone();
+        same_body["logIndex"] = "1".into();
+        for (what, copy, expected) in [
+            ("an exact copy", entry.clone(), "repeats log"),
+            ("the same log and index", same_position, "repeats log"),
+            (
+                "the same body",
+                same_body,
+                "repeats an earlier entry's body",
+            ),
+        ] {
+            let mut doubled = bundle.clone();
+            doubled["verificationMaterial"]["tlogEntries"] =
+                serde_json::Value::Array(vec![entry.clone(), copy]);
+            let doubled = serde_json::to_vec(&doubled).unwrap();
+            let verdict = verify_bundle(&doubled, Subject::Bytes(&artifact), &signer, &root);
+            let reason = verdict.reason().unwrap_or("verified");
+            assert!(
+                reason.contains("the same transparency-log entry twice")
+                    && reason.contains(expected),
+                "{case}, {what}: {reason}"
+            );
+        }
+        // The bundle as published still verifies.
+        let once = serde_json::to_vec(&bundle).unwrap();
+        let verdict = verify_bundle(&once, Subject::Bytes(&artifact), &signer, &root);
+        assert_eq!(verdict.reason(), None, "{case}");
+    }
+}
