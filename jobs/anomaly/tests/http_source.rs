@@ -3,14 +3,15 @@
 //! keeping every open alert and writing no state.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use patrol_job_anomaly::rules::parse_rules;
+mod common;
+
+use common::{login, travel_input};
 use patrol_job_anomaly::{run_once, RunInput, SourceSpec};
 use patrol_job_api::{CancellationToken, JobState, Outcome};
 
@@ -31,42 +32,20 @@ async fn serve(body: Shared) -> String {
     format!("http://{address}/audit")
 }
 
-const RULES: &str = r#"
-rules:
-  - id: impossible-travel
-    description: travel
-    kind: travel
-    within: 5m
-    severity: high
-"#;
-
 fn input(url: String) -> RunInput {
-    RunInput {
-        sources: vec![SourceSpec::Http {
-            name: "audit-api".into(),
-            url,
-            timeout: None,
-        }],
-        rules: parse_rules(Path::new("rules.yaml"), RULES).unwrap(),
-        series: Vec::new(),
-        history_ms: 28 * 24 * 3600 * 1000,
-        detections_dir: None,
-        backtest: None,
-        postgres: Default::default(),
-    }
+    travel_input(SourceSpec::Http {
+        name: "audit-api".into(),
+        url,
+        timeout: None,
+    })
 }
 
 #[tokio::test]
 async fn an_endpoints_events_are_judged_and_an_outage_fails_the_run_as_partial() {
-    let line = |ts: &str, region: &str| {
-        format!(
-            r#"{{"ts":"{ts}","subject":"u1","action":"login","decision":"allow","region":"{region}","tenant":"acme","trace_id":"t-{ts}"}}"#
-        )
-    };
     let body = [
-        line("2026-11-02T10:00:00Z", "eu"),
+        login("2026-11-02T10:00:00Z", "eu"),
         "{broken".to_string(),
-        line("2026-11-02T10:01:30Z", "us"),
+        login("2026-11-02T10:01:30Z", "us"),
     ]
     .join("\n");
     let shared: Shared = Arc::new(Mutex::new(Some(body)));

@@ -5,29 +5,15 @@
 //! run's timeout cannot stop it.)
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use patrol_job_anomaly::rules::parse_rules;
+mod common;
+
+use common::{login, travel_input};
 use patrol_job_anomaly::{run_once, RunInput, SourceSpec};
 use patrol_job_api::{CancellationToken, JobState, Outcome, RunReport};
-
-const RULES: &str = r#"
-rules:
-  - id: impossible-travel
-    description: travel
-    kind: travel
-    within: 5m
-    severity: high
-"#;
-
-fn event(ts: &str, region: &str) -> String {
-    format!(
-        r#"{{"ts":"{ts}","subject":"u1","action":"login","decision":"allow","region":"{region}","tenant":"acme","trace_id":"t-{ts}"}}"#
-    )
-}
 
 /// Runs the job on a thread of its own; fails (instead of hanging the
 /// test run) if it takes longer than `bound`.
@@ -56,24 +42,12 @@ fn stream() -> String {
         "x".repeat(80 << 20)
     );
     let lines = [
-        event("2026-11-02T10:00:00Z", "eu"),
-        event("2026-11-02T10:00:10Z", "eu"),
+        login("2026-11-02T10:00:00Z", "eu"),
+        login("2026-11-02T10:00:10Z", "eu"),
         long,
-        event("2026-11-02T10:01:30Z", "us"),
+        login("2026-11-02T10:01:30Z", "us"),
     ];
     lines.join("\n") + "\n"
-}
-
-fn input(source: SourceSpec) -> RunInput {
-    RunInput {
-        sources: vec![source],
-        rules: parse_rules(Path::new("rules.yaml"), RULES).unwrap(),
-        series: Vec::new(),
-        history_ms: 28 * 24 * 3600 * 1000,
-        detections_dir: None,
-        backtest: None,
-        postgres: Default::default(),
-    }
 }
 
 /// The source's stats show the long line as malformed, and the events
@@ -101,7 +75,7 @@ fn an_80_mib_line_is_counted_malformed_and_the_run_finishes() {
         path: dir.path().to_path_buf(),
     };
 
-    let report = run_within(Duration::from_secs(60), input(source));
+    let report = run_within(Duration::from_secs(60), travel_input(source));
 
     assert_long_line_skipped(&report, "events.ndjson:3: line longer than 1048576 bytes");
 }
@@ -127,7 +101,7 @@ fn an_80_mib_line_from_an_endpoint_is_counted_malformed_too() {
         timeout: None,
     };
 
-    let report = run_within(Duration::from_secs(60), input(source));
+    let report = run_within(Duration::from_secs(60), travel_input(source));
 
     // Samples name the endpoint, not its query.
     assert_long_line_skipped(

@@ -7,20 +7,15 @@
 
 use std::sync::Arc;
 
+mod common;
+
+use common::TRAVEL_RULES;
 use patrol_job_anomaly::AnomalyJob;
 use patrol_job_api::{
     BuildContext, CancellationToken, Checkpoints, Effects, Job, JobState, Outcome, RunContext,
     SystemClock, Typed,
 };
 use sqlx::{Executor, PgPool};
-
-const RULES: &str = "rules:
-  - id: impossible-travel
-    description: travel
-    kind: travel
-    within: 5m
-    severity: high
-";
 
 fn context() -> RunContext {
     RunContext {
@@ -77,7 +72,7 @@ async fn events_from_a_table_are_judged_like_ndjson_and_overlong_rows_are_counte
     );
     let table = audit_table(&url).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("rules.yaml"), RULES).unwrap();
+    std::fs::write(dir.path().join("rules.yaml"), TRAVEL_RULES).unwrap();
     std::env::set_var("PATROL_TEST_ANOMALY_AUDIT_DB", &url);
     let params = serde_json::json!({
         "rules": "rules.yaml",

@@ -8,47 +8,27 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use patrol_job_anomaly::rules::parse_rules;
+mod common;
+
+use common::{login, travel_input};
 use patrol_job_anomaly::{run_once, RunInput, SourceSpec};
 use patrol_job_api::{CancellationToken, JobState, MemoryState, Outcome, StateWrite};
 
-const RULES: &str = r#"
-rules:
-  - id: impossible-travel
-    description: travel
-    kind: travel
-    within: 5m
-    severity: high
-"#;
-
 fn input(dir: &Path) -> RunInput {
-    let line = |ts: &str, region: &str| {
-        format!(
-            r#"{{"ts":"{ts}","subject":"u1","action":"login","decision":"allow","region":"{region}","tenant":"acme","trace_id":"t-{ts}"}}"#
-        )
-    };
     let events = dir.join("audit.ndjson");
     std::fs::write(
         &events,
         [
-            line("2026-11-02T10:00:00Z", "eu"),
-            line("2026-11-02T10:01:30Z", "us"),
+            login("2026-11-02T10:00:00Z", "eu"),
+            login("2026-11-02T10:01:30Z", "us"),
         ]
         .join("\n"),
     )
     .unwrap();
-    RunInput {
-        sources: vec![SourceSpec::Files {
-            name: "audit".into(),
-            path: events,
-        }],
-        rules: parse_rules(Path::new("rules.yaml"), RULES).unwrap(),
-        series: Vec::new(),
-        history_ms: 28 * 24 * 3600 * 1000,
-        detections_dir: None,
-        backtest: None,
-        postgres: Default::default(),
-    }
+    travel_input(SourceSpec::Files {
+        name: "audit".into(),
+        path: events,
+    })
 }
 
 async fn run(

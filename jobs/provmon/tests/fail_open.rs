@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{chain, keys, ts, World};
+use common::{chain, chain_with_uuidless_rekor, keys, ts, World};
 use patrol_provmon_verify::fixtures::Artifact;
 
 fn digest_key(rule: &str, artifact: &Artifact) -> String {
@@ -23,13 +23,7 @@ fn malformed_samples(report: &patrol_job_api::RunReport) -> String {
 async fn a_rekor_event_without_a_uuid_is_malformed_and_missing_rekor_pages() {
     let mut world = World::new().await;
     let artifact = Artifact::signed(&world.cosign, "no-uuid", b"never logged");
-    let mut lines = chain(&artifact, "r1", None, &artifact.signature_b64());
-    lines.push(format!(
-        r#"{{"type":"rekor","ts":"{}","bundle_digest":"{}"}}"#,
-        ts(2),
-        artifact.digest()
-    ));
-    world.events(&lines);
+    world.events(&chain_with_uuidless_rekor(&artifact, "r1"));
     let report = world.sweep(8).await;
     assert_eq!(report.details["malformed"], 1, "{}", report.summary);
     assert!(

@@ -7,7 +7,7 @@
 mod common;
 
 use chrono::Duration;
-use common::{chain, t0, ts, World};
+use common::{chain, chain_with_uuidless_rekor, t0, ts, World};
 use patrol_job_api::JobState;
 use patrol_job_provmon::recheck::{load_release, recheck_release, ReleaseCheck, StageStatus};
 use patrol_provmon_verify::fixtures::Artifact;
@@ -76,13 +76,7 @@ async fn a_healthy_chain_passes_and_a_second_unsigned_digest_is_pending_then_fai
 async fn a_rekor_event_that_names_no_entry_is_not_a_verified_log_entry() {
     let mut world = World::new().await;
     let artifact = Artifact::signed(&world.cosign, "no-uuid", b"logged without a uuid");
-    let mut lines = chain(&artifact, "r2", None, &artifact.signature_b64());
-    lines.push(format!(
-        r#"{{"type":"rekor","ts":"{}","bundle_digest":"{}"}}"#,
-        ts(2),
-        artifact.digest()
-    ));
-    world.events(&lines);
+    world.events(&chain_with_uuidless_rekor(&artifact, "r2"));
     let report = world.sweep(8).await;
     assert_eq!(report.details["malformed"], 1, "{}", report.summary);
     let check = recheck(&world, "r2", 8).await;
