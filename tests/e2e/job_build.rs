@@ -7,29 +7,14 @@ use std::time::Duration;
 
 use patrol::ledger::RunStatus;
 
-use super::support::{patrol_bin, stderr, stdout, terminate, Db, Project};
-
-const RULES: &str = "rules:
-  - id: export-spike
-    description: exports per tenant
-    kind: rate
-    match: { action: \"export.*\" }
-    group_by: [tenant]
-    window: 10m
-    severity: high
-";
+use super::support::{
+    anomaly_inputs, patrol_bin, stderr, stdout, terminate, Db, Project, EXPORT_RULES,
+};
 
 /// An anomaly schedule whose rules and events are named relative to the
 /// project (patrol.yaml's folder).
 fn anomaly_project(project: &Project, cron: &str) {
-    let dir = project.path();
-    std::fs::write(dir.join("rules.yaml"), RULES).unwrap();
-    std::fs::create_dir_all(dir.join("events")).unwrap();
-    std::fs::write(
-        dir.join("events/audit.ndjson"),
-        "{\"ts\":\"2026-11-02T10:00:00Z\",\"subject\":\"u1\",\"action\":\"export.csv\",\"decision\":\"allow\",\"region\":\"eu\",\"tenant\":\"acme\"}\n",
-    )
-    .unwrap();
+    anomaly_inputs(project);
     project.schedule(
         "anomaly.yaml",
         &format!(
@@ -68,7 +53,7 @@ async fn params_paths_resolve_against_the_config_folder_and_rules_name_existing_
     // the rule and the runbook named.
     std::fs::write(
         project.path().join("rules.yaml"),
-        format!("{RULES}    runbook: export-spike\n"),
+        format!("{EXPORT_RULES}    runbook: export-spike\n"),
     )
     .unwrap();
     let refused = validate_from_elsewhere(&project);
@@ -143,7 +128,7 @@ async fn a_broken_rules_file_keeps_the_last_good_build_until_it_is_fixed() {
     let applied = reloads(&project.log("a"));
     std::fs::write(
         project.path().join("rules.yaml"),
-        RULES.replace("10m", "15m"),
+        EXPORT_RULES.replace("10m", "15m"),
     )
     .unwrap();
     project

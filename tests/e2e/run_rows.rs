@@ -8,24 +8,12 @@ use std::time::Duration;
 
 use patrol::ledger::{Run, RunStatus};
 
-use crate::support::{stderr, stdout, terminate, Db, Project};
-
-const RULES: &str = "rules:
-  - id: export-spike
-    description: exports per tenant
-    kind: rate
-    match: { action: \"export.*\" }
-    group_by: [tenant]
-    window: 10m
-    severity: high
-";
+use crate::support::{anomaly_inputs, stderr, stdout, terminate, Db, Project};
 
 /// `audit` (an anomaly job) and `greet` (a command job whose `env` a
 /// manual run may set), both manual only.
 fn two_schedules(project: &Project) {
-    let dir = project.path();
-    std::fs::write(dir.join("rules.yaml"), RULES).unwrap();
-    std::fs::create_dir_all(dir.join("events")).unwrap();
+    anomaly_inputs(project);
     project.schedule(
         "audit.yaml",
         "id: audit\njob: anomaly\ncron: \"0 3 1 1 *\"\nparams:\n  rules: rules.yaml\n  sources:\n    - {kind: files, name: audit, path: events}\n",

@@ -331,3 +331,27 @@ fn build_cdylib(package: &str) -> PathBuf {
         })
         .unwrap_or_else(|| panic!("cargo built no cdylib for {package}"))
 }
+
+/// One anomaly rule: exports per tenant in 10-minute windows.
+pub const EXPORT_RULES: &str = "rules:
+  - id: export-spike
+    description: exports per tenant
+    kind: rate
+    match: { action: \"export.*\" }
+    group_by: [tenant]
+    window: 10m
+    severity: high
+";
+
+/// An anomaly job's inputs in the project's folder: `rules.yaml`
+/// ([`EXPORT_RULES`]) and `events/` with one export event.
+pub fn anomaly_inputs(project: &Project) {
+    let dir = project.path();
+    std::fs::write(dir.join("rules.yaml"), EXPORT_RULES).expect("rules.yaml");
+    std::fs::create_dir_all(dir.join("events")).expect("events/");
+    std::fs::write(
+        dir.join("events/audit.ndjson"),
+        "{\"ts\":\"2026-11-02T10:00:00Z\",\"subject\":\"u1\",\"action\":\"export.csv\",\"decision\":\"allow\",\"region\":\"eu\",\"tenant\":\"acme\"}\n",
+    )
+    .expect("events/audit.ndjson");
+}
