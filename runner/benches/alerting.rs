@@ -332,7 +332,12 @@ async fn profile_calls(ledger: &Ledger, knobs: &Knobs) -> Result<Vec<(&'static s
         node: "bench".into(),
     };
     ledger
-        .register_instance(&instance, "serve", Utc::now())
+        .register_instance(
+            &instance,
+            "serve",
+            Utc::now(),
+            chrono::Duration::seconds(15),
+        )
         .await?;
     let mut revisions = vec![0u32; knobs.keys];
     let findings = findings_for(knobs, 1, &mut revisions);
@@ -639,7 +644,12 @@ async fn deliver(ledger: &Ledger, backend: BackendKind, knobs: &Knobs) -> Result
         node: "bench".into(),
     };
     ledger
-        .register_instance(&instance, "serve", Utc::now())
+        .register_instance(
+            &instance,
+            "serve",
+            Utc::now(),
+            chrono::Duration::seconds(15),
+        )
         .await?;
     let heartbeat = {
         let ledger = ledger.clone();
@@ -648,7 +658,10 @@ async fn deliver(ledger: &Ledger, backend: BackendKind, knobs: &Knobs) -> Result
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Err(err) = ledger.heartbeat(&instance, Utc::now()).await {
+                if let Err(err) = ledger
+                    .renew_lease(&instance, Utc::now(), chrono::Duration::seconds(15))
+                    .await
+                {
                     eprintln!("note: heartbeat failed: {err:#}");
                 }
             }
@@ -775,7 +788,15 @@ async fn record_run(
     let begin = Instant::now();
     let now = Utc::now();
     if !ledger
-        .finish_run(run_id, &end, None, Some(&alerts as _), &[], now)
+        .finish_run(
+            run_id,
+            &instance.id,
+            &end,
+            None,
+            Some(&alerts as _),
+            &[],
+            now,
+        )
         .await?
     {
         anyhow::bail!("run {run_id} was no longer running");

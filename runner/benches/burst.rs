@@ -293,6 +293,7 @@ fn settings() -> EngineSettings {
         prune_interval: Duration::from_secs(
             u64::try_from(env_usize("PATROL_BENCH_PRUNE_INTERVAL", 600)).unwrap_or(600),
         ),
+        guard: None,
     }
 }
 
@@ -378,8 +379,12 @@ async fn drive(case: &Case, ledger: &Ledger, label: String) -> Result<Outcomes> 
     shutdown_tx
         .send(true)
         .map_err(|_| anyhow::anyhow!("engine gone before shutdown"))?;
-    engine.await.context("engine task panicked")??;
-    ledger.stop_instance(&instance, Utc::now()).await?;
+    let lease = engine.await.context("engine task panicked")??;
+    if let Some(lease) = lease {
+        ledger
+            .stop_instance(lease.instance(), Utc::now(), "bench done")
+            .await?;
+    }
 
     let mut outcomes = verify(ledger, &ids, &slots, &starts).await?;
     outcomes.label = label;

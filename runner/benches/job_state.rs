@@ -83,7 +83,7 @@ async fn run_once(ledger: &Ledger, instance: &Instance, writes: &[StateWrite]) -
     let started = Instant::now();
     anyhow::ensure!(
         ledger
-            .finish_run(run_id, &end, None, None, writes, Utc::now())
+            .finish_run(run_id, &instance.id, &end, None, None, writes, Utc::now())
             .await?,
         "run {run_id} was no longer running"
     );
@@ -96,7 +96,12 @@ async fn bench(name: &str, ledger: Ledger, rows: usize, updates: usize) -> Resul
         node: "bench".into(),
     };
     ledger
-        .register_instance(&instance, "serve", Utc::now())
+        .register_instance(
+            &instance,
+            "serve",
+            Utc::now(),
+            chrono::Duration::seconds(15),
+        )
         .await?;
     let first: Vec<StateWrite> = (0..rows)
         .map(|n| StateWrite::put(key(n), chain_value(n, 1)))

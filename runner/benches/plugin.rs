@@ -127,6 +127,7 @@ fn bench() -> Result<()> {
         checkpoints: patrol_job_api::Checkpoints::dry_run(),
         effects: Effects::in_memory(),
         clock: Arc::new(patrol_job_api::SystemClock),
+        fence: patrol_job_api::ProcessFence::none(),
     };
     println!(
         "plugin library {} ({} KiB), host {}",

@@ -64,7 +64,7 @@ async fn kill_9_after_two_checkpoints_then_resume(db: Db) {
     // far past the test; every later run only records what it was given.
     let script = format!(
         "cd {dir}; echo \"$PATROL_ATTEMPT ${{PATROL_CHECKPOINT:-none}}\" >> seen; \
-         if mkdir started 2>/dev/null; then echo $$ > pgid; \
+         if mkdir started 2>/dev/null; then read -r _ _ _ _ pg _ < /proc/$$/stat; echo $pg > pgid; \
          echo '{{\"checkpoint\": {{\"step\": 1}}}}'; echo '{{\"checkpoint\": {{\"step\": 2}}}}'; \
          sleep 120; fi",
         dir = dir.display()

@@ -49,8 +49,8 @@ const SCHEDULES: [(&str, &str); 4] = [
 ];
 
 /// Kills what a failed test would leave behind: the servers it started and
-/// the process groups of its jobs (each job writes its group id, `$$` of
-/// its shell, into `pgids/`; a group is only killed while its leader's
+/// the process groups of its jobs (each job writes its group id, read from
+/// /proc by its shell, into `pgids/`; a group is only killed while its leader's
 /// command line still names this project's folder).
 struct Cleanup {
     servers: Vec<Child>,
@@ -202,7 +202,10 @@ async fn kill_9_mid_run_then_restart(db: Db) {
     let dir = project.path().to_path_buf();
     let pgids = dir.join("pgids");
     std::fs::create_dir_all(&pgids).expect("pgids dir");
-    let record_group = format!("echo $$ > {}/$PATROL_RUN_ID", pgids.display());
+    let record_group = format!(
+        "read -r _ _ _ _ pg _ < /proc/$$/stat; echo $pg > {}/$PATROL_RUN_ID",
+        pgids.display()
+    );
 
     let t0 = Utc::now();
     let pair_start = next_pair_start(t0 + millis(13_500));

@@ -18,8 +18,8 @@ use crate::support::{group_alive, kill_hard, terminate, Db, Project};
 const GRACE: Duration = Duration::from_secs(5);
 
 /// Kills what a failed test would leave behind: the servers it started and
-/// the process groups of its jobs (each job writes its group id, `$$` of
-/// its shell, into `pgids/`; a group is only killed while its leader's
+/// the process groups of its jobs (each job writes its group id, read from
+/// /proc by its shell, into `pgids/`; a group is only killed while its leader's
 /// command line still names this project's folder).
 struct Cleanup {
     servers: Vec<Child>,
@@ -57,7 +57,7 @@ fn kill_job_groups(dir: &Path) {
 fn schedule_yaml(id: &str, dir: &Path, body: &str) -> String {
     let pgids = dir.join("pgids");
     format!(
-        "id: {id}\njob: command\ncron: \"* * * * * *\"\noverlap: forbid\ncatchup: 0\nparams:\n  shell: 'echo $$ > {}/$PATROL_RUN_ID; {body}'\n",
+        "id: {id}\njob: command\ncron: \"* * * * * *\"\noverlap: forbid\ncatchup: 0\nparams:\n  shell: 'read -r _ _ _ _ pg _ < /proc/$$/stat; echo $pg > {}/$PATROL_RUN_ID; {body}'\n",
         pgids.display()
     )
 }

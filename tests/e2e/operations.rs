@@ -242,7 +242,8 @@ async fn schedule_files_reload_on_change_and_bad_edits_keep_the_last_good_set() 
 async fn timeouts_kill_the_process_group_and_failures_retry_with_backoff() {
     let project = Project::new(Db::Sqlite, "").await;
     let marker = project.path().join("survivor");
-    // The job's shell leads its process group: its pid is the group's id.
+    // The job's process group (led by patrol's process guard), as the
+    // job's shell reads it from /proc.
     let pgid_file = project.path().join("pgid");
     project.schedule(
         "slow.yaml",
@@ -251,7 +252,7 @@ async fn timeouts_kill_the_process_group_and_failures_retry_with_backoff() {
             "0 3 * * *",
             "timeout: 1s\n",
             &format!(
-                "{{shell: 'echo $$ > {}; (sleep 3; touch {}) & sleep 30', kill_grace: 1s}}",
+                "{{shell: 'read -r _ _ _ _ pg _ < /proc/$$/stat; echo $pg > {}; (sleep 3; touch {}) & sleep 30', kill_grace: 1s}}",
                 pgid_file.display(),
                 marker.display()
             ),

@@ -31,6 +31,7 @@ fn context() -> RunContext {
         effects: Effects::in_memory(),
         checkpoints: Checkpoints::dry_run(),
         clock: Arc::new(SystemClock),
+        fence: patrol_job_api::ProcessFence::none(),
     }
 }
 

@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::clock::Clock;
 use crate::effects::Effects;
+use crate::fence::ProcessFence;
 use crate::state::{JobState, StateWrite};
 
 /// Everything a job may know about the run it is executing.
@@ -40,6 +41,9 @@ pub struct RunContext {
     /// The runner's clock: the time a job acts on comes from here, never
     /// from the machine directly, so tests can set it.
     pub clock: Arc<dyn Clock>,
+    /// How a job starts processes: through here, so they end when the
+    /// runner loses its lease or dies (see [`crate::fence`]).
+    pub fence: ProcessFence,
 }
 
 impl RunContext {

@@ -145,7 +145,9 @@ async fn run_program(
     argv: &[String],
 ) -> Result<RunReport, JobError> {
     let started = Instant::now();
-    let mut command = Command::new(&argv[0]);
+    // Under the runner's process guard: the program ends when this node
+    // loses its lease or dies, before another node may retry the slot.
+    let mut command = Command::from(ctx.fence.command(&argv[0]));
     command
         .args(&argv[1..])
         .stdin(Stdio::null())
@@ -174,8 +176,9 @@ async fn run_program(
     if let Some(dir) = &params.workdir {
         command.current_dir(dir);
     }
-    let mut child = command
-        .spawn()
+    let mut child = ctx
+        .fence
+        .spawn(command)
         .map_err(|err| JobError::Failed(format!("cannot start `{}`: {err}", argv[0])))?;
     let group = child.id().map(|pid| Pid::from_raw(pid as i32));
     let limit = usize::try_from(params.output_limit.0).unwrap_or(usize::MAX);

@@ -26,6 +26,7 @@ fn context(cancel: CancellationToken) -> RunContext {
         checkpoints: patrol_job_api::Checkpoints::dry_run(),
         effects: Effects::in_memory(),
         clock: std::sync::Arc::new(patrol_job_api::SystemClock),
+        fence: patrol_job_api::ProcessFence::none(),
     }
 }
 

@@ -12,7 +12,7 @@ use crate::alerting::worker::DeliveryWorker;
 use crate::config::{overrides, Overlap, Schedule};
 use crate::ledger::{Instance, Ledger, NewRun, Run, RunStatus, Trigger};
 use crate::registry::JobRegistry;
-use crate::scheduler::{Alerting, CancelReason, Executor, RunHandle, SystemClock};
+use crate::scheduler::{Alerting, CancelReason, Executor, Lease, RunHandle, SystemClock};
 
 /// How long `patrol run` (without a server) keeps sending the run's alerts.
 const DELIVERY_WAIT: Duration = Duration::from_secs(30);
@@ -146,15 +146,24 @@ pub async fn run(config: Option<&Path>, args: Args) -> Result<u8> {
         id: format!("cli-{}", uuid::Uuid::new_v4()),
         node: context.config.node.clone(),
     };
-    ledger
-        .register_instance(&instance, "cli", Utc::now())
-        .await?;
+    // The lease is renewed by its own task while the run goes on, and
+    // fences the processes the job starts.
+    let lease = Lease::register(
+        &ledger,
+        instance.clone(),
+        "cli",
+        Arc::new(SystemClock),
+        context.config.node_ttl,
+    )
+    .await?;
     let outcome = match ledger.claim_one(id, &instance, Utc::now()).await? {
-        Some(run) => run_here(&ledger, &context, registry, run, schedule, &instance).await,
+        Some(run) => run_here(&ledger, &context, registry, run, schedule, &lease).await,
         // A scheduler started meanwhile and took it.
         None => wait_and_report(&ledger, id).await,
     };
-    ledger.stop_instance(&instance, Utc::now()).await?;
+    ledger
+        .stop_instance(&instance, Utc::now(), "manual run done")
+        .await?;
     outcome
 }
 
@@ -178,8 +187,9 @@ async fn run_here(
     registry: JobRegistry,
     run: Run,
     schedule: Arc<Schedule>,
-    instance: &Instance,
+    lease: &Lease,
 ) -> Result<u8> {
+    let instance = lease.instance();
     context.check_secrets()?;
     let policy = Arc::new(AlertPolicy::new(&context.config.alerting));
     let outbox = Arc::new(tokio::sync::Notify::new());
@@ -200,20 +210,11 @@ async fn run_here(
             node: instance.node.clone(),
             outbox,
         }),
+        fence: lease.view().fence(std::env::current_exe().ok()),
+        lease: Some(lease.view()),
     };
     let handle = RunHandle::new(run.schedule_id.clone());
     let id = run.id;
-    let heartbeat = {
-        let ledger = ledger.clone();
-        let instance = instance.clone();
-        let every = (context.config.node_ttl / 4).max(Duration::from_millis(200));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let _ = ledger.heartbeat(&instance, Utc::now()).await;
-            }
-        })
-    };
     let interrupt = {
         let handle = handle.clone();
         tokio::spawn(async move {
@@ -232,7 +233,6 @@ async fn run_here(
         ),
         Err(err) => eprintln!("warning: cannot deliver alerts now ({err:#}); `patrol serve` will"),
     }
-    heartbeat.abort();
     interrupt.abort();
     report(ledger, id).await
 }

@@ -36,6 +36,8 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
         poll_interval: Duration::from_millis(500),
         history: context.config.history,
         prune_interval: Duration::from_secs(600),
+        // Jobs' processes run under this binary as their guard.
+        guard: std::env::current_exe().ok(),
     };
     let (schedules_tx, schedules_rx) = watch::channel(Arc::new(schedules));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -80,34 +82,32 @@ pub async fn serve(config: Option<&Path>) -> Result<u8> {
     let result = engine.run(schedules_rx, shutdown_rx).await;
     let _ = worker_stop_tx.send(true);
     // Until the worker has finished its sends and released its claims,
-    // this instance must look alive, or another node would re-send them.
-    heartbeat_until(&ledger, &instance, context.config.node_ttl / 4, worker).await;
-    if let Err(err) = ledger.stop_instance(&instance, Utc::now()).await {
-        tracing::warn!(error = %err, "cannot record this instance as stopped");
+    // this instance must look alive (the lease is still renewed), or
+    // another node would re-send them.
+    let _ = worker.await;
+    match &result {
+        Ok(Some(lease)) => stop(&ledger, lease.instance()).await,
+        Ok(None) => {}
+        // Registration was refused or failed: the instance holds nothing.
+        Err(_) => {}
     }
     tracing::info!("patrol stopped");
-    result?;
+    drop(result?);
     ledger.close().await;
     Ok(OK)
 }
 
-async fn heartbeat_until<T>(
-    ledger: &Ledger,
-    instance: &Instance,
-    every: Duration,
-    task: tokio::task::JoinHandle<T>,
-) {
-    let mut heartbeat = tokio::time::interval(every.max(Duration::from_millis(200)));
-    tokio::pin!(task);
-    loop {
-        tokio::select! {
-            _ = &mut task => return,
-            _ = heartbeat.tick() => {
-                if let Err(err) = ledger.heartbeat(instance, Utc::now()).await {
-                    tracing::warn!(error = %err, "cannot write heartbeat");
-                }
-            }
-        }
+/// Records a clean stop, keeping an earlier verdict (another node marked
+/// this instance dead) if there is one.
+async fn stop(ledger: &Ledger, instance: &Instance) {
+    match ledger
+        .stop_instance(instance, Utc::now(), "shut down cleanly")
+        .await
+    {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(instance = %instance.id,
+            "this instance had been marked dead by another node; that record is kept"),
+        Err(err) => tracing::warn!(error = %err, "cannot record this instance as stopped"),
     }
 }
 

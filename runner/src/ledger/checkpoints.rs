@@ -1,13 +1,15 @@
 //! Jobs' mid-run checkpoints (`patrol_job_api::checkpoint`): state writes
 //! committed in their own transaction while the run goes on, fenced on
 //! the run row: only a run still `running` under the instance that holds
-//! it may write, as only such a run may record its end.
+//! it, while that instance was not marked stopped, may write, as only
+//! such a run may record its end.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use patrol_job_api::{CheckpointError, CheckpointLog, CheckpointRun, StateWrite};
 
 use super::job_state::write_job_state;
+use super::runs::OWNER_LIVE;
 use super::Ledger;
 
 /// The ledger as a run's [`CheckpointLog`].
@@ -38,10 +40,10 @@ impl CheckpointLog for LedgerCheckpointLog {
         // A no-op update of the run row: it matches only while the run is
         // ours and running, and locks the row until the commit, so a
         // reaper settling the run waits for the checkpoint or wins first.
-        let held = sqlx::query(
+        let held = sqlx::query(&format!(
             "UPDATE runs SET status = 'running' WHERE id = $1 AND schedule_id = $2 \
-             AND status = 'running' AND instance_id = $3",
-        )
+             AND status = 'running' AND instance_id = $3 AND {OWNER_LIVE}"
+        ))
         .bind(run.run_id)
         .bind(run.schedule_id.clone())
         .bind(run.instance_id.clone())
@@ -102,6 +104,10 @@ mod tests {
             id: instance.into(),
             node: "node-a".into(),
         };
+        // Registered once per instance (again is a harmless duplicate).
+        let _ = ledger
+            .register_instance(&owner, "serve", at(minute), chrono::Duration::days(1))
+            .await;
         let ids = ledger
             .insert_runs(&[run], &owner, at(minute))
             .await
@@ -145,7 +151,15 @@ mod tests {
                 error: None,
             };
             assert!(ledger
-                .finish_run(run_id, &end, None, None, &[CURSOR.put(&3).unwrap()], at(1))
+                .finish_run(
+                    run_id,
+                    "i1",
+                    &end,
+                    None,
+                    None,
+                    &[CURSOR.put(&3).unwrap()],
+                    at(1),
+                )
                 .await
                 .unwrap());
             assert_eq!(state.load(&CURSOR).await.unwrap(), Some(3));
@@ -188,6 +202,24 @@ mod tests {
             );
             assert_eq!(
                 impostor.commit(vec![CURSOR.put(&9).unwrap()]).await,
+                Err(CheckpointError::NotHeld)
+            );
+            assert_eq!(state.load(&CURSOR).await.unwrap(), Some(1));
+
+            // Still `running`, but its instance was marked stopped (taken
+            // over: a freeze, a partition) before the reaper got to the run.
+            let frozen = running(&ledger, "i3", 10).await;
+            let handle = checkpoints(&ledger, frozen);
+            let owner = Instance {
+                id: "i3".into(),
+                node: "node-a".into(),
+            };
+            assert!(ledger
+                .stop_instance(&owner, at(11), "marked dead by node-b")
+                .await
+                .unwrap());
+            assert_eq!(
+                handle.commit(vec![CURSOR.put(&7).unwrap()]).await,
                 Err(CheckpointError::NotHeld)
             );
             assert_eq!(state.load(&CURSOR).await.unwrap(), Some(1));

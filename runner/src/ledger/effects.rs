@@ -12,6 +12,7 @@ use patrol_job_api::effects::{
 use sqlx::Row;
 
 use super::model::{from_millis, to_millis};
+use super::runs::OWNER_LIVE;
 use super::Ledger;
 
 /// One effect as the ledger holds it.
@@ -57,6 +58,26 @@ impl EffectLog for LedgerEffectLog {
         intent: &Intent,
         at: DateTime<Utc>,
     ) -> Result<Intended, EffectLogError> {
+        let mut tx = self.ledger.pool().begin().await.map_err(log_err)?;
+        // Fenced like a run's end: only while the run is still running
+        // under a live owner (a node that was taken over, e.g. woken from
+        // a freeze, performs nothing). The no-op update locks the row, so
+        // a reaper settling the run waits for the intent or wins first.
+        let held = sqlx::query(&format!(
+            "UPDATE runs SET status = 'running' WHERE id = $1 AND status = 'running' AND {OWNER_LIVE}"
+        ))
+        .bind(slot.run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(log_err)?
+        .rows_affected();
+        if held == 0 {
+            tx.rollback().await.map_err(log_err)?;
+            return Err(EffectLogError(format!(
+                "run {} is no longer held by this node (settled elsewhere, or its node was taken over): nothing is performed",
+                slot.run_id
+            )));
+        }
         // A row of an earlier attempt that is not `done` (it failed, or
         // the attempt died before recording how it ended) is taken over;
         // a `done` one is left alone and nothing comes back.
@@ -79,9 +100,10 @@ impl EffectLog for LedgerEffectLog {
         .bind(slot.run_id)
         .bind(i64::from(slot.attempt))
         .bind(to_millis(at))
-        .fetch_optional(self.ledger.pool())
+        .fetch_optional(&mut *tx)
         .await
         .map_err(log_err)?;
+        tx.commit().await.map_err(log_err)?;
         Ok(match id {
             Some(id) => Intended::Proceed(id),
             None => Intended::DoneBefore,
@@ -196,8 +218,41 @@ mod tests {
         }
     }
 
-    fn effects(ledger: &Ledger, slot: EffectSlot) -> Effects {
+    /// The effects of a run of `slot` that is `running` under a live
+    /// instance (`slot.run_id` is set to its row).
+    async fn effects(ledger: &Ledger, mut slot: EffectSlot) -> Effects {
+        slot.run_id = held_run(ledger, &slot).await;
         Effects::recorded(Arc::new(LedgerEffectLog::new(ledger.clone())), slot)
+    }
+
+    async fn held_run(ledger: &Ledger, slot: &EffectSlot) -> i64 {
+        use crate::ledger::{Instance, NewRun, RunStatus, Trigger};
+        let owner = Instance {
+            id: format!("effects-{}", slot.attempt),
+            node: "node-a".into(),
+        };
+        // Registered once per attempt number (a second time is a no-op error).
+        let _ = ledger
+            .register_instance(&owner, "serve", Utc::now(), chrono::Duration::minutes(5))
+            .await;
+        let run = NewRun {
+            schedule_id: slot.schedule_id.clone(),
+            job: "command".into(),
+            scheduled_for: slot.scheduled_for,
+            attempt: slot.attempt,
+            trigger: Trigger::Schedule,
+            status: RunStatus::Running,
+            not_before: None,
+            overrides: None,
+            dry_run: false,
+            force_overlap: false,
+            error: None,
+        };
+        ledger
+            .insert_runs(&[run], &owner, Utc::now())
+            .await
+            .unwrap()[0]
+            .unwrap()
     }
 
     fn restart() -> Intent {
@@ -207,7 +262,7 @@ mod tests {
     #[tokio::test]
     async fn the_intent_is_in_the_ledger_before_the_effect_and_the_outcome_after() {
         for (_dir, ledger) in ledgers_for("patrol_effects_order").await {
-            let run = effects(&ledger, slot(0, 1));
+            let run = effects(&ledger, slot(0, 1)).await;
             let during = run
                 .perform(restart(), async {
                     ledger
@@ -231,7 +286,38 @@ mod tests {
                 .unwrap();
             assert_eq!(after[0].status, "done");
             assert!(after[0].finished_at.is_some());
-            assert_eq!((after[0].run_id, after[0].attempt), (1, 1));
+            assert_eq!(after[0].attempt, 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_node_was_taken_over_performs_nothing() {
+        for (_dir, ledger) in ledgers_for("patrol_effects_fenced").await {
+            let run = effects(&ledger, slot(0, 1)).await;
+            // Another node found this one dead (a freeze, a partition) and
+            // marked it stopped; its run goes on here for a moment.
+            let owner = crate::ledger::Instance {
+                id: "effects-1".into(),
+                node: "node-a".into(),
+            };
+            assert!(ledger
+                .stop_instance(&owner, Utc::now(), "marked dead by node-b")
+                .await
+                .unwrap());
+            let ran = AtomicUsize::new(0);
+            let performed = run
+                .perform(restart(), async {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(())
+                })
+                .await;
+            assert!(performed.is_err(), "{:?}: {performed:?}", ledger.backend());
+            assert_eq!(ran.load(Ordering::SeqCst), 0, "the effect was performed");
+            assert!(ledger
+                .slot_effects("remediate", slot(0, 1).scheduled_for)
+                .await
+                .unwrap()
+                .is_empty());
         }
     }
 
@@ -244,7 +330,7 @@ mod tests {
                 counter.fetch_add(1, Ordering::SeqCst);
                 Ok::<_, String>(())
             };
-            let first = effects(&ledger, slot(0, 1));
+            let first = effects(&ledger, slot(0, 1)).await;
             first.perform(restart(), act()).await.unwrap();
             let failing = Intent::new(kind::HTTP, "http:POST /scale", "scale to 3");
             let failed = first
@@ -252,7 +338,7 @@ mod tests {
                 .await;
             assert!(failed.is_err());
 
-            let retry = effects(&ledger, slot(0, 2));
+            let retry = effects(&ledger, slot(0, 2)).await;
             let again = retry.perform(restart(), act()).await.unwrap();
             assert_eq!(again, Performed::DoneBefore, "{:?}", ledger.backend());
             let redone = retry
@@ -274,7 +360,7 @@ mod tests {
                 "the retry took the failed row over: {rows:?}"
             );
 
-            let next = effects(&ledger, slot(5, 1));
+            let next = effects(&ledger, slot(5, 1)).await;
             assert_eq!(
                 next.perform(restart(), act()).await.unwrap(),
                 Performed::Done(())
@@ -286,7 +372,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn blocking_threads_record_through_the_ledger() {
         for (dir, ledger) in ledgers_for("patrol_effects_blocking").await {
-            let run = effects(&ledger, slot(0, 1));
+            let run = effects(&ledger, slot(0, 1)).await;
             let path = dir.path().join("out/pack.json");
             let written = {
                 let (run, path) = (run.clone(), path.clone());

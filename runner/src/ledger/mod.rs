@@ -30,7 +30,7 @@ use sqlx::{AnyPool, ConnectOptions, Executor};
 
 pub use checkpoints::LedgerCheckpointLog;
 pub use effects::{EffectRow, LedgerEffectLog};
-pub use instances::{CrashFollowUp, DeadInstance};
+pub use instances::{CrashFollowUp, DeadInstance, HostIdentity, LeaseClock, Renewal};
 pub use job_state::ScheduleStateStore;
 pub use model::{from_millis, to_millis, Instance, NewRun, Run, RunEnd, RunStatus, Trigger};
 pub use runs::{RunEndWrites, RunFilter};
@@ -59,6 +59,11 @@ pub enum Backend {
 pub struct Ledger {
     pool: AnyPool,
     backend: Backend,
+    /// Whose clock judges leases: the database's on PostgreSQL, so nodes
+    /// with skewed clocks agree on who is alive.
+    lease_clock: LeaseClock,
+    /// How it was opened (for a separate pool on the same database).
+    url: std::sync::Arc<str>,
 }
 
 impl Ledger {
@@ -113,7 +118,49 @@ impl Ledger {
         };
         migrate_serialized(&pool, migrator).await?;
         job_tables::migrate_job_tables(&pool, backend, jobs).await?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            lease_clock: match backend {
+                Backend::Sqlite => LeaseClock::Caller,
+                Backend::Postgres => LeaseClock::Database,
+            },
+            url: url.into(),
+        })
+    }
+
+    /// The same ledger with leases judged on `clock` (tests with a clock
+    /// of their own set [`LeaseClock::Caller`]).
+    pub fn with_lease_clock(mut self, clock: LeaseClock) -> Self {
+        self.lease_clock = clock;
+        self
+    }
+
+    /// A second handle on the same database with its own small pool, for
+    /// work that must not queue behind the main pool (lease renewals): a
+    /// slow pool or a long transaction must never make a live node look
+    /// dead. SQLite, one node and one writer, shares the main pool.
+    pub async fn separate(&self, acquire_timeout: Duration) -> Result<Self> {
+        if self.backend == Backend::Sqlite {
+            return Ok(self.clone());
+        }
+        let options = AnyConnectOptions::from_str(&self.url)?.disable_statement_logging();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            ..self.clone()
+        })
+    }
+
+    /// SQL for the database's current time in epoch milliseconds.
+    pub(crate) fn db_now(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            Backend::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -41,6 +41,12 @@ const NO_PARAMS_COPY: &str = "null";
 const INSERT_CHUNK: usize = 400;
 const INSERT_COLUMNS: usize = 16;
 
+/// SQL for "the run's owning instance has not been marked stopped", in a
+/// statement on `runs`: with `status = 'running'`, the fence every write a
+/// node makes for a run carries (see `instances.rs`).
+pub(super) const OWNER_LIVE: &str =
+    "EXISTS (SELECT 1 FROM instances WHERE instances.id = runs.instance_id AND instances.stopped_at IS NULL)";
+
 /// Which runs `patrol runs` lists.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
@@ -165,12 +171,14 @@ impl Ledger {
     }
 
     /// Records how a running run ended and, in the same transaction, the
-    /// retry that follows it. Returns false if the run was no longer
-    /// `running` (e.g. a reaper marked it crashed), in which case nothing
-    /// is written.
+    /// retry that follows it. Fenced: returns false, writing nothing, unless
+    /// the run is still `running`, owned by `owner`, and `owner` has not
+    /// been marked stopped (a node that was taken over writes nothing).
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_run(
         &self,
         run_id: i64,
+        owner: &str,
         end: &RunEnd,
         retry: Option<&NewRun>,
         alerts: Option<&dyn RunEndWrites>,
@@ -191,10 +199,11 @@ impl Ledger {
                 }
             }
         }
-        let updated = sqlx::query(
+        let updated = sqlx::query(&format!(
             "UPDATE runs SET status = $1, finished_at = $2, summary = $3, output = $4, \
-             details = $5, error = $6 WHERE id = $7 AND status = 'running'",
-        )
+             details = $5, error = $6 WHERE id = $7 AND status = 'running' AND instance_id = $8 \
+             AND {OWNER_LIVE}"
+        ))
         .bind(end.status.as_str())
         .bind(to_millis(now))
         .bind(end.summary.clone())
@@ -202,6 +211,7 @@ impl Ledger {
         .bind(details.as_ref().map(ToString::to_string))
         .bind(end.error.clone())
         .bind(run_id)
+        .bind(owner)
         .execute(&mut *tx)
         .await
         .context("cannot record the end of a run")?
@@ -258,7 +268,8 @@ impl Ledger {
         Ok(claimed)
     }
 
-    /// Claims one pending run by id; `None` if someone else has it.
+    /// Claims one pending run by id; `None` if someone else has it, or
+    /// `owner` was marked stopped (it may start nothing more).
     pub async fn claim_one(
         &self,
         id: i64,
@@ -267,7 +278,8 @@ impl Ledger {
     ) -> Result<Option<Run>> {
         let updated = sqlx::query(
             "UPDATE runs SET status = 'running', started_at = $1, node = $2, instance_id = $3 \
-             WHERE id = $4 AND status = 'pending'",
+             WHERE id = $4 AND status = 'pending' \
+             AND EXISTS (SELECT 1 FROM instances WHERE id = $3 AND stopped_at IS NULL)",
         )
         .bind(to_millis(now))
         .bind(owner.node.clone())
@@ -280,6 +292,42 @@ impl Ledger {
             return Ok(None);
         }
         self.run(id).await
+    }
+
+    /// Gives a claimed run back to the queue, to be claimed again from
+    /// `not_before` (a retry waiting for its schedule's other run to end).
+    pub async fn release_claim(
+        &self,
+        id: i64,
+        owner: &Instance,
+        not_before: DateTime<Utc>,
+        waiting_for: &str,
+    ) -> Result<bool> {
+        let updated = sqlx::query(
+            "UPDATE runs SET status = 'pending', started_at = NULL, node = NULL, instance_id = NULL, \
+             not_before = $1, error = $2 WHERE id = $3 AND status = 'running' AND instance_id = $4",
+        )
+        .bind(to_millis(not_before))
+        .bind(waiting_for)
+        .bind(id)
+        .bind(owner.id.clone())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(updated == 1)
+    }
+
+    /// Runs `owner` holds `running`.
+    pub async fn running_runs_of(&self, owner: &Instance) -> Result<Vec<Run>> {
+        sqlx::query(&format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND instance_id = $1"
+        ))
+        .bind(owner.id.clone())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(decode_run)
+        .collect()
     }
 
     /// Marks a pending run as not to be run (e.g. overlap refused it).

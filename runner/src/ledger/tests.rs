@@ -24,7 +24,11 @@ pub(crate) async fn ledgers_for(database: &str) -> Vec<(tempfile::TempDir, Ledge
     let url = create_scratch_postgres_database(&server, database)
         .await
         .unwrap();
-    let postgres = Ledger::connect(&url).await.unwrap();
+    // These tests pass their own times; leases follow them.
+    let postgres = Ledger::connect(&url)
+        .await
+        .unwrap()
+        .with_lease_clock(LeaseClock::Caller);
     vec![(dir, sqlite), (tempfile::tempdir().unwrap(), postgres)]
 }
 
@@ -37,6 +41,16 @@ fn me(id: &str) -> Instance {
         id: id.into(),
         node: "node-a".into(),
     }
+}
+
+/// `me(id)`, registered with a lease that outlasts the test's times.
+pub(crate) async fn registered(ledger: &Ledger, id: &str) -> Instance {
+    let instance = me(id);
+    ledger
+        .register_instance(&instance, "serve", at(0), Duration::days(1))
+        .await
+        .unwrap();
+    instance
 }
 
 fn slot(schedule: &str, minute: u32, status: RunStatus) -> NewRun {
@@ -123,7 +137,7 @@ async fn job_state_is_written_with_the_run_end_and_read_back_per_schedule() {
         let ids = ledger
             .insert_runs(
                 &[run_of("a", 1), run_of("b", 1), run_of("a", 2)],
-                &me("i"),
+                &registered(&ledger, "i").await,
                 at(1),
             )
             .await
@@ -136,12 +150,12 @@ async fn job_state_is_written_with_the_run_end_and_read_back_per_schedule() {
         writes.push(StateWrite::put("cursor", b"10".to_vec()));
         writes.push(StateWrite::put("cursor", b"20".to_vec()));
         assert!(ledger
-            .finish_run(a1, &end, None, None, &writes, at(2))
+            .finish_run(a1, "i", &end, None, None, &writes, at(2))
             .await
             .unwrap());
         let other = [StateWrite::put("cursor", b"other".to_vec())];
         ledger
-            .finish_run(b1, &end, None, None, &other, at(2))
+            .finish_run(b1, "i", &end, None, None, &other, at(2))
             .await
             .unwrap();
 
@@ -165,12 +179,13 @@ async fn job_state_is_written_with_the_run_end_and_read_back_per_schedule() {
             StateWrite::put("cursor", b"30".to_vec()),
         ];
         ledger
-            .finish_run(a2, &end, None, None, &next, at(3))
+            .finish_run(a2, "i", &end, None, None, &next, at(3))
             .await
             .unwrap();
         assert!(!ledger
             .finish_run(
                 a2,
+                "i",
                 &end,
                 None,
                 None,
@@ -200,7 +215,11 @@ async fn job_state_is_written_with_the_run_end_and_read_back_per_schedule() {
 async fn finishing_a_run_writes_its_retry_atomically() {
     for (_dir, ledger) in ledgers().await {
         let id = ledger
-            .insert_runs(&[slot("a", 1, RunStatus::Running)], &me("i1"), at(1))
+            .insert_runs(
+                &[slot("a", 1, RunStatus::Running)],
+                &registered(&ledger, "i1").await,
+                at(1),
+            )
             .await
             .unwrap()[0]
             .unwrap();
@@ -216,12 +235,12 @@ async fn finishing_a_run_writes_its_retry_atomically() {
             error: None,
         };
         assert!(ledger
-            .finish_run(id, &end, Some(&retry), None, &[], at(2))
+            .finish_run(id, "i1", &end, Some(&retry), None, &[], at(2))
             .await
             .unwrap());
         // A second finish (e.g. after a reaper) changes nothing.
         assert!(!ledger
-            .finish_run(id, &end, None, None, &[], at(2))
+            .finish_run(id, "i1", &end, None, None, &[], at(2))
             .await
             .unwrap());
 
@@ -233,7 +252,10 @@ async fn finishing_a_run_writes_its_retry_atomically() {
                 .is_empty(),
             "retry claimed before its backoff"
         );
-        let claimed = ledger.claim_pending(&me("i2"), at(3), 10).await.unwrap();
+        let claimed = ledger
+            .claim_pending(&registered(&ledger, "i2").await, at(3), 10)
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 1);
         assert_eq!(
             (claimed[0].attempt, claimed[0].trigger),
@@ -241,7 +263,7 @@ async fn finishing_a_run_writes_its_retry_atomically() {
         );
         assert!(
             ledger
-                .claim_pending(&me("i3"), at(3), 10)
+                .claim_pending(&registered(&ledger, "i3").await, at(3), 10)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -255,7 +277,7 @@ async fn dead_instances_leave_crashed_runs_and_retries() {
     for (_dir, ledger) in ledgers().await {
         let dead = me("dead");
         ledger
-            .register_instance(&dead, "serve", at(0))
+            .register_instance(&dead, "serve", at(0), Duration::minutes(5))
             .await
             .unwrap();
         let id = ledger
@@ -265,7 +287,7 @@ async fn dead_instances_leave_crashed_runs_and_retries() {
             .unwrap();
         let alive = me("alive");
         ledger
-            .register_instance(&alive, "serve", at(1))
+            .register_instance(&alive, "serve", at(1), Duration::minutes(5))
             .await
             .unwrap();
         let retry_of = |run: &Run| {
@@ -279,19 +301,19 @@ async fn dead_instances_leave_crashed_runs_and_retries() {
         };
         // Within the TTL nothing is reaped (the dead instance's pid is ours, alive).
         let reaped = ledger
-            .reap_dead_instances(&alive, at(1), Duration::minutes(5), &retry_of)
+            .reap_dead_instances(&alive, at(1), Duration::minutes(5), true, &retry_of)
             .await
             .unwrap();
         assert!(reaped.is_empty());
         let reaped = ledger
-            .reap_dead_instances(&alive, at(10), Duration::minutes(5), &retry_of)
+            .reap_dead_instances(&alive, at(10), Duration::minutes(5), true, &retry_of)
             .await
             .unwrap();
         assert_eq!(reaped.len(), 1);
         assert_eq!(reaped[0].crashed_runs[0].id, id);
         let run = ledger.run(id).await.unwrap().unwrap();
         assert_eq!(run.status, RunStatus::Crashed);
-        assert!(run.error.unwrap().contains("stopped heartbeating"));
+        assert!(run.error.unwrap().contains("did not renew its lease"));
         let pending = ledger
             .runs(&RunFilter {
                 status: Some(RunStatus::Pending),
@@ -315,7 +337,7 @@ async fn a_crashed_run_out_of_retries_raises_its_alert_with_the_crash() {
     for (_dir, ledger) in ledgers().await {
         let dead = me("dead");
         ledger
-            .register_instance(&dead, "serve", at(0))
+            .register_instance(&dead, "serve", at(0), Duration::minutes(5))
             .await
             .unwrap();
         let id = ledger
@@ -344,7 +366,7 @@ async fn a_crashed_run_out_of_retries_raises_its_alert_with_the_crash() {
             ),
         };
         let reaped = ledger
-            .reap_dead_instances(&me("alive"), at(10), Duration::minutes(5), &follow_up)
+            .reap_dead_instances(&me("alive"), at(10), Duration::minutes(5), true, &follow_up)
             .await
             .unwrap();
         assert_eq!(reaped[0].crashed_runs[0].id, id);

@@ -193,7 +193,11 @@ impl PluginJob {
             request: Some(&request),
         };
         let name = &self.plugin;
-        match self.host.call(call, Some(&ctx.run_key), &ctx.cancel).await {
+        match self
+            .host
+            .call(call, Some(&ctx.run_key), &ctx.fence, &ctx.cancel)
+            .await
+        {
             HostEnd::Reply(HostReply::Response(RunResponse::Report(report))) => {
                 self.accepted(report)
             }

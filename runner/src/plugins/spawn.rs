@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use patrol_job_api::units::ByteSize;
-use patrol_job_api::CancellationToken;
+use patrol_job_api::{CancellationToken, ProcessFence};
 use patrol_plugin_protocol::{HostReply, RunRequest};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -57,8 +57,8 @@ impl HostCommand {
         })
     }
 
-    fn command(&self, call: &HostCall<'_>) -> std::process::Command {
-        let mut command = std::process::Command::new(&self.program);
+    fn command(&self, call: &HostCall<'_>, fence: &ProcessFence) -> std::process::Command {
+        let mut command = fence.command(&self.program);
         command.arg("plugin-host").arg(call.library);
         if call.request.is_none() {
             command.arg("--manifest");
@@ -87,15 +87,16 @@ impl HostCommand {
         &self,
         call: HostCall<'_>,
         run_key: Option<&str>,
+        fence: &ProcessFence,
         cancel: &CancellationToken,
     ) -> HostEnd {
-        let mut command = tokio::process::Command::from(self.command(&call));
+        let mut command = tokio::process::Command::from(self.command(&call, fence));
         command.kill_on_drop(true);
         if let Some(key) = run_key {
             // So a runner that reaps this run can find the child.
             command.env("PATROL_RUN_KEY", key);
         }
-        let mut child = match command.spawn() {
+        let mut child = match fence.spawn(command) {
             Ok(child) => child,
             Err(err) => {
                 return HostEnd::Died(format!(
@@ -161,7 +162,11 @@ impl HostCommand {
     /// A manifest call, synchronously, with a time limit (config loading
     /// runs before anything async).
     pub fn call_blocking(&self, call: HostCall<'_>, timeout: Duration) -> HostEnd {
-        let mut child = match self.command(&call).stdin(Stdio::null()).spawn() {
+        let mut child = match self
+            .command(&call, &ProcessFence::none())
+            .stdin(Stdio::null())
+            .spawn()
+        {
             Ok(child) => child,
             Err(err) => {
                 return HostEnd::Died(format!(

@@ -13,12 +13,17 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::clock::Clock;
-use super::executor::{retry_after, run_failed_finding, CancelReason, Executor, RunHandle};
+use super::executor::{
+    retry_after, run_failed_finding, CancelReason, Executor, Recorded, RunHandle,
+};
+use super::lease::{chrono_ttl, renewal_period, Lease, LeaseView, Standing};
 use super::plan::{decide_overlap, plan_due_slots, OverlapDecision, Phase};
 use super::spread::jitter;
 use crate::alerting::record::CrashPage;
 use crate::config::{HistoryPolicy, Overlap, Schedule, ScheduleSet};
-use crate::ledger::{CrashFollowUp, Instance, Ledger, NewRun, Run, RunEnd, RunStatus, Trigger};
+use crate::ledger::{
+    CrashFollowUp, HostIdentity, Instance, Ledger, NewRun, Run, RunEnd, RunStatus, Trigger,
+};
 use crate::registry::JobBuild;
 
 /// Knobs of the loop; the defaults suit production.
@@ -30,7 +35,18 @@ pub struct EngineSettings {
     pub poll_interval: Duration,
     pub history: HistoryPolicy,
     pub prune_interval: Duration,
+    /// The process guard that keeps jobs' processes within this node's
+    /// lease (the patrol binary); `None` starts them directly (tests).
+    pub guard: Option<std::path::PathBuf>,
 }
+
+/// Longest a ledger step of the loop (polling, reaping) may hold it up: a
+/// database that does not answer must not stop fires or lease checks.
+const LOOP_STEP_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long a retry that its schedule's overlap rule holds back waits
+/// before it asks again.
+const RETRY_WAIT: Duration = Duration::from_secs(1);
 
 /// One schedule's place in time.
 struct Entry {
@@ -54,7 +70,17 @@ pub struct Engine {
     next_generation: u64,
     paused: HashSet<String>,
     running: HashMap<i64, RunHandle>,
-    tasks: JoinSet<(i64, RunStatus)>,
+    tasks: JoinSet<(i64, Recorded)>,
+    /// This instance's lease while it holds one; `None` before it
+    /// registered, or after it was taken over until it registers anew.
+    lease: Option<Lease>,
+    /// The lease's changes, as the loop has seen them.
+    lease_events: Option<LeaseView>,
+    /// The runs were stopped for a lost lease; cleared once it renews.
+    fenced: bool,
+    /// A write may have reached the ledger without its answer reaching us:
+    /// look for `running` rows of ours that nothing here runs.
+    adopt_needed: bool,
 }
 
 impl Engine {
@@ -77,6 +103,8 @@ impl Engine {
                 jobs,
                 clock: clock.clone(),
                 alerting: None,
+                fence: patrol_job_api::ProcessFence::none(),
+                lease: None,
             },
             ledger,
             clock,
@@ -88,12 +116,16 @@ impl Engine {
             paused: HashSet::new(),
             running: HashMap::new(),
             tasks: JoinSet::new(),
+            lease: None,
+            lease_events: None,
+            fenced: false,
+            adopt_needed: false,
         }
     }
 
     /// Runs until `shutdown` flips to true, then drains. `schedules` carries
-    /// each new valid schedule set (file reloads). The instance stays
-    /// registered and alive afterwards: the caller stops it with
+    /// each new valid schedule set (file reloads). Returns the instance's
+    /// lease, still renewed: the caller stops the instance with
     /// [`Ledger::stop_instance`] once nothing else (the delivery worker)
     /// works under its name, or another node would take that work over
     /// while it is still being done.
@@ -101,11 +133,16 @@ impl Engine {
         mut self,
         mut schedules: watch::Receiver<Arc<ScheduleSet>>,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Result<()> {
-        let now = self.clock.now();
-        self.ledger
-            .register_instance(&self.me, "serve", now)
-            .await?;
+    ) -> Result<Option<Lease>> {
+        let lease = Lease::register(
+            &self.ledger,
+            self.me.clone(),
+            "serve",
+            self.clock.clone(),
+            self.settings.node_ttl,
+        )
+        .await?;
+        self.hold(lease);
         self.refresh_paused().await?;
         let initial = schedules.borrow_and_update().clone();
         self.start_schedules(&initial).await?;
@@ -113,9 +150,8 @@ impl Engine {
 
         let mut poll = tokio::time::interval(self.settings.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let heartbeat_every = (self.settings.node_ttl / 4).max(Duration::from_millis(200));
-        let mut heartbeat = tokio::time::interval(heartbeat_every);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reap_ticks = tokio::time::interval(renewal_period(self.settings.node_ttl));
+        reap_ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Pruning touches every schedule: off the loop, so fires never wait on it.
         let (prune_tx, prune_rx) = watch::channel(self.prune_plan());
         let pruner = tokio::spawn(prune_history(
@@ -125,13 +161,22 @@ impl Engine {
             self.settings.prune_interval,
         ));
 
+        let mut taken: Option<String> = None;
         loop {
-            let wake = self.time_until_next_fire();
+            let may_start = self.may_start();
+            let wake = match may_start {
+                true => self.time_until_next_fire(),
+                // Without the lease nothing starts: look again shortly.
+                false => self.time_until_next_fire().max(Duration::from_millis(250)),
+            };
             if wake.is_zero() {
                 // Overdue: fire before anything else gets a turn.
                 self.fire_due().await;
                 continue;
             }
+            let lost_at = self.lease_events.as_ref().map(LeaseView::lost_at);
+            let watch_lease = self.lease_events.is_some();
+            let may_fence = !self.fenced && !self.running.is_empty() && lost_at.is_some();
             tokio::select! {
                 biased;
                 changed = shutdown.changed() => {
@@ -148,13 +193,97 @@ impl Engine {
                         let _ = prune_tx.send(self.prune_plan());
                     }
                 }
-                _ = poll.tick() => self.poll_ledger().await,
-                _ = heartbeat.tick() => self.heartbeat().await,
+                _ = poll.tick() => {
+                    if tokio::time::timeout(LOOP_STEP_LIMIT, self.poll_ledger()).await.is_err() {
+                        tracing::warn!("the ledger did not answer a poll in time");
+                        self.adopt_needed = true;
+                    }
+                }
+                () = wait_lease_change(&mut self.lease_events), if watch_lease => {
+                    if let Some(reason) = self.lease_changed() {
+                        taken = Some(reason);
+                        break;
+                    }
+                }
+                () = sleep_until(lost_at), if may_fence => self.self_fence(),
+                _ = reap_ticks.tick() => {
+                    if tokio::time::timeout(LOOP_STEP_LIMIT, self.reap()).await.is_err() {
+                        tracing::warn!("the ledger did not answer in time while looking for dead nodes");
+                    }
+                }
             }
         }
         pruner.abort();
-        self.drain(heartbeat).await;
-        Ok(())
+        if let Some(reason) = taken {
+            // Its runs are someone else's now: stop them at once (their
+            // ends are refused), and leave; a supervisor starts a new
+            // instance, which shares nothing with this one.
+            for handle in self.running.values() {
+                handle.cancel(CancelReason::LeaseLost);
+            }
+            self.wait_for_ends().await;
+            anyhow::bail!(
+                "this instance ({}) was taken over by another node ({reason}); it stops, and a restart registers a new instance",
+                self.me.id
+            );
+        }
+        self.drain().await;
+        Ok(self.lease.take())
+    }
+
+    /// Holds `lease`: runs started from now on are fenced by it.
+    fn hold(&mut self, lease: Lease) {
+        let view = lease.view();
+        self.executor.fence = view.fence(self.settings.guard.clone());
+        self.executor.lease = Some(view);
+        self.me = lease.instance().clone();
+        self.lease_events = Some(lease.view());
+        self.lease = Some(lease);
+        self.fenced = false;
+    }
+
+    /// Whether this node may start runs: it holds its lease.
+    fn may_start(&self) -> bool {
+        !self.fenced
+            && self
+                .lease
+                .as_ref()
+                .is_some_and(|lease| lease.view().standing() == Standing::Held)
+    }
+
+    /// Follows the lease: `Some(reason)` once this instance was taken over.
+    fn lease_changed(&mut self) -> Option<String> {
+        let standing = self.lease.as_ref().map(|lease| lease.view().standing())?;
+        match standing {
+            Standing::Taken(reason) => {
+                tracing::error!(instance = %self.me.id, node = %self.me.node, reason = %reason, running = self.running.len(),
+                    "this instance was taken over by another node; stopping its runs (their ends are the taker's to record)");
+                Some(reason)
+            }
+            Standing::Held if self.fenced => {
+                tracing::info!(instance = %self.me.id, "lease renewed; starting runs again");
+                self.fenced = false;
+                None
+            }
+            Standing::Held | Standing::Stale | Standing::Lost => None,
+        }
+    }
+
+    /// The lease ran out unrenewed: stop every run here before another
+    /// node may retry it.
+    fn self_fence(&mut self) {
+        let Some(standing) = self.lease.as_ref().map(|lease| lease.view().standing()) else {
+            return;
+        };
+        if !matches!(standing, Standing::Lost | Standing::Taken(_)) {
+            return;
+        }
+        tracing::error!(instance = %self.me.id, running = self.running.len(), ttl = ?self.settings.node_ttl,
+            "cannot renew this node's lease: stopping its runs so that no other node runs them twice");
+        for handle in self.running.values() {
+            handle.cancel(CancelReason::LeaseLost);
+        }
+        self.fenced = true;
     }
 
     fn time_until_next_fire(&self) -> Duration {
@@ -273,6 +402,9 @@ impl Engine {
     /// Pops every schedule whose next fire time has come and handles them
     /// as one batch, so a burst of thousands costs a few statements.
     async fn fire_due(&mut self) {
+        if !self.may_start() {
+            return;
+        }
         let now = self.clock.now();
         let mut due = Vec::new();
         while let Some(Reverse((at, _, _))) = self.heap.peek() {
@@ -334,6 +466,7 @@ impl Engine {
             }
             let plan = plan_due_slots(&schedule, entry.cursor, now, phase);
             let mut newest = entry.cursor;
+            let first_missed = rows.len();
             for (slot, reason) in plan.missed {
                 newest = newest.max(slot);
                 rows.push(slot_row(
@@ -351,13 +484,29 @@ impl Engine {
                     .map(Vec::as_slice)
                     .unwrap_or_default();
                 match decide_overlap(schedule.overlap, running, false) {
-                    OverlapDecision::Skip(reason) => rows.push(slot_row(
-                        &schedule,
-                        slot,
-                        trigger,
-                        RunStatus::Skipped,
-                        Some(reason),
-                    )),
+                    OverlapDecision::Skip(reason) => {
+                        // The slots coalesced into this one are not covered
+                        // by a run either: say so, not "coalesced into".
+                        for row in &mut rows[first_missed..] {
+                            if row
+                                .error
+                                .as_deref()
+                                .is_some_and(|e| e.contains("coalesced into"))
+                            {
+                                row.error = Some(format!(
+                                    "patrol fell behind, and the run of {} that would have covered this slot was skipped ({reason})",
+                                    slot.to_rfc3339()
+                                ));
+                            }
+                        }
+                        rows.push(slot_row(
+                            &schedule,
+                            slot,
+                            trigger,
+                            RunStatus::Skipped,
+                            Some(reason),
+                        ))
+                    }
                     OverlapDecision::Replace(old) => {
                         to_replace.insert(id.clone(), old);
                         rows.push(slot_row(&schedule, slot, trigger, RunStatus::Running, None));
@@ -381,12 +530,20 @@ impl Engine {
         if rows.is_empty() {
             return true;
         }
-        let ids = match self.ledger.insert_runs(&rows, &self.me, now).await {
+        let written = tokio::time::timeout(
+            LOOP_STEP_LIMIT,
+            self.ledger.insert_runs(&rows, &self.me, now),
+        )
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {LOOP_STEP_LIMIT:?}")));
+        let ids = match written {
             Ok(ids) => ids,
             Err(err) => {
                 // Nothing was started. Rewind so the slots are planned again
                 // once the ledger answers: nothing runs unrecorded.
                 tracing::error!(error = %err, slots = rows.len(), "cannot write due slots to the ledger; retrying in 1s");
+                // The write may have gone through with its answer lost.
+                self.adopt_needed = true;
                 let retry_at = now + chrono::Duration::seconds(1);
                 for (id, cursor) in previous {
                     if let Some(entry) = self.entries.get_mut(&id) {
@@ -460,16 +617,30 @@ impl Engine {
             attempt = run.attempt, slot = %run.scheduled_for.to_rfc3339(), "run started");
         self.tasks.spawn(async move {
             let id = run.id;
-            let status = executor.execute(run, schedule, handle).await;
-            (id, status)
+            let recorded = executor.execute(run, schedule, handle).await;
+            (id, recorded)
         });
     }
 
-    fn run_finished(&mut self, done: Result<(i64, RunStatus), tokio::task::JoinError>) {
+    /// Logs what the ledger now holds for the run, not what the job said.
+    fn run_finished(&mut self, done: Result<(i64, Recorded), tokio::task::JoinError>) {
         match done {
-            Ok((id, status)) => {
+            Ok((id, recorded)) => {
                 if let Some(handle) = self.running.remove(&id) {
-                    tracing::info!(schedule = %handle.schedule_id, run = id, %status, "run ended");
+                    let schedule = &handle.schedule_id;
+                    match recorded {
+                        Recorded::Ended(status) => {
+                            tracing::info!(%schedule, run = id, %status, "run ended")
+                        }
+                        Recorded::SettledElsewhere(status) => {
+                            tracing::warn!(%schedule, run = id, job_status = %status,
+                            "run ended here but the ledger had already settled it elsewhere; nothing recorded by this node")
+                        }
+                        Recorded::NotRecorded(status) => {
+                            tracing::error!(%schedule, run = id, job_status = %status,
+                            "run ended but its end could not be recorded; the node that takes this one's lease over ends it")
+                        }
+                    }
                 }
             }
             Err(err) => {
@@ -481,7 +652,10 @@ impl Engine {
     /// Ids of the runs in progress per schedule, on every node.
     async fn running_by_schedule(&self) -> HashMap<String, Vec<i64>> {
         let mut by_schedule: HashMap<String, Vec<i64>> = HashMap::new();
-        match self.ledger.running_runs().await {
+        let running = tokio::time::timeout(LOOP_STEP_LIMIT, self.ledger.running_runs())
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {LOOP_STEP_LIMIT:?}")));
+        match running {
             Ok(runs) => {
                 for run in runs {
                     by_schedule.entry(run.schedule_id).or_default().push(run.id);
@@ -529,10 +703,37 @@ impl Engine {
         }
         if let Err(err) = self.claim_pending().await {
             tracing::warn!(error = %err, "cannot claim pending runs");
+            self.adopt_needed = true;
+        }
+        if self.adopt_needed && self.may_start() {
+            match self.adopt_untracked_runs().await {
+                Ok(()) => self.adopt_needed = false,
+                Err(err) => tracing::warn!(error = %err, "cannot look for runs of ours to adopt"),
+            }
         }
     }
 
+    /// Starts the `running` rows this instance owns but does not run: a
+    /// write (a slot's row, a claim) that reached the ledger while its
+    /// answer did not. Without this they would stay `running` while the
+    /// node lives, and hold their schedules up.
+    async fn adopt_untracked_runs(&mut self) -> Result<()> {
+        let ours = self.ledger.running_runs_of(&self.me).await?;
+        for run in ours {
+            if self.running.contains_key(&run.id) {
+                continue;
+            }
+            tracing::warn!(schedule = %run.schedule_id, run = run.id,
+                "found a run of ours in the ledger that was never started (its write's answer was lost); starting it");
+            self.spawn(run);
+        }
+        Ok(())
+    }
+
     async fn claim_pending(&mut self) -> Result<()> {
+        if !self.may_start() {
+            return Ok(());
+        }
         let now = self.clock.now();
         let claimed = self.ledger.claim_pending(&self.me, now, 64).await?;
         if claimed.is_empty() {
@@ -555,6 +756,18 @@ impl Engine {
                 .unwrap_or_default();
             let overlap = schedule.as_ref().map_or(Overlap::Allow, |s| s.overlap);
             match decide_overlap(overlap, &others, run.force_overlap) {
+                // A retry finishes its slot: it waits for the other run to
+                // end instead of leaving the slot without a success.
+                OverlapDecision::Skip(reason) if run.trigger == Trigger::Retry => {
+                    let not_before =
+                        now + chrono::Duration::from_std(RETRY_WAIT).unwrap_or_default();
+                    let waiting = format!("waiting: {reason}");
+                    self.ledger
+                        .release_claim(run.id, &self.me, not_before, &waiting)
+                        .await?;
+                    tracing::debug!(schedule = %run.schedule_id, run = run.id, reason = %reason, "retry waits for the schedule's other run");
+                    continue;
+                }
                 OverlapDecision::Skip(reason) => {
                     self.ledger
                         .settle_pending(run.id, RunStatus::Skipped, &reason, now)
@@ -596,15 +809,18 @@ impl Engine {
         Ok(())
     }
 
-    async fn heartbeat(&mut self) {
-        if let Err(err) = self.ledger.heartbeat(&self.me, self.clock.now()).await {
-            tracing::warn!(error = %err, "cannot write heartbeat");
-        }
-        self.reap().await;
-    }
-
     /// Marks the runs of dead instances `crashed`, enqueueing retries.
+    /// Only while this node's own lease is steady: after a database outage,
+    /// every lease looks expired until its node had its chance to renew.
     async fn reap(&mut self) {
+        let Some(view) = self.lease.as_ref().map(Lease::view) else {
+            return;
+        };
+        if view.standing() != Standing::Held {
+            return;
+        }
+        // A vanished process (on this host) is dead whatever the leases say.
+        let judge_leases = view.may_reap();
         let entries: HashMap<String, Arc<Schedule>> = self
             .entries
             .iter()
@@ -638,20 +854,23 @@ impl Engine {
             };
             CrashFollowUp { retry, page }
         };
-        let ttl = chrono::Duration::from_std(self.settings.node_ttl)
-            .unwrap_or_else(|_| chrono::Duration::seconds(15));
+        let ttl = chrono_ttl(self.settings.node_ttl);
         match self
             .ledger
-            .reap_dead_instances(&self.me, now, ttl, &follow_up)
+            .reap_dead_instances(&self.me, now, ttl, judge_leases, &follow_up)
             .await
         {
             Ok(dead) => {
                 if let (Some(alerting), false) = (&self.executor.alerting, dead.is_empty()) {
                     alerting.outbox.notify_one();
                 }
+                let here = HostIdentity::current();
                 for instance in dead {
+                    tracing::warn!(instance = %instance.id, node = %instance.node, host = %instance.host,
+                        pid = instance.pid, reason = %instance.reason, runs = instance.crashed_runs.len(),
+                        "marked an instance dead; its runs crashed");
                     for run in &instance.crashed_runs {
-                        if instance.node == self.me.node {
+                        if here.sees(&instance.host, &instance.boot_id) {
                             let key = super::orphans::run_key(&instance.id, run.id);
                             let killed = super::orphans::kill_run_processes(&key);
                             if !killed.is_empty() {
@@ -682,10 +901,10 @@ impl Engine {
 
     /// Stop firing; let running jobs finish within the grace period, then
     /// cancel them; every run ends recorded, never left `running`.
-    /// Heartbeats go on meanwhile: the grace period may outlast the node
-    /// TTL, and a silent node's runs would be reaped and retried elsewhere
-    /// while they are still finishing here.
-    async fn drain(mut self, mut heartbeat: tokio::time::Interval) {
+    /// The lease is renewed meanwhile (its own task): the grace period may
+    /// outlast the node TTL, and a silent node's runs would be reaped and
+    /// retried elsewhere while they are still finishing here.
+    async fn drain(&mut self) {
         tracing::info!(running = self.running.len(), grace = ?self.settings.shutdown_grace, "shutting down");
         let grace = tokio::time::sleep(self.settings.shutdown_grace);
         tokio::pin!(grace);
@@ -695,23 +914,44 @@ impl Engine {
             }
             tokio::select! {
                 Some(done) = self.tasks.join_next() => self.run_finished(done),
-                _ = heartbeat.tick() => {
-                    if let Err(err) = self.ledger.heartbeat(&self.me, self.clock.now()).await {
-                        tracing::warn!(error = %err, "cannot write heartbeat");
-                    }
-                }
                 () = &mut grace => {
                     for handle in self.running.values() {
                         handle.cancel(CancelReason::Shutdown);
                     }
-                    while let Some(done) = self.tasks.join_next().await {
-                        self.run_finished(done);
-                    }
+                    self.wait_for_ends().await;
                     break;
                 }
             }
         }
         tracing::info!("scheduling stopped; every run recorded");
+    }
+
+    /// Waits for the cancelled runs to record their ends. A run whose end
+    /// cannot be written (the database is gone) is waited for only while
+    /// this node holds its lease: once it is lost, exiting is safe — the
+    /// lease then expires for good and another node ends the rows.
+    async fn wait_for_ends(&mut self) {
+        let second = Duration::from_secs(1);
+        let mut checks = tokio::time::interval_at(tokio::time::Instant::now() + second, second);
+        loop {
+            tokio::select! {
+                done = self.tasks.join_next() => match done {
+                    Some(done) => self.run_finished(done),
+                    None => return,
+                },
+                _ = checks.tick() => {
+                    let held = self.lease.as_ref().is_some_and(|lease| {
+                        matches!(lease.view().standing(), Standing::Held | Standing::Stale)
+                    });
+                    if !held {
+                        tracing::error!(running = self.tasks.len(),
+                            "shutting down without this node's lease: the ends of its last runs were not recorded; another node ends them as crashed");
+                        self.tasks.abort_all();
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -781,5 +1021,19 @@ async fn prune_history(
                 }
             }
         }
+    }
+}
+
+async fn wait_lease_change(view: &mut Option<LeaseView>) {
+    match view {
+        Some(view) => view.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

@@ -8,11 +8,12 @@ use chrono::{DateTime, Utc};
 use patrol_job_api::effects::{EffectRecord, EffectSlot};
 use patrol_job_api::{
     CancellationToken, CheckpointCounts, CheckpointRun, Checkpoints, Effects, Finding, JobError,
-    JobInstance, JobState, Outcome, RunContext, RunReport, StateWrite,
+    JobInstance, JobState, Outcome, ProcessFence, RunContext, RunReport, StateWrite,
 };
 use tokio::sync::Notify;
 
 use super::clock::Clock;
+use super::lease::{LeaseView, Standing};
 use super::orphans::run_key;
 use super::spread::retry_delay;
 use crate::alerting::policy::AlertPolicy;
@@ -54,6 +55,22 @@ pub enum CancelReason {
     Shutdown,
     Replaced,
     Requested,
+    /// This node could not renew its lease for `node_ttl`: it stops the
+    /// run itself before another node may retry it (self-fencing).
+    LeaseLost,
+}
+
+/// What the ledger holds for a run once its task is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Its end, as this node saw it.
+    Ended(RunStatus),
+    /// Nothing from this node: it was no longer this node's run (reaped,
+    /// cancelled) when it ended.
+    SettledElsewhere(RunStatus),
+    /// Nothing: the ledger could not be written and this instance was
+    /// taken over; the node that took it ends the row.
+    NotRecorded(RunStatus),
 }
 
 /// The runner's grip on a run in progress.
@@ -95,6 +112,11 @@ pub struct Executor {
     pub clock: Arc<dyn Clock>,
     /// Where findings go; `None` drops them (benchmarks).
     pub alerting: Option<Alerting>,
+    /// Keeps the processes a job starts within this node's lease.
+    pub fence: ProcessFence,
+    /// This node's lease: while it holds, the end of a run is retried until
+    /// the ledger takes it. `None`: a few retries (tests, benchmarks).
+    pub lease: Option<LeaseView>,
 }
 
 /// Recording findings as alerts at the end of each run.
@@ -126,7 +148,7 @@ impl Executor {
         run: Run,
         schedule: Option<Arc<Schedule>>,
         handle: RunHandle,
-    ) -> RunStatus {
+    ) -> Recorded {
         let refused = schedule
             .as_deref()
             .and_then(|schedule| refusal(&run, schedule));
@@ -193,12 +215,13 @@ impl Executor {
             Some(reported) if !run.dry_run => reported.state.as_slice(),
             _ => &[],
         };
-        self.record_end(&run, &end, retry.as_ref(), alerts.as_ref(), state)
+        let recorded = self
+            .record_end(&run, &end, retry.as_ref(), alerts.as_ref(), state)
             .await;
         if let Some(alerting) = &self.alerting {
             alerting.outbox.notify_one();
         }
-        status
+        recorded
     }
 
     /// The job this run runs (its row was checked by [`refusal`]): the
@@ -267,6 +290,7 @@ impl Executor {
             checkpoints: checkpoints.clone(),
             effects: effects.clone(),
             clock: self.clock.clone(),
+            fence: self.fence.clone(),
         };
         let mut job_future = instance.run(context);
         let timeout = schedule.timeout.unwrap_or(Duration::MAX);
@@ -288,8 +312,10 @@ impl Executor {
         (status, end, reported)
     }
 
-    /// The end must reach the ledger: retry on a database hiccup. If it
-    /// still fails, the row stays `running` and is reaped as `crashed`.
+    /// The end must reach the ledger, and only while the run is still this
+    /// instance's (the write is fenced on the row's owner and the owner's
+    /// lease). A database outage is waited out for as long as it lasts:
+    /// only once this instance was taken over is the row someone else's.
     async fn record_end(
         &self,
         run: &Run,
@@ -297,13 +323,17 @@ impl Executor {
         retry: Option<&NewRun>,
         alerts: Option<&RunAlerts<'_>>,
         state: &[StateWrite],
-    ) {
+    ) -> Recorded {
+        let owner = run.instance_id.clone().unwrap_or_default();
         let mut delay = Duration::from_millis(200);
-        for attempt in 1..=8 {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
             match self
                 .ledger
                 .finish_run(
                     run.id,
+                    &owner,
                     end,
                     retry,
                     alerts.map(|alerts| alerts as &dyn crate::ledger::RunEndWrites),
@@ -312,25 +342,30 @@ impl Executor {
                 )
                 .await
             {
-                Ok(true) => return,
+                Ok(true) => return Recorded::Ended(end.status),
                 Ok(false) => {
-                    tracing::warn!(
-                        run = run.id,
-                        "run was settled elsewhere (reaped or cancelled) before it ended"
-                    );
-                    return;
+                    tracing::warn!(run = run.id, status = %end.status,
+                        "run was settled elsewhere (reaped or cancelled) before it ended; its end is not recorded by this node");
+                    return Recorded::SettledElsewhere(end.status);
                 }
                 Err(err) => {
+                    // While this instance is not taken over, nobody else
+                    // may end the row: giving up would leave it `running`.
+                    let keep_trying = match &self.lease {
+                        Some(lease) => !matches!(lease.standing(), Standing::Taken(_)),
+                        None => attempt < 8,
+                    };
+                    if !keep_trying {
+                        tracing::error!(run = run.id, status = %end.status, error = %err,
+                            "gave up recording the end of a run: this instance was taken over, and the node that took it ends the run as crashed");
+                        return Recorded::NotRecorded(end.status);
+                    }
                     tracing::warn!(run = run.id, attempt, error = %err, "cannot record the end of a run; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    delay = (delay * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        tracing::error!(
-            run = run.id,
-            "gave up recording the end of a run; it will be marked crashed"
-        );
     }
 }
 
@@ -531,6 +566,12 @@ fn end_of(
         Some(CancelReason::Requested) | None => {
             (RunStatus::Cancelled, "cancelled on request".to_string())
         }
+        Some(CancelReason::LeaseLost) => (
+            RunStatus::Crashed,
+            "stopped by its own node, which could not renew its lease in time (self-fencing): \
+             another node may take its runs over"
+                .to_string(),
+        ),
     };
     match result {
         None => {

@@ -245,6 +245,7 @@ impl Scheduler {
                 max_age: None,
             },
             prune_interval: Duration::from_secs(3600),
+            guard: None,
         };
         let engine = Engine::new(
             self.ledger.clone(),
@@ -262,7 +263,7 @@ impl Scheduler {
         self.engine = Some(tokio::spawn(async move {
             // Keeps the sender alive: a closed channel is not a reload.
             let _schedules_tx = _schedules_tx;
-            engine.run(schedules_rx, shutdown_rx).await
+            engine.run(schedules_rx, shutdown_rx).await.map(drop)
         }));
     }
 
@@ -795,5 +796,41 @@ async fn the_end_of_a_run_writes_after_its_checkpoints_and_a_dry_run_drops_them(
     let details = run.details.clone().expect("details");
     assert_eq!(details["checkpoints"]["dropped_dry_run"], 2, "{details}");
     assert_eq!(details["checkpoints"]["committed"], 0, "{details}");
+    scheduler.stop().await;
+}
+
+#[tokio::test]
+async fn a_retry_held_back_by_overlap_waits_for_the_other_run_instead_of_being_skipped() {
+    // Every 30 s from 10:00, overlap forbid; every first attempt runs 50 s
+    // and fails. The 10:00 slot's retry comes due while the 10:01 slot
+    // runs: it must wait for that run to end, not leave its slot unrun.
+    let mut scheduler = Scheduler::new("2026-11-23T09:59:00Z").await;
+    scheduler.start(&test_schedule(
+        "busy",
+        "*/30 * 10 * * *",
+        "  retries: {max: 1, backoff: 30s, max_backoff: 30s}\n",
+        "{sleep_ms: 50000, fail_attempts: 1}",
+    ));
+    let first_slot = t("2026-11-23T10:00:00Z");
+    let runs = scheduler
+        .wait_for_runs("busy", "2026-11-23T10:05:00Z", |runs| {
+            runs.iter().any(|run| {
+                run.scheduled_for == first_slot && run.attempt == 2 && run.status.is_terminal()
+            })
+        })
+        .await;
+    let retry = runs
+        .iter()
+        .find(|run| run.scheduled_for == first_slot && run.attempt == 2)
+        .expect("the retry");
+    assert_eq!(retry.status, RunStatus::Succeeded, "{runs:#?}");
+    let other = runs
+        .iter()
+        .find(|run| run.scheduled_for == t("2026-11-23T10:01:00Z") && run.attempt == 1)
+        .expect("the 10:01 run");
+    assert!(
+        retry.started_at >= other.finished_at,
+        "the retry ran beside the other run: {runs:#?}"
+    );
     scheduler.stop().await;
 }
