@@ -559,3 +559,113 @@ fn describe_executions(executions: &[&Execution]) -> String {
         .map(|execution| format!("  {}\n", execution.describe()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use patrol::ledger::Trigger;
+
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-07T12:00:00Z")
+            .expect("time")
+            .to_utc()
+            + chrono::Duration::seconds(seconds)
+    }
+
+    fn run(id: i64, slot: i64, attempt: u32, status: RunStatus, times: (i64, Option<i64>)) -> Run {
+        Run {
+            id,
+            schedule_id: "slow".into(),
+            job: "command".into(),
+            scheduled_for: at(slot),
+            attempt,
+            trigger: if attempt == 1 {
+                Trigger::Schedule
+            } else {
+                Trigger::Retry
+            },
+            status,
+            not_before: None,
+            created_at: at(times.0),
+            started_at: Some(at(times.0)),
+            finished_at: times.1.map(at),
+            node: Some("chaos-a".into()),
+            instance_id: None,
+            params: serde_json::Value::Null,
+            overrides: None,
+            dry_run: false,
+            force_overlap: false,
+            summary: None,
+            output: None,
+            details: None,
+            error: None,
+        }
+    }
+
+    fn execution(run: &Run, from: i64, to: i64) -> Execution {
+        Execution {
+            slot: run.scheduled_for,
+            attempt: run.attempt,
+            run_id: run.id,
+            pgid: 100 + run.id as i32,
+            started: at(from),
+            last_seen: at(to),
+            ended: true,
+        }
+    }
+
+    /// The drills' failure shapes are found, each by its check; the
+    /// overlap policy's own skip is not a failure.
+    #[test]
+    fn checks_find_an_orphan_beside_its_retry_a_stuck_row_and_a_silent_skip() {
+        let mut crashed = run(1, 0, 1, RunStatus::Crashed, (0, Some(6)));
+        crashed.error = Some("node chaos-a stopped heartbeating".into());
+        let retry = run(2, 0, 2, RunStatus::Succeeded, (7, Some(17)));
+        // Slot 4: skipped while #1 was (by its row) still going: policy.
+        let mut skipped_fairly = run(3, 4, 1, RunStatus::Skipped, (4, Some(4)));
+        skipped_fairly.error = Some("previous run #1 still running (overlap: forbid)".into());
+        let stuck = run(4, 8, 1, RunStatus::Running, (8, None));
+        // Slot 12: skipped behind the stuck row, and nobody paged.
+        let mut skipped_behind_stuck = run(5, 12, 1, RunStatus::Skipped, (12, Some(12)));
+        skipped_behind_stuck.error = Some("previous run #4 still running (overlap: forbid)".into());
+        let executions = vec![execution(&crashed, 0, 10), execution(&retry, 7, 17)];
+        let evidence = Evidence {
+            schedules: vec![ScheduleUnderTest {
+                id: "slow",
+                cron: "*/4 * * * * *",
+                forbid: true,
+                executions,
+            }],
+            runs: vec![
+                crashed,
+                retry,
+                skipped_fairly,
+                stuck.clone(),
+                skipped_behind_stuck,
+            ],
+            alerts: Vec::new(),
+            instances: Vec::new(),
+            drills: Vec::new(),
+            undisturbed: Vec::new(),
+            stale_running: vec![stuck],
+            longest_job: Duration::from_secs(10),
+            node_ttl: Duration::from_secs(5),
+            shutdown_at: at(15),
+        };
+        let mut found: Vec<&str> = check_all(&evidence)
+            .iter()
+            .map(|finding| finding.check)
+            .collect();
+        found.sort_unstable();
+        assert_eq!(
+            found,
+            [
+                "each slot's job ran at most once",
+                "every slot succeeded, or says why and paged",
+                "no stuck running or pending rows",
+                "no two executions of one slot overlap",
+            ]
+        );
+    }
+}
