@@ -5,6 +5,7 @@
 
 mod alerting;
 mod anomaly;
+mod chaos;
 mod checkpoints;
 mod crash_recovery;
 mod cron_reference;

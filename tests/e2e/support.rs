@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use patrol::ledger::{Ledger, Run, RunFilter};
 
+mod pg_cluster;
+pub use pg_cluster::PgCluster;
+
 /// The `patrol` binary cargo built for these tests.
 pub fn patrol_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_patrol"))
@@ -61,6 +64,19 @@ impl Project {
                     .expect("scratch database")
             }
         };
+        Self::in_dir(dir, database, extra_config)
+    }
+
+    /// A project on the ledger at `database` (e.g. a [`PgCluster`]'s).
+    pub fn on_database(database: String, extra_config: &str) -> Self {
+        Self::in_dir(
+            tempfile::tempdir().expect("temp dir"),
+            database,
+            extra_config,
+        )
+    }
+
+    fn in_dir(dir: tempfile::TempDir, database: String, extra_config: &str) -> Self {
         std::fs::create_dir_all(dir.path().join("schedules")).expect("schedules dir");
         std::fs::write(
             dir.path().join("patrol.yaml"),
@@ -88,6 +104,25 @@ impl Project {
         let log =
             std::fs::File::create(self.path().join(format!("serve-{tag}.log"))).expect("log file");
         Command::new(patrol_bin())
+            .arg("serve")
+            .current_dir(self.path())
+            .env_remove("PATROL_DATABASE_URL")
+            .env_remove("PATROL_CONFIG")
+            .env("PATROL_LOG", "info,patrol=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("patrol serve starts")
+    }
+
+    /// Starts `patrol --config <config> serve` in the background; logs go
+    /// to `serve-<tag>.log`.
+    pub fn serve_with_config(&self, tag: &str, config: &Path) -> Child {
+        let log =
+            std::fs::File::create(self.path().join(format!("serve-{tag}.log"))).expect("log file");
+        Command::new(patrol_bin())
+            .arg("--config")
+            .arg(config)
             .arg("serve")
             .current_dir(self.path())
             .env_remove("PATROL_DATABASE_URL")
