@@ -8,6 +8,7 @@ mod anomaly;
 mod checkpoints;
 mod crash_recovery;
 mod cron_reference;
+mod delivery_drill;
 mod dry_run;
 mod graceful;
 mod job_build;
