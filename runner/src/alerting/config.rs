@@ -219,7 +219,7 @@ pub struct DeliverySpec {
     pub degraded_after: Option<u32>,
     /// ...and only once those failures span at least this long (default
     /// 2m): a burst of parallel first attempts failing within milliseconds
-    /// of a blip is not a degraded notifier.
+    /// of a blip is not a degraded notifier. `0s`: the count alone.
     pub degraded_after_for: Option<HumanDuration>,
     /// First retry delay (default 1s); doubles up to `retry_max` (default 5m).
     pub retry_min: Option<HumanDuration>,
