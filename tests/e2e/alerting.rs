@@ -76,6 +76,7 @@ delivery:
   retry_min: 200ms
   retry_max: 1s
   degraded_after: 3
+  degraded_after_for: 1s
 "##,
             slack = self.slack.api_url(),
             pd = self.pagerduty.base_url(),

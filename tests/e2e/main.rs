@@ -9,6 +9,7 @@ mod chaos;
 mod checkpoints;
 mod crash_recovery;
 mod cron_reference;
+mod delivery_drill;
 mod dry_run;
 mod graceful;
 mod job_build;

@@ -217,6 +217,10 @@ pub struct DeliverySpec {
     /// Failed attempts in a row on one notifier before
     /// `patrol/delivery-degraded` is raised on the others (default 5).
     pub degraded_after: Option<u32>,
+    /// ...and only once those failures span at least this long (default
+    /// 2m): a burst of parallel first attempts failing within milliseconds
+    /// of a blip is not a degraded notifier. `0s`: the count alone.
+    pub degraded_after_for: Option<HumanDuration>,
     /// First retry delay (default 1s); doubles up to `retry_max` (default 5m).
     pub retry_min: Option<HumanDuration>,
     pub retry_max: Option<HumanDuration>,
@@ -249,6 +253,8 @@ pub struct Maintenance {
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     pub degraded_after: u32,
+    /// How long the failures in a row must have lasted, besides their count.
+    pub degraded_after_for: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub give_up_after: Duration,
@@ -264,6 +270,7 @@ impl Default for DeliverySettings {
     fn default() -> Self {
         Self {
             degraded_after: 5,
+            degraded_after_for: Duration::from_secs(120),
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             give_up_after: Duration::from_secs(24 * 3600),
@@ -443,6 +450,10 @@ impl AlertingConfig {
                 .delivery
                 .degraded_after
                 .unwrap_or(defaults.degraded_after),
+            degraded_after_for: spec
+                .delivery
+                .degraded_after_for
+                .map_or(defaults.degraded_after_for, |d| d.0),
             retry_min: spec.delivery.retry_min.map_or(defaults.retry_min, |d| d.0),
             retry_max: spec.delivery.retry_max.map_or(defaults.retry_max, |d| d.0),
             give_up_after: spec

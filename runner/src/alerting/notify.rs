@@ -106,6 +106,12 @@ pub struct Notification {
     /// What this notifier returned for the alert's first delivered event
     /// (Slack: channel and message `ts`), so later events update it.
     pub remote: Option<serde_json::Value>,
+    /// Set when an earlier attempt at this delivery may have reached the
+    /// service without patrol learning the outcome (its sender was killed
+    /// mid-request, no answer came, or a 5xx): when the first attempt was
+    /// claimed. A notifier that can look up what it sent (Slack, by message
+    /// metadata) looks before sending again, so that one event is one message.
+    pub unsure_since: Option<DateTime<Utc>>,
 }
 
 /// A successful send.

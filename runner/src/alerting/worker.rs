@@ -1,9 +1,10 @@
 //! The delivery worker: sends what the outbox holds. Per notifier it keeps
 //! a rate limit, honours `Retry-After`, retries with capped exponential
 //! backoff (backon), and sends a key's deliveries strictly in order. After
-//! `degraded_after` failures in a row on one notifier it raises
-//! `patrol/delivery-degraded/<name>` on the others, resolved once that
-//! notifier delivers again.
+//! `degraded_after` failures in a row on one notifier, spanning at least
+//! `degraded_after_for`, it raises `patrol/delivery-degraded/<name>` on the
+//! others, resolved once that notifier delivers again; a page about it not
+//! yet sent by then is dropped, never sent stale.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +21,8 @@ use tokio::time::Instant;
 
 use super::config::{AlertingConfig, DeliverySettings};
 use super::notifiers::RateLimit;
-use super::notify::{Notification, Notifier, Retry, SendError};
-use super::outbox::{AttemptEnd, Due};
+use super::notify::{Action, Notification, Notifier, Retry, SendError};
+use super::outbox::{skip_unsent_pages, AttemptEnd, Due};
 use super::policy::AlertPolicy;
 use super::record::{record_findings, resolve_key, FindingsInput};
 use super::secret::redact;
@@ -345,6 +346,16 @@ impl DeliveryWorker {
             let Some(channel) = self.channels.get(&due.notifier) else {
                 continue;
             };
+            if let Some(subject) = degraded_page_subject(&due) {
+                match self.recovered_before_page(subject, due.id).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    // Better a page that may be stale than one held for the lease.
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot tell whether a degraded page is stale")
+                    }
+                }
+            }
             if !channel.notifier.wants(due.action) {
                 self.ledger
                     .skip_delivery(
@@ -453,7 +464,7 @@ impl DeliveryWorker {
         let outcome = match end {
             AttemptEnd::Sent { .. } => self.notifier_recovered(&due.notifier).await,
             _ if health.consecutive_failures >= self.settings.degraded_after => {
-                self.notifier_degraded(&due.notifier, health.consecutive_failures)
+                self.degraded_if_failing_long_enough(&due.notifier, health.consecutive_failures)
                     .await
             }
             _ => Ok(()),
@@ -469,6 +480,7 @@ impl DeliveryWorker {
             action: due.action,
             alert: due.view.clone(),
             remote: due.remote.clone(),
+            unsure_since: due.unsure_since,
         };
         wait_for_send_slot(channel).await;
         let result = tokio::time::timeout(SEND_LIMIT, channel.notifier.send(&notification)).await;
@@ -531,6 +543,44 @@ impl DeliveryWorker {
         }
     }
 
+    /// Raises the degraded alert once the failures in a row on `notifier`
+    /// have lasted `degraded_after_for`: a count alone is reached within
+    /// milliseconds when parallel first attempts all meet one blip.
+    async fn degraded_if_failing_long_enough(&self, notifier: &str, failures: u32) -> Result<()> {
+        let Some(since) = self.ledger.notifier_failing_since(notifier).await? else {
+            return Ok(());
+        };
+        let failing_for = (self.clock.now() - since).to_std().unwrap_or_default();
+        if failing_for < self.settings.degraded_after_for {
+            return Ok(());
+        }
+        self.notifier_degraded(notifier, failures).await
+    }
+
+    /// A degraded page about `subject` that is due while `subject` delivers
+    /// again (its latest attempt succeeded: the success raced the page, or
+    /// the page waited behind other deliveries) is skipped, and the alert
+    /// resolved without telling anyone. Returns whether it was skipped.
+    async fn recovered_before_page(&self, subject: &str, delivery: i64) -> Result<bool> {
+        if self.ledger.notifier_failing_since(subject).await?.is_some() {
+            return Ok(false);
+        }
+        self.ledger
+            .skip_delivery(
+                delivery,
+                &format!("notifier `{subject}` delivered again before this page was sent"),
+                self.clock.now(),
+            )
+            .await?;
+        tracing::info!(
+            notifier = subject,
+            delivery,
+            "stale delivery-degraded page dropped"
+        );
+        self.notifier_recovered(subject).await?;
+        Ok(true)
+    }
+
     async fn notifier_degraded(&self, notifier: &str, failures: u32) -> Result<()> {
         let others: Vec<String> = self
             .channels
@@ -546,9 +596,11 @@ impl DeliveryWorker {
         // No running count in the text: it would turn every further failure
         // into an update of this alert.
         finding.summary = format!(
-            "At least {} delivery attempts in a row to notifier `{notifier}` failed. \
-             Alerts for it are kept in the outbox and retried; they arrive once it recovers.",
-            self.settings.degraded_after
+            "At least {} delivery attempts in a row to notifier `{notifier}` failed, over at \
+             least {}. Alerts for it are kept in the outbox and retried; they arrive once it \
+             recovers.",
+            self.settings.degraded_after,
+            humantime::format_duration(self.settings.degraded_after_for)
         );
         finding.runbook = Some("delivery-degraded".into());
         finding
@@ -613,18 +665,20 @@ impl DeliveryWorker {
             notifiers: Some(&others),
             node: &self.node,
         };
+        let key = degraded_key(notifier);
         let mut tx = self.ledger.pool().begin().await?;
-        let recorded = resolve_key(
+        let recorded = resolve_key(&mut tx, &self.policy, &input, &key, self.clock.now()).await?;
+        // Whoever was not told yet need not be told now, nor of the resolve.
+        let dropped = skip_unsent_pages(
             &mut tx,
-            &self.policy,
-            &input,
-            &degraded_key(notifier),
-            self.clock.now(),
+            PATROL_SOURCE,
+            &key,
+            &format!("notifier `{notifier}` delivered again before this was sent"),
         )
         .await?;
         tx.commit().await?;
         if recorded.resolved > 0 {
-            tracing::info!(notifier, "alert delivery recovered");
+            tracing::info!(notifier, dropped, "alert delivery recovered");
             self.outbox.notify_one();
         }
         Ok(())
@@ -647,8 +701,18 @@ async fn wait_for_send_slot(channel: &Channel) {
     }
 }
 
+const DEGRADED_PREFIX: &str = "patrol/delivery-degraded/";
+
 pub fn degraded_key(notifier: &str) -> String {
-    format!("patrol/delivery-degraded/{notifier}")
+    format!("{DEGRADED_PREFIX}{notifier}")
+}
+
+/// The notifier a `patrol/delivery-degraded/<notifier>` trigger is about.
+fn degraded_page_subject(due: &Due) -> Option<&str> {
+    if due.action != Action::Trigger || due.view.schedule_id != PATROL_SOURCE {
+        return None;
+    }
+    due.view.key.strip_prefix(DEGRADED_PREFIX)
 }
 
 /// The delay before retry number `attempts + 1`: exponential from
@@ -665,6 +729,10 @@ fn backoff_delay(settings: &DeliverySettings, attempts: u32) -> Duration {
         .nth(attempts as usize)
         .unwrap_or(settings.retry_max)
 }
+
+#[cfg(test)]
+#[path = "worker_degraded_tests.rs"]
+mod degraded_tests;
 
 #[cfg(test)]
 mod tests {

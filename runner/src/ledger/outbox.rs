@@ -30,7 +30,19 @@ pub struct Due {
     /// (see [`Ledger::delivery_remote`]), read with the claim: every
     /// earlier event of the alert at this notifier is settled by then.
     pub remote: Option<serde_json::Value>,
+    /// When the first attempt was claimed, if an earlier attempt may have
+    /// reached the service unbeknown to patrol ([`UNSURE_ATTEMPT`]).
+    pub unsure_since: Option<DateTime<Utc>>,
 }
+
+/// An attempt whose request may have been acted on although patrol never
+/// learnt so: its sender stopped before recording the outcome (`unknown`),
+/// or it ended without an answer (no HTTP status: a timeout, a reset) or
+/// with a 5xx, which a gateway sends whether or not the service behind it
+/// processed the request. Any other answer (a 4xx, a 429, Slack's
+/// `ok: false`) says the request was refused.
+const UNSURE_ATTEMPT: &str = "(a.outcome IS NULL OR a.outcome = 'unknown' OR \
+     (a.outcome IN ('retry', 'failed') AND (a.http_status IS NULL OR a.http_status >= 500)))";
 
 /// How one attempt ended.
 #[derive(Debug, Clone)]
@@ -259,15 +271,22 @@ impl Ledger {
                 created_at: from_millis(row.try_get(5)?),
                 attempts: u32::try_from(attempts - 1).unwrap_or(0),
                 remote: None,
+                unsure_since: None,
             };
             claimed.insert(id, (due, attempts));
         }
         // What each alert's first delivered event returned at its notifier
-        // (Slack's message), as `delivery_remote` reads it.
+        // (Slack's message), as `delivery_remote` reads it; and, when an
+        // earlier attempt's outcome is unsure, when the first one started.
+        // (This claim's own attempt row is written below.)
         let sql = format!(
             "SELECT d.id, (SELECT r.remote FROM deliveries r WHERE r.alert_id = d.alert_id \
                AND r.notifier = d.notifier AND r.status = 'sent' AND r.remote IS NOT NULL \
-               ORDER BY r.id LIMIT 1) FROM deliveries d WHERE d.id IN ({})",
+               ORDER BY r.id LIMIT 1), \
+             CASE WHEN EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.delivery_id = d.id \
+               AND {UNSURE_ATTEMPT}) THEN (SELECT MIN(a.started_at) FROM delivery_attempts a \
+               WHERE a.delivery_id = d.id) END \
+             FROM deliveries d WHERE d.id IN ({})",
             placeholders(1, claimed.len())
         );
         let mut query = sqlx::query(&sql);
@@ -277,8 +296,10 @@ impl Ledger {
         for row in query.fetch_all(&mut *tx).await? {
             let id: i64 = row.try_get(0)?;
             let remote: Option<String> = row.try_get(1)?;
+            let unsure_since: Option<i64> = row.try_get(2)?;
             if let Some((due, _)) = claimed.get_mut(&id) {
                 due.remote = remote.and_then(|text| serde_json::from_str(&text).ok());
+                due.unsure_since = unsure_since.map(from_millis);
             }
         }
         let values: Vec<String> = (0..claimed.len())
@@ -504,6 +525,25 @@ impl Ledger {
         Ok(found.is_some())
     }
 
+    /// When the notifier's current run of failures began: its earliest
+    /// failed attempt since its last success. `None` when its latest
+    /// attempt succeeded (or it has none).
+    pub async fn notifier_failing_since(&self, notifier: &str) -> Result<Option<DateTime<Utc>>> {
+        let since: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(a.finished_at) FROM delivery_attempts a \
+             JOIN deliveries d ON d.id = a.delivery_id \
+             JOIN notifier_health h ON h.notifier = d.notifier \
+             WHERE d.notifier = $1 AND h.consecutive_failures > 0 \
+             AND a.outcome IN ('retry', 'failed') \
+             AND a.finished_at > COALESCE(h.last_success_at, -1)",
+        )
+        .bind(notifier)
+        .fetch_one(self.pool())
+        .await
+        .context("cannot read the notifier's failures")?;
+        Ok(since.map(from_millis))
+    }
+
     /// How many deliveries are still to be sent (pending or in flight).
     pub async fn open_delivery_count(&self) -> Result<i64> {
         Ok(sqlx::query_scalar(
@@ -512,6 +552,33 @@ impl Ledger {
         .fetch_one(self.pool())
         .await?)
     }
+}
+
+/// Skips the deliveries of `schedule_id`'s alerts keyed `key` still
+/// waiting at notifiers whose trigger of that alert never went out (still
+/// pending, or skipped): once patrol's own alert is resolved, a page it
+/// did not send yet would only arrive stale, followed by its resolve.
+/// Returns how many were skipped.
+pub async fn skip_unsent_pages(
+    conn: &mut AnyConnection,
+    schedule_id: &str,
+    key: &str,
+    reason: &str,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "UPDATE deliveries SET status = 'skipped', reason = $1, lease_owner = NULL, \
+         lease_until = NULL WHERE status = 'pending' \
+         AND alert_id IN (SELECT id FROM alerts WHERE schedule_id = $2 AND alert_key = $3) \
+         AND EXISTS (SELECT 1 FROM deliveries t WHERE t.alert_id = deliveries.alert_id \
+           AND t.notifier = deliveries.notifier AND t.action = 'trigger' \
+           AND t.status IN ('pending', 'skipped'))",
+    )
+    .bind(reason)
+    .bind(schedule_id)
+    .bind(key)
+    .execute(conn)
+    .await?
+    .rows_affected())
 }
 
 async fn record_health(
@@ -846,6 +913,74 @@ mod tests {
                 .unwrap();
             assert!(!health.superseded);
             assert_eq!(status_of(&ledger, id).await.0, "sent");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_notifiers_failing_run_starts_at_its_first_failure_since_the_last_success() {
+        for (_dir, ledger) in ledgers_for("patrol_outbox_failing_since").await {
+            let policy = two_notifier_policy();
+            let finding = |key: &str| Finding::new(key, Severity::Error, key);
+            record(&ledger, &policy, &[finding("a"), finding("b")]).await;
+            let ids: Vec<i64> = rows(&ledger).await.iter().map(|(id, _, _)| *id).collect();
+            let start = Utc::now();
+            let at = |seconds: i64| start + chrono::Duration::seconds(seconds);
+            let lease = at(600);
+            let claimed = ledger
+                .claim_deliveries(&ids, "me", start, lease)
+                .await
+                .unwrap();
+            let of = |key: &str, notifier: &str| {
+                claimed
+                    .iter()
+                    .find(|(due, _)| due.view.key == key && due.notifier == notifier)
+                    .unwrap()
+                    .clone()
+            };
+            let retry = |seconds| AttemptEnd::Retry {
+                next: at(seconds),
+                error: "no answer".into(),
+                http_status: None,
+                retry_after: None,
+            };
+            assert_eq!(ledger.notifier_failing_since("pager").await.unwrap(), None);
+            let (due, attempt) = of("a", "pager");
+            ledger
+                .finish_attempt(&due, attempt, &retry(100), at(10))
+                .await
+                .unwrap();
+            let (due, attempt) = of("b", "pager");
+            ledger
+                .finish_attempt(&due, attempt, &retry(100), at(20))
+                .await
+                .unwrap();
+            let since = ledger.notifier_failing_since("pager").await.unwrap();
+            assert_eq!(since.map(to_millis), Some(to_millis(at(10))));
+            let (due, attempt) = of("a", "chat");
+            let sent = AttemptEnd::Sent { remote: None };
+            ledger
+                .finish_attempt(&due, attempt, &sent, at(15))
+                .await
+                .unwrap();
+            assert_eq!(ledger.notifier_failing_since("chat").await.unwrap(), None);
+
+            // A retry after an answerless attempt is unsure of its outcome.
+            let (retried, attempt) = ledger
+                .claim_delivery(of("a", "pager").0.id, "me", at(100), lease)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(retried.unsure_since.map(to_millis), Some(to_millis(start)));
+            ledger
+                .finish_attempt(&retried, attempt, &sent, at(101))
+                .await
+                .unwrap();
+            assert_eq!(ledger.notifier_failing_since("pager").await.unwrap(), None);
+            assert_eq!(
+                of("b", "chat").0.unsure_since,
+                None,
+                "a first attempt is sure"
+            );
         }
     }
 

@@ -1,7 +1,8 @@
 //! Local stand-ins for the services patrol's notifiers talk to, for tests
 //! and benchmarks that run the real notifier clients against them.
 //!
-//! - [`SlackStandin`]: Slack Web API `chat.postMessage` / `chat.update`.
+//! - [`SlackStandin`]: Slack Web API `chat.postMessage` / `chat.update` /
+//!   `conversations.history`, with message metadata.
 //! - [`PagerDutyStandin`]: PagerDuty Events API v2 `/v2/enqueue`, with an
 //!   incident model.
 //! - [`RekorStandin`]: Rekor v1 (`/api/v1/log`, entries, index search), a
@@ -39,7 +40,8 @@ pub use record::{
 };
 pub use rekor::{Forgery, RekorStandin};
 pub use slack::{
-    SlackBuilder, SlackMessage, SlackMessageVersion, SlackStandin, MAX_BLOCKS, MAX_TEXT_CHARS,
+    SlackBuilder, SlackMessage, SlackMessageVersion, SlackStandin, SlackWrite, MAX_BLOCKS,
+    MAX_TEXT_CHARS,
 };
 pub use smtp::{
     SmtpAttachment, SmtpConfig, SmtpError, SmtpMessage, SmtpMode, SmtpServer, TLS_DOMAIN,

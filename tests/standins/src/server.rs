@@ -68,6 +68,12 @@ pub(crate) trait ServiceLogic: Send + Sync + 'static {
     /// The service's own HTTP 429 (body and headers) for an injected rate
     /// limit.
     fn rate_limited(&self, retry_after: Option<Duration>) -> Response;
+
+    /// How long after processing a request its answer is sent (a slow
+    /// service whose work is done before the client hears of it).
+    fn answer_delay(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// A listening stand-in; stops accepting and drops its connections when
@@ -211,6 +217,10 @@ async fn handle<S: ServiceLogic>(
             outcome: reply.outcome,
             ..call
         });
+        let delay = app.logic.answer_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         return reply.response;
     };
     let injected = Outcome::Injected(failure.clone());

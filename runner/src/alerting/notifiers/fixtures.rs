@@ -65,5 +65,6 @@ pub(super) fn notification(action: Action, alert: AlertView) -> Notification {
         action,
         alert,
         remote: None,
+        unsure_since: None,
     }
 }

@@ -2,12 +2,21 @@
 //! slack-morphism's hyper connector. One alert is one message: later events
 //! update it in place, reminders go in its thread. Slack's own rate control
 //! and retries are left off: the delivery worker owns both.
+//!
+//! Every message patrol posts carries metadata naming its delivery. When an
+//! earlier attempt at a delivery may have posted without patrol learning so
+//! (killed mid-request, no answer), the channel's history is read for that
+//! metadata first (`conversations.history`) and a message found is adopted
+//! as the alert's, instead of posting a second one.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::Severity;
 use reqwest::Url;
@@ -55,13 +64,26 @@ const TRANSIENT_CODES: [&str; 5] = [
 /// `chat.update` codes meaning the original message is gone: post anew.
 const MESSAGE_GONE_CODES: [&str; 2] = ["message_not_found", "cant_update_message"];
 
+/// `metadata.event_type` of the messages patrol posts.
+const METADATA_EVENT_TYPE: &str = "patrol_alert_posted";
+/// Messages asked for per `conversations.history` page, and pages read at
+/// most when looking for an earlier post: the search starts at the first
+/// attempt, so the post, if any, is among the newest few.
+const HISTORY_PAGE: u16 = 200;
+const HISTORY_PAGES: usize = 5;
+/// The search starts this much before the first attempt was claimed: the
+/// claim is on patrol's clock, a message's `ts` on Slack's.
+const CLOCK_SKEW_ALLOWANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(2);
+
 /// `kind: slack`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlackSettings {
     /// A bot token (`xoxb-…`) with `chat:write`, as `env:` or `file:`.
     pub token: SecretRef,
-    /// A channel ID (`C0123456789`) or `#name`.
+    /// A channel ID (`C0123456789`) or `#name`. Give the ID: looking for
+    /// an earlier post (`conversations.history`) needs it, until a post's
+    /// answer has named it.
     pub channel: String,
     /// The Web API root; tests point it at a stand-in.
     #[serde(default = "default_base_url")]
@@ -121,6 +143,8 @@ pub(super) struct SlackNotifier {
     origin: String,
     token: SlackApiToken,
     channel: SlackChannelId,
+    /// The channel's ID as Slack last answered it (`channel` may be a name).
+    channel_id: Mutex<Option<SlackChannelId>>,
     timeout: Duration,
     mention: Option<String>,
     mention_severity: Severity,
@@ -151,6 +175,7 @@ impl SlackNotifier {
             origin: http::origin(&api_url),
             token: SlackApiToken::new(SlackApiTokenValue::new(token.expose().to_string())),
             channel: SlackChannelId::new(settings.channel.trim().to_string()),
+            channel_id: Mutex::new(None),
             timeout: settings.timeout.0,
             mention: settings.mention.clone(),
             mention_severity: settings.mention_severity,
@@ -197,15 +222,121 @@ impl SlackNotifier {
             .call("chat.postMessage", session.chat_post_message(&request))
             .await
             .map_err(SlackFailure::into_send_error)?;
+        self.learn_channel_id(&response.channel);
         Ok(MessageRef {
             channel: response.channel.value().clone(),
             ts: response.ts.value().clone(),
         })
     }
 
+    /// Posts the alert's message with this delivery's metadata, unless an
+    /// earlier attempt at this delivery may have posted it and did.
+    async fn post_alert_message(
+        &self,
+        notification: &Notification,
+        content: SlackMessageContent,
+    ) -> Result<MessageRef, SendError> {
+        if let Some(since) = notification.unsure_since {
+            if let Some(earlier) = self.earlier_post(notification, since).await? {
+                tracing::info!(
+                    delivery = notification.delivery_id, ts = %earlier.ts,
+                    "an earlier attempt posted this message; adopting it instead of posting again"
+                );
+                return Ok(earlier);
+            }
+        }
+        let content = content.with_metadata(post_metadata(notification));
+        self.post(self.channel.clone(), content, None).await
+    }
+
+    /// The message an earlier attempt at this delivery posted, looked up in
+    /// the channel's history since the first attempt (by metadata).
+    /// `Ok(None)` when there is none, or when the history cannot be read
+    /// for good (no `channels:history` scope, a channel name Slack does not
+    /// take here): then posting again is the lesser harm. A transient
+    /// failure is an error: posting blind could double the message.
+    async fn earlier_post(
+        &self,
+        notification: &Notification,
+        since: DateTime<Utc>,
+    ) -> Result<Option<MessageRef>, SendError> {
+        let channel = self.history_channel();
+        let oldest = slack_ts(since - CLOCK_SKEW_ALLOWANCE);
+        let wanted = post_metadata(notification);
+        let session = self.client.open_session(&self.token);
+        let mut cursor = None;
+        for _ in 0..HISTORY_PAGES {
+            let request = SlackApiConversationsHistoryRequest::new()
+                .with_channel(channel.clone())
+                .with_oldest(oldest.clone())
+                .with_limit(HISTORY_PAGE)
+                .with_include_all_metadata(true)
+                .opt_cursor(cursor);
+            let page = match self
+                .call(
+                    "conversations.history",
+                    session.conversations_history(&request),
+                )
+                .await
+            {
+                Ok(page) => page,
+                Err(failure) => {
+                    let error = failure.into_send_error();
+                    if error.retry != Retry::Never {
+                        return Err(error);
+                    }
+                    // Also an answer slack-morphism cannot read (another
+                    // app's metadata in an unexpected shape).
+                    tracing::warn!(
+                        delivery = notification.delivery_id, channel = %channel.value(), error = %error,
+                        "cannot read the channel's history to look for an earlier post \
+                         (the token needs channels:history, the channel must be given by ID); \
+                         posting, which may show the alert twice"
+                    );
+                    return Ok(None);
+                }
+            };
+            if let Some(found) = page
+                .messages
+                .iter()
+                .find(|message| message.content.metadata.as_ref() == Some(&wanted))
+            {
+                return Ok(Some(MessageRef {
+                    channel: channel.value().clone(),
+                    ts: found.origin.ts.value().clone(),
+                }));
+            }
+            cursor = page
+                .response_metadata
+                .and_then(|metadata| metadata.next_cursor)
+                .filter(|_| page.has_more.unwrap_or(false));
+            if cursor.is_none() {
+                break;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The channel's ID when a post's answer has named it, else the
+    /// configured channel.
+    fn history_channel(&self) -> SlackChannelId {
+        self.channel_id
+            .lock()
+            .ok()
+            .and_then(|known| known.clone())
+            .unwrap_or_else(|| self.channel.clone())
+    }
+
+    fn learn_channel_id(&self, channel: &SlackChannelId) {
+        if let Ok(mut known) = self.channel_id.lock() {
+            *known = Some(channel.clone());
+        }
+    }
+
     async fn update(
         &self,
         message: &MessageRef,
+        notification: &Notification,
         content: SlackMessageContent,
     ) -> Result<MessageRef, SendError> {
         let request = SlackApiChatUpdateRequest::new(
@@ -224,7 +355,7 @@ impl SlackNotifier {
             }),
             // Someone deleted the alert's message: a new one beats nothing.
             Err(SlackFailure::Api { code, .. }) if MESSAGE_GONE_CODES.contains(&code.as_str()) => {
-                self.post(self.channel.clone(), content, None).await
+                self.post_alert_message(notification, content).await
             }
             Err(failure) => Err(failure.into_send_error()),
         }
@@ -266,8 +397,12 @@ impl Notifier for SlackNotifier {
         let existing = MessageRef::from_remote(notification.remote.as_ref());
         let message = match (notification.action, existing) {
             (Action::Update | Action::Resolve, Some(existing)) => {
-                self.update(&existing, alert_message(notification, mention))
-                    .await?
+                self.update(
+                    &existing,
+                    notification,
+                    alert_message(notification, mention),
+                )
+                .await?
             }
             (Action::Repeat, Some(existing)) => {
                 let reply = still_firing_reply(notification, mention);
@@ -280,18 +415,43 @@ impl Notifier for SlackNotifier {
             // A trigger, a test, or an event whose first message never
             // reached Slack (silenced, or the notifier was added later).
             _ => {
-                self.post(
-                    self.channel.clone(),
-                    alert_message(notification, mention),
-                    None,
-                )
-                .await?
+                self.post_alert_message(notification, alert_message(notification, mention))
+                    .await?
             }
         };
         Ok(Sent {
             remote: Some(message.to_remote()),
         })
     }
+}
+
+/// The metadata of the message a delivery posts: the delivery, and enough
+/// of its alert that another patrol's delivery of the same number, posting
+/// to the same channel, does not match.
+fn post_metadata(notification: &Notification) -> SlackMessageMetadata {
+    let alert = &notification.alert;
+    let payload = HashMap::from([
+        (
+            "delivery_id".to_string(),
+            notification.delivery_id.to_string(),
+        ),
+        ("alert_id".to_string(), alert.alert_id.to_string()),
+        ("key".to_string(), alert.notify_key.clone()),
+        (
+            "first_seen".to_string(),
+            alert.first_seen_at.timestamp_millis().to_string(),
+        ),
+    ]);
+    SlackMessageMetadata::new(METADATA_EVENT_TYPE.to_string()).with_event_payload(payload)
+}
+
+/// A time as Slack writes a message `ts`: seconds, a dot, 6 digits.
+fn slack_ts(at: DateTime<Utc>) -> SlackTs {
+    SlackTs::new(format!(
+        "{}.{:06}",
+        at.timestamp(),
+        at.timestamp_subsec_micros()
+    ))
 }
 
 /// A failed call, keeping Slack's error code so `update` can react to it.
@@ -852,6 +1012,7 @@ mod tests {
             origin: "https://slack.com".into(),
             token: SlackApiToken::new(SlackApiTokenValue::new("x".into())),
             channel: SlackChannelId::new("#alerts".into()),
+            channel_id: Mutex::new(None),
             timeout: Duration::from_secs(1),
             mention: settings.mention.clone(),
             mention_severity: settings.mention_severity,

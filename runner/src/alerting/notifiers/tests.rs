@@ -245,6 +245,86 @@ async fn slack_failures_map_to_retries() {
     send(&notifier, &trigger).await.unwrap();
 }
 
+/// Issue 19, item 6: a retry after an unsure attempt (no answer in time,
+/// here a slow Slack) looks for the earlier post by its metadata and
+/// adopts it; only a delivery with no post of its own posts.
+#[tokio::test]
+async fn slack_adopts_the_post_of_an_unsure_attempt_instead_of_posting_twice() {
+    let standin = SlackStandin::builder(SLACK_TOKEN)
+        .channel("C0ONCALL", "oncall")
+        .answer_after(Duration::from_millis(1500))
+        .start()
+        .await
+        .unwrap();
+    let yaml = format!(
+        "kind: slack\ntoken: file:slack.token\nchannel: C0ONCALL\nbase_url: {}\ntimeout: 500ms\n",
+        standin.base_url()
+    );
+    let (_dir, notifier) = build(&yaml, &[("slack.token", SLACK_TOKEN)]);
+    let first_claimed = chrono::Utc::now();
+    let trigger = notification(Action::Trigger, sample_alert());
+    let err = expect_error(send(&notifier, &trigger).await);
+    assert_eq!(err.retry, Retry::Later { retry_after: None }, "{err}");
+    assert_eq!(standin.messages().len(), 1, "posted, though no answer came");
+    let posted = standin.messages()[0].clone();
+    let metadata = posted.metadata.clone().unwrap();
+    assert_eq!(metadata["event_type"], "patrol_alert_posted");
+    assert_eq!(metadata["event_payload"]["delivery_id"], "17");
+    assert_eq!(
+        metadata["event_payload"]["key"],
+        "traffic-eu/traffic/export-spike/eu"
+    );
+
+    standin.set_answer_delay(Duration::ZERO);
+    let retry = Notification {
+        unsure_since: Some(first_claimed),
+        ..trigger.clone()
+    };
+    let sent = send(&notifier, &retry).await.unwrap();
+    assert_eq!(
+        sent.remote,
+        Some(serde_json::json!({"channel": "C0ONCALL", "ts": posted.ts})),
+        "the earlier post is the alert's message"
+    );
+    assert_eq!(standin.messages().len(), 1, "not posted twice");
+    let history = standin
+        .calls()
+        .into_iter()
+        .find(|call| call.path == "/api/conversations.history")
+        .expect("the history was read");
+    let query = history.query.unwrap_or_default();
+    assert!(query.contains("include_all_metadata=true"), "{query}");
+    assert!(
+        query.contains("oldest="),
+        "bounded by the first attempt: {query}"
+    );
+
+    // Another delivery, unsure too but with no post of its own, posts.
+    let other = Notification {
+        delivery_id: 18,
+        unsure_since: Some(first_claimed),
+        ..trigger.clone()
+    };
+    send(&notifier, &other).await.unwrap();
+    assert_eq!(standin.messages().len(), 2);
+
+    // The history unreadable for now: retried later rather than posted blind.
+    standin.fail_next(1, Failure::Status(503));
+    let third = Notification {
+        delivery_id: 19,
+        ..other.clone()
+    };
+    let err = expect_error(send(&notifier, &third).await);
+    assert_eq!(err.retry, Retry::Later { retry_after: None }, "{err}");
+    assert_eq!(standin.messages().len(), 2);
+
+    // Unreadable for good (a channel name, which history does not take,
+    // and no answer has named its ID yet): posting beats never paging.
+    let (_dir, by_name) = slack_notifier(&standin, "");
+    send(&by_name, &third).await.unwrap();
+    assert_eq!(standin.messages().len(), 3);
+}
+
 #[tokio::test]
 async fn slack_refusals_are_permanent_and_never_quote_the_token() {
     let standin = slack().await;

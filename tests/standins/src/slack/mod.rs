@@ -1,12 +1,16 @@
-//! Slack Web API stand-in: `chat.postMessage` and `chat.update`.
+//! Slack Web API stand-in: `chat.postMessage`, `chat.update` and
+//! `conversations.history`.
 //!
 //! Follows <https://docs.slack.dev/reference/methods/chat.postMessage>,
 //! <https://docs.slack.dev/reference/methods/chat.update>,
+//! <https://docs.slack.dev/reference/methods/conversations.history>,
+//! <https://docs.slack.dev/messaging/message-metadata>,
 //! <https://docs.slack.dev/apis/web-api/rate-limits> and what slack-morphism
 //! 2.x sends (`POST {api}/{method}`, `Content-Type: application/json;
 //! charset=utf-8`, `Authorization: Bearer <token>`).
 
 mod blocks;
+mod history;
 
 use std::collections::HashMap;
 use std::io;
@@ -47,11 +51,30 @@ pub struct SlackMessage {
     pub text: Option<String>,
     pub blocks: Option<Value>,
     pub attachments: Option<Value>,
+    /// `{"event_type": …, "event_payload": {…}}` as posted (or last
+    /// updated), if any.
+    pub metadata: Option<Value>,
     pub posted_at: SystemTime,
     /// How many `chat.update` calls changed it.
     pub updates: usize,
     /// Earlier versions, oldest first (empty until updated).
     pub history: Vec<SlackMessageVersion>,
+}
+
+/// One accepted `chat.postMessage` or `chat.update`, in the order they
+/// were processed: the record a test counts posts and updates from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlackWrite {
+    /// `chat.postMessage` or `chat.update`.
+    pub method: &'static str,
+    pub channel: String,
+    /// The message posted or updated.
+    pub ts: String,
+    /// Set for replies in a thread.
+    pub thread_ts: Option<String>,
+    /// The message's metadata after this call.
+    pub metadata: Option<Value>,
+    pub at: SystemTime,
 }
 
 /// One earlier version of an updated message.
@@ -84,9 +107,19 @@ pub struct SlackBuilder {
     channels: Vec<Channel>,
     per_channel_per_sec: Option<f64>,
     burst: u32,
+    answer_after: Duration,
 }
 
 impl SlackBuilder {
+    /// Answers every call `delay` late: the call takes effect at once (a
+    /// message is posted when the request arrives), its answer comes after
+    /// `delay`, as from a slow Slack. A client that gives up or dies
+    /// meanwhile has posted without knowing it.
+    pub fn answer_after(mut self, delay: Duration) -> Self {
+        self.answer_after = delay;
+        self
+    }
+
     /// A channel that exists: posts may name it by `id` or by `name` (with
     /// or without `#`).
     pub fn channel(mut self, id: &str, name: &str) -> Self {
@@ -133,6 +166,7 @@ impl SlackBuilder {
                 burst: f64::from(self.burst),
             }),
             state: Mutex::new(SlackState::default()),
+            answer_after: Mutex::new(self.answer_after),
         });
         let server = Server::start(core.clone(), logic.clone()).await?;
         Ok(SlackStandin {
@@ -162,7 +196,18 @@ impl SlackStandin {
             channels: Vec::new(),
             per_channel_per_sec: None,
             burst: 3,
+            answer_after: Duration::ZERO,
         }
+    }
+
+    /// Changes the answer delay ([`SlackBuilder::answer_after`]) from now on.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        *lock(&self.logic.answer_after) = delay;
+    }
+
+    /// Every accepted post and update, in the order processed.
+    pub fn writes(&self) -> Vec<SlackWrite> {
+        lock(&self.logic.state).writes.clone()
     }
 
     /// `http://127.0.0.1:PORT/api/`: a client appends the method name.
@@ -198,6 +243,7 @@ impl SlackStandin {
 #[derive(Debug, Default)]
 struct SlackState {
     messages: Vec<SlackMessage>,
+    writes: Vec<SlackWrite>,
     last_ts_micros: u128,
     buckets: HashMap<String, Bucket>,
     violations: usize,
@@ -209,6 +255,7 @@ struct SlackLogic {
     channels: Vec<Channel>,
     rate_limit: Option<RateLimit>,
     state: Mutex<SlackState>,
+    answer_after: Mutex<Duration>,
 }
 
 /// A refusal the way Slack words it: HTTP 200, `ok: false`, an error code.
@@ -277,6 +324,10 @@ impl ServiceLogic for SlackLogic {
     fn rate_limited(&self, retry_after: Option<Duration>) -> Response {
         rate_limited_response(retry_after)
     }
+
+    fn answer_delay(&self) -> Duration {
+        *lock(&self.answer_after)
+    }
 }
 
 fn rate_limited_response(retry_after: Option<Duration>) -> Response {
@@ -303,14 +354,30 @@ impl SlackLogic {
             .strip_prefix("/api/")
             .filter(|method| !method.contains('/'))
             .ok_or(SlackError::new("unknown_method"))?;
-        if !matches!(method, "chat.postMessage" | "chat.update") {
+        if !matches!(
+            method,
+            "chat.postMessage" | "chat.update" | "conversations.history"
+        ) {
             return Err(SlackError::new("unknown_method"));
         }
-        if request.method != Method::POST {
+        // Slack takes arguments as a query string too; slack-morphism reads
+        // with GET, writes with POST.
+        let arguments = if request.method == Method::GET {
+            query_arguments(request)
+        } else if request.method == Method::POST {
+            parse_arguments(request)?
+        } else {
             return Err(SlackError::new("invalid_request"));
-        }
-        let arguments = parse_arguments(request)?;
+        };
         self.authenticate(request, &arguments)?;
+        if method == "conversations.history" {
+            let channel = self.channel_by_id(&arguments.fields)?;
+            let state = lock(&self.state);
+            return Ok((
+                history::page(&state.messages, &channel.id, &arguments.fields)?,
+                None,
+            ));
+        }
         let channel = self.channel(&arguments.fields)?;
         let mut value = match method {
             "chat.postMessage" => {
@@ -354,6 +421,16 @@ impl SlackLogic {
             .ok_or(SlackError::new("channel_not_found"))
     }
 
+    /// The channel named by its ID: `conversations.history` takes no names.
+    fn channel_by_id(&self, fields: &Map<String, Value>) -> Result<Channel, SlackError> {
+        let wanted = fields.get("channel").and_then(Value::as_str);
+        self.channels
+            .iter()
+            .find(|channel| Some(channel.id.as_str()) == wanted)
+            .cloned()
+            .ok_or(SlackError::new("channel_not_found"))
+    }
+
     /// Takes a token from the channel's bucket, or says how long until one
     /// is there.
     fn throttle(&self, channel_id: &str) -> Option<Duration> {
@@ -390,6 +467,7 @@ impl SlackLogic {
             return Err(SlackError::new("no_text"));
         }
         let thread_ts = optional_string(fields, "thread_ts")?;
+        let metadata = metadata(fields)?.and_then(non_empty_object);
         let mut state = lock(&self.state);
         let ts = next_ts(&mut state);
         let message = SlackMessage {
@@ -399,12 +477,21 @@ impl SlackLogic {
             text: content.text.clone(),
             blocks: content.blocks.clone(),
             attachments: content.attachments.clone(),
+            metadata: metadata.clone(),
             posted_at: SystemTime::now(),
             updates: 0,
             history: Vec::new(),
         };
-        let mut body = message_json(&message);
+        let mut body = message_json(&message, true);
         body["team"] = json!(TEAM);
+        state.writes.push(SlackWrite {
+            method: "chat.postMessage",
+            channel: channel.id.clone(),
+            ts: ts.clone(),
+            thread_ts: thread_ts.clone(),
+            metadata,
+            at: message.posted_at,
+        });
         state.messages.push(message);
         Ok(json!({"ok": true, "channel": channel.id, "ts": ts, "message": body}))
     }
@@ -415,6 +502,7 @@ impl SlackLogic {
         if content.is_empty() {
             return Err(SlackError::new("no_text"));
         }
+        let metadata = metadata(fields)?;
         let mut state = lock(&self.state);
         let message = state
             .messages
@@ -439,8 +527,21 @@ impl SlackLogic {
         if let Some(attachments) = content.attachments {
             message.attachments = non_empty(attachments);
         }
+        // Slack: metadata is kept unless given; an empty object removes it.
+        if let Some(metadata) = metadata {
+            message.metadata = non_empty_object(metadata);
+        }
         let text = message.text.clone().unwrap_or_default();
-        let body = message_json(message);
+        let body = message_json(message, true);
+        let write = SlackWrite {
+            method: "chat.update",
+            channel: channel.id.clone(),
+            ts: ts.clone(),
+            thread_ts: message.thread_ts.clone(),
+            metadata: message.metadata.clone(),
+            at: SystemTime::now(),
+        };
+        state.writes.push(write);
         Ok(json!({
             "ok": true,
             "channel": channel.id,
@@ -458,8 +559,42 @@ fn non_empty(list: Value) -> Option<Value> {
     }
 }
 
-/// A Slack message object as the API returns it.
-fn message_json(message: &SlackMessage) -> Value {
+fn non_empty_object(value: Value) -> Option<Value> {
+    match &value {
+        Value::Object(fields) if fields.is_empty() => None,
+        _ => Some(value),
+    }
+}
+
+/// `metadata`: a JSON object (or, in a form, a string holding one) with a
+/// non-empty `event_type` and an object `event_payload`; `{}` (on update:
+/// remove it) passes as is.
+fn metadata(fields: &Map<String, Value>) -> Result<Option<Value>, SlackError> {
+    let value = match fields.get("metadata") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(text)) if text.is_empty() => return Ok(None),
+        Some(Value::String(text)) => {
+            serde_json::from_str(text).map_err(|_| SlackError::new("invalid_metadata_format"))?
+        }
+        Some(value) => value.clone(),
+    };
+    let Value::Object(object) = &value else {
+        return Err(SlackError::new("invalid_metadata_format"));
+    };
+    if object.is_empty() {
+        return Ok(Some(value));
+    }
+    let event_type = object.get("event_type").and_then(Value::as_str);
+    let payload = object.get("event_payload");
+    if event_type.is_none_or(str::is_empty) || !payload.is_some_and(Value::is_object) {
+        return Err(SlackError::new("invalid_metadata_schema"));
+    }
+    Ok(Some(value))
+}
+
+/// A Slack message object as the API returns it; `with_metadata`: as
+/// `conversations.history` does only when asked (`include_all_metadata`).
+fn message_json(message: &SlackMessage, with_metadata: bool) -> Value {
     let mut body = json!({
         "type": "message",
         "text": message.text.clone().unwrap_or_default(),
@@ -475,6 +610,9 @@ fn message_json(message: &SlackMessage) -> Value {
     }
     if let Some(thread_ts) = &message.thread_ts {
         body["thread_ts"] = json!(thread_ts);
+    }
+    if let Some(metadata) = message.metadata.as_ref().filter(|_| with_metadata) {
+        body["metadata"] = metadata.clone();
     }
     body
 }
@@ -567,6 +705,25 @@ fn json_list(
         return Err(SlackError::new(malformed));
     }
     Ok(Some(value))
+}
+
+/// The query string's arguments (a GET).
+fn query_arguments(request: &Incoming) -> Arguments {
+    let mut fields = Map::new();
+    let mut form_token = None;
+    let query = request.query.as_deref().unwrap_or_default();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if name == "token" {
+            form_token = Some(value.into_owned());
+        } else {
+            fields.insert(name.into_owned(), Value::String(value.into_owned()));
+        }
+    }
+    Arguments {
+        fields,
+        missing_charset: false,
+        form_token,
+    }
 }
 
 fn parse_arguments(request: &Incoming) -> Result<Arguments, SlackError> {

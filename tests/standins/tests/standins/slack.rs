@@ -595,3 +595,227 @@ async fn slack_morphism_round_trip() {
         other => panic!("expected a rate limit error, got {other:?}"),
     }
 }
+
+async fn history(slack: &SlackStandin, query: &str) -> Value {
+    let response = client()
+        .get(format!("{}conversations.history?{query}", slack.base_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("request");
+    let (status, _, value) = json_of(response).await;
+    assert_eq!(status, 200, "{value}");
+    value
+}
+
+#[tokio::test]
+async fn metadata_is_kept_checked_and_kept_on_update_unless_given() {
+    let slack = standin().await;
+    let metadata = json!({"event_type": "alert_posted", "event_payload": {"delivery_id": "7"}});
+    let value = post(
+        &slack,
+        json!({"channel": "C0123ABCD", "text": "x", "metadata": metadata}),
+    )
+    .await;
+    assert_eq!(value["message"]["metadata"], metadata);
+    let ts = value["ts"].as_str().unwrap().to_string();
+    assert_eq!(slack.messages()[0].metadata, Some(metadata.clone()));
+    // A form carries it as a JSON string.
+    let form = format!(
+        "token={TOKEN}&channel=C0123ABCD&text=y&metadata={}",
+        urlencode(&metadata.to_string())
+    );
+    let response = client()
+        .post(format!("{}chat.postMessage", slack.base_url()))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    let (_, _, value) = json_of(response).await;
+    assert_eq!(value["message"]["metadata"], metadata, "{value}");
+    for (bad, code) in [
+        (json!("not json"), "invalid_metadata_format"),
+        (json!([1]), "invalid_metadata_format"),
+        (json!({"event_payload": {}}), "invalid_metadata_schema"),
+        (
+            json!({"event_type": "x", "event_payload": 3}),
+            "invalid_metadata_schema",
+        ),
+    ] {
+        let (_, value) = call(
+            &slack,
+            "chat.postMessage",
+            &json!({"channel": "C0123ABCD", "text": "x", "metadata": bad}),
+        )
+        .await;
+        assert_eq!(error_of(&value), code, "{bad}");
+    }
+    // Updated without metadata: kept; with `{}`: removed.
+    let (_, value) = call(
+        &slack,
+        "chat.update",
+        &json!({"channel": "C0123ABCD", "ts": ts, "text": "z"}),
+    )
+    .await;
+    assert_eq!(value["ok"], true, "{value}");
+    assert_eq!(slack.messages()[0].metadata, Some(metadata));
+    call(
+        &slack,
+        "chat.update",
+        &json!({"channel": "C0123ABCD", "ts": ts, "text": "z", "metadata": {}}),
+    )
+    .await;
+    assert_eq!(slack.messages()[0].metadata, None);
+    let writes: Vec<(&str, String)> = slack
+        .writes()
+        .iter()
+        .map(|write| (write.method, write.ts.clone()))
+        .collect();
+    assert_eq!(writes.len(), 4, "two posts, two updates: {writes:?}");
+    assert_eq!(writes[2], ("chat.update", ts.clone()));
+    assert_eq!(writes[3], ("chat.update", ts));
+}
+
+#[tokio::test]
+async fn history_pages_newest_first_within_bounds_with_metadata_on_request() {
+    let slack = standin().await;
+    let mut posted = Vec::new();
+    for n in 0..5 {
+        let metadata = json!({"event_type": "e", "event_payload": {"n": n.to_string()}});
+        let value = post(
+            &slack,
+            json!({"channel": "C0123ABCD", "text": format!("m{n}"), "metadata": metadata}),
+        )
+        .await;
+        posted.push(value["ts"].as_str().unwrap().to_string());
+    }
+    // A reply in a thread and a message elsewhere are not listed.
+    post(
+        &slack,
+        json!({"channel": "C0123ABCD", "text": "reply", "thread_ts": posted[0]}),
+    )
+    .await;
+    post(&slack, json!({"channel": "C0999ZZZZ", "text": "other"})).await;
+
+    let first = history(
+        &slack,
+        &format!("channel=C0123ABCD&limit=2&oldest={}", posted[0]),
+    )
+    .await;
+    let texts = |page: &Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        texts(&first),
+        ["m4", "m3"],
+        "newest first, oldest exclusive"
+    );
+    assert_eq!(first["has_more"], true);
+    assert!(
+        first["messages"][0].get("metadata").is_none(),
+        "metadata only when asked"
+    );
+    let cursor = first["response_metadata"]["next_cursor"].as_str().unwrap();
+    let second = history(
+        &slack,
+        &format!(
+            "channel=C0123ABCD&limit=2&oldest={}&cursor={}&include_all_metadata=true",
+            posted[0],
+            urlencode(cursor)
+        ),
+    )
+    .await;
+    assert_eq!(texts(&second), ["m2", "m1"]);
+    assert_eq!(second["has_more"], false);
+    assert_eq!(second["messages"][0]["metadata"]["event_payload"]["n"], "2");
+    let inclusive = history(
+        &slack,
+        &format!("channel=C0123ABCD&oldest={}&inclusive=true", posted[0]),
+    )
+    .await;
+    assert_eq!(texts(&inclusive).len(), 5);
+
+    for (query, code) in [
+        ("channel=%23oncall", "channel_not_found"),
+        ("channel=C0123ABCD&cursor=garbage", "invalid_cursor"),
+        ("channel=C0123ABCD&oldest=yesterday", "invalid_ts_oldest"),
+    ] {
+        assert_eq!(error_of(&history(&slack, query).await), code, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_answer_comes_after_the_post_took_effect() {
+    let slack = SlackStandin::builder(TOKEN)
+        .channel("C0123ABCD", "oncall")
+        .answer_after(Duration::from_millis(800))
+        .start()
+        .await
+        .expect("starts");
+    let started = std::time::Instant::now();
+    let request = client()
+        .post(format!("{}chat.postMessage", slack.base_url()))
+        .bearer_auth(TOKEN)
+        .json(&json!({"channel": "C0123ABCD", "text": "x"}))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await;
+    assert!(request.is_err(), "the client gave up before the answer");
+    assert_eq!(slack.messages().len(), 1, "posted all the same");
+    assert_eq!(slack.writes().len(), 1);
+    slack.set_answer_delay(Duration::ZERO);
+    post(&slack, json!({"channel": "C0123ABCD", "text": "y"})).await;
+    assert!(started.elapsed() < Duration::from_millis(800));
+}
+
+/// slack-morphism's `conversations.history` (a GET) and message metadata.
+#[tokio::test]
+async fn slack_morphism_reads_history_with_metadata() {
+    use slack_morphism::prelude::*;
+
+    let slack = standin().await;
+    let https_or_http = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = SlackClient::new(
+        SlackClientHyperConnector::with_connector(https_or_http)
+            .with_slack_api_url(&slack.api_url()),
+    );
+    let token = SlackApiToken::new(SlackApiTokenValue::from(TOKEN.to_string()));
+    let session = client.open_session(&token);
+    let metadata = SlackMessageMetadata::new("alert_posted".into()).with_event_payload(
+        [("delivery_id".to_string(), "9".to_string())]
+            .into_iter()
+            .collect(),
+    );
+    let request = SlackApiChatPostMessageRequest::new(
+        SlackChannelId::new("C0123ABCD".into()),
+        SlackMessageContent::new()
+            .with_text("x".into())
+            .with_metadata(metadata.clone()),
+    );
+    let posted = session.chat_post_message(&request).await.expect("posted");
+    let page = session
+        .conversations_history(
+            &SlackApiConversationsHistoryRequest::new()
+                .with_channel(SlackChannelId::new("C0123ABCD".into()))
+                .with_oldest(SlackTs::new("0".into()))
+                .with_limit(200)
+                .with_include_all_metadata(true),
+        )
+        .await
+        .expect("history");
+    assert_eq!(page.messages.len(), 1);
+    assert_eq!(page.messages[0].origin.ts, posted.ts);
+    assert_eq!(page.messages[0].content.metadata, Some(metadata));
+    assert_eq!(page.has_more, Some(false));
+    assert_eq!(slack.calls()[1].method, "GET");
+}
