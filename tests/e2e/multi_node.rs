@@ -135,7 +135,10 @@ async fn two_servers_on_one_postgres_run_each_slot_exactly_once() {
         ),
     );
 
-    let mut servers = Servers(vec![project.serve("a"), project.serve("b")]);
+    let mut servers = Servers(vec![
+        project.serve_as_node("a", "node-a"),
+        project.serve_as_node("b", "node-b"),
+    ]);
     let logs = || {
         format!(
             "--- serve-a.log\n{}\n--- serve-b.log\n{}",

@@ -115,6 +115,16 @@ impl Project {
             .expect("patrol serve starts")
     }
 
+    /// Starts `patrol serve` as node `node` (patrol.yaml plus `node:`, in
+    /// `patrol-<node>.yaml` beside it): nodes sharing a host need labels of
+    /// their own.
+    pub fn serve_as_node(&self, tag: &str, node: &str) -> Child {
+        let base = std::fs::read_to_string(self.path().join("patrol.yaml")).expect("patrol.yaml");
+        let config = self.path().join(format!("patrol-{node}.yaml"));
+        std::fs::write(&config, format!("{base}node: {node}\n")).expect("node's patrol.yaml");
+        self.serve_with_config(tag, &config)
+    }
+
     /// Starts `patrol --config <config> serve` in the background; logs go
     /// to `serve-<tag>.log`.
     pub fn serve_with_config(&self, tag: &str, config: &Path) -> Child {

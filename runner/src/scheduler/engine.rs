@@ -48,6 +48,26 @@ const LOOP_STEP_LIMIT: Duration = Duration::from_secs(5);
 /// before it asks again.
 const RETRY_WAIT: Duration = Duration::from_secs(1);
 
+/// Whether a catch-up run that overlap would skip should be asked about
+/// again instead: for up to `node_ttl` from the first time it was put off
+/// (`put_off` remembers when). By then every live node has recorded the
+/// ends it held back during an outage, and a dead node's runs are being
+/// reaped.
+fn put_off_catch_up(
+    put_off: &mut HashMap<String, DateTime<Utc>>,
+    id: &str,
+    fell_behind: bool,
+    now: DateTime<Utc>,
+    node_ttl: Duration,
+) -> bool {
+    if !fell_behind {
+        return false;
+    }
+    let limit = chrono::Duration::from_std(node_ttl).unwrap_or_default();
+    let since = *put_off.entry(id.to_string()).or_insert(now);
+    now - since < limit
+}
+
 /// One schedule's place in time.
 struct Entry {
     schedule: Arc<Schedule>,
@@ -81,6 +101,10 @@ pub struct Engine {
     /// A write may have reached the ledger without its answer reaching us:
     /// look for `running` rows of ours that nothing here runs.
     adopt_needed: bool,
+    /// Schedules whose catch-up run `handle_due` put off (already queued).
+    deferred: HashSet<String>,
+    /// Since when each schedule's catch-up run has been put off.
+    catch_up_put_off: HashMap<String, DateTime<Utc>>,
 }
 
 impl Engine {
@@ -115,6 +139,8 @@ impl Engine {
             next_generation: 0,
             paused: HashSet::new(),
             running: HashMap::new(),
+            deferred: HashSet::new(),
+            catch_up_put_off: HashMap::new(),
             tasks: JoinSet::new(),
             lease: None,
             lease_events: None,
@@ -428,7 +454,10 @@ impl Engine {
         let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
         if self.handle_due(due, now).await {
             for id in ids {
-                self.push_next(&id);
+                // A deferred catch-up is already queued again.
+                if !self.deferred.remove(&id) {
+                    self.push_next(&id);
+                }
             }
         }
     }
@@ -467,6 +496,7 @@ impl Engine {
             let plan = plan_due_slots(&schedule, entry.cursor, now, phase);
             let mut newest = entry.cursor;
             let first_missed = rows.len();
+            let fell_behind = !plan.missed.is_empty();
             for (slot, reason) in plan.missed {
                 newest = newest.max(slot);
                 rows.push(slot_row(
@@ -484,6 +514,27 @@ impl Engine {
                     .map(Vec::as_slice)
                     .unwrap_or_default();
                 match decide_overlap(schedule.overlap, running, false) {
+                    OverlapDecision::Skip(_)
+                        if put_off_catch_up(
+                            &mut self.catch_up_put_off,
+                            &id,
+                            fell_behind,
+                            now,
+                            self.settings.node_ttl,
+                        ) =>
+                    {
+                        // Fell behind (the ledger was out, most likely) and
+                        // the run in the way may only be waiting for its end
+                        // to be recorded: ask again shortly rather than skip
+                        // the run that covers every missed slot.
+                        rows.truncate(first_missed);
+                        let retry_at =
+                            now + chrono::Duration::from_std(RETRY_WAIT).unwrap_or_default();
+                        self.heap
+                            .push(Reverse((retry_at, id.clone(), entry.generation)));
+                        self.deferred.insert(id);
+                        continue;
+                    }
                     OverlapDecision::Skip(reason) => {
                         // The slots coalesced into this one are not covered
                         // by a run either: say so, not "coalesced into".
@@ -516,6 +567,7 @@ impl Engine {
                     }
                 }
             }
+            self.catch_up_put_off.remove(&id);
             advanced.push((id, newest));
         }
         let previous: Vec<(String, DateTime<Utc>)> = advanced
@@ -658,13 +710,22 @@ impl Engine {
         match running {
             Ok(runs) => {
                 for run in runs {
+                    // Ours, with its job already stopped: the row is only
+                    // waiting for its end to be recorded (after an outage).
+                    if self.running.get(&run.id).is_some_and(RunHandle::job_ended) {
+                        continue;
+                    }
                     by_schedule.entry(run.schedule_id).or_default().push(run.id);
                 }
             }
             Err(err) => {
                 // Fall back to what this node knows.
                 tracing::warn!(error = %err, "cannot read running runs; using this node's view");
-                for (id, handle) in &self.running {
+                for (id, handle) in self
+                    .running
+                    .iter()
+                    .filter(|(_, handle)| !handle.job_ended())
+                {
                     by_schedule
                         .entry(handle.schedule_id.clone())
                         .or_default()

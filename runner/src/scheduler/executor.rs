@@ -1,6 +1,7 @@
 //! Running one claimed run: timeout, cancellation, recording the end and
 //! the retry that follows, in one transaction.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ fn refusal(run: &Run, schedule: &Schedule) -> Option<String> {
 
 /// After cancelling, how long a job may take to wind down before it is dropped.
 const WIND_DOWN: Duration = Duration::from_secs(15);
+/// The longest wait between tries to record a run's end.
+const END_RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Why a run was cancelled; decides the status recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,9 @@ pub struct RunHandle {
     pub schedule_id: String,
     token: CancellationToken,
     reason: Arc<Mutex<Option<CancelReason>>>,
+    /// Set once the job has stopped (its processes gone), while its end
+    /// may still be on its way to the ledger.
+    job_ended: Arc<AtomicBool>,
 }
 
 impl RunHandle {
@@ -87,7 +93,14 @@ impl RunHandle {
             schedule_id,
             token: CancellationToken::new(),
             reason: Arc::new(Mutex::new(None)),
+            job_ended: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Whether the job has stopped. Its row may still say `running` (the
+    /// ledger was unreachable when it ended); overlap need not wait for it.
+    pub fn job_ended(&self) -> bool {
+        self.job_ended.load(Ordering::Acquire)
     }
 
     /// Asks the run to stop; the first reason given wins.
@@ -306,6 +319,7 @@ impl Executor {
             // Cancelled: give the job its chance to clean up, then drop it.
             None => tokio::time::timeout(WIND_DOWN, job_future).await.ok(),
         };
+        handle.job_ended.store(true, Ordering::Release);
         let (status, mut end, reported) = end_of(result, handle.reason(), schedule.timeout);
         attach_effects(&mut end, &effects.records());
         attach_checkpoints(&mut end, checkpoints.counts());
@@ -362,7 +376,9 @@ impl Executor {
                     }
                     tracing::warn!(run = run.id, attempt, error = %err, "cannot record the end of a run; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    // Capped low: until it is recorded the row says
+                    // `running`, and other nodes' overlap checks believe it.
+                    delay = (delay * 2).min(END_RETRY_MAX);
                 }
             }
         }

@@ -6,18 +6,20 @@
 //! Line format, one append each (atomic: shorter than `PIPE_BUF`):
 //! `<PATROL_SCHEDULED_FOR> <PATROL_ATTEMPT> <PATROL_RUN_ID> <pgid> <event> <epoch seconds>`
 //! where `event` is `start`, `alive` (every half second while it sleeps)
-//! or `end`, and `pgid` is the job shell's `$$` (its process group: the
-//! command job starts each run in its own).
+//! or `end`, and `pgid` is the job shell's process group, read from
+//! `/proc/$$/stat` (the command job starts each run in a group of its own,
+//! led by patrol's process guard, so it is not the shell's `$$`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-/// The shell snippet that appends one `event` line to `file`.
+/// The shell snippet that appends one `event` line to `file`; `$pgid`
+/// must be set (see [`sleeping_job`]).
 pub fn log_line(file: &Path, event: &str) -> String {
     format!(
-        "echo \"$PATROL_SCHEDULED_FOR $PATROL_ATTEMPT $PATROL_RUN_ID $$ {event} $(date +%s.%N)\" >> {}",
+        "echo \"$PATROL_SCHEDULED_FOR $PATROL_ATTEMPT $PATROL_RUN_ID $pgid {event} $(date +%s.%N)\" >> {}",
         file.display()
     )
 }
@@ -28,7 +30,7 @@ pub fn sleeping_job(file: &Path, seconds: f64) -> String {
     // Rounded up: the job never ends before `seconds`.
     let steps = (seconds * 2.0).ceil() as u32;
     format!(
-        "{start}; i=0; while [ $i -lt {steps} ]; do sleep 0.5; {alive}; i=$((i+1)); done; {end}",
+        "read -r _ _ _ _ pgid _ < /proc/$$/stat; {start}; i=0; while [ $i -lt {steps} ]; do sleep 0.5; {alive}; i=$((i+1)); done; {end}",
         start = log_line(file, "start"),
         alive = log_line(file, "alive"),
         end = log_line(file, "end"),

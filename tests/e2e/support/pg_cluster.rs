@@ -57,7 +57,10 @@ impl PgCluster {
         let data = self.data_dir();
         let log = self.dir.path().join("server.log").display().to_string();
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+            // fsync off is safe here: `-m immediate` kills the server, not
+            // the kernel, so written WAL survives. synchronous_commit stays
+            // on: off, a stop would lose transactions already acknowledged.
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off \
              -c full_page_writes=off -c max_connections=200",
             self.port,
             self.dir.path().display()
