@@ -14,6 +14,8 @@
 //! are formatted as in `patrol serve`, into a sink, or into the file
 //! `PATROL_BENCH_LOG_FILE`; `off` to skip), `PATROL_BENCH_PRUNE_SAMPLE`
 //! (schedules the history-prune timing samples, 1000; 0 to skip),
+//! `PATROL_BENCH_NODES` (engines on one PostgreSQL ledger for the cluster
+//! burst, 3; each its own pool and instance, as nodes would be; 1 to skip),
 //! `PATROL_BENCH_PRUNE_INTERVAL` (the engine's prune interval in seconds,
 //! 600 as in `patrol serve`; a few seconds makes passes overlap the bursts).
 //!
@@ -120,6 +122,9 @@ struct Case {
     /// Seconds between consecutive slots.
     spacing: u32,
     slots: usize,
+    /// Engines on the same ledger, each with its own pool and instance:
+    /// the nodes of a cluster (issue 19).
+    nodes: usize,
 }
 
 /// What one case measured.
@@ -141,6 +146,8 @@ struct Outcomes {
     /// One prune pass over all schedules with the default history policy
     /// (scaled from a sample).
     prune: Option<Duration>,
+    /// Rows each node wrote as the slot's runner.
+    per_node: Vec<(String, i64)>,
 }
 
 impl Outcomes {
@@ -169,6 +176,7 @@ impl Default for SlotTimes {
 /// A ledger to run a case against; dropped with its database.
 struct BenchLedger {
     ledger: Ledger,
+    url: String,
     _dir: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
 }
@@ -181,6 +189,7 @@ impl BenchLedger {
                 let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
                 Ok(Self {
                     ledger: Ledger::connect(&url).await?,
+                    url,
                     _dir: Some(dir),
                     postgres: None,
                 })
@@ -190,6 +199,7 @@ impl BenchLedger {
                 let name = url.rsplit('/').next().unwrap_or_default().to_string();
                 Ok(Self {
                     ledger: Ledger::connect(&url).await?,
+                    url,
                     _dir: None,
                     postgres: Some((server.to_string(), name)),
                 })
@@ -298,16 +308,20 @@ fn settings() -> EngineSettings {
 }
 
 async fn run_case(case: &Case, server: &str) -> Result<Outcomes> {
-    let label = format!("{} × {}", case.backend.name(), case.name);
+    let label = match case.nodes {
+        0 | 1 => format!("{} × {}", case.backend.name(), case.name),
+        nodes => format!("{} × {}, {nodes} nodes", case.backend.name(), case.name),
+    };
     let bench_ledger = BenchLedger::open(case.backend, server)
         .await
         .with_context(|| format!("{label}: cannot open the ledger"))?;
-    let result = drive(case, &bench_ledger.ledger, label).await;
+    let result = drive(case, &bench_ledger, label).await;
     bench_ledger.close().await;
     result
 }
 
-async fn drive(case: &Case, ledger: &Ledger, label: String) -> Result<Outcomes> {
+async fn drive(case: &Case, bench_ledger: &BenchLedger, label: String) -> Result<Outcomes> {
+    let ledger = &bench_ledger.ledger;
     let starts: Starts = Arc::default();
     let mut registry = JobRegistry::default();
     registry.register(Arc::new(NoopJob {
@@ -349,20 +363,35 @@ async fn drive(case: &Case, ledger: &Ledger, label: String) -> Result<Outcomes> 
         );
     }
 
-    let instance = Instance {
-        id: uuid::Uuid::new_v4().to_string(),
-        node: "bench".into(),
-    };
-    let engine = Engine::new(
-        ledger.clone(),
-        JobBuild::here(registry),
-        Arc::new(SystemClock),
-        instance.clone(),
-        settings(),
-    );
-    let (_schedules_tx, schedules_rx) = watch::channel(Arc::new(set));
+    let set = Arc::new(set);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let engine = tokio::spawn(engine.run(schedules_rx, shutdown_rx));
+    let mut engines = Vec::new();
+    let mut node_ledgers = Vec::new();
+    for node in 0..case.nodes.max(1) {
+        // Each node its own pool, as separate processes would have.
+        let node_ledger = match node {
+            0 => ledger.clone(),
+            _ => Ledger::connect(&bench_ledger.url).await?,
+        };
+        let engine = Engine::new(
+            node_ledger.clone(),
+            JobBuild::here(registry.clone()),
+            Arc::new(SystemClock),
+            Instance {
+                id: uuid::Uuid::new_v4().to_string(),
+                node: format!("bench-{node}"),
+            },
+            settings(),
+        );
+        let (schedules_tx, schedules_rx) = watch::channel(set.clone());
+        let shutdown_rx = shutdown_rx.clone();
+        engines.push(tokio::spawn(async move {
+            // Keeps the sender alive: a closed channel is not a reload.
+            let _schedules_tx = schedules_tx;
+            engine.run(schedules_rx, shutdown_rx).await
+        }));
+        node_ledgers.push(node_ledger);
+    }
 
     let last = slots.last().copied().context("no slots")?;
     let wait_until = last + chrono::Duration::milliseconds(1500);
@@ -379,15 +408,24 @@ async fn drive(case: &Case, ledger: &Ledger, label: String) -> Result<Outcomes> 
     shutdown_tx
         .send(true)
         .map_err(|_| anyhow::anyhow!("engine gone before shutdown"))?;
-    let lease = engine.await.context("engine task panicked")??;
-    if let Some(lease) = lease {
-        ledger
-            .stop_instance(lease.instance(), Utc::now(), "bench done")
-            .await?;
+    for engine in engines {
+        if let Some(lease) = engine.await.context("engine task panicked")?? {
+            ledger
+                .stop_instance(lease.instance(), Utc::now(), "bench done")
+                .await?;
+        }
+    }
+    for node_ledger in node_ledgers.iter().skip(1) {
+        node_ledger.close().await;
     }
 
     let mut outcomes = verify(ledger, &ids, &slots, &starts).await?;
     outcomes.label = label;
+    outcomes.per_node = sqlx::query_as(
+        "SELECT node, COUNT(*) FROM runs WHERE node IS NOT NULL GROUP BY node ORDER BY node",
+    )
+    .fetch_all(ledger.pool())
+    .await?;
     let prune_sample = env_usize("PATROL_BENCH_PRUNE_SAMPLE", 1000).min(ids.len());
     if case.schedules > 1 && prune_sample > 0 {
         outcomes.prune = Some(time_prune(ledger, &ids, prune_sample).await?);
@@ -569,6 +607,32 @@ fn report(all: &[Outcomes]) {
                 );
             }
         }
+        if outcome.per_node.len() > 1 {
+            let shares: Vec<String> = outcome
+                .per_node
+                .iter()
+                .map(|(node, rows)| format!("{node} {rows}"))
+                .collect();
+            println!("{}: runs per node: {}", outcome.label, shares.join(", "));
+        }
+        let per_slot = outcome.expected / outcome.per_slot.len().max(1);
+        if per_slot > 1 {
+            for (index, times) in outcome.per_slot.iter().enumerate() {
+                // Due to started: each row written (claimed by one node)
+                // and its job spawned. The ledger's `started_at` cannot
+                // measure this: a batch's rows share the time it was planned.
+                #[allow(clippy::cast_precision_loss)]
+                let seconds = times.last_job_us.max(1) as f64 / 1_000_000.0;
+                #[allow(clippy::cast_precision_loss)]
+                let rate = per_slot as f64 / seconds;
+                println!(
+                    "{} slot {}: claim throughput {rate:.0} fires/s ({per_slot} rows claimed and their jobs started by +{:.1} ms)",
+                    outcome.label,
+                    index + 1,
+                    seconds * 1000.0
+                );
+            }
+        }
         if let Some(prune) = outcome.prune {
             println!(
                 "{}: one history-prune pass over all schedules (default policy, scaled from a sample): {:.2} s",
@@ -647,6 +711,28 @@ async fn bench() -> Result<bool> {
             lead: Duration::from_secs(2),
             spacing: 5,
             slots: rounds,
+            nodes: 1,
+        };
+        let started = Instant::now();
+        let outcome = run_case(&case, &server).await?;
+        println!(
+            "{} done in {:.1} s",
+            outcome.label,
+            started.elapsed().as_secs_f64()
+        );
+        all.push(outcome);
+    }
+    // A cluster: several nodes on one PostgreSQL, the same burst.
+    let nodes = env_usize("PATROL_BENCH_NODES", 3);
+    if nodes > 1 && backends.contains(&BackendKind::Postgres) {
+        let case = Case {
+            name: "burst",
+            backend: BackendKind::Postgres,
+            schedules: burst,
+            lead: Duration::from_secs(2),
+            spacing: 5,
+            slots: rounds,
+            nodes,
         };
         let started = Instant::now();
         let outcome = run_case(&case, &server).await?;
@@ -671,6 +757,7 @@ async fn bench() -> Result<bool> {
             lead: Duration::from_secs(2),
             spacing: 1,
             slots: single_fires,
+            nodes: 1,
         };
         let server = server.clone();
         async move { run_case(&case, &server).await }
