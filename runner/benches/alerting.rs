@@ -55,7 +55,9 @@ const DEV_POSTGRES: &str = "postgres://postgres@127.0.0.1:55432/postgres";
 const COMMAND: &str = "cargo bench -p patrol --bench alerting";
 const PD_ROUTING_KEY: &str = "R0ut1ngKeyBenchAlerting000000042";
 const SLACK_TOKEN: &str = "xoxb-bench-4711-SlackBenchToken";
-const HOOK_SECRET: &str = "bench-hook-signing-secret";
+/// A Standard Webhooks secret (`whsec_` and the base64 of `HOOK_KEY`).
+const HOOK_SECRET: &str = "whsec_YmVuY2gtaG9vay1zaWduaW5nLXNlY3JldA==";
+const HOOK_KEY: &[u8] = b"bench-hook-signing-secret";
 const SCHEDULE: &str = "bench-findings";
 const KEY_PREFIX: &str = "bench/key-";
 /// A request arriving less than this ahead of the rate limit is transit
@@ -224,7 +226,7 @@ impl Services {
     async fn start(knobs: &Knobs) -> Result<Self> {
         let pagerduty = PagerDutyStandin::start(&[PD_ROUTING_KEY]).await?;
         let webhook = WebhookReceiver::start().await?;
-        webhook.require_hmac_sha256(HOOK_SECRET.as_bytes(), "x-patrol-signature");
+        webhook.require_standard_webhooks(HOOK_KEY);
         let mut slack = SlackStandin::builder(SLACK_TOKEN).with_rate_limit(1.0);
         for channel in 1..=knobs.slack_channels {
             slack = slack.channel(&slack_channel_id(channel), &format!("bench-{channel}"));

@@ -110,7 +110,15 @@ async fn sigterm_lets_short_jobs_finish_and_cancels_long_ones() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let long_pgid: i32 = std::fs::read_to_string(dir.join("pgids").join(long_run.id.to_string()))
+    // The row says `running` before the job's shell (started through the
+    // process guard) has written its line: wait for it.
+    let pgid_file = dir.join("pgids").join(long_run.id.to_string());
+    let written_by = Instant::now() + Duration::from_secs(10);
+    let written = || std::fs::read_to_string(&pgid_file).is_ok_and(|text| text.ends_with('\n'));
+    while !written() && Instant::now() < written_by {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let long_pgid: i32 = std::fs::read_to_string(&pgid_file)
         .expect("the long job wrote its process group")
         .trim()
         .parse()

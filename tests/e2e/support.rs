@@ -101,18 +101,7 @@ impl Project {
 
     /// Starts `patrol serve` in the background; logs go to `serve-N.log`.
     pub fn serve(&self, tag: &str) -> Child {
-        let log =
-            std::fs::File::create(self.path().join(format!("serve-{tag}.log"))).expect("log file");
-        Command::new(patrol_bin())
-            .arg("serve")
-            .current_dir(self.path())
-            .env_remove("PATROL_DATABASE_URL")
-            .env_remove("PATROL_CONFIG")
-            .env("PATROL_LOG", "info,patrol=debug")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("patrol serve starts")
+        self.spawn_serve(tag, &[])
     }
 
     /// Starts `patrol serve` as node `node` (patrol.yaml plus `node:`, in
@@ -128,11 +117,14 @@ impl Project {
     /// Starts `patrol --config <config> serve` in the background; logs go
     /// to `serve-<tag>.log`.
     pub fn serve_with_config(&self, tag: &str, config: &Path) -> Child {
+        self.spawn_serve(tag, &[std::ffi::OsStr::new("--config"), config.as_os_str()])
+    }
+
+    fn spawn_serve(&self, tag: &str, global_args: &[&std::ffi::OsStr]) -> Child {
         let log =
             std::fs::File::create(self.path().join(format!("serve-{tag}.log"))).expect("log file");
         Command::new(patrol_bin())
-            .arg("--config")
-            .arg(config)
+            .args(global_args)
             .arg("serve")
             .current_dir(self.path())
             .env_remove("PATROL_DATABASE_URL")

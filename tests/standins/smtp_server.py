@@ -50,11 +50,8 @@ import email.policy
 import itertools
 import json
 import os
-import shutil
 import ssl
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -70,36 +67,10 @@ MARKER = ".aiosmtpd-" + "-".join(version for _, version, _ in PINNED) + "-ready"
 
 
 def ensure_venv(venv: str) -> str:
-    """Creates `venv` with the pinned packages unless a previous run finished
-    doing so; returns its python. Parallel callers wait on an exclusive flock,
-    and a venv counts as ready only once its marker file exists, so an
-    interrupted install is redone."""
-    import fcntl
+    """The venv with PINNED, made once (see pinned_venv.py)."""
+    from pinned_venv import ensure_venv as ensure_pinned
 
-    venv = os.path.abspath(venv)
-    python = os.path.join(venv, "bin", "python")
-    marker = os.path.join(venv, MARKER)
-    os.makedirs(os.path.dirname(venv), exist_ok=True)
-    with open(venv + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(marker):
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=sys.stderr)
-            with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as requirements:
-                for name, version, digest in PINNED:
-                    requirements.write(f"{name}=={version} --hash=sha256:{digest}\n")
-            try:
-                subprocess.run(
-                    [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                     "--only-binary", ":all:", "--require-hashes", "-r", requirements.name],
-                    check=True,
-                    stdout=sys.stderr,
-                )
-            finally:
-                os.unlink(requirements.name)
-            with open(marker, "w") as done:
-                done.write("ok\n")
-    return python
+    return ensure_pinned(venv, PINNED, MARKER)
 
 
 def take_rejection(maildir: str) -> str | None:

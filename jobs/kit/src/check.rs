@@ -32,6 +32,28 @@ pub fn http_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// `url` (already an http(s) URL) may carry a credential: https, or
+/// plain http to this machine only (stand-ins, local relays).
+pub fn credential_url(url: &str, credential: &str) -> Result<(), String> {
+    let parsed = url
+        .parse::<reqwest::Url>()
+        .map_err(|_| format!("`{url}` is not an http(s) URL"))?;
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if parsed.scheme() == "https" || loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{url}` would send {credential} unencrypted; use https:// (http:// is accepted for localhost only)"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +67,16 @@ mod tests {
         for bad in ["", "a b", "a/b", "ä"] {
             assert!(unique_name(bad, &mut seen).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn credentials_go_over_https_or_to_this_machine() {
+        assert!(credential_url("https://github.example/api/v3", "the token").is_ok());
+        assert!(credential_url("http://127.0.0.1:8080", "the token").is_ok());
+        assert!(credential_url("http://[::1]:8080", "the token").is_ok());
+        assert!(credential_url("http://localhost:8080", "the token").is_ok());
+        let err = credential_url("http://github.example/api/v3", "the token").unwrap_err();
+        assert!(err.contains("unencrypted"), "{err}");
     }
 
     #[test]

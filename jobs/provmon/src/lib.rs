@@ -174,6 +174,10 @@ pub fn github_client(spec: &SourceSpec, field: &str) -> Result<GithubClient, Vec
     }
     if let Some(Err(message)) = base_url.as_deref().map(patrol_job_kit::check::http_url) {
         errors.push(ParamError::new(format!("{field}.base_url"), message));
+    } else if let (Some(url), Some(_)) = (base_url.as_deref(), token.as_ref()) {
+        if let Err(message) = patrol_job_kit::check::credential_url(url, "the token") {
+            errors.push(ParamError::new(format!("{field}.base_url"), message));
+        }
     }
     let timeout = timeout.map_or(std::time::Duration::from_secs(30), |timeout| timeout.0);
     if *max_pages == 0 {
@@ -512,6 +516,37 @@ mod tests {
     use patrol_job_api::{Job, Typed};
 
     use super::*;
+
+    /// Issue 20 item 9: a token goes to GitHub over https only (or to a
+    /// stand-in on this machine); anonymous reads may use plain http.
+    #[test]
+    fn a_github_token_is_sent_over_https_only() {
+        let source = |base_url: &str, token: bool| -> SourceSpec {
+            let mut spec = serde_json::json!({
+                "kind": "github", "name": "gh", "repos": ["acme/app"], "base_url": base_url,
+            });
+            if token {
+                spec["token"] = "env:PATROL_TEST_GH_TOKEN_UNSET".into();
+            }
+            serde_json::from_value(spec).unwrap()
+        };
+        let base_url_errors = |spec: &SourceSpec| match github_client(spec, "sources[0]") {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .into_iter()
+                .filter(|error| error.to_string().contains("base_url"))
+                .map(|error| error.to_string())
+                .collect(),
+        };
+        let plain = base_url_errors(&source("http://ghe.example/api/v3", true));
+        assert!(
+            plain.iter().any(|error| error.contains("unencrypted")),
+            "{plain:?}"
+        );
+        assert!(base_url_errors(&source("https://ghe.example/api/v3", true)).is_empty());
+        assert!(base_url_errors(&source("http://127.0.0.1:9000", true)).is_empty());
+        assert!(base_url_errors(&source("http://ghe.example/api/v3", false)).is_empty());
+    }
 
     fn built(params: &serde_json::Value) -> Result<(), Vec<ParamError>> {
         Typed(ProvmonJob)

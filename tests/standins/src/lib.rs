@@ -27,6 +27,7 @@ mod rekor;
 mod server;
 mod slack;
 mod smtp;
+pub mod standard_webhooks;
 mod webhook;
 
 pub use github::GithubStandin;

@@ -23,9 +23,12 @@ pub struct WebhookReceiver {
 common_http_methods!(WebhookReceiver);
 
 #[derive(Debug)]
-struct Signature {
-    secret: Vec<u8>,
-    header: String,
+enum Signature {
+    /// `sha256=<hex>` of the body in `header`.
+    Hmac { secret: Vec<u8>, header: String },
+    /// Standard Webhooks (`webhook-id`, `-timestamp`, `-signature`) under
+    /// the decoded key, with the specification's 5-minute tolerance.
+    Standard { key: Vec<u8> },
 }
 
 #[derive(Debug)]
@@ -72,10 +75,17 @@ impl WebhookReceiver {
     /// [`crate::RecordedCall::verify_hmac_sha256`] to check recorded calls
     /// without refusing them.
     pub fn require_hmac_sha256(&self, secret: &[u8], header_name: &str) {
-        *lock(&self.logic.signature) = Some(Signature {
+        *lock(&self.logic.signature) = Some(Signature::Hmac {
             secret: secret.to_vec(),
             header: header_name.to_string(),
         });
+    }
+
+    /// From now on, answer 401 to a POST without a valid Standard Webhooks
+    /// signature under `key` (the decoded `whsec_` secret): what a receiver
+    /// using the specification's libraries does.
+    pub fn require_standard_webhooks(&self, key: &[u8]) {
+        *lock(&self.logic.signature) = Some(Signature::Standard { key: key.to_vec() });
     }
 }
 
@@ -91,11 +101,19 @@ impl ServiceLogic for WebhookLogic {
             };
         }
         if let Some(signature) = &*lock(&self.signature) {
-            let header = request
-                .headers
-                .get(signature.header.as_str())
-                .and_then(|value| value.to_str().ok());
-            if let Err(error) = verify_hmac_sha256(&signature.secret, &request.body, header) {
+            let verdict = match signature {
+                Signature::Hmac { secret, header } => {
+                    let header = request
+                        .headers
+                        .get(header.as_str())
+                        .and_then(|value| value.to_str().ok());
+                    verify_hmac_sha256(secret, &request.body, header).map_err(|e| e.to_string())
+                }
+                Signature::Standard { key } => {
+                    crate::standard_webhooks::check(key, &request.headers, &request.body)
+                }
+            };
+            if let Err(error) = verdict {
                 return Reply {
                     response: plain_text(StatusCode::UNAUTHORIZED, &error.to_string()),
                     outcome: Outcome::Rejected {

@@ -189,13 +189,6 @@ impl Problems {
         self.0.push((field.into(), message.into()));
     }
 
-    /// An `http://` or `https://` URL with a host.
-    fn http_url(&mut self, field: &str, text: &str) {
-        if let Err(message) = http::parse_http_url(text) {
-            self.push(field, message);
-        }
-    }
-
     /// An `http(s)` URL that `secret` is sent to with every request:
     /// plain `http` only to this machine (stand-ins, local relays).
     fn api_url(&mut self, field: &str, text: &str, secret: &str) {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use patrol_standins::standard_webhooks::verify_with_reference;
 use patrol_standins::{
     Failure, PagerDutyStandin, SlackStandin, SmtpConfig, SmtpMode, SmtpServer, WebhookReceiver,
 };
@@ -17,7 +18,10 @@ use super::NotifierSettings;
 
 const SLACK_TOKEN: &str = "xoxb-standin-token-0001";
 const PD_KEY: &str = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12";
-const HOOK_SECRET: &str = "hook-signing-secret-42";
+/// A Standard Webhooks secret: `whsec_` and the base64 of a 24-byte key.
+const HOOK_SECRET: &str = "whsec_aG9vay1zaWduaW5nLXNlY3JldC00Mi1rZXk=";
+/// The key `HOOK_SECRET` stands for.
+const HOOK_KEY: &[u8] = b"hook-signing-secret-42-key";
 /// Far below the stand-ins' timeout hold, so timeout tests stay quick.
 const SHORT_TIMEOUT: &str = "700ms";
 const WAIT: Duration = Duration::from_secs(10);
@@ -481,7 +485,7 @@ fn webhook_notifier(receiver: &WebhookReceiver) -> (TempDir, Arc<dyn Notifier>) 
 #[tokio::test]
 async fn webhook_body_is_signed_and_carries_the_delivery_id() {
     let receiver = WebhookReceiver::start().await.unwrap();
-    receiver.require_hmac_sha256(HOOK_SECRET.as_bytes(), "X-Patrol-Signature");
+    receiver.require_standard_webhooks(HOOK_KEY);
     let (_dir, notifier) = webhook_notifier(&receiver);
     send(&notifier, &notification(Action::Trigger, sample_alert()))
         .await
@@ -491,6 +495,7 @@ async fn webhook_body_is_signed_and_carries_the_delivery_id() {
     let call = &calls[0];
     assert_eq!(call.path, "/hooks/patrol");
     assert_eq!(call.header("x-patrol-delivery"), Some("17"));
+    assert_eq!(call.header("webhook-id"), Some("patrol_17"));
     assert_eq!(call.header("x-team"), Some("payments"));
     assert_eq!(
         call.header("authorization"),
@@ -503,6 +508,75 @@ async fn webhook_body_is_signed_and_carries_the_delivery_id() {
     assert_eq!(body["delivery_id"], 17);
     let alert: AlertView = serde_json::from_value(body["alert"].clone()).unwrap();
     assert_eq!(alert, sample_alert());
+}
+
+/// The specification's reference library (Python `standardwebhooks`)
+/// accepts what patrol sends, and refuses it once the body, the id or the
+/// timestamp is changed: a captured request cannot be replayed as another.
+#[tokio::test]
+async fn the_reference_library_verifies_webhook_signatures() {
+    let receiver = WebhookReceiver::start().await.unwrap();
+    let (_dir, notifier) = webhook_notifier(&receiver);
+    send(&notifier, &notification(Action::Trigger, sample_alert()))
+        .await
+        .unwrap();
+    send(&notifier, &notification(Action::Resolve, sample_alert()))
+        .await
+        .unwrap();
+    let calls = receiver.accepted();
+    assert_eq!(calls.len(), 2);
+    let mut tampered_body = calls[0].clone();
+    tampered_body.body = tampered_body
+        .body_text()
+        .replace("trigger", "resolve")
+        .into_bytes();
+    let mut other_id = calls[0].clone();
+    other_id
+        .headers
+        .insert("webhook-id", "patrol_18".parse().unwrap());
+    let mut replayed_later = calls[0].clone();
+    let timestamp: i64 = calls[0]
+        .header("webhook-timestamp")
+        .unwrap()
+        .parse()
+        .unwrap();
+    replayed_later.headers.insert(
+        "webhook-timestamp",
+        (timestamp + 60).to_string().parse().unwrap(),
+    );
+    let judged = [
+        calls[0].clone(),
+        calls[1].clone(),
+        tampered_body,
+        other_id,
+        replayed_later,
+    ];
+    let verdicts = verify_with_reference(HOOK_SECRET, &judged)
+        .unwrap_or_else(|err| panic!("the reference library did not run: {err}"));
+    assert_eq!(verdicts[0], Ok(()), "{verdicts:?}");
+    assert_eq!(verdicts[1], Ok(()), "{verdicts:?}");
+    for (verdict, what) in verdicts[2..].iter().zip(["body", "id", "timestamp"]) {
+        assert!(
+            verdict.is_err(),
+            "a changed {what} still verified: {verdicts:?}"
+        );
+    }
+}
+
+#[test]
+fn webhook_urls_must_be_https_except_to_this_machine() {
+    for (url, ok) in [
+        ("https://hooks.example/patrol", true),
+        ("http://127.0.0.1:9000/hook", true),
+        ("http://localhost:9000/hook", true),
+        ("http://hooks.example/patrol", false),
+    ] {
+        let settings: super::webhook::WebhookSettings =
+            serde_norway::from_str(&format!("url: {url}\n")).unwrap();
+        let mut problems = super::Problems::default();
+        settings.check(&mut problems);
+        assert_eq!(problems.0.is_empty(), ok, "{url}: {:?}", problems.0);
+    }
 }
 
 #[tokio::test]
@@ -530,7 +604,7 @@ async fn webhook_failures_map_to_retries() {
     assert_eq!(err.retry, Retry::Later { retry_after: None }, "{err}");
 
     // A receiver that refuses the signature (wrong secret) will refuse a retry too.
-    receiver.require_hmac_sha256(b"another-secret", "X-Patrol-Signature");
+    receiver.require_standard_webhooks(b"another-signing-key-of-24b");
     let err = expect_error(send(&notifier, &trigger).await);
     assert_eq!(err.retry, Retry::Never, "{err}");
     assert_eq!(err.http_status, Some(401));

@@ -1,12 +1,17 @@
 //! A generic webhook: the alert as JSON, POSTed to a URL, optionally
-//! signed with HMAC-SHA256 so the receiver can tell it came from patrol.
-//! `X-Patrol-Delivery` is stable across retries, so receivers can drop
-//! duplicates.
+//! signed per the Standard Webhooks specification (standardwebhooks.com):
+//! `webhook-id` (stable across retries, so receivers can drop duplicates),
+//! `webhook-timestamp` (unix seconds at sending, so a captured request
+//! cannot be replayed past the receiver's tolerance) and
+//! `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`
+//! under a `whsec_…` secret. Any receiver library of the specification
+//! verifies it. `X-Patrol-Delivery` carries the bare delivery id.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use async_trait::async_trait;
+use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use patrol_job_api::units::HumanDuration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
@@ -15,22 +20,30 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha2::Sha256;
 
 use super::super::notify::{Action, AlertView, Notification, Notifier, SendError, Sent};
-use super::super::secret::{Secret, SecretRef};
+use super::super::secret::SecretRef;
 use super::render::truncate_marked;
 use super::{default_timeout, http, Problems, RateLimit};
 
 /// The body's `version`: bumped when a receiver would need to change.
 pub const BODY_VERSION: u32 = 1;
-/// `sha256=<hex HMAC-SHA256 of the raw body>`, keyed with `secret`.
-pub const SIGNATURE_HEADER: &str = "x-patrol-signature";
+/// Standard Webhooks: the message id, the same on every retry.
+pub const ID_HEADER: &str = "webhook-id";
+/// Standard Webhooks: when this attempt was signed, in unix seconds.
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+/// Standard Webhooks: `v1,<base64 HMAC-SHA256>` of `id.timestamp.body`.
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
 /// The delivery id, the same on every retry of one notification.
 pub const DELIVERY_HEADER: &str = "x-patrol-delivery";
+/// How a Standard Webhooks secret starts.
+const SECRET_PREFIX: &str = "whsec_";
 
 /// Headers patrol sets itself; configuring them would break the request.
-const RESERVED_HEADERS: [&str; 5] = [
+const RESERVED_HEADERS: [&str; 7] = [
     "content-type",
     "content-length",
     "host",
+    ID_HEADER,
+    TIMESTAMP_HEADER,
     SIGNATURE_HEADER,
     DELIVERY_HEADER,
 ];
@@ -39,9 +52,10 @@ const RESERVED_HEADERS: [&str; 5] = [
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookSettings {
-    /// Where to POST; `http://` or `https://`.
+    /// Where to POST: `https://` (`http://` only to this machine).
     pub url: String,
-    /// Signs each body (`X-Patrol-Signature`), as `env:` or `file:`.
+    /// Signs each request (Standard Webhooks), as `env:` or `file:`; the
+    /// secret is `whsec_` and base64, as the receiver's library gives it.
     #[serde(default)]
     pub secret: Option<SecretRef>,
     /// Extra request headers, e.g. `X-Team: payments` or, for a token,
@@ -94,7 +108,7 @@ impl<'de> Deserialize<'de> for HeaderValueSpec {
 
 impl WebhookSettings {
     pub(super) fn check(&self, problems: &mut Problems) {
-        problems.http_url("url", &self.url);
+        problems.api_url("url", &self.url, "alerts");
         problems.timeout(self.timeout);
         for (name, value) in &self.headers {
             let field = format!("headers.{name}");
@@ -133,19 +147,21 @@ impl WebhookSettings {
 pub(super) struct WebhookNotifier {
     client: reqwest::Client,
     url: Url,
-    secret: Option<Secret>,
+    signing_key: Option<SigningKey>,
     headers: HeaderMap,
 }
 
 impl WebhookNotifier {
     pub(super) fn build(settings: &WebhookSettings, base: &Path) -> Result<Self, String> {
         let url = http::parse_http_url(&settings.url).map_err(|err| format!("url: {err}"))?;
-        let secret = settings
+        let signing_key = settings
             .secret
             .as_ref()
             .map(|secret| secret.resolve(base))
             .transpose()
-            .map_err(|err| format!("secret: {err}"))?;
+            .map_err(|err| format!("secret: {err}"))?
+            .map(|secret| signing_key(secret.expose()).map_err(|err| format!("secret: {err}")))
+            .transpose()?;
         let mut headers = HeaderMap::new();
         for (name, spec) in &settings.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
@@ -171,7 +187,7 @@ impl WebhookNotifier {
         Ok(Self {
             client: http::client(settings.timeout.0)?,
             url,
-            secret,
+            signing_key,
             headers,
         })
     }
@@ -186,16 +202,49 @@ struct Body<'a> {
     alert: &'a AlertView,
 }
 
-/// `sha256=<hex>` of HMAC-SHA256(`secret`, `body`).
-pub(super) fn signature(secret: &[u8], body: &[u8]) -> String {
+/// The key a `whsec_<base64>` secret stands for. The error never quotes
+/// the secret.
+fn signing_key(secret: &str) -> Result<SigningKey, String> {
+    let encoded = secret.trim().strip_prefix(SECRET_PREFIX).ok_or_else(|| {
+        format!("is not a Standard Webhooks secret (`{SECRET_PREFIX}` and base64)")
+    })?;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| format!("the part after `{SECRET_PREFIX}` is not base64"))?;
+    if key.len() < 16 {
+        return Err("the key is shorter than 16 bytes".into());
+    }
+    Ok(SigningKey(key))
+}
+
+/// The decoded `whsec_` secret; `Debug` never shows it.
+struct SigningKey(Vec<u8>);
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The message id of a delivery: stable across its retries.
+fn message_id(delivery_id: i64) -> String {
+    format!("patrol_{delivery_id}")
+}
+
+/// `v1,<base64 HMAC-SHA256(key, "id.timestamp.body")>`.
+pub(super) fn signature(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length, so this cannot fail; the fallback
     // only keeps the type honest.
-    match Hmac::<Sha256>::new_from_slice(secret) {
+    match Hmac::<Sha256>::new_from_slice(key) {
         Ok(mut mac) => {
+            mac.update(format!("{id}.{timestamp}.").as_bytes());
             mac.update(body);
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+            format!(
+                "v1,{}",
+                base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+            )
         }
-        Err(_) => "sha256=".to_string(),
+        Err(_) => "v1,".to_string(),
     }
 }
 
@@ -219,11 +268,14 @@ impl Notifier for WebhookNotifier {
             .headers(self.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .header(DELIVERY_HEADER, notification.delivery_id.to_string());
-        if let Some(secret) = &self.secret {
-            request = request.header(
-                SIGNATURE_HEADER,
-                signature(secret.expose().as_bytes(), &body),
-            );
+        if let Some(key) = &self.signing_key {
+            let id = message_id(notification.delivery_id);
+            // Signed as it leaves: a retry gets a fresh timestamp, the same id.
+            let timestamp = chrono::Utc::now().timestamp();
+            request = request
+                .header(SIGNATURE_HEADER, signature(&key.0, &id, timestamp, &body))
+                .header(ID_HEADER, id)
+                .header(TIMESTAMP_HEADER, timestamp.to_string());
         }
         let target = http::origin(&self.url);
         let response = request
@@ -252,11 +304,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signature_is_hmac_sha256_hex_of_the_raw_body() {
-        // RFC 4231 test case 2.
+    fn signature_follows_standard_webhooks() {
+        // The specification's example (standard-webhooks/spec, "Example").
+        let key = signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(
-            signature(b"Jefe", b"what do ya want for nothing?"),
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+            signature(
+                &key.0,
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1_614_265_330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    #[test]
+    fn secrets_must_be_whsec_base64_and_are_never_quoted() {
+        for bad in ["hook-secret-123456", "whsec_not base64!", "whsec_c2hvcnQ="] {
+            let err = signing_key(bad).unwrap_err();
+            assert!(!err.contains(bad), "{err}");
+        }
+        assert_eq!(
+            format!(
+                "{:?}",
+                signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()
+            ),
+            "[redacted]"
         );
     }
 
@@ -309,7 +382,7 @@ mod tests {
     fn check_reports_bad_fields() {
         let settings: WebhookSettings = serde_norway::from_str(
             "url: 'hooks.example/x'\ntimeout: 0\nheaders:\n  'Bad Name': x\n  \
-             X-Patrol-Signature: forged\n  X-Ok: \"two\\nlines\"\n",
+             Webhook-Signature: forged\n  X-Ok: \"two\\nlines\"\n",
         )
         .unwrap();
         let mut problems = Problems::default();
@@ -321,8 +394,8 @@ mod tests {
                 "url",
                 "timeout",
                 "headers.Bad Name",
-                "headers.X-Ok",
-                "headers.X-Patrol-Signature"
+                "headers.Webhook-Signature",
+                "headers.X-Ok"
             ]
         );
     }
