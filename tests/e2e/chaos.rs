@@ -290,7 +290,8 @@ impl Chaos {
     async fn kill_9_while_it_runs(&mut self, label: &'static str, down: Duration) {
         self.keep_nodes_running().await;
         let tag = self.node_mut(label).tag.clone();
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut nudge_at = Instant::now() + Duration::from_secs(5);
         loop {
             let busy =
                 self.all_runs().await.iter().any(|run| {
@@ -301,9 +302,16 @@ impl Chaos {
             }
             assert!(
                 Instant::now() < deadline,
-                "{label} ran nothing for 15 s:\n{}",
+                "{label} ran nothing for 30 s:\n{}",
                 log_tail(&self.project.log(&tag))
             );
+            if Instant::now() >= nudge_at {
+                // Which node wins a slot is a race, and a node just
+                // restarted can lose every one for a while: hold the others
+                // for well under ttl/2 (no lease effect) so it wins some.
+                self.pause_others(label, NODE_TTL.mul_f64(0.25)).await;
+                nudge_at = Instant::now() + Duration::from_secs(5);
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let started = Utc::now();
@@ -318,6 +326,23 @@ impl Chaos {
             started,
         )
         .await;
+    }
+
+    /// SIGSTOP of every node but `label` for `pause`, then SIGCONT.
+    async fn pause_others(&self, label: &str, pause: Duration) {
+        let others: Vec<Pid> = self
+            .nodes
+            .iter()
+            .filter(|node| node.label != label)
+            .map(|node| Pid::from_raw(node.child.id() as i32))
+            .collect();
+        for pid in &others {
+            let _ = kill(*pid, Signal::SIGSTOP);
+        }
+        tokio::time::sleep(pause).await;
+        for pid in &others {
+            let _ = kill(*pid, Signal::SIGCONT);
+        }
     }
 
     /// SIGSTOP of the node running `slow` for `frozen`, then SIGCONT; the
