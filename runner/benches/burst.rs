@@ -702,40 +702,28 @@ async fn bench() -> Result<bool> {
     );
 
     let mut all = Vec::new();
-    // Bursts one at a time: each has the machine to itself.
-    for &backend in &backends {
-        let case = Case {
-            name: "burst",
-            backend,
-            schedules: burst,
-            lead: Duration::from_secs(2),
-            spacing: 5,
-            slots: rounds,
-            nodes: 1,
-        };
-        let started = Instant::now();
-        let outcome = run_case(&case, &server).await?;
-        println!(
-            "{} done in {:.1} s",
-            outcome.label,
-            started.elapsed().as_secs_f64()
-        );
-        all.push(outcome);
-    }
-    // A cluster: several nodes on one PostgreSQL, the same burst.
+    // Bursts one at a time: each has the machine to itself. Then a
+    // cluster: several nodes on one PostgreSQL, the same burst.
+    let burst_on = |backend, nodes| Case {
+        name: "burst",
+        backend,
+        schedules: burst,
+        lead: Duration::from_secs(2),
+        spacing: 5,
+        slots: rounds,
+        nodes,
+    };
+    let mut bursts: Vec<Case> = backends
+        .iter()
+        .map(|&backend| burst_on(backend, 1))
+        .collect();
     let nodes = env_usize("PATROL_BENCH_NODES", 3);
     if nodes > 1 && backends.contains(&BackendKind::Postgres) {
-        let case = Case {
-            name: "burst",
-            backend: BackendKind::Postgres,
-            schedules: burst,
-            lead: Duration::from_secs(2),
-            spacing: 5,
-            slots: rounds,
-            nodes,
-        };
+        bursts.push(burst_on(BackendKind::Postgres, nodes));
+    }
+    for case in &bursts {
         let started = Instant::now();
-        let outcome = run_case(&case, &server).await?;
+        let outcome = run_case(case, &server).await?;
         println!(
             "{} done in {:.1} s",
             outcome.label,

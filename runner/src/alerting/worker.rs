@@ -740,6 +740,21 @@ mod tests {
 
     use super::*;
 
+    /// `findings` of the `disk-check` schedule (a `command` job) on node-a.
+    pub(super) fn disk_check_input(findings: &[Finding]) -> FindingsInput<'_> {
+        FindingsInput {
+            schedule_id: "disk-check",
+            job: "command",
+            run_id: None,
+            findings,
+            resolve_absent: false,
+            also_resolve: None,
+            named_route: None,
+            notifiers: None,
+            node: "node-a",
+        }
+    }
+
     #[test]
     fn limiter_allows_a_burst_then_spaces_sends() {
         let mut limiter = Limiter::new(Some(RateLimit {
@@ -815,17 +830,7 @@ mod tests {
             let findings: Vec<Finding> = (0..600)
                 .map(|n| Finding::new(format!("disk/{n}"), Severity::Error, "full"))
                 .collect();
-            let input = FindingsInput {
-                schedule_id: "disk-check",
-                job: "command",
-                run_id: None,
-                findings: &findings,
-                resolve_absent: false,
-                also_resolve: None,
-                named_route: None,
-                notifiers: None,
-                node: "node-a",
-            };
+            let input = disk_check_input(&findings);
             let mut tx = ledger.pool().begin().await.unwrap();
             record_findings(&mut tx, &policy, &input, Utc::now())
                 .await
@@ -910,17 +915,7 @@ mod tests {
         let config = AlertingConfig::check(spec, std::path::Path::new(""), None).unwrap();
         let policy = Arc::new(AlertPolicy::new(&config));
         let finding = Finding::new("disk/1", Severity::Error, "full");
-        let input = FindingsInput {
-            schedule_id: "disk-check",
-            job: "command",
-            run_id: None,
-            findings: std::slice::from_ref(&finding),
-            resolve_absent: false,
-            also_resolve: None,
-            named_route: None,
-            notifiers: None,
-            node: "node-a",
-        };
+        let input = disk_check_input(std::slice::from_ref(&finding));
         let mut tx = ledger.pool().begin().await.unwrap();
         record_findings(&mut tx, &policy, &input, clock.now())
             .await

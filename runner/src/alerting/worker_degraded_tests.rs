@@ -10,11 +10,12 @@ use chrono::{DateTime, Utc};
 use patrol_job_api::{Clock, Finding, Severity};
 use tokio::sync::{watch, Notify};
 
+use super::tests::disk_check_input;
 use super::{degraded_key, DeliveryWorker, PATROL_SOURCE};
 use crate::alerting::config::{AlertingConfig, AlertingSpec};
 use crate::alerting::notify::{Action, Notification, Notifier, SendError, Sent};
 use crate::alerting::policy::AlertPolicy;
-use crate::alerting::record::{record_findings, FindingsInput};
+use crate::alerting::record::record_findings;
 use crate::ledger::Ledger;
 use crate::scheduler::tests::{paused_sqlite_ledger, t};
 use crate::scheduler::TokioClock;
@@ -159,17 +160,7 @@ async fn parallel_first_attempts_failing_at_once_page_only_once_failures_last() 
     let findings: Vec<Finding> = (0..5)
         .map(|n| Finding::new(format!("disk/{n}"), Severity::Error, "full"))
         .collect();
-    let input = FindingsInput {
-        schedule_id: "disk-check",
-        job: "command",
-        run_id: None,
-        findings: &findings,
-        resolve_absent: false,
-        also_resolve: None,
-        named_route: None,
-        notifiers: None,
-        node: "node-a",
-    };
+    let input = disk_check_input(&findings);
     let mut tx = s.ledger.pool().begin().await.unwrap();
     record_findings(&mut tx, &s.worker.policy, &input, s.start)
         .await

@@ -67,7 +67,7 @@ async fn a_jobs_migrations_apply_once_and_an_edited_applied_one_is_refused() {
         )],
     )
     .await;
-    for url in urls(dir.path(), "patrol_job_tables_test").await {
+    for url in urls(dir.path(), "patrol_ledger_tables_of_jobs").await {
         let ledger = Ledger::connect_with_job_tables(&url, &[("example", v1)])
             .await
             .unwrap();
