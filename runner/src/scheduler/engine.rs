@@ -452,10 +452,14 @@ impl Engine {
             return;
         }
         let ids: Vec<String> = due.iter().map(|(id, _)| id.clone()).collect();
-        if self.handle_due(due, now).await {
+        let handled = self.handle_due(due, now).await;
+        // Taken whether or not the batch was written: a deferred catch-up is
+        // already queued again, and a stale entry would later keep its
+        // schedule from being queued at all.
+        let deferred = std::mem::take(&mut self.deferred);
+        if handled {
             for id in ids {
-                // A deferred catch-up is already queued again.
-                if !self.deferred.remove(&id) {
+                if !deferred.contains(&id) {
                     self.push_next(&id);
                 }
             }
