@@ -19,6 +19,7 @@ mod operations;
 mod plugins;
 mod provmon;
 mod run_rows;
+mod secrets;
 mod shipped;
 mod support;
 mod validate;

@@ -29,6 +29,7 @@ use patrol_job_api::{
     BuildContext, JobDescription, JobError, JobInstance, JobKind, ParamDoc, ParamError, RunContext,
     RunReport,
 };
+use patrol_job_kit::http_auth::{anchor_files, check_headers, resolve_headers, SecretHeaders};
 use serde::Deserialize;
 
 pub use run::{run_once, run_with_effects, RunInput};
@@ -70,6 +71,9 @@ pub enum SourceSpec {
     Http {
         name: String,
         url: String,
+        /// Header name → `env:NAME`/`file:PATH` (a token never goes in the URL).
+        #[serde(default)]
+        headers: SecretHeaders,
         #[serde(default)]
         timeout: Option<HumanDuration>,
     },
@@ -177,11 +181,10 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
             &mut errors,
         );
         match source {
-            SourceSpec::Http { url, .. } => {
-                if let Err(message) = patrol_job_kit::check::http_url(url) {
-                    errors.push(ParamError::new(format!("sources[{n}].url"), message));
-                }
-            }
+            SourceSpec::Http { url, headers, .. } => match patrol_job_kit::check::http_url(url) {
+                Err(message) => errors.push(ParamError::new(format!("sources[{n}].url"), message)),
+                Ok(()) => errors.extend(check_headers(url, headers, &format!("sources[{n}]"))),
+            },
             SourceSpec::Postgres {
                 query, max_rows, ..
             } => {
@@ -246,6 +249,7 @@ impl Params {
                     url: SecretRef::File(path),
                     ..
                 } => resolve(path),
+                SourceSpec::Http { headers, .. } => anchor_files(headers, ctx),
                 _ => {}
             }
         }
@@ -293,7 +297,12 @@ pub(crate) fn build(mut params: Params, ctx: &BuildContext) -> Result<Checked, V
                 }
                 Err(message) => errors.push(ParamError::new(format!("sources[{n}].url"), message)),
             },
-            SourceSpec::Http { .. } => {}
+            SourceSpec::Http { headers, .. } => {
+                let field = format!("sources[{n}]");
+                if let Err(problems) = resolve_headers(headers, &field, std::path::Path::new("")) {
+                    errors.extend(problems);
+                }
+            }
         }
     }
     let mut series_severity = Vec::new();

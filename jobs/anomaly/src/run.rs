@@ -10,6 +10,7 @@ use patrol_job_api::{
     CancellationToken, Effects, Finding, JobError, JobState, Outcome, RunReport, Severity,
     StateError, StatePrefix, StateWrite,
 };
+use patrol_job_kit::http_auth::{header_pairs, resolve_for_run};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -387,9 +388,28 @@ async fn read_source(
             })
             .await
         }
-        SourceSpec::Http { url, timeout, .. } => {
+        SourceSpec::Http {
+            url,
+            timeout,
+            headers,
+            ..
+        } => {
             let timeout = timeout.map_or(std::time::Duration::from_secs(60), |t| t.0);
-            let body = match patrol_job_kit::http::fetch_ndjson(url, &[], timeout, MAX_BODY).await {
+            // Read at every run: a rotated token file takes effect without
+            // a reload.
+            let headers = match resolve_for_run(headers) {
+                Ok(headers) => headers,
+                Err(problem) => return Ok((aggregator, Err(problem))),
+            };
+            let fetched = patrol_job_kit::http::fetch_ndjson(
+                url,
+                &[],
+                &header_pairs(&headers),
+                timeout,
+                MAX_BODY,
+            )
+            .await;
+            let body = match fetched {
                 Ok(answer) => answer.body,
                 Err(err) => return Ok((aggregator, Err(err.to_string()))),
             };

@@ -98,6 +98,7 @@ fn an_80_mib_line_from_an_endpoint_is_counted_malformed_too() {
     let source = SourceSpec::Http {
         name: "audit".into(),
         url: format!("http://{address}/audit?token=t0ps3cret"),
+        headers: Default::default(),
         timeout: None,
     };
 

@@ -3,11 +3,15 @@
 //! registered with a process-wide redactor (shared by the runner and the
 //! jobs) so that no log line, ledger row or error message carries it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Deserializer};
+
+mod urls;
+pub use urls::redact_url_credentials;
 
 /// Where a secret comes from, as written in `patrol.yaml`.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,6 +62,28 @@ impl SecretRef {
         };
         register(&value);
         Ok(Secret(value))
+    }
+}
+
+/// Resolves every secret of a `field: {NAME: env:…|file:…}` map; each one
+/// that cannot be read is an error at `field.NAME`.
+pub fn resolve_map(
+    secrets: &BTreeMap<String, SecretRef>,
+    field: &str,
+    base: &Path,
+) -> Result<Vec<(String, Secret)>, Vec<crate::ParamError>> {
+    let mut resolved = Vec::new();
+    let mut errors = Vec::new();
+    for (name, reference) in secrets {
+        match reference.resolve(base) {
+            Ok(value) => resolved.push((name.clone(), value)),
+            Err(err) => errors.push(crate::ParamError::new(format!("{field}.{name}"), err)),
+        }
+    }
+    if errors.is_empty() {
+        Ok(resolved)
+    } else {
+        Err(errors)
     }
 }
 
@@ -128,19 +154,43 @@ fn register(value: &str) {
     }
 }
 
-/// `text` with every resolved secret replaced by `[redacted]`. Apply to
-/// anything built from a response or an error before it is logged or stored.
+/// `text` with every resolved secret, and every credential inside a URL
+/// (see [`redact_url_credentials`]), replaced by `[redacted]`. Apply to
+/// anything built from a response, an error or a program's output before it
+/// is logged or stored.
 pub fn redact(text: &str) -> String {
+    let mut text = redact_url_credentials(text);
     let Ok(known) = known().lock() else {
-        return text.to_string();
+        return text;
     };
-    let mut text = text.to_string();
     for value in known.iter() {
         if text.contains(value.as_str()) {
             text = text.replace(value.as_str(), "[redacted]");
         }
     }
     text
+}
+
+/// Every string in `value` (object keys too) redacted as by [`redact`].
+pub fn redact_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => {
+            let clean = redact(text);
+            if clean != *text {
+                *text = clean;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (key, mut item) in entries {
+                redact_json(&mut item);
+                map.insert(redact(&key), item);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +222,28 @@ mod tests {
         assert_eq!(
             redact("POST failed for key R0uting-Key-abc123: 400"),
             "POST failed for key [redacted]: 400"
+        );
+    }
+
+    #[test]
+    fn json_strings_and_keys_are_redacted_in_place() {
+        std::env::set_var("PATROL_TEST_JSON_SECRET", "Js0n-Secret-9911");
+        SecretRef::Env("PATROL_TEST_JSON_SECRET".into())
+            .resolve(Path::new("."))
+            .unwrap();
+        let mut value = serde_json::json!({
+            "url": "https://u:pw@h/x?token=t0k",
+            "list": ["ok", "has Js0n-Secret-9911 inside", 3],
+            "Js0n-Secret-9911": true,
+        });
+        redact_json(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "url": "https://[redacted]@h/x?token=[redacted]",
+                "list": ["ok", "has [redacted] inside", 3],
+                "[redacted]": true,
+            })
         );
     }
 

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use patrol_job_api::effects::kind;
+use patrol_job_api::secret::{resolve_map, Secret};
 use patrol_job_api::{
     BuildContext, Checkpoints, Intent, JobDescription, JobError, JobInstance, JobKind, Outcome,
     ParamError, PerformError, Performed, RunContext, RunReport,
@@ -67,13 +68,16 @@ impl JobKind for CommandJob {
     ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
         // A relative workdir is relative to the config, like every path.
         params.workdir = params.workdir.map(|dir| ctx.path(&dir));
-        Ok(Arc::new(CommandInstance { params }))
+        let secrets = resolve_map(&params.secret_env, "secret_env", ctx.base_dir())?;
+        Ok(Arc::new(CommandInstance { params, secrets }))
     }
 }
 
 /// A `command` schedule, built.
 struct CommandInstance {
     params: CommandParams,
+    /// `secret_env`, resolved (and registered with the redactor).
+    secrets: Vec<(String, Secret)>,
 }
 
 #[async_trait]
@@ -92,7 +96,7 @@ impl JobInstance for CommandInstance {
         let ran = ctx
             .effects
             .perform(intent, async {
-                let report = run_program(&ctx, params, &argv)
+                let report = run_program(&ctx, params, &self.secrets, &argv)
                     .await
                     .map_err(Unsuccessful::Error)?;
                 match report.outcome {
@@ -122,6 +126,25 @@ impl JobInstance for CommandInstance {
     }
 }
 
+/// What the program gets of patrol's own environment: the base variables
+/// (unless `clear_env`) and those `pass_env` names, when set. `PATH`
+/// falls back to the usual system folders so a program is still found.
+fn inherited_env(params: &CommandParams) -> Vec<(String, String)> {
+    let base = params::BASE_ENV.iter().filter(|_| !params.clear_env);
+    let mut env: Vec<(String, String)> = base
+        .map(|name| name.to_string())
+        .chain(params.pass_env.iter().cloned())
+        .filter_map(|name| std::env::var(&name).ok().map(|value| (name, value)))
+        .collect();
+    if !params.clear_env && !env.iter().any(|(name, _)| name == "PATH") {
+        env.push(("PATH".into(), DEFAULT_PATH.into()));
+    }
+    env
+}
+
+/// `PATH` for a program when patrol itself has none.
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 /// A run of the program that does not count as done.
 enum Unsuccessful {
     /// It could not be started or waited for.
@@ -142,6 +165,7 @@ impl std::fmt::Display for Unsuccessful {
 async fn run_program(
     ctx: &RunContext,
     params: &CommandParams,
+    secrets: &[(String, Secret)],
     argv: &[String],
 ) -> Result<RunReport, JobError> {
     let started = Instant::now();
@@ -156,10 +180,10 @@ async fn run_program(
         // Its own group, so a timeout can kill everything it spawned.
         .process_group(0)
         .kill_on_drop(true);
-    if params.clear_env {
-        command.env_clear();
-    }
+    command.env_clear();
+    command.envs(inherited_env(params));
     command.envs(&params.env);
+    command.envs(secrets.iter().map(|(name, value)| (name, value.expose())));
     command.env("PATROL_RUN_ID", ctx.run_id.to_string());
     command.env("PATROL_RUN_KEY", &ctx.run_key);
     command.env("PATROL_SCHEDULE_ID", &ctx.schedule_id);

@@ -2,9 +2,15 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use patrol_job_api::secret::SecretRef;
 use patrol_job_api::units::{ByteSize, HumanDuration};
 use patrol_job_api::{ParamDoc, ParamError};
 use serde::Deserialize;
+
+/// patrol's variables a program gets unless `clear_env` is set: what a
+/// program needs to find tools, a home, its language and time zone. Never
+/// the rest: patrol's environment holds notifier and database credentials.
+pub const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
 
 /// `params` of a `command` schedule.
 #[derive(Debug, Clone, Deserialize)]
@@ -16,9 +22,20 @@ pub struct CommandParams {
     pub args: Vec<String>,
     /// A script run with `/bin/sh -c`. Exclusive with `program`.
     pub shell: Option<String>,
+    /// Variables set for the program, as written (not secrets).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Start from an empty environment instead of patrol's own.
+    /// Names of patrol's own variables passed on as they are. Nothing else
+    /// of patrol's environment reaches the program (see [`BASE_ENV`]).
+    #[serde(default)]
+    pub pass_env: Vec<String>,
+    /// Variables whose value is a secret (`env:NAME` or `file:PATH`),
+    /// resolved when the schedule is built and scrubbed from everything
+    /// the run records.
+    #[serde(default)]
+    pub secret_env: BTreeMap<String, SecretRef>,
+    /// Not even the [`BASE_ENV`] variables: only `env`, `pass_env`,
+    /// `secret_env` and patrol's `PATROL_*` run variables.
     #[serde(default)]
     pub clear_env: bool,
     pub workdir: Option<PathBuf>,
@@ -70,11 +87,29 @@ impl CommandParams {
             )),
             _ => {}
         }
-        for name in self.env.keys() {
-            if name.is_empty() || name.contains('=') || name.contains('\0') {
+        let names = (self.env.keys().map(|name| ("env", name)))
+            .chain(self.secret_env.keys().map(|name| ("secret_env", name)));
+        for (field, name) in names {
+            if !is_variable_name(name) {
                 errors.push(ParamError::new(
-                    format!("env.{name}"),
+                    format!("{field}.{name}"),
                     "not a valid environment variable name",
+                ));
+            }
+        }
+        for (at, name) in self.pass_env.iter().enumerate() {
+            if !is_variable_name(name) {
+                errors.push(ParamError::new(
+                    format!("pass_env[{at}]"),
+                    "not a valid environment variable name",
+                ));
+            }
+        }
+        for name in self.secret_env.keys() {
+            if self.env.contains_key(name) || self.pass_env.contains(name) {
+                errors.push(ParamError::new(
+                    format!("secret_env.{name}"),
+                    "also set by `env` or `pass_env`; keep one",
                 ));
             }
         }
@@ -98,6 +133,10 @@ impl CommandParams {
             (None, None) => Vec::new(),
         }
     }
+}
+
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains('=') && !name.contains('\0')
 }
 
 pub fn docs() -> Vec<ParamDoc> {
@@ -128,14 +167,28 @@ pub fn docs() -> Vec<ParamDoc> {
             type_name: "map",
             required: false,
             default: Some("{}"),
-            description: "extra environment variables",
+            description: "variables set for the program (plain values, not secrets)",
+        },
+        ParamDoc {
+            name: "pass_env",
+            type_name: "list of strings",
+            required: false,
+            default: Some("[]"),
+            description: "names of patrol's own variables passed on; no other of patrol's variables reach the program but PATH, HOME, LANG, LC_ALL, TZ, TMPDIR",
+        },
+        ParamDoc {
+            name: "secret_env",
+            type_name: "map of secrets",
+            required: false,
+            default: Some("{}"),
+            description: "variables whose value is a secret, `env:NAME` or `file:PATH`; scrubbed from output, errors, findings and logs",
         },
         ParamDoc {
             name: "clear_env",
             type_name: "bool",
             required: false,
             default: Some("false"),
-            description: "start from an empty environment",
+            description: "not even PATH, HOME, LANG, LC_ALL, TZ, TMPDIR: only env, pass_env, secret_env and PATROL_*",
         },
         ParamDoc {
             name: "workdir",

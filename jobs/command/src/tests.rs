@@ -69,6 +69,70 @@ async fn run_id_and_env_reach_the_program() {
     assert!(report.output.unwrap().contains("7-hi"));
 }
 
+/// The runner's environment holds notifier tokens and database URLs; a
+/// program sees none of it unless a schedule names it.
+#[tokio::test]
+async fn the_program_gets_a_minimal_environment_unless_variables_are_named() {
+    std::env::set_var("PATROL_TEST_RUNNER_ONLY", "runner-private-value");
+    std::env::set_var("PATROL_TEST_PASSED_ON", "passed-on-value");
+    let report = CommandJob
+        .run(
+            context(CancellationToken::new()),
+            json!({"program": "env", "pass_env": ["PATROL_TEST_PASSED_ON"]}),
+        )
+        .await
+        .unwrap();
+    let output = report.output.unwrap();
+    assert!(!output.contains("runner-private-value"), "{output}");
+    assert!(
+        output.contains("PATROL_TEST_PASSED_ON=passed-on-value"),
+        "{output}"
+    );
+    assert!(output.contains("PATH="), "{output}");
+    assert!(output.contains("PATROL_RUN_ID=7"), "{output}");
+
+    let cleared = CommandJob
+        .run(
+            context(CancellationToken::new()),
+            json!({"program": "/usr/bin/env", "clear_env": true, "env": {"ONLY": "this"}}),
+        )
+        .await
+        .unwrap();
+    let output = cleared.output.unwrap();
+    assert!(!output.contains("PATH="), "{output}");
+    assert!(output.contains("ONLY=this"), "{output}");
+}
+
+#[tokio::test]
+async fn secret_env_reaches_the_program_and_a_missing_secret_is_a_param_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("api.token");
+    std::fs::write(&token, "file-held-token-42\n").unwrap();
+    let report = CommandJob
+        .run(
+            context(CancellationToken::new()),
+            json!({"shell": "echo \"[$API_TOKEN]\"", "secret_env": {"API_TOKEN": format!("file:{}", token.display())}}),
+        )
+        .await
+        .unwrap();
+    assert!(report.output.unwrap().contains("[file-held-token-42]"));
+
+    let err = CommandJob
+        .run(
+            context(CancellationToken::new()),
+            json!({"program": "true", "secret_env": {"API_TOKEN": "env:PATROL_TEST_UNSET_TOKEN"}}),
+        )
+        .await
+        .unwrap_err();
+    let err = err.to_string();
+    assert!(err.contains("secret_env.API_TOKEN"), "{err}");
+    assert!(err.contains("PATROL_TEST_UNSET_TOKEN is not set"), "{err}");
+    let inline = patrol_job_api::Typed(CommandJob)
+        .check_params(&json!({"program": "true", "secret_env": {"API_TOKEN": "hunter2-inline"}}))
+        .unwrap_err();
+    assert_eq!(inline[0].path, "secret_env.API_TOKEN");
+}
+
 #[tokio::test]
 async fn output_is_truncated_to_limit() {
     let report = CommandJob

@@ -32,6 +32,13 @@ pub fn http_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// `name` is an HTTP header name (`Authorization`, `X-Api-Key`).
+pub fn header_name(name: &str) -> Result<(), String> {
+    reqwest::header::HeaderName::from_bytes(name.as_bytes())
+        .map(|_| ())
+        .map_err(|_| format!("`{name}` is not an HTTP header name"))
+}
+
 /// `url` (already an http(s) URL) may carry a credential: https, or
 /// plain http to this machine only (stand-ins, local relays).
 pub fn credential_url(url: &str, credential: &str) -> Result<(), String> {

@@ -39,12 +39,14 @@ impl std::fmt::Display for FetchError {
 
 impl std::error::Error for FetchError {}
 
-/// GETs `url` with `query` added, within `timeout` for the whole exchange;
-/// a non-2xx status or a body over `max_body` bytes is an error (the body
-/// is never truncated silently).
+/// GETs `url` with `query` and `headers` added, within `timeout` for the
+/// whole exchange; a non-2xx status or a body over `max_body` bytes is an
+/// error (the body is never truncated silently). Header values are marked
+/// sensitive (they carry tokens): never shown by reqwest's Debug output.
 pub async fn fetch_ndjson(
     url: &str,
     query: &[(&str, &str)],
+    headers: &[(&str, &str)],
     timeout: Duration,
     max_body: usize,
 ) -> Result<Answer, FetchError> {
@@ -58,6 +60,17 @@ pub async fn fetch_ndjson(
         .build()
         .map_err(|err| fail(cause_chain(err)))?;
     let mut request = client.get(url);
+    for (name, value) in headers {
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| fail(format!("`{name}` is not a header name")))?;
+        let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            fail(format!(
+                "the value of header `{name}` is not valid header text"
+            ))
+        })?;
+        value.set_sensitive(true);
+        request = request.header(name, value);
+    }
     if !query.is_empty() {
         request = request.query(query);
     }
@@ -155,6 +168,7 @@ mod tests {
         let err = fetch_ndjson(
             "http://bot:s3cret@127.0.0.1:1/events?token=abc",
             &[("since", "42")],
+            &[("Authorization", "Bearer hdr-s3cret")],
             Duration::from_secs(5),
             1 << 20,
         )
@@ -163,8 +177,57 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("http://127.0.0.1:1/events?…: "), "{text}");
         assert_eq!(text.matches("127.0.0.1").count(), 1, "{text}");
-        for secret in ["s3cret", "token", "abc", "since", "42"] {
+        for secret in ["s3cret", "token", "abc", "since", "42", "hdr"] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
+    }
+
+    /// One HTTP exchange on a loopback port: answers `body` and hands back
+    /// the request's head as the server read it.
+    async fn one_answer(body: &'static str) -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/events", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.ends_with(b"\r\n\r\n") {
+                let n = socket.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request ended early");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        (url, served)
+    }
+
+    #[tokio::test]
+    async fn configured_headers_reach_the_server() {
+        let (url, served) = one_answer("{\"a\":1}\n").await;
+        let answer = fetch_ndjson(
+            &url,
+            &[],
+            &[
+                ("Authorization", "Bearer feed-token-1"),
+                ("X-Api-Key", "k-2"),
+            ],
+            Duration::from_secs(5),
+            1 << 20,
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.body, b"{\"a\":1}\n");
+        let head = served.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.contains("authorization: bearer feed-token-1\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("x-api-key: k-2\r\n"), "{head}");
     }
 }

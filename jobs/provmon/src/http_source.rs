@@ -36,14 +36,19 @@ pub const MAX_BODY: usize = 512 << 20;
 /// Lines are handed to the sink in chunks of about this many bytes.
 const CHUNK_BYTES: usize = 1 << 20;
 
-pub async fn fetch(url: &str, cursor: &HttpCursor, timeout: Duration) -> Result<HttpBody, String> {
+pub async fn fetch(
+    url: &str,
+    headers: &[(&str, &str)],
+    cursor: &HttpCursor,
+    timeout: Duration,
+) -> Result<HttpBody, String> {
     let since: Vec<(&str, &str)> = cursor
         .server
         .as_deref()
         .map(|since| ("since", since))
         .into_iter()
         .collect();
-    let answer = patrol_job_kit::http::fetch_ndjson(url, &since, timeout, MAX_BODY)
+    let answer = patrol_job_kit::http::fetch_ndjson(url, &since, headers, timeout, MAX_BODY)
         .await
         .map_err(|err| err.to_string())?;
     let next = answer.header("x-next-cursor");

@@ -26,7 +26,7 @@ mod sweep;
 pub mod verifications;
 pub mod verify;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -37,6 +37,7 @@ use patrol_job_api::{
     parse_params, BuildContext, JobCommands, JobDescription, JobError, JobInstance, JobKind,
     JobTables, ParamDoc, ParamError, RunContext, RunReport,
 };
+use patrol_job_kit::http_auth::{anchor_files, check_headers, resolve_headers, SecretHeaders};
 use serde::Deserialize;
 
 pub use sweep::{sweep, SweepInput};
@@ -90,6 +91,9 @@ pub enum SourceSpec {
     Http {
         name: String,
         url: String,
+        /// Header name → `env:NAME`/`file:PATH` (a token never goes in the URL).
+        #[serde(default)]
+        headers: SecretHeaders,
         #[serde(default)]
         timeout: Option<HumanDuration>,
     },
@@ -271,9 +275,10 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
         if let Err(message) = patrol_job_kit::check::unique_name(source.name(), &mut names) {
             errors.push(ParamError::new(format!("sources[{n}].name"), message));
         }
-        if let SourceSpec::Http { url, .. } = source {
-            if let Err(message) = patrol_job_kit::check::http_url(url) {
-                errors.push(ParamError::new(format!("sources[{n}].url"), message));
+        if let SourceSpec::Http { url, headers, .. } = source {
+            match patrol_job_kit::check::http_url(url) {
+                Err(message) => errors.push(ParamError::new(format!("sources[{n}].url"), message)),
+                Ok(()) => errors.extend(check_headers(url, headers, &format!("sources[{n}]"))),
             }
         }
     }
@@ -313,6 +318,7 @@ impl Params {
                 SourceSpec::Github {
                     token: Some(token), ..
                 } => resolve_secret(token),
+                SourceSpec::Http { headers, .. } => anchor_files(headers, ctx),
                 _ => {}
             }
         }
@@ -352,6 +358,12 @@ fn build(mut params: Params, ctx: &BuildContext) -> Result<Built, Vec<ParamError
             )),
             SourceSpec::Github { .. } => {
                 if let Err(problems) = github_client(source, &format!("sources[{n}]")) {
+                    errors.extend(problems);
+                }
+            }
+            SourceSpec::Http { headers, .. } => {
+                let field = format!("sources[{n}]");
+                if let Err(problems) = resolve_headers(headers, &field, Path::new("")) {
                     errors.extend(problems);
                 }
             }

@@ -8,6 +8,7 @@ use patrol_job_api::{
     state_key, CancellationToken, Finding, JobError, JobState, Outcome, Performed, RunReport,
     StateError, StateKey, StatePrefix, StateWrite,
 };
+use patrol_job_kit::http_auth::{header_pairs, resolve_for_run};
 use patrol_provmon_verify::rekor::LogEntry;
 use serde::Serialize;
 
@@ -145,7 +146,12 @@ pub async fn sweep(
                 Some(bytes) => StateKey::named(key).decode(bytes).map_err(state_failed)?,
                 None => FilesCursor::default(),
             }),
-            SourceSpec::Http { url, timeout, .. } => {
+            SourceSpec::Http {
+                url,
+                timeout,
+                headers,
+                ..
+            } => {
                 let cursor: HttpCursor = match stored {
                     Some(bytes) => StateKey::named(key).decode(bytes).map_err(state_failed)?,
                     None => HttpCursor::default(),
@@ -153,7 +159,12 @@ pub async fn sweep(
                 let timeout = timeout
                     .as_ref()
                     .map_or(std::time::Duration::from_secs(30), |t| t.0);
-                let body = fetch(url, &cursor, timeout).await;
+                // Read at every sweep: a rotated token file takes effect
+                // without a reload.
+                let body = match resolve_for_run(headers) {
+                    Ok(headers) => fetch(url, &header_pairs(&headers), &cursor, timeout).await,
+                    Err(problem) => Err(problem),
+                };
                 SourceInput::Http(cursor, body)
             }
             SourceSpec::Github { .. } => {

@@ -1,6 +1,7 @@
 //! `http` sources against a real HTTP server: the whole-stream mode skips
 //! what was handled, the server-cursor mode asks `?since=`, an error makes
-//! the sweep partial and keeps the cursor.
+//! the sweep partial and keeps the cursor. The cursor endpoint wants a
+//! token, sent from an `env:` secret in a header.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashMap;
@@ -11,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use chrono::{TimeZone, Utc};
+use patrol_job_api::secret::SecretRef;
 use patrol_job_api::{CancellationToken, JobState, RunReport};
 use patrol_job_provmon::memory::MemoryState;
 use patrol_job_provmon::rules::parse_rules;
@@ -33,10 +35,17 @@ async fn whole(State(served): State<Shared>) -> (StatusCode, String) {
     (StatusCode::OK, served.lines.join("\n") + "\n")
 }
 
+const TOKEN_VAR: &str = "PATROL_TEST_PROVMON_FEED_KEY";
+const TOKEN: &str = "feed-api-key-5150";
+
 async fn with_cursor(
     State(served): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
-) -> (HeaderMap, String) {
+    asked: HeaderMap,
+) -> (StatusCode, HeaderMap, String) {
+    if asked.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
+        return (StatusCode::UNAUTHORIZED, HeaderMap::new(), String::new());
+    }
     let mut served = served.lock().unwrap();
     let since: usize = query.get("since").and_then(|s| s.parse().ok()).unwrap_or(0);
     served.asked_since.push(query.get("since").cloned());
@@ -46,7 +55,7 @@ async fn with_cursor(
         served.lines.len().to_string().parse().unwrap(),
     );
     let body = served.lines[since.min(served.lines.len())..].join("\n");
-    (headers, body)
+    (StatusCode::OK, headers, body)
 }
 
 async fn serve(served: Shared) -> String {
@@ -65,6 +74,7 @@ fn release(n: usize) -> String {
 }
 
 async fn run(state: &Arc<MemoryState>, url: String) -> RunReport {
+    std::env::set_var(TOKEN_VAR, TOKEN);
     let rules = parse_rules(
         std::path::Path::new("rules.yaml"),
         "rules:\n  - {id: stale-chain, description: no bundle, when: \"release -> (no bundle within 1h)\", severity: low}\n",
@@ -74,6 +84,7 @@ async fn run(state: &Arc<MemoryState>, url: String) -> RunReport {
         evidence: None,
         sources: vec![SourceSpec::Http {
             name: "feed".into(),
+            headers: [("X-Api-Key".to_string(), SecretRef::Env(TOKEN_VAR.into()))].into(),
             url,
             timeout: Some(patrol_job_api::units::HumanDuration::parse("5s").unwrap()),
         }],

@@ -116,6 +116,7 @@ fn an_80_mib_line_from_an_endpoint_is_malformed_and_the_rest_is_read() {
     let source = SourceSpec::Http {
         name: "feed".into(),
         url: format!("http://{address}/events"),
+        headers: Default::default(),
         timeout: Some(patrol_job_api::units::HumanDuration::parse("50s").unwrap()),
     };
 

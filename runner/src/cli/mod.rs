@@ -10,6 +10,7 @@ mod context;
 mod cron_next;
 mod job_commands;
 mod jobs;
+mod log_writer;
 mod output;
 mod pause;
 mod plugins;

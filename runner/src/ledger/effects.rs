@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use patrol_job_api::effects::{
     EffectLog, EffectLogError, EffectOutcome, EffectSlot, Intended, Intent,
 };
+use patrol_job_api::secret::redact;
 use sqlx::Row;
 
 use super::model::{from_millis, to_millis};
@@ -94,9 +95,11 @@ impl EffectLog for LedgerEffectLog {
         )
         .bind(slot.schedule_id.clone())
         .bind(to_millis(slot.scheduled_for))
-        .bind(intent.key.clone())
+        // A job's words (a command line, a URL) may hold a credential; the
+        // key scrubbed the same way every time stays the effect's identity.
+        .bind(redact(&intent.key))
         .bind(intent.kind.clone())
-        .bind(intent.description.clone())
+        .bind(redact(&intent.description))
         .bind(slot.run_id)
         .bind(i64::from(slot.attempt))
         .bind(to_millis(at))
@@ -118,7 +121,7 @@ impl EffectLog for LedgerEffectLog {
     ) -> Result<(), EffectLogError> {
         let (status, error) = match outcome {
             EffectOutcome::Done => ("done", None),
-            EffectOutcome::Failed(error) => ("failed", Some(error.clone())),
+            EffectOutcome::Failed(error) => ("failed", Some(redact(error))),
         };
         let updated = sqlx::query(
             "UPDATE effects SET status = $1, error = $2, finished_at = $3 \

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use super::clock::Clock;
 use super::lease::{LeaseView, Standing};
 use super::orphans::run_key;
+use super::scrub;
 use super::spread::retry_delay;
 use crate::alerting::policy::AlertPolicy;
 use crate::alerting::record::{usable_findings, FindingsInput, RunAlerts};
@@ -185,6 +186,11 @@ impl Executor {
                 None,
             ),
         };
+        scrub::run_end(&mut end);
+        let reported = reported.map(|mut reported| {
+            reported.findings = reported.findings.into_iter().map(scrub::finding).collect();
+            reported
+        });
         // A refused row would be refused again: it is not retried (it
         // pages as the schedule's failure instead).
         let retry = schedule

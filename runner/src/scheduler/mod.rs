@@ -6,6 +6,7 @@ mod executor;
 mod lease;
 mod orphans;
 mod plan;
+mod scrub;
 mod spread;
 #[cfg(test)]
 pub(crate) mod tests;
