@@ -14,6 +14,7 @@ mod instances;
 mod job_state;
 mod job_tables;
 mod model;
+mod open_failure;
 pub mod outbox;
 mod runs;
 pub mod silences;
@@ -111,7 +112,7 @@ impl Ledger {
             })
             .connect_with(options)
             .await
-            .with_context(|| format!("cannot open the ledger at {}", redact_url(&url)))?;
+            .map_err(|err| open_failure::open_failure(&url, backend, &err))?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
