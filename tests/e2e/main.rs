@@ -13,6 +13,7 @@ mod delivery_drill;
 mod dry_run;
 mod graceful;
 mod job_build;
+mod ledger_tls;
 mod logging;
 mod multi_node;
 mod operations;

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use patrol::ledger::{Ledger, Run, RunFilter};
 
 mod pg_cluster;
-pub use pg_cluster::PgCluster;
+mod test_ca;
+pub use pg_cluster::{PgCluster, ServerTls};
+pub use test_ca::TestCa;
 
 /// The `patrol` binary cargo built for these tests.
 pub fn patrol_bin() -> PathBuf {

@@ -14,6 +14,7 @@ mod instances;
 mod job_state;
 mod job_tables;
 mod model;
+mod open_failure;
 pub mod outbox;
 mod runs;
 pub mod silences;
@@ -111,7 +112,7 @@ impl Ledger {
             })
             .connect_with(options)
             .await
-            .with_context(|| format!("cannot open the ledger at {}", redact_url(&url)))?;
+            .map_err(|err| open_failure::open_failure(&url, backend, &err))?;
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -234,8 +235,19 @@ pub async fn create_scratch_postgres_database(server_url: &str, prefix: &str) ->
     conn.execute(format!("CREATE DATABASE {name}").as_str())
         .await?;
     conn.close().await?;
-    let (base, _) = server_url
+    database_url(server_url, &name)
+}
+
+/// `server_url` naming database `name` instead. Its query (sslmode,
+/// sslrootcert=/a/path…) stays: the new database is reached the way the
+/// server was.
+fn database_url(server_url: &str, name: &str) -> Result<String> {
+    let (location, query) = match server_url.split_once('?') {
+        Some((location, query)) => (location, format!("?{query}")),
+        None => (server_url, String::new()),
+    };
+    let (base, _) = location
         .rsplit_once('/')
         .context("PostgreSQL URL has no database part")?;
-    Ok(format!("{base}/{name}"))
+    Ok(format!("{base}/{name}{query}"))
 }

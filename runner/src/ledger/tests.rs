@@ -432,3 +432,19 @@ fn passwords_are_redacted_from_urls() {
     );
     assert_eq!(redact_url("sqlite://patrol.db"), "sqlite://patrol.db");
 }
+
+#[test]
+fn a_scratch_database_is_reached_with_the_servers_tls_settings() {
+    assert_eq!(
+        database_url(
+            "postgres://u@h:5432/postgres?sslmode=verify-full&sslrootcert=/etc/pg/ca.pem",
+            "scratch"
+        )
+        .unwrap(),
+        "postgres://u@h:5432/scratch?sslmode=verify-full&sslrootcert=/etc/pg/ca.pem"
+    );
+    assert_eq!(
+        database_url("postgres://u@h:5432/postgres", "scratch").unwrap(),
+        "postgres://u@h:5432/scratch"
+    );
+}

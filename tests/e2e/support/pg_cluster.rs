@@ -3,11 +3,19 @@
 //! into a temporary folder, a free loopback port, `pg_ctl` as scripts/test.sh
 //! runs them (as the `postgres` user when the tests run as root, since
 //! `initdb` refuses root). Stopped with `-m immediate` — a crash, as far as
-//! clients can tell — and removed on drop.
+//! clients can tell — and removed on drop. A cluster may also be started
+//! TLS-only, with a certificate the test made.
 
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+/// A server's TLS certificate (PEM, leaf first) and its private key (PEM).
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
 
 pub struct PgCluster {
     bin: PathBuf,
@@ -21,6 +29,23 @@ impl PgCluster {
     /// when its server binaries cannot be found: a chaos test that cannot
     /// run must not pass.
     pub fn start_new() -> Self {
+        let mut cluster = Self::init();
+        cluster.start();
+        cluster
+    }
+
+    /// Creates and starts a cluster that speaks TLS with `tls` and refuses
+    /// plaintext connections (pg_hba.conf has `hostssl` lines only), so a
+    /// client that quietly falls back to plaintext is refused, not passed.
+    pub fn start_tls_only(tls: &ServerTls) -> Self {
+        let mut cluster = Self::init();
+        cluster.require_tls(tls);
+        cluster.start();
+        cluster
+    }
+
+    /// `initdb` into a fresh temporary folder; not started.
+    fn init() -> Self {
         let bin = find_pg_bin().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL's server binaries (initdb, pg_ctl) were not found on PATH or in \
@@ -28,11 +53,11 @@ impl PgCluster {
             )
         });
         let dir = tempfile::Builder::new()
-            .prefix("patrol-chaos-pg.")
+            .prefix("patrol-test-pg.")
             .tempdir()
             .expect("temp dir for the cluster");
         let port = free_port();
-        let mut cluster = Self {
+        let cluster = Self {
             bin,
             dir,
             port,
@@ -43,13 +68,44 @@ impl PgCluster {
             "initdb",
             &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
         );
-        cluster.start();
         cluster
+    }
+
+    /// Installs the server's certificate and key, turns `ssl` on and
+    /// allows TCP connections over TLS only. `run_as_owner` hands the files
+    /// to the server's user before it starts; the server refuses a key
+    /// others can read, hence 0600.
+    fn require_tls(&self, tls: &ServerTls) {
+        let data = Path::new(&self.data_dir()).to_path_buf();
+        std::fs::write(data.join("server.crt"), &tls.cert_pem).expect("server.crt");
+        let key = data.join("server.key");
+        std::fs::write(&key, &tls.key_pem).expect("server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .expect("server.key mode 0600");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .expect("postgresql.conf appended");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("pg_hba.conf");
     }
 
     /// `postgres://` URL of the cluster's `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The loopback port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// Starts the server and waits until it accepts connections.
