@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::{Deserialize, Deserializer};
 
 mod urls;
-pub use urls::redact_url_credentials;
+pub use urls::{redact_query_credentials, redact_url_credentials};
 
 /// Where a secret comes from, as written in `patrol.yaml`.
 #[derive(Clone, PartialEq, Eq)]

@@ -207,8 +207,13 @@ async fn migrate_serialized(pool: &AnyPool, migrator: &sqlx::migrate::Migrator) 
     }
 }
 
-/// The URL without its password, for messages.
+/// The URL without its password (the user is kept: it tells which role
+/// connects) nor a credential in its query (`?password=…`), for messages.
 pub fn redact_url(url: &str) -> String {
+    patrol_job_api::secret::redact_query_credentials(&password_masked(url))
+}
+
+fn password_masked(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];

@@ -431,6 +431,10 @@ fn passwords_are_redacted_from_urls() {
         "postgres://u:***@h:5432/db"
     );
     assert_eq!(redact_url("sqlite://patrol.db"), "sqlite://patrol.db");
+    assert_eq!(
+        redact_url("postgres://u@h/db?sslmode=require&password=secret"),
+        "postgres://u@h/db?sslmode=require&password=[redacted]"
+    );
 }
 
 #[test]

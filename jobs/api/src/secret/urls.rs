@@ -64,12 +64,18 @@ fn redact_url_rest(url: &str) -> String {
         }
         None => out.push_str(authority),
     }
-    let Some(query_at) = path.find('?') else {
-        out.push_str(path);
-        return out;
+    out.push_str(&redact_query_credentials(path));
+    out
+}
+
+/// `url` with the values of its credential query parameters replaced by
+/// `[redacted]`; the rest (its userinfo too) as it is.
+pub fn redact_query_credentials(url: &str) -> String {
+    let Some(query_at) = url.find('?') else {
+        return url.to_string();
     };
-    let (path, query) = path.split_at(query_at + 1);
-    out.push_str(path);
+    let (path, query) = url.split_at(query_at + 1);
+    let mut out = path.to_string();
     let (query, fragment) = match query.find('#') {
         Some(hash) => query.split_at(hash),
         None => (query, ""),
