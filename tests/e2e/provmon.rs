@@ -54,6 +54,7 @@ fn fixture_gaps_page_once_and_resolve_when_the_missing_events_arrive() {
     let mut expected = [
         "deployed-unverified",
         "missing-rekor",
+        "rekor-foreign-signer",
         "rekor-mismatch",
         "rekor-mismatch",
         "runtime-verify-fail",
@@ -99,7 +100,7 @@ fn fixture_gaps_page_once_and_resolve_when_the_missing_events_arrive() {
     .unwrap();
     let closed = run(dir.path(), &["run", "provmon", "--wait"]);
     let out = stdout(&closed);
-    assert_eq!(closed.status.code(), Some(1), "six gaps remain: {out}");
+    assert_eq!(closed.status.code(), Some(1), "seven gaps remain: {out}");
     let resolved: Vec<String> = pages(&out)
         .into_iter()
         .map(|(action, key)| {
@@ -123,7 +124,7 @@ fn fixture_gaps_page_once_and_resolve_when_the_missing_events_arrive() {
 
     let open = run(dir.path(), &["alerts", "--open", "--json"]);
     let open: serde_json::Value = serde_json::from_slice(&open.stdout).unwrap();
-    assert_eq!(open.as_array().unwrap().len(), 6);
+    assert_eq!(open.as_array().unwrap().len(), 7);
 }
 
 fn read_json(path: &Path) -> serde_json::Value {

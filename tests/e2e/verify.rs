@@ -359,7 +359,8 @@ const RELEASES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "b10398da739bae652bede5c18798a1b4a37a45cd",
-        &["sign"],
+        // Signed, and logged, with a key that is not ours.
+        &["sign", "rekor"],
         "signature-invalid: no signature of sha256:beb5ee40",
     ),
     (
@@ -541,4 +542,29 @@ fn a_release_recheck_is_recorded_and_reused_for_15_minutes_unless_fresh() {
         "{}",
         stdout(&edited)
     );
+}
+
+/// Issue 20, item 6: a manual run shares provmon's state, so what its
+/// verdicts rest on (keys, rules, sources, evidence) cannot be opened to
+/// manual overrides; other params can.
+#[test]
+fn a_schedule_may_not_open_provmons_verification_params_to_manual_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    shipped_checkout(dir.path());
+    let path = dir.path().join("schedules/provmon.yaml");
+    let shipped = std::fs::read_to_string(&path).unwrap();
+    let opened = shipped.replace(
+        "\nparams:\n",
+        "\nmanual_params: [max_events, verify]\nparams:\n",
+    );
+    assert_ne!(opened, shipped);
+    std::fs::write(&path, opened).unwrap();
+    let output = patrol(dir.path(), &["validate"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+    let report = stderr(&output);
+    assert!(
+        report.contains("manual_params[1]: `verify` is pinned by this job"),
+        "{report}"
+    );
+    assert!(!report.contains("manual_params[0]"), "{report}");
 }

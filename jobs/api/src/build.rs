@@ -142,6 +142,13 @@ pub trait JobKind: Send + Sync + 'static {
     fn tables(&self) -> Option<crate::JobTables> {
         None
     }
+
+    /// Top-level params a manual run may never override, whatever the
+    /// schedule's `manual_params` say: what the job's kept verdicts and
+    /// shared state rest on (keys, trust roots, rules, sources).
+    fn pinned_params(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A [`JobKind`] as the runner's [`crate::Job`].
@@ -184,6 +191,10 @@ impl<K: JobKind> crate::Job for Typed<K> {
 
     fn tables(&self) -> Option<crate::JobTables> {
         self.0.tables()
+    }
+
+    fn pinned_params(&self) -> &'static [&'static str] {
+        self.0.pinned_params()
     }
 }
 

@@ -78,6 +78,12 @@ pub trait Job: Send + Sync + 'static {
     fn tables(&self) -> Option<JobTables> {
         None
     }
+
+    /// Top-level params a manual run may never override, whatever the
+    /// schedule's `manual_params` say (see [`JobKind::pinned_params`]).
+    fn pinned_params(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Why a job could not do its work.

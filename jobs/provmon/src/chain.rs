@@ -277,10 +277,15 @@ impl Chains {
             // Rekor events of its own, if any, keep their status.
             chain.stages.upsert(Stage::Rekor, || logged, |_| {});
         }
-        chain
-            .checks
-            .entry(crate::verify::bundle_key(bundle_id))
-            .or_insert(check);
+        // The first verdict stands, unless another policy gave it: the
+        // bundle's text is here again, so this policy's verdict replaces it.
+        let key = crate::verify::bundle_key(bundle_id);
+        match chain.checks.get(&key) {
+            Some(kept) if kept.policy == check.policy && !kept.rejudge_needed() => {}
+            _ => {
+                chain.checks.insert(key, check);
+            }
+        }
     }
 
     /// Every chain present, as units (for a delta: every chain its events

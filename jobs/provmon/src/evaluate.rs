@@ -76,13 +76,29 @@ pub fn evaluate(
     now: DateTime<Utc>,
 ) -> Evaluation {
     let mut evaluation = Evaluation::default();
+    let explained = RekorExplained {
+        broken: rules
+            .iter()
+            .any(|r| r.condition == Condition::RekorMismatch),
+        foreign: rules
+            .iter()
+            .any(|r| r.condition == Condition::RekorForeignSigner),
+    };
     for (digest, chain) in &chains.digests {
         if chain.unverifiable {
             // Rekor could not be asked: judge it when it can.
             evaluation.watch(Unit::Digest(digest.clone()), Watch::Pending { until: now });
         }
         for rule in rules {
-            check_digest(rule, digest, chain, verifying, now, &mut evaluation);
+            check_digest(
+                rule,
+                digest,
+                chain,
+                verifying,
+                explained,
+                now,
+                &mut evaluation,
+            );
         }
     }
     for (sha, release) in &chains.releases {
@@ -93,11 +109,47 @@ pub fn evaluate(
     evaluation
 }
 
+/// The digest has a Rekor entry that checks out as ours, or a verified
+/// Sigstore bundle (which carries a verified log entry).
+fn rekor_vouched(chain: &DigestChain, verifying: Verifying) -> bool {
+    chain.checks_of("rekor:").any(|(_, check)| check.ok)
+        || (verifying.bundles && chain.checks_of("bundle:").any(|(_, check)| check.ok))
+}
+
+/// Which Rekor problems a rule of their own pages: `missing-rekor` then
+/// stays quiet about an entry that came but does not count, so one problem
+/// pages once, and speaks up when no such rule would.
+#[derive(Debug, Clone, Copy)]
+struct RekorExplained {
+    broken: bool,
+    foreign: bool,
+}
+
+impl RekorExplained {
+    /// Every Rekor entry of `chain` failed in a way another rule pages.
+    fn covers(self, chain: &DigestChain) -> bool {
+        let mut failed = chain
+            .checks_of("rekor:")
+            .filter(|(_, check)| !check.ok)
+            .peekable();
+        failed.peek().is_some()
+            && failed.all(|(_, check)| {
+                if check.foreign {
+                    self.foreign
+                } else {
+                    self.broken
+                }
+            })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn check_digest(
     rule: &Rule,
     digest: &str,
     chain: &DigestChain,
     verifying: Verifying,
+    explained: RekorExplained,
     now: DateTime<Utc>,
     out: &mut Evaluation,
 ) {
@@ -111,7 +163,11 @@ fn check_digest(
             let Some(start) = chain.stages.get(after) else {
                 return;
             };
-            if chain.stages.contains_key(expected) {
+            // Under verification a Rekor event counts only once its entry
+            // checks out as ours: a foreign or broken entry is no entry.
+            let rekor_unproven =
+                *expected == Stage::Rekor && verifying.rekor && !rekor_vouched(chain, verifying);
+            if chain.stages.contains_key(expected) && (!rekor_unproven || explained.covers(chain)) {
                 return;
             }
             let deadline = start.first + chrono::Duration::from_std(*within).unwrap_or_default();
@@ -122,11 +178,23 @@ fn check_digest(
             if *expected == Stage::Rekor && chain.unverifiable {
                 return; // Rekor could not be searched: absence not shown
             }
+            let unproven = if chain.stages.contains_key(expected) {
+                let reasons: Vec<&str> = chain
+                    .checks_of("rekor:")
+                    .filter_map(|(_, check)| check.reason.as_deref())
+                    .collect();
+                format!(
+                    "; a rekor event came, but no entry of ours checks out: {}",
+                    reasons.join("; ")
+                )
+            } else {
+                String::new()
+            };
             let finding = finding(
                 rule,
                 digest,
                 format!(
-                    "{} of {digest}: no {} within {} (first {} at {})",
+                    "{} of {digest}: no {} within {} (first {} at {}){unproven}",
                     after.as_str(),
                     expected.as_str(),
                     humantime::format_duration(*within),
@@ -259,10 +327,26 @@ fn check_digest(
             };
             out.fire(unit(), finding(rule, digest, summary, chain_details(chain)));
         }
+        Condition::RekorForeignSigner => {
+            let foreign: Vec<String> = chain
+                .checks_of("rekor:")
+                .filter(|(_, check)| check.foreign)
+                .map(|(uuid, check)| {
+                    format!("{uuid}: {}", check.reason.as_deref().unwrap_or("foreign"))
+                })
+                .collect();
+            if verifying.rekor && !foreign.is_empty() && !rekor_vouched(chain, verifying) {
+                let summary = format!(
+                    "{digest} is in Rekor only under someone else's signature: {}",
+                    foreign.join("; ")
+                );
+                out.fire(unit(), finding(rule, digest, summary, chain_details(chain)));
+            }
+        }
         Condition::RekorMismatch => {
             let failed: Vec<String> = chain
                 .checks_of("rekor:")
-                .filter(|(_, check)| !check.ok)
+                .filter(|(_, check)| !check.ok && !check.foreign)
                 .map(|(uuid, check)| {
                     format!("{uuid}: {}", check.reason.as_deref().unwrap_or("failed"))
                 })

@@ -393,6 +393,11 @@ fn build(mut params: Params, ctx: &BuildContext) -> Result<Built, Vec<ParamError
                 "verify.signing_keys or params.verify.sigstore"
             }
             rules::Condition::RekorMismatch if params.verify.rekor.is_none() => "verify.rekor",
+            rules::Condition::RekorForeignSigner
+                if params.verify.rekor.is_none() || params.verify.signing_keys.is_empty() =>
+            {
+                "verify.rekor and params.verify.signing_keys"
+            }
             _ => continue,
         };
         errors.push(ParamError::new(
@@ -500,6 +505,12 @@ impl JobKind for ProvmonJob {
 
     fn tables(&self) -> Option<JobTables> {
         Some(verifications::tables())
+    }
+
+    /// A manual run shares the schedule's state: with other keys, rules or
+    /// sources it would write verdicts and chains the schedule then trusts.
+    fn pinned_params(&self) -> &'static [&'static str] {
+        &["verify", "rules", "sources", "evidence"]
     }
 }
 

@@ -285,7 +285,7 @@ fn stage_of(rule: &Rule) -> Stage {
         Condition::Status { stage, .. } => *stage,
         Condition::DeployedUnverified { .. } => Stage::Deploy,
         Condition::SignatureInvalid => Stage::Sign,
-        Condition::RekorMismatch => Stage::Rekor,
+        Condition::RekorMismatch | Condition::RekorForeignSigner => Stage::Rekor,
     }
 }
 

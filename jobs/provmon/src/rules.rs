@@ -52,6 +52,11 @@ pub enum Condition {
     /// A Rekor entry of the digest that does not check out: body for
     /// another artifact, bad entry timestamp, inclusion proof or checkpoint.
     RekorMismatch,
+    /// A sound Rekor entry of the digest logged by someone else (a key
+    /// none of `verify.signing_keys`, or a signature no `sign` event
+    /// carried), and no entry of ours: a stolen key used offline, or a
+    /// decoy logged to silence `missing-rekor`.
+    RekorForeignSigner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +85,12 @@ struct RawRule {
 }
 
 /// Built-in checks a rule may name with `check:`.
-pub const CHECKS: [&str; 3] = ["deployed-unverified", "signature-invalid", "rekor-mismatch"];
+pub const CHECKS: [&str; 4] = [
+    "deployed-unverified",
+    "signature-invalid",
+    "rekor-mismatch",
+    "rekor-foreign-signer",
+];
 
 /// Reads and checks a rules file; every problem is reported as
 /// `file:line:col: field: message`.
@@ -137,7 +147,10 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Vec<(String, String)>>
             ("deployed-unverified", Err(_)) => Err((field("window"), String::new())),
             ("signature-invalid", _) if raw.window.is_none() => Ok(Condition::SignatureInvalid),
             ("rekor-mismatch", _) if raw.window.is_none() => Ok(Condition::RekorMismatch),
-            ("signature-invalid" | "rekor-mismatch", _) => Err((
+            ("rekor-foreign-signer", _) if raw.window.is_none() => {
+                Ok(Condition::RekorForeignSigner)
+            }
+            ("signature-invalid" | "rekor-mismatch" | "rekor-foreign-signer", _) => Err((
                 field("window"),
                 format!("`{check}` has no window: it fires as soon as a check fails"),
             )),

@@ -41,6 +41,24 @@ const REVS: StatePrefix<String> = StatePrefix::with_legacy("rev/", bare_text);
 const UNLINKED: StatePrefix<Vec<Event<'static>>> = StatePrefix::new("unlinked/");
 /// When the Rekor outage that still lasts was first met (absent: none).
 const REKOR_OUTAGE_SINCE: StateKey<DateTime<Utc>> = StateKey::new("rekor-outage/since");
+/// Where judging every kept chain under a new verification policy stands.
+const REJUDGE: StateKey<Rejudge> = StateKey::new("verify/rejudge");
+/// Chains re-judged per sweep after a policy change: bounded memory and a
+/// bounded sweep, however many chains the state holds.
+const REJUDGE_BATCH: usize = 5_000;
+
+/// Kept verdicts rest on the policy that gave them; when the policy changes
+/// (a key removed, a trusted root replaced), every kept chain is loaded
+/// and judged again, a batch per sweep, not only the chains new events
+/// touch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Rejudge {
+    /// The fingerprint every kept chain has been judged under.
+    policy: String,
+    /// While a pass is under way: its policy, and the last chain judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pass: Option<(String, Option<String>)>,
+}
 
 /// A `rev/` row as versions before typed keys wrote it: the digest's
 /// UTF-8 text, unquoted.
@@ -134,6 +152,7 @@ pub async fn sweep(
             ACTIVE.name().to_string(),
             EVIDENCE_PENDING.name().to_string(),
             REKOR_OUTAGE_SINCE.name().to_string(),
+            REJUDGE.name().to_string(),
         ])
         .collect();
     let stored = state.get_many(&keys).await.map_err(state_err)?;
@@ -214,6 +233,9 @@ pub async fn sweep(
 
     let read_ms = started.elapsed().as_millis();
     let mut chains = load(state, &read.delta, &active, &input.rules).await?;
+    let rejudge = stored_or_default(&stored, &REJUDGE)?;
+    let rejudged =
+        rejudge_batch(state, &rejudge, input.verifier.fingerprint(), &mut chains).await?;
     let load_ms = started.elapsed().as_millis() - read_ms;
     let new_units = read.delta.digests.len() + read.delta.releases.len();
     chains.absorb(read.delta);
@@ -271,6 +293,9 @@ pub async fn sweep(
         Some(Some(since)) => writes.push(REKOR_OUTAGE_SINCE.put(&since).map_err(state_failed)?),
         Some(None) => writes.push(REKOR_OUTAGE_SINCE.delete()),
         None => {}
+    }
+    if rejudged != rejudge {
+        writes.push(REJUDGE.put(&rejudged).map_err(state_failed)?);
     }
     let watched: Vec<Unit> = evaluation.active.keys().cloned().collect();
     writes.push(ACTIVE.put(&watched).map_err(state_failed)?);
@@ -554,6 +579,44 @@ fn read_sources(
         failed,
         bundles_checked,
     }
+}
+
+/// While kept chains are not all judged under `policy`, adds the next
+/// batch of them to `chains` (those already there stay as loaded); the
+/// progress to keep.
+async fn rejudge_batch(
+    state: &JobState,
+    rejudge: &Rejudge,
+    policy: &str,
+    chains: &mut Chains,
+) -> Result<Rejudge, JobError> {
+    if rejudge.policy == policy {
+        return Ok(rejudge.clone());
+    }
+    let after = match &rejudge.pass {
+        Some((pass_policy, after)) if pass_policy == policy => after.clone(),
+        _ => None,
+    };
+    let batch = state
+        .load_prefix(&DIGESTS, after.as_deref(), REJUDGE_BATCH)
+        .await
+        .map_err(state_failed)?;
+    let last = batch.last().map(|(digest, _)| digest.clone());
+    let done = batch.len() < REJUDGE_BATCH;
+    for (digest, chain) in batch {
+        chains.digests.entry(digest).or_insert(chain);
+    }
+    Ok(if done {
+        Rejudge {
+            policy: policy.to_string(),
+            pass: None,
+        }
+    } else {
+        Rejudge {
+            policy: rejudge.policy.clone(),
+            pass: Some((policy.to_string(), last)),
+        }
+    })
 }
 
 /// Loads from state the chains the new events touch and those watched,

@@ -94,6 +94,8 @@ pub struct Verifier {
     pub signing_keys: Vec<PublicKey>,
     pub rekor: Option<RekorVerifier>,
     pub bundles: Option<Arc<BundleVerifier>>,
+    /// See [`Verifier::fingerprint`]; set by [`VerifySpec::build`].
+    fingerprint: String,
 }
 
 /// Verifies Sigstore bundles for a digest: shared with the parsing workers.
@@ -101,6 +103,10 @@ pub struct Verifier {
 pub struct BundleVerifier {
     root: TrustRoot,
     signers: Vec<Signer>,
+    /// Hex SHA-256 of the trusted root's text (the shipped one's too).
+    root_sha256: String,
+    /// The whole verification policy's fingerprint, stamped on verdicts.
+    policy_fingerprint: String,
 }
 
 impl BundleVerifier {
@@ -131,7 +137,7 @@ impl BundleVerifier {
                 })
             }
         };
-        Check::of(&verdict, now)
+        Check::of(&verdict, now, &self.policy_fingerprint)
     }
 
     /// What bundles are checked against, for evidence: the trusted root's
@@ -151,6 +157,7 @@ impl BundleVerifier {
         }
         serde_json::json!({
             "trusted_root": self.root.origin(),
+            "trusted_root_sha256": self.root_sha256,
             "identities": identities,
             "key_ids": key_ids,
         })
@@ -182,22 +189,44 @@ pub struct Check {
     /// have it yet), unlike a verdict on content, which stands.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub again: bool,
+    /// The fingerprint of the verification policy that judged it (see
+    /// [`Verifier::fingerprint`]); a verdict of another policy is judged
+    /// again, never trusted. Empty in verdicts kept before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub policy: String,
+    /// A Rekor entry that is sound (log signature, inclusion, checkpoint,
+    /// digest) but whose signer is none of the configured keys, or whose
+    /// signature is not one the `sign` events carried: someone else logged
+    /// the digest. Pages `rekor-foreign-signer`, not `rekor-mismatch`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
 }
 
 impl Check {
-    fn of(verdict: &Verdict, at: DateTime<Utc>) -> Self {
+    fn of(verdict: &Verdict, at: DateTime<Utc>, policy: &str) -> Self {
         Self {
             ok: verdict.is_verified(),
             reason: verdict.reason().map(str::to_string),
             at,
             again: false,
+            policy: policy.to_string(),
+            foreign: false,
         }
     }
 
     fn settled(&self) -> bool {
         !self.again
     }
+
+    /// A bundle verdict dropped because another policy gave it: the next
+    /// time the bundle's text is seen, it is judged.
+    pub fn rejudge_needed(&self) -> bool {
+        self.reason.as_deref() == Some(REJUDGE_BUNDLE)
+    }
 }
+
+/// Why a bundle verdict of another policy now fails (fail closed).
+const REJUDGE_BUNDLE: &str = "judged under another verification policy (keys, identities or trusted root changed); the bundle's text is not kept, so it cannot be judged again: send its sign event again";
 
 fn read_key(path: &Path, field: &str) -> Result<PublicKey, ParamError> {
     let pem = std::fs::read_to_string(path)
@@ -257,22 +286,30 @@ impl VerifySpec {
         let bundles = self
             .sigstore
             .as_ref()
-            .and_then(|spec| spec.build().map_err(|e| errors.extend(e)).ok())
-            .map(Arc::new);
-        if errors.is_empty() {
-            Ok(Verifier {
-                signing_keys,
-                rekor,
-                bundles,
-            })
-        } else {
-            Err(errors)
+            .and_then(|spec| spec.build().map_err(|e| errors.extend(e)).ok());
+        if !errors.is_empty() {
+            return Err(errors);
         }
+        let mut verifier = Verifier {
+            signing_keys,
+            rekor,
+            bundles: None,
+            fingerprint: String::new(),
+        };
+        verifier.fingerprint = policy_fingerprint(&verifier, bundles.as_ref());
+        verifier.bundles = bundles
+            .map(|bundles| BundleVerifier {
+                policy_fingerprint: verifier.fingerprint.clone(),
+                ..bundles
+            })
+            .map(Arc::new);
+        Ok(verifier)
     }
 }
 
 impl SigstoreSpec {
     fn build(&self) -> Result<BundleVerifier, Vec<ParamError>> {
+        use sha2::Digest;
         let mut errors = Vec::new();
         let root = match &self.trusted_root {
             Some(path) => TrustRoot::from_file(path),
@@ -319,11 +356,37 @@ impl SigstoreSpec {
                 "give `identities`, `keys` or both: who must have signed",
             ));
         }
+        let root_sha256 = match &self.trusted_root {
+            Some(path) => std::fs::read(path)
+                .map(|bytes| hex::encode(sha2::Sha256::digest(bytes)))
+                .unwrap_or_default(),
+            None => "public-good".to_string(),
+        };
         match root {
-            Some(root) if errors.is_empty() => Ok(BundleVerifier { root, signers }),
+            Some(root) if errors.is_empty() => Ok(BundleVerifier {
+                root,
+                signers,
+                root_sha256,
+                policy_fingerprint: String::new(),
+            }),
             _ => Err(errors),
         }
     }
+}
+
+/// What every verdict rests on, hashed: the signing keys, the Rekor key,
+/// the Sigstore trusted root, identities and keys. Hex SHA-256 of their
+/// canonical JSON (key ids sorted).
+fn policy_fingerprint(verifier: &Verifier, bundles: Option<&BundleVerifier>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut signing = verifier.signing_key_ids();
+    signing.sort();
+    let policy = serde_json::json!({
+        "signing_keys": signing,
+        "rekor_key": verifier.rekor_key_id(),
+        "sigstore": bundles.map(BundleVerifier::policy),
+    });
+    hex::encode(Sha256::digest(policy.to_string().as_bytes()))
 }
 
 /// What verifying a sweep's chains met.
@@ -334,6 +397,9 @@ pub struct VerifyStats {
     pub bundles_checked: u64,
     pub entries_checked: u64,
     pub entries_found_by_search: u64,
+    /// Verdicts of another verification policy judged again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rejudged: u64,
     /// Rekor could not be asked (outage): these wait for the next sweep.
     pub unavailable: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -342,6 +408,10 @@ pub struct VerifyStats {
     /// reuse them instead of asking Rekor twice).
     #[serde(skip)]
     pub entries: BTreeMap<String, (String, LogEntry)>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Where a Rekor entry could come from, and what came.
@@ -355,6 +425,36 @@ enum Fetched {
 }
 
 impl Verifier {
+    /// The fingerprint of this verification policy (keys, identities,
+    /// trusted roots), stamped on every verdict it gives.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Drops `chain`'s verdicts given under another policy, so this sweep
+    /// judges them again: signatures are kept and Rekor entries fetched
+    /// again. A bundle's text is not kept; its verdict becomes a failure
+    /// that says so (fail closed) until its `sign` event is sent again.
+    pub fn forget_other_policies(&self, chain: &mut DigestChain, now: DateTime<Utc>) -> u64 {
+        let stale: Vec<String> = chain
+            .checks
+            .iter()
+            .filter(|(_, check)| check.policy != self.fingerprint)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &stale {
+            if key.starts_with("bundle:") {
+                let reason = REJUDGE_BUNDLE;
+                let check = Check::of(&Verdict::failed(reason), now, &self.fingerprint);
+                chain.record_check(key.clone(), check);
+            } else {
+                chain.checks.remove(key);
+                chain.changed = true;
+            }
+        }
+        stale.len() as u64
+    }
+
     pub fn checks_signatures(&self) -> bool {
         !self.signing_keys.is_empty()
     }
@@ -402,6 +502,7 @@ impl Verifier {
             }
         }
         for (digest, chain) in chains.digests.iter_mut() {
+            stats.rejudged += self.forget_other_policies(chain, now);
             if self.checks_signatures() {
                 let unchecked: Vec<String> = chain
                     .signatures
@@ -412,7 +513,8 @@ impl Verifier {
                 for signature in unchecked {
                     let verdict = self.check_signature(digest, &signature);
                     stats.signatures_checked += 1;
-                    chain.record_check(sig_key(&signature), Check::of(&verdict, now));
+                    let check = Check::of(&verdict, now, &self.fingerprint);
+                    chain.record_check(sig_key(&signature), check);
                 }
             }
             let Some(rekor) = &self.rekor else { continue };
@@ -429,16 +531,35 @@ impl Verifier {
                 .collect();
             for uuid in unchecked {
                 let mut again = false;
+                let mut foreign = false;
                 let verdict = match fetch(rekor, &uuid).await {
                     Fetched::Entry(entry) => {
                         let (entry_uuid, entry) = *entry;
-                        let verdict = verify_entry(
+                        let mut verdict = verify_entry(
                             &entry_uuid,
                             &entry,
                             &rekor.key,
                             &ExpectedArtifact::digest(digest.clone()),
                         )
                         .verdict();
+                        // The signatures the sign events carried that
+                        // verified: a forged or corrupt one is
+                        // `signature-invalid`'s to report, not a reason to
+                        // disown the entry.
+                        let signed: Vec<String> = chain
+                            .signatures
+                            .iter()
+                            .filter(|signature| {
+                                chain.checks.get(&sig_key(signature)).is_some_and(|c| c.ok)
+                            })
+                            .cloned()
+                            .collect();
+                        if verdict.is_verified() {
+                            if let Err(reason) = self.own_signer(digest, &signed, &entry) {
+                                foreign = true;
+                                verdict = Verdict::failed(reason);
+                            }
+                        }
                         stats.entries.insert(uuid.clone(), (entry_uuid, entry));
                         verdict
                     }
@@ -457,10 +578,12 @@ impl Verifier {
                 stats.entries_checked += 1;
                 let check = Check {
                     again,
-                    ..Check::of(&verdict, now)
+                    foreign,
+                    ..Check::of(&verdict, now, &self.fingerprint)
                 };
                 let same = chain.checks.get(&rekor_key(&uuid)).is_some_and(|old| {
-                    (old.ok, &old.reason, old.again) == (check.ok, &check.reason, check.again)
+                    (old.ok, &old.reason, old.again, &old.policy)
+                        == (check.ok, &check.reason, check.again, &check.policy)
                 });
                 if !same {
                     chain.record_check(rekor_key(&uuid), check);
@@ -486,6 +609,44 @@ impl Verifier {
             Fetched::Entry(entry) => Some(*entry),
             _ => None,
         }
+    }
+
+    /// Whether a sound Rekor entry for `digest` was logged by us: its
+    /// signature verifies under one of the configured signing keys (and
+    /// that key is the one logged), and, when `sign` events carried
+    /// verified signatures, it is one of them. Without signing keys there
+    /// is nobody to compare with: the entry cannot count (fail closed).
+    fn own_signer(
+        &self,
+        digest: &str,
+        signatures: &[String],
+        entry: &LogEntry,
+    ) -> Result<(), String> {
+        if self.signing_keys.is_empty() {
+            return Err("no `verify.signing_keys` to judge who logged the entry; configure the keys that sign releases".into());
+        }
+        let seen: Vec<Option<String>> = if signatures.is_empty() {
+            vec![None]
+        } else {
+            signatures.iter().cloned().map(Some).collect()
+        };
+        for key in &self.signing_keys {
+            for signature in &seen {
+                let expected = ExpectedArtifact {
+                    sha256: digest.to_string(),
+                    signature_b64: signature.clone(),
+                    signer: Some(key.clone()),
+                };
+                if patrol_provmon_verify::rekor::verify_body(&entry.body, &expected).is_verified() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(if signatures.is_empty() {
+            "logged by a key that is none of verify.signing_keys (foreign signer)".to_string()
+        } else {
+            "the logged signature is not one the sign events carried, or its key is none of verify.signing_keys (foreign signer)".to_string()
+        })
     }
 
     fn check_signature(&self, digest: &str, signature: &str) -> Verdict {

@@ -203,16 +203,16 @@ fn check_schedule(
         }
     }
     let params = params_as_json(&spec.params).map_err(|message| errors.push(at("params", message)));
-    let known = jobs
-        .and_then(|jobs| jobs.registry.get(&spec.job))
-        .map(|job| {
-            job.describe()
-                .params
-                .iter()
-                .map(|param| param.name)
-                .collect()
-        });
-    for (index, message) in check_manual_params(&spec.manual_params, known) {
+    let job_kind = jobs.and_then(|jobs| jobs.registry.get(&spec.job));
+    let known = job_kind.map(|job| {
+        job.describe()
+            .params
+            .iter()
+            .map(|param| param.name)
+            .collect()
+    });
+    let pinned = job_kind.map_or(&[][..], |job| job.pinned_params());
+    for (index, message) in check_manual_params(&spec.manual_params, known, pinned) {
         errors.push(at(&format!("manual_params[{index}]"), message));
     }
     let Some(jobs) = jobs else {
@@ -300,12 +300,24 @@ fn build_schedule(
 
 /// Problems with `manual_params`, by index: each a top-level param key,
 /// named once, and one the job describes (`known`, when it describes any).
-fn check_manual_params(keys: &[String], known: Option<Vec<&str>>) -> Vec<(usize, String)> {
+fn check_manual_params(
+    keys: &[String],
+    known: Option<Vec<&str>>,
+    pinned: &[&str],
+) -> Vec<(usize, String)> {
     let known = known.filter(|known| !known.is_empty());
     let mut problems = Vec::new();
     for (index, key) in keys.iter().enumerate() {
         if key.is_empty() || key.contains('.') || key.contains('=') {
             problems.push((index, format!("`{key}` is not a top-level param key")));
+        } else if pinned.contains(&key.as_str()) {
+            problems.push((
+                index,
+                format!(
+                    "`{key}` is pinned by this job: what its kept verdicts and state rest on ({}) cannot be overridden by a manual run",
+                    pinned.join(", ")
+                ),
+            ));
         } else if keys[..index].contains(key) {
             problems.push((index, format!("`{key}` is named twice")));
         } else if let Some(known) = &known {
