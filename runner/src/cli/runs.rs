@@ -42,7 +42,11 @@ pub async fn runs(config: Option<&Path>, args: Args) -> Result<u8> {
         })
         .await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        // Rows written before scrubbing existed, and manual overrides (kept
+        // as given: the run is built from them), may carry a credential.
+        let mut listed = serde_json::to_value(&runs)?;
+        patrol_job_api::secret::redact_json(&mut listed);
+        println!("{}", serde_json::to_string_pretty(&listed)?);
         return Ok(OK);
     }
     let rows: Vec<Vec<String>> = runs
