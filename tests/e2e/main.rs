@@ -16,6 +16,7 @@ mod job_build;
 mod logging;
 mod multi_node;
 mod operations;
+mod plugin_sandbox;
 mod plugins;
 mod provmon;
 mod run_rows;
