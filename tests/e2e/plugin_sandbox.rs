@@ -348,10 +348,21 @@ fn a_fork_bomb_stops_at_the_process_limit_and_dies_with_its_run() {
         .unwrap()
         .write_all(&serde_json::to_vec(&run).unwrap())
         .unwrap();
-    let output = child.wait_with_output().unwrap();
-    let reply: HostReply = serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|err| panic!("{err}: {}{}", stdout(&output), stderr(&output)));
-    let HostReply::Response(RunResponse::Report(report)) = reply else {
+    // The first JSON value, not the pipe's end: processes that outlive
+    // the host (what this test looks for) would hold the pipe open.
+    let reply_out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        serde_json::Deserializer::from_reader(reply_out)
+            .into_iter::<HostReply>()
+            .next()
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let reply = reader.join().unwrap();
+    let Some(Ok(HostReply::Response(RunResponse::Report(report)))) = reply else {
         panic!("{reply:?}");
     };
     let pids = pids_of(&report.details);
