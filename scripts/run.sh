@@ -45,9 +45,12 @@ case "$(uname -s)" in
   *) library=libpatrol_plugin_residency.so ;;
 esac
 patrol="$target/$out/patrol"
+# The plugin reads only what its entry allows (docs/plugins.md, "The
+# sandbox"): the shipped schedule's inputs.
+reads=(--read-path fixtures/plugins/residency)
 if [ -n "$config" ]; then
-  "$patrol" --config "$config" plugins pin "$target/$out/$library" >&2
+  "$patrol" --config "$config" plugins pin "$target/$out/$library" "${reads[@]}" >&2
 else
-  "$patrol" plugins pin "$target/$out/$library" >&2
+  "$patrol" plugins pin "$target/$out/$library" "${reads[@]}" >&2
 fi
 exec "$patrol" "${@:-serve}"

@@ -17,6 +17,7 @@ mod ledger_tls;
 mod logging;
 mod multi_node;
 mod operations;
+mod plugin_sandbox;
 mod plugins;
 mod provmon;
 mod run_rows;

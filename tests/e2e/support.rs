@@ -305,14 +305,23 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// What a fresh clone runs on after the README's set-up: the shipped
 /// schedules, fixtures, policies and runbooks, copied into `dir`, and a
-/// patrol.yaml pinning this build of the residency example plugin (as
-/// `patrol plugins pin` writes it).
+/// patrol.yaml pinning this build of the residency example plugin, allowed
+/// to read the residency fixtures (as `scripts/run.sh` pins it).
 pub fn shipped_checkout(dir: &Path) {
     for folder in ["schedules", "fixtures", "policies", "runbooks"] {
         copy_dir(&repo_root().join(folder), &dir.join(folder));
     }
     let library = plugin_library("patrol-plugin-residency", dir);
-    let output = patrol(dir, &["plugins", "pin", library.to_str().unwrap()]);
+    let output = patrol(
+        dir,
+        &[
+            "plugins",
+            "pin",
+            library.to_str().unwrap(),
+            "--read-path",
+            "fixtures/plugins/residency",
+        ],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
 }
 

@@ -24,12 +24,16 @@ pub enum Command {
     Pin {
         /// The plugin library (`.so`/`.dylib`).
         path: PathBuf,
+        /// A file or folder the plugin may read (repeat for more); written
+        /// with a new entry, an existing entry keeps its `read_paths`.
+        #[arg(long = "read-path")]
+        read_paths: Vec<PathBuf>,
     },
 }
 
 pub fn plugins(config: Option<&Path>, args: Args) -> Result<u8> {
     match args.command {
-        Some(Command::Pin { path }) => pin(config, &path),
+        Some(Command::Pin { path, read_paths }) => pin(config, &path, &read_paths),
         None => list(config, args.json),
     }
 }
@@ -46,6 +50,8 @@ fn list(config: Option<&Path>, json: bool) -> Result<u8> {
                     "path": plugin.declared.path,
                     "sha256": plugin.declared.sha256,
                     "memory_limit": plugin.declared.memory_limit,
+                    "read_paths": plugin.declared.read_paths,
+                    "env": plugin.declared.env,
                     "manifest": plugin.manifest,
                 })
             })
@@ -77,7 +83,7 @@ fn list(config: Option<&Path>, json: bool) -> Result<u8> {
     Ok(OK)
 }
 
-fn pin(config: Option<&Path>, library: &Path) -> Result<u8> {
+fn pin(config: Option<&Path>, library: &Path, read_paths: &[PathBuf]) -> Result<u8> {
     let sha256 =
         file_sha256(library).with_context(|| format!("cannot read {}", library.display()))?;
     let host = HostCommand::current().context("cannot find the patrol executable")?;
@@ -85,6 +91,8 @@ fn pin(config: Option<&Path>, library: &Path) -> Result<u8> {
         library,
         sha256: Some(&sha256),
         memory_limit: crate::plugins::DEFAULT_MEMORY_LIMIT,
+        read_paths: &[],
+        env: &[],
         request: None,
     };
     let manifest = match host.call_blocking(call, std::time::Duration::from_secs(10)) {
@@ -114,7 +122,15 @@ fn pin(config: Option<&Path>, library: &Path) -> Result<u8> {
             return Err(err).with_context(|| format!("cannot read {}", config_file.display()))
         }
     };
-    let (text, outcome) = pinned_text(current.as_deref(), written, &sha256)
+    let read_paths: Vec<PathBuf> = read_paths
+        .iter()
+        .map(|path| path_for_config(path, &config_file))
+        .collect();
+    let read_paths: Vec<&str> = read_paths
+        .iter()
+        .map(|path| path.to_str().context("a read path is not UTF-8"))
+        .collect::<Result<_>>()?;
+    let (text, outcome) = pinned_text(current.as_deref(), written, &sha256, &read_paths)
         .map_err(|message| anyhow::anyhow!("{}: {message}", config_file.display()))?;
     if outcome != Pinned::Unchanged {
         crate::plugins::pin::write_replacing(&config_file, &text)

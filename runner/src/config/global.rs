@@ -10,7 +10,7 @@ use super::diagnostic::{Diagnostic, Diagnostics};
 use super::located::YamlFile;
 use super::schedule::HistoryPolicy;
 use crate::alerting::config::{AlertingConfig, RawAlerting};
-use crate::plugins::{declared_plugins, DeclaredPlugin};
+use crate::plugins::{declared_plugins, refuse_protected_read_paths, DeclaredPlugin};
 
 /// Where the ledger lives unless configured.
 pub const DEFAULT_DATABASE: &str = "sqlite://patrol.db";
@@ -109,6 +109,13 @@ impl PatrolConfig {
             max_age: Some(HumanDuration(Duration::from_secs(90 * 24 * 3600))),
         });
         let node_ttl = spec.node_ttl.map_or(Duration::from_secs(15), |d| d.0);
+        let exposed = refuse_protected_read_paths(
+            &plugins,
+            &protected_files(path, &database, &schedules, &alerting),
+        );
+        if !exposed.is_empty() {
+            return Err(Diagnostics(exposed));
+        }
         Ok(Self {
             file: path.map(Path::to_path_buf),
             database,
@@ -220,6 +227,35 @@ fn resolve_sqlite_path(url: &str, base: &Path) -> String {
         return format!("sqlite://{rest}");
     }
     format!("sqlite://{}", base.join(rest).display())
+}
+
+/// What a plugin must never be allowed to read: patrol.yaml, the SQLite
+/// ledger (its -wal and -shm beside it), the schedules (they name key
+/// files) and the notifiers' secret files.
+fn protected_files(
+    config: Option<&Path>,
+    database: &str,
+    schedules: &Path,
+    alerting: &AlertingConfig,
+) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = config.into_iter().map(Path::to_path_buf).collect();
+    if let Some(ledger) = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .map(|rest| rest.split('?').next().unwrap_or(rest))
+        .filter(|rest| !rest.starts_with(":memory:"))
+    {
+        files.push(PathBuf::from(ledger));
+    }
+    files.push(schedules.to_path_buf());
+    for settings in alerting.notifiers.values() {
+        for (_, secret) in settings.secrets() {
+            if let patrol_job_api::secret::SecretRef::File(file) = secret {
+                files.push(alerting.base.join(file));
+            }
+        }
+    }
+    files
 }
 
 fn default_node_name() -> String {

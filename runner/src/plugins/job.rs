@@ -114,9 +114,10 @@ impl PluginJob {
             .collect()
     }
 
-    /// The report, if it writes only the job's declared state keys.
+    /// The report, if it writes only the job's declared state keys, with
+    /// at most [`MAX_FINDINGS`] findings.
     fn accepted(&self, report: WireReport) -> Result<RunReport, JobError> {
-        let report = RunReport::from(report);
+        let report = capped(RunReport::from(report));
         if let Some(write) = report
             .state
             .iter()
@@ -190,14 +191,34 @@ impl PluginJob {
             library: &self.declared.path,
             sha256: Some(&self.declared.sha256),
             memory_limit: self.declared.memory_limit,
+            read_paths: &self.declared.read_paths,
+            env: &self.declared.env,
             request: Some(&request),
         };
-        let name = &self.plugin;
-        match self
+        let end = self
             .host
             .call(call, Some(&ctx.run_key), &ctx.fence, &ctx.cancel)
-            .await
-        {
+            .await;
+        let result = self.result_of(end);
+        if super::landlock_available() {
+            return result;
+        }
+        // Said in every run: the sandbox is weaker here than documented.
+        match result {
+            Ok(mut report) => {
+                report.summary.push_str(&format!(" ({NO_LANDLOCK})"));
+                Ok(report)
+            }
+            Err(JobError::Failed(message)) => {
+                Err(JobError::Failed(format!("{message} ({NO_LANDLOCK})")))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn result_of(&self, end: HostEnd) -> Result<RunReport, JobError> {
+        let name = &self.plugin;
+        match end {
             HostEnd::Reply(HostReply::Response(RunResponse::Report(report))) => {
                 self.accepted(report)
             }
@@ -223,6 +244,42 @@ impl PluginJob {
             HostEnd::Died(cause) => Err(JobError::Failed(format!("plugin {name} {cause}"))),
         }
     }
+}
+
+/// More findings than this from one run are counted, not kept (as for the
+/// command job).
+pub const MAX_FINDINGS: usize = 10_000;
+
+/// What a run says when the kernel has no Landlock.
+const NO_LANDLOCK: &str =
+    "Landlock not applied: this kernel does not support it, so the plugin could read every file its user can";
+
+/// `report` with at most [`MAX_FINDINGS`] findings; a longer list is cut,
+/// marked partial (keys cut off are unknown, not resolved) and counted in
+/// the summary and `details.findings_over_limit`.
+fn capped(mut report: RunReport) -> RunReport {
+    let over = report.findings.len().saturating_sub(MAX_FINDINGS);
+    if over == 0 {
+        return report;
+    }
+    report.findings.truncate(MAX_FINDINGS);
+    report.findings_partial = true;
+    report.summary.push_str(&format!(
+        " ({over} findings over the limit of {MAX_FINDINGS} were dropped)"
+    ));
+    match &mut report.details {
+        serde_json::Value::Object(details) => {
+            details.insert("findings_over_limit".into(), over.into());
+        }
+        serde_json::Value::Null => {
+            report.details = serde_json::json!({ "findings_over_limit": over });
+        }
+        other => {
+            report.details =
+                serde_json::json!({ "plugin": other.take(), "findings_over_limit": over });
+        }
+    }
+    report
 }
 
 fn check_against_manifest(
@@ -286,6 +343,29 @@ fn json_type_fits(type_name: &str, value: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn findings_over_the_limit_are_dropped_counted_and_make_the_run_partial() {
+        let mut report = RunReport::new(Outcome::Succeeded, "many");
+        report.findings = (0..MAX_FINDINGS + 5)
+            .map(|n| {
+                patrol_job_api::Finding::new(format!("k/{n}"), patrol_job_api::Severity::Info, "f")
+            })
+            .collect();
+        let report = capped(report);
+        assert_eq!(report.findings.len(), MAX_FINDINGS);
+        assert!(report.findings_partial);
+        assert_eq!(report.details["findings_over_limit"], 5);
+        assert!(
+            report
+                .summary
+                .ends_with("(5 findings over the limit of 10000 were dropped)"),
+            "{}",
+            report.summary
+        );
+        let few = capped(RunReport::new(Outcome::Succeeded, "few"));
+        assert!(!few.findings_partial && few.summary == "few");
+    }
 
     #[test]
     fn params_are_checked_against_the_manifest() {

@@ -34,7 +34,7 @@ impl PluginLibrary {
         // SAFETY: loading a library runs its initialisers, which may do
         // anything; that is why this runs in a throwaway child process whose
         // crash the runner survives. The digest was checked by the caller,
-        // on the same open file the path names.
+        // on the sealed copy the path names.
         let library =
             unsafe { libloading::Library::new(path) }.map_err(|err| Refusal::CannotLoad {
                 message: err.to_string(),

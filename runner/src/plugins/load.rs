@@ -72,6 +72,8 @@ fn load_plugin(plugin: &DeclaredPlugin, host: &HostCommand) -> Result<Manifest, 
         library: &plugin.path,
         sha256: Some(&plugin.sha256),
         memory_limit: plugin.memory_limit,
+        read_paths: &plugin.read_paths,
+        env: &plugin.env,
         request: None,
     };
     let field = |refusal: &Refusal| match refusal {

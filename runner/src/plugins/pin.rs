@@ -48,13 +48,27 @@ pub enum Pinned {
 }
 
 /// The new text of `config` (`None`: no file yet) with `path` pinned to
-/// `sha256`.
+/// `sha256`. A new entry, or one without read paths, gets `read_paths`
+/// (when any are given); an entry with read paths keeps its own.
 pub fn pinned_text(
     config: Option<&str>,
     path: &str,
     sha256: &str,
+    read_paths: &[&str],
 ) -> Result<(String, Pinned), String> {
-    let item = |indent: &str| format!("{indent}- path: {path}\n{indent}  sha256: {sha256}\n");
+    // JSON strings are YAML flow scalars: any path stays one value.
+    let quoted: Vec<String> = read_paths
+        .iter()
+        .map(|path| serde_json::Value::from(*path).to_string())
+        .collect();
+    let read_paths_line = format!("read_paths: [{}]", quoted.join(", "));
+    let item = |indent: &str| {
+        let mut item = format!("{indent}- path: {path}\n{indent}  sha256: {sha256}\n");
+        if !read_paths.is_empty() {
+            item.push_str(&format!("{indent}  {read_paths_line}\n"));
+        }
+        item
+    };
     let Some(text) = config.filter(|text| !text.trim().is_empty()) else {
         let text = format!(
             "# Plugin libraries this runner may load, each pinned to one build\n# (`patrol plugins pin PATH`; docs/plugins.md).\nplugins:\n{}",
@@ -80,7 +94,11 @@ pub fn pinned_text(
             .and_then(serde_norway::Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if previous == sha256 {
+        // An entry pinned before read paths existed gets them; one that
+        // has some keeps them.
+        let lacks_read_paths =
+            !read_paths.is_empty() && entries[position].get("read_paths").is_none();
+        if previous == sha256 && !lacks_read_paths {
             return Ok((text.to_string(), Pinned::Unchanged));
         }
         let (line, _) = index
@@ -97,7 +115,11 @@ pub fn pinned_text(
             .find('#')
             .map(|hash| rest[rest[..hash].trim_end().len()..].to_string())
             .unwrap_or_default();
-        lines[line - 1] = format!("{}sha256: {sha256}{comment}", &old[..at]);
+        let updated = format!("{}sha256: {sha256}{comment}", &old[..at]);
+        lines[line - 1] = updated;
+        if lacks_read_paths {
+            lines.insert(line, format!("{}{read_paths_line}", " ".repeat(at)));
+        }
         Pinned::Updated { previous }
     } else if let Some((line, _)) = index
         .locate("plugins")
@@ -193,37 +215,59 @@ mod tests {
 
     #[test]
     fn creates_adds_and_updates_keeping_the_rest() {
-        let (created, outcome) = pinned_text(None, "lib/a.so", A).unwrap();
+        let (created, outcome) = pinned_text(None, "lib/a.so", A, &[]).unwrap();
         assert_eq!(outcome, Pinned::Created);
-        let (updated, outcome) = pinned_text(Some(&created), "lib/a.so", B).unwrap();
+        let (updated, outcome) = pinned_text(Some(&created), "lib/a.so", B, &[]).unwrap();
         assert_eq!(outcome, Pinned::Updated { previous: A.into() });
         assert!(updated.contains(&format!("sha256: {B}")) && !updated.contains(A));
         assert_eq!(
-            pinned_text(Some(&updated), "lib/a.so", B).unwrap().1,
+            pinned_text(Some(&updated), "lib/a.so", B, &[]).unwrap().1,
             Pinned::Unchanged
         );
 
         let config = format!("database: sqlite://x.db # mine\nplugins:\n- path: lib/a.so\n  sha256: {A}  # old\nnode: n\n");
-        let (text, outcome) = pinned_text(Some(&config), "lib/b.so", B).unwrap();
+        let (text, outcome) = pinned_text(Some(&config), "lib/b.so", B, &[]).unwrap();
         assert_eq!(outcome, Pinned::Added);
         assert!(
             text.starts_with("database: sqlite://x.db # mine\nplugins:\n- path: lib/b.so\n"),
             "{text}"
         );
         assert!(text.ends_with("node: n\n"), "{text}");
-        let (text, _) = pinned_text(Some(&text), "lib/a.so", B).unwrap();
+        let (text, _) = pinned_text(Some(&text), "lib/a.so", B, &[]).unwrap();
         assert!(text.contains(&format!("  sha256: {B}  # old")), "{text}");
 
-        let (text, outcome) = pinned_text(Some("node: n\n"), "a.so", A).unwrap();
+        let (text, outcome) = pinned_text(Some("node: n\n"), "a.so", A, &[]).unwrap();
         assert_eq!(outcome, Pinned::Added);
         assert_eq!(
             text,
             format!("node: n\nplugins:\n  - path: a.so\n    sha256: {A}\n")
         );
-        let (text, _) = pinned_text(Some("plugins: []\nnode: n\n"), "a.so", A).unwrap();
+        let (text, _) = pinned_text(Some("plugins: []\nnode: n\n"), "a.so", A, &[]).unwrap();
         assert_eq!(
             text,
             format!("plugins:\n  - path: a.so\n    sha256: {A}\nnode: n\n")
         );
+    }
+
+    #[test]
+    fn a_new_entry_gets_its_read_paths_and_an_update_keeps_them() {
+        let (text, _) = pinned_text(None, "a.so", A, &["data/in", "it's here"]).unwrap();
+        assert!(
+            text.ends_with(&format!(
+                "  - path: a.so\n    sha256: {A}\n    read_paths: [\"data/in\", \"it's here\"]\n"
+            )),
+            "{text}"
+        );
+        let (updated, _) = pinned_text(Some(&text), "a.so", B, &["elsewhere"]).unwrap();
+        assert!(
+            updated.contains("read_paths: [\"data/in\", \"it's here\"]"),
+            "{updated}"
+        );
+        assert!(!updated.contains("elsewhere"), "{updated}");
+        // Pinned before read paths existed: the same build gets them.
+        let old = format!("plugins:\n  - path: a.so\n    sha256: {A}\n");
+        let (text, outcome) = pinned_text(Some(&old), "a.so", A, &["data"]).unwrap();
+        assert_eq!(outcome, Pinned::Updated { previous: A.into() });
+        assert_eq!(text, format!("{old}    read_paths: [\"data\"]\n"));
     }
 }

@@ -1,6 +1,9 @@
 //! The runner's side of one `patrol plugin-host` child: spawned in its own
-//! process group with the memory limit, fed one request, read with bounds,
-//! killed (the whole group) on cancel, and every way it can end named.
+//! process group with the memory limit and read paths, an empty
+//! environment but for the declared variables, fed one request, read with
+//! bounds, stopped on cancel (SIGTERM, so the host kills every process the
+//! plugin started, then SIGKILL to the group), and every way it can end
+//! named.
 
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -20,6 +23,9 @@ const MAX_REPLY: u64 = 64 << 20;
 /// How much of the child's stderr is kept (its end: where panics and
 /// allocation failures are printed).
 const STDERR_TAIL: usize = 4096;
+/// How long a cancelled host has to kill the plugin's processes (its
+/// SIGTERM) before its group is killed (which misses any that left it).
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The program that hosts plugins: this `patrol` binary.
 #[derive(Debug, Clone)]
@@ -45,6 +51,10 @@ pub struct HostCall<'a> {
     pub library: &'a Path,
     pub sha256: Option<&'a str>,
     pub memory_limit: u64,
+    /// What the plugin may read (Landlock).
+    pub read_paths: &'a [PathBuf],
+    /// The runner's environment variables the plugin gets, by name.
+    pub env: &'a [String],
     /// `None` asks for the manifest.
     pub request: Option<&'a RunRequest>,
 }
@@ -68,7 +78,19 @@ impl HostCommand {
         }
         command
             .arg("--memory-limit")
-            .arg(call.memory_limit.to_string())
+            .arg(call.memory_limit.to_string());
+        for path in call.read_paths {
+            command.arg("--read-path").arg(path);
+        }
+        // The runner's environment holds its secrets (database URL, tokens):
+        // the plugin gets the variables its entry declares, nothing else.
+        command.env_clear();
+        for name in call.env {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -77,8 +99,7 @@ impl HostCommand {
             // A panicking plugin's message is the run's error; symbolizing
             // a backtrace of a debug library can take longer than the
             // run's timeout on a loaded machine (seen in CI).
-            .env("RUST_BACKTRACE", "0")
-            .env_remove("RUST_LIB_BACKTRACE");
+            .env("RUST_BACKTRACE", "0");
         command
     }
 
@@ -142,8 +163,12 @@ impl HostCommand {
         let status = tokio::select! {
             status = child.wait() => status,
             () = cancel.cancelled() => {
+                stop_group(group);
+                if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+                    kill_group(group);
+                    let _ = child.wait().await;
+                }
                 kill_group(group);
-                let _ = child.wait().await;
                 writer.abort();
                 return HostEnd::Cancelled;
             }
@@ -206,6 +231,11 @@ impl HostCommand {
                     std::thread::sleep(Duration::from_millis(2))
                 }
                 Ok(None) => {
+                    stop_group(Some(group));
+                    let stopping = Instant::now() + STOP_GRACE;
+                    while matches!(child.try_wait(), Ok(None)) && Instant::now() < stopping {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
                     kill_group(Some(group));
                     let _ = child.wait();
                     return HostEnd::Died(format!(
@@ -223,6 +253,14 @@ impl HostCommand {
             Ok(status) => end_of(status, &reply, &tail, call.memory_limit),
             Err(err) => HostEnd::Died(format!("could not be waited for: {err}")),
         }
+    }
+}
+
+/// Asks the host to end the run: it kills every process the plugin
+/// started, then exits.
+fn stop_group(group: Option<Pid>) {
+    if let Some(group) = group {
+        let _ = killpg(group, Signal::SIGTERM);
     }
 }
 
