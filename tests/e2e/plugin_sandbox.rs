@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use patrol::ledger::{Run, RunStatus};
 use patrol_plugin_protocol::{HostReply, RunRequest, RunResponse};
 
-use crate::support::{patrol_bin, plugin_library, stderr, stdout, terminate, Db, Project};
+use crate::support::{
+    assert_keeps_firing, patrol_bin, plugin_library, stderr, stdout, terminate, wait_for_each, Db,
+    Project,
+};
 
 /// A variable of the runner's that no plugin may see.
 const SECRET_NAME: &str = "PATROL_TEST_RUNNER_SECRET";
@@ -160,33 +163,10 @@ async fn escaping_plugins_fail_their_runs_and_the_runner_keeps_firing() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let finished = |runs: &[Run]| {
-        runs.iter()
-            .filter(|run| matches!(run.status, RunStatus::Succeeded | RunStatus::Failed))
-            .count()
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut done = true;
-        for (name, _) in &schedules {
-            done &= finished(&project.runs(name).await) >= 2;
-        }
-        if done || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(
-        server.try_wait().unwrap().is_none(),
-        "the runner died: {}",
-        project.log("escapes")
-    );
-    let ticks_before = project.runs("tick").await.len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        project.runs("tick").await.len() >= ticks_before + 2,
-        "tick stopped firing"
-    );
+    let names: Vec<&str> = schedules.iter().map(|(name, _)| *name).collect();
+    let finished = |run: &Run| matches!(run.status, RunStatus::Succeeded | RunStatus::Failed);
+    wait_for_each(&project, &names, 2, finished, Duration::from_secs(60)).await;
+    assert_keeps_firing(&project, &mut server, "escapes", &["tick"]).await;
     assert_eq!(
         terminate(&mut server, Duration::from_secs(20)).and_then(|s| s.code()),
         Some(0),

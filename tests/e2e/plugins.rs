@@ -11,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use patrol::ledger::RunStatus;
 
-use crate::support::{plugin_library, shipped_checkout, stderr, stdout, terminate, Db, Project};
+use crate::support::{
+    assert_keeps_firing, plugin_library, shipped_checkout, stderr, stdout, terminate,
+    wait_for_each, Db, Project,
+};
 
 /// patrol.yaml lines pinning `libraries` (copied into the project).
 fn pinned(dir: &Path, libraries: &[(&str, Option<&str>)]) -> String {
@@ -81,36 +84,10 @@ async fn misbehaving_plugins_fail_their_runs_and_the_runner_keeps_firing() {
     assert_eq!(validate.status.code(), Some(0), "{}", stderr(&validate));
 
     let mut server = project.serve("plugins");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let ended = |runs: &[patrol::ledger::Run]| runs.iter().filter(|run| finished(run)).count();
     // Every misbehaving schedule has failed twice, so each crash was
     // followed by more firing.
-    loop {
-        let mut done = true;
-        for name in bad {
-            done &= ended(&project.runs(name).await) >= 2;
-        }
-        if done || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert!(
-        server.try_wait().unwrap().is_none(),
-        "the runner died: {}",
-        project.log("plugins")
-    );
-    let ticks_before = project.runs("tick").await.len();
-    let oks_before = project.runs("ok").await.len();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(
-        project.runs("tick").await.len() >= ticks_before + 2,
-        "tick stopped firing"
-    );
-    assert!(
-        project.runs("ok").await.len() >= oks_before + 2,
-        "ok stopped firing"
-    );
+    wait_for_each(&project, &bad, 2, finished, Duration::from_secs(60)).await;
+    assert_keeps_firing(&project, &mut server, "plugins", &["tick", "ok"]).await;
     assert_eq!(
         terminate(&mut server, Duration::from_secs(20)).and_then(|s| s.code()),
         Some(0),

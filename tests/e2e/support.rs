@@ -227,6 +227,51 @@ impl Project {
 }
 
 /// Polls `check` until it holds or `timeout` passes; returns whether it held.
+/// Waits up to `timeout` until each schedule of `names` has at least
+/// `count` runs that `ended` counts.
+pub async fn wait_for_each(
+    project: &Project,
+    names: &[&str],
+    count: usize,
+    ended: impl Fn(&Run) -> bool,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut done = true;
+        for name in names {
+            let runs = project.runs(name).await;
+            done &= runs.iter().filter(|run| ended(run)).count() >= count;
+        }
+        if done || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The runner behind `server` (logging to `serve-<tag>.log`) is alive and
+/// each of `names` fires at least twice more within 3 s: what misbehaving
+/// jobs must never take away.
+pub async fn assert_keeps_firing(project: &Project, server: &mut Child, tag: &str, names: &[&str]) {
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "the runner died: {}",
+        project.log(tag)
+    );
+    let mut before = Vec::new();
+    for name in names {
+        before.push(project.runs(name).await.len());
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for (name, before) in names.iter().zip(before) {
+        assert!(
+            project.runs(name).await.len() >= before + 2,
+            "{name} stopped firing"
+        );
+    }
+}
+
 pub async fn wait_until(timeout: Duration, check: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{chain, keys, ts, World};
+use common::{chain, keys, rekor_event, ts, World};
 use patrol_job_provmon::evidence::EvidenceSpec;
 use patrol_provmon_verify::fixtures::{Artifact, SigningKey};
 use patrol_standins::Forgery;
@@ -150,11 +150,7 @@ async fn each_scenario_yields_exactly_its_findings_and_closed_gaps_resolve() {
     world.rekor.clear_failures();
     world.log(&during);
     let no_rekor_uuid = world.log(&no_rekor);
-    world.events(&[format!(
-        r#"{{"type":"rekor","ts":"{}","bundle_digest":"{}","rekor_uuid":"{no_rekor_uuid}"}}"#,
-        ts(31),
-        no_rekor.digest()
-    )]);
+    world.events(&[rekor_event(&no_rekor, &no_rekor_uuid, 31)]);
     let recovered = world.sweep(32).await;
     assert!(!recovered.findings_partial, "{}", recovered.summary);
     expected.retain(|key| !key.contains("missing-rekor"));

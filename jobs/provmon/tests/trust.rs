@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{chain, keys, ts, World};
+use common::{chain, keys, rekor_event, ts, World};
 use patrol_provmon_verify::fixtures::{Artifact, SigningKey};
 
 fn digest_key(rule: &str, artifact: &Artifact) -> String {
@@ -58,11 +58,7 @@ async fn a_digest_logged_only_by_someone_else_pages_rekor_foreign_signer() {
 
     // Our own entry arrives: the digest is logged by us; nothing pages.
     let own_uuid = world.log(&ours);
-    world.events(&[format!(
-        r#"{{"type":"rekor","ts":"{}","bundle_digest":"{}","rekor_uuid":"{own_uuid}"}}"#,
-        ts(31),
-        ours.digest()
-    )]);
+    world.events(&[rekor_event(&ours, &own_uuid, 31)]);
     let report = world.sweep(32).await;
     assert!(keys(&report).is_empty(), "{:?}", keys(&report));
 }

@@ -133,6 +133,15 @@ pub fn chain_with_uuidless_rekor(artifact: &Artifact, name: &str) -> Vec<String>
     lines
 }
 
+/// A `rekor` event naming `uuid` for `artifact`, `minutes` after t0.
+pub fn rekor_event(artifact: &Artifact, uuid: &str, minutes: i64) -> String {
+    format!(
+        r#"{{"type":"rekor","ts":"{}","bundle_digest":"{}","rekor_uuid":"{uuid}"}}"#,
+        ts(minutes),
+        artifact.digest()
+    )
+}
+
 pub fn chain(artifact: &Artifact, name: &str, uuid: Option<&str>, signature: &str) -> Vec<String> {
     let digest = artifact.digest();
     let mut lines = vec![
@@ -150,10 +159,7 @@ pub fn chain(artifact: &Artifact, name: &str, uuid: Option<&str>, signature: &st
         ),
     ];
     if let Some(uuid) = uuid {
-        lines.push(format!(
-            r#"{{"type":"rekor","ts":"{}","bundle_digest":"{digest}","rekor_uuid":"{uuid}"}}"#,
-            ts(2)
-        ));
+        lines.push(rekor_event(artifact, uuid, 2));
     }
     lines
 }
