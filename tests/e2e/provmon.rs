@@ -54,7 +54,7 @@ fn fixture_gaps_page_once_and_resolve_when_the_missing_events_arrive() {
     let mut expected = [
         "deployed-unverified",
         "missing-rekor",
-        "rekor-foreign-signer",
+        "rekor-mismatch",
         "rekor-mismatch",
         "rekor-mismatch",
         "runtime-verify-fail",

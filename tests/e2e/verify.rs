@@ -359,7 +359,8 @@ const RELEASES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "b10398da739bae652bede5c18798a1b4a37a45cd",
-        // Signed, and logged, with a key that is not ours.
+        // Its signature (ours, over another artifact) is also what it
+        // logged: an entry whose signature does not verify over the digest.
         &["sign", "rekor"],
         "signature-invalid: no signature of sha256:beb5ee40",
     ),

@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use patrol_job_api::units::HumanDuration;
 use patrol_job_api::ParamError;
 use patrol_provmon_verify::bundle::{self, Signer, Subject, TrustRoot};
 use patrol_provmon_verify::key::PublicKey;
 use patrol_provmon_verify::rekor::{
-    parse_entry_response, verify_entry, Client, ExpectedArtifact, LogEntry,
+    parse_entry_response, verify_entry, Client, ExpectedArtifact, HashedRekord, LogEntry,
 };
 use patrol_provmon_verify::{cosign, Verdict};
 use serde::{Deserialize, Serialize};
@@ -414,6 +415,23 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// Who logged a Rekor entry that the log itself vouches for.
+enum LoggedBy {
+    Ours,
+    /// Sound, but someone else's: pages `rekor-foreign-signer`.
+    Foreign(String),
+    /// Not internally consistent: pages `rekor-mismatch`.
+    Broken(String),
+}
+
+/// The hashedrekord an entry's body holds.
+fn logged_record(entry: &LogEntry) -> Result<HashedRekord, String> {
+    let body = base64::engine::general_purpose::STANDARD
+        .decode(&entry.body)
+        .map_err(|err| format!("entry body: not base64: {err}"))?;
+    HashedRekord::parse(&body)
+}
+
 /// Where a Rekor entry could come from, and what came.
 enum Fetched {
     Entry(Box<(String, patrol_provmon_verify::rekor::LogEntry)>),
@@ -555,9 +573,13 @@ impl Verifier {
                             .cloned()
                             .collect();
                         if verdict.is_verified() {
-                            if let Err(reason) = self.own_signer(digest, &signed, &entry) {
-                                foreign = true;
-                                verdict = Verdict::failed(reason);
+                            match self.logged_by(&signed, &entry) {
+                                LoggedBy::Ours => {}
+                                LoggedBy::Broken(reason) => verdict = Verdict::failed(reason),
+                                LoggedBy::Foreign(reason) => {
+                                    foreign = true;
+                                    verdict = Verdict::failed(reason);
+                                }
                             }
                         }
                         stats.entries.insert(uuid.clone(), (entry_uuid, entry));
@@ -611,42 +633,45 @@ impl Verifier {
         }
     }
 
-    /// Whether a sound Rekor entry for `digest` was logged by us: its
-    /// signature verifies under one of the configured signing keys (and
-    /// that key is the one logged), and, when `sign` events carried
-    /// verified signatures, it is one of them. Without signing keys there
-    /// is nobody to compare with: the entry cannot count (fail closed).
-    fn own_signer(
-        &self,
-        digest: &str,
-        signatures: &[String],
-        entry: &LogEntry,
-    ) -> Result<(), String> {
+    /// Who logged a sound Rekor entry for `digest`. Ours: its logged key
+    /// is one of the configured signing keys and, when `sign` events
+    /// carried verified signatures, its signature is one of them. An entry
+    /// whose own signature does not verify with its own logged key is
+    /// broken (a real Rekor refuses those), not foreign. Without signing
+    /// keys nobody can be shown to be us: the entry cannot count (fail
+    /// closed).
+    fn logged_by(&self, signatures: &[String], entry: &LogEntry) -> LoggedBy {
         if self.signing_keys.is_empty() {
-            return Err("no `verify.signing_keys` to judge who logged the entry; configure the keys that sign releases".into());
+            return LoggedBy::Foreign("no `verify.signing_keys` to judge who logged the entry; configure the keys that sign releases".into());
         }
-        let seen: Vec<Option<String>> = if signatures.is_empty() {
-            vec![None]
-        } else {
-            signatures.iter().cloned().map(Some).collect()
+        let logged = match logged_record(entry) {
+            Ok(logged) => logged,
+            Err(reason) => return LoggedBy::Broken(reason),
         };
-        for key in &self.signing_keys {
-            for signature in &seen {
-                let expected = ExpectedArtifact {
-                    sha256: digest.to_string(),
-                    signature_b64: signature.clone(),
-                    signer: Some(key.clone()),
-                };
-                if patrol_provmon_verify::rekor::verify_body(&entry.body, &expected).is_verified() {
-                    return Ok(());
-                }
-            }
+        let Some(key) = self
+            .signing_keys
+            .iter()
+            .find(|key| key.same_as_pem(&logged.public_key_pem))
+        else {
+            return LoggedBy::Foreign(
+                "logged under a key that is none of verify.signing_keys (foreign signer)".into(),
+            );
+        };
+        if let Err(reason) = key.verify_sha256_digest(&logged.sha256, &logged.signature) {
+            return LoggedBy::Broken(format!(
+                "the entry's signature does not verify with its logged key: {reason}"
+            ));
         }
-        Err(if signatures.is_empty() {
-            "logged by a key that is none of verify.signing_keys (foreign signer)".to_string()
+        let carried = signatures.iter().any(|signature| {
+            base64::engine::general_purpose::STANDARD
+                .decode(signature)
+                .is_ok_and(|bytes| bytes == logged.signature)
+        });
+        if signatures.is_empty() || carried {
+            LoggedBy::Ours
         } else {
-            "the logged signature is not one the sign events carried, or its key is none of verify.signing_keys (foreign signer)".to_string()
-        })
+            LoggedBy::Foreign("logged with our key but a signature no sign event carried (foreign signer: the key was used outside the pipeline)".into())
+        }
     }
 
     fn check_signature(&self, digest: &str, signature: &str) -> Verdict {
