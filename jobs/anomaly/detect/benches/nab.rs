@@ -11,6 +11,15 @@
 //! one day of points (from the series' median step) and over 100 points. All
 //! use `Direction::Both`. No parameter here was chosen by looking at NAB
 //! results.
+//!
+//! With `PATROL_NAB_RESULTS=DIR` it also writes each method's detections in
+//! NAB's results layout (`DIR/<detector>/<category>/<detector>_<file>.csv`,
+//! `timestamp,value,anomaly_score,label`) for NAB's own scoring
+//! (`jobs/anomaly/nab/nab_score.py`), twice: `<detector>` with the method's
+//! own decisions (1 for an anomalous point, else 0: what patrol pages on),
+//! and `<detector>Z` with a graded score (|z| / (|z| + 4), plus 0.5 on an
+//! anomalous point), so NAB's threshold optimizer can show how well the
+//! scores rank, apart from where the method draws its line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,8 +56,17 @@ struct Series {
     /// `category/name.csv`, the key of `combined_windows.json`.
     key: String,
     points: Vec<Point>,
+    /// Each point's timestamp as the file writes it (NAB results repeat it).
+    stamps: Vec<String>,
     incidents: Vec<Incident>,
 }
+
+/// NAB's name for each method's results folder, in `METHODS` order.
+const DETECTORS: [&str; 3] = [
+    "patrolAdaptive",
+    "patrolRolling3SigmaDay",
+    "patrolRolling3Sigma100",
+];
 
 fn parse_ts(text: &str) -> Result<i64, String> {
     NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%d %H:%M:%S%.f")
@@ -56,7 +74,7 @@ fn parse_ts(text: &str) -> Result<i64, String> {
         .map_err(|err| format!("timestamp {text:?}: {err}"))
 }
 
-fn read_points(path: &Path) -> Result<Vec<Point>, String> {
+fn read_points(path: &Path) -> Result<(Vec<Point>, Vec<String>), String> {
     let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
     let mut points = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
@@ -70,11 +88,51 @@ fn read_points(path: &Path) -> Result<Vec<Point>, String> {
             .trim()
             .parse()
             .map_err(|err| format!("{}:{}: value: {err}", path.display(), n + 1))?;
+        let stamp = ts.trim().to_string();
         let ts = parse_ts(ts).map_err(|err| format!("{}:{}: {err}", path.display(), n + 1))?;
-        points.push(Point::new(ts, value));
+        points.push((Point::new(ts, value), stamp));
     }
-    points.sort_by_key(|p| p.ts);
-    Ok(points)
+    points.sort_by_key(|(p, _)| p.ts);
+    Ok(points.into_iter().unzip())
+}
+
+/// A point's NAB anomaly score: its decision, or (`graded`) its |z| in
+/// [0, 0.5) with the decision on top.
+fn nab_score(judged: &patrol_anomaly_detect::Scored, graded: bool) -> f64 {
+    let decision = if judged.is_anomaly { 1.0 } else { 0.0 };
+    if !graded {
+        return decision;
+    }
+    let z = judged.score.map_or(0.0, f64::abs);
+    0.5 * decision + 0.5 * z / (z + 4.0)
+}
+
+/// Writes one method's detections of `series` in NAB's results layout.
+fn write_results(
+    dir: &Path,
+    detector: &str,
+    series: &Series,
+    scored: &[patrol_anomaly_detect::Scored],
+    graded: bool,
+) -> Result<(), String> {
+    let (category, file) = series.key.split_once('/').unwrap_or(("", &series.key));
+    let folder = dir.join(detector).join(category);
+    std::fs::create_dir_all(&folder).map_err(|err| format!("{}: {err}", folder.display()))?;
+    let path = folder.join(format!("{detector}_{file}"));
+    let mut text = String::from("timestamp,value,anomaly_score,label\n");
+    for ((stamp, point), judged) in series.stamps.iter().zip(&series.points).zip(scored) {
+        let inside = series
+            .incidents
+            .iter()
+            .any(|incident| point.ts >= incident.start && point.ts < incident.end);
+        text.push_str(&format!(
+            "{stamp},{},{},{}\n",
+            point.value,
+            nab_score(judged, graded),
+            u8::from(inside)
+        ));
+    }
+    std::fs::write(&path, text).map_err(|err| format!("{}: {err}", path.display()))
 }
 
 /// NAB windows are `[start, end]` with both ends included; `Incident` is
@@ -122,8 +180,10 @@ fn read_group(
                 .unwrap_or_default();
             let key = format!("{folder}/{name}");
             let incidents = labels.get(&key).cloned().unwrap_or_default();
+            let (points, stamps) = read_points(&file)?;
             out.push(Series {
-                points: read_points(&file)?,
+                points,
+                stamps,
                 key,
                 incidents,
             });
@@ -201,6 +261,7 @@ fn main() {
         }
     };
 
+    let results = std::env::var_os("PATROL_NAB_RESULTS").map(PathBuf::from);
     let mut totals = Vec::new();
     for (group, folders) in GROUPS {
         let series = match read_group(&dir, folders, &labels) {
@@ -219,6 +280,15 @@ fn main() {
                 let started = Instant::now();
                 let scored = detect(&s.points, method, Direction::Both);
                 times[m] += started.elapsed();
+                if let Some(dir) = &results {
+                    for graded in [false, true] {
+                        let name = format!("{}{}", DETECTORS[m], if graded { "Z" } else { "" });
+                        if let Err(err) = write_results(dir, &name, s, &scored, graded) {
+                            eprintln!("{err}");
+                            std::process::exit(1);
+                        }
+                    }
+                }
                 let result = score(&scored, &s.incidents, 0);
                 println!("{}", row(&format!("{} / {}", s.key, METHODS[m]), &result));
                 scores[m].push(result);
