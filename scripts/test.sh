@@ -59,6 +59,9 @@ cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "NAB scorer port self-checks (python3, stdlib only)"
+python3 -m unittest discover -s jobs/anomaly/nab -p 'test_*.py'
+
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
