@@ -507,5 +507,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::P95Multiple { .. } => "p95",
         Method::RollingSigma { .. } => "3-sigma",
         Method::Adaptive(_) => "adaptive",
+        Method::Likelihood(_) => "likelihood",
     }
 }

@@ -136,6 +136,7 @@ fn method_name(method: &Method) -> &'static str {
         Method::P95Multiple { .. } => "p95",
         Method::RollingSigma { .. } => "rolling_sigma",
         Method::Adaptive(_) => "adaptive",
+        Method::Likelihood(_) => "likelihood",
     }
 }
 

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use patrol_anomaly_detect::{
-    detect, merge, score, AdaptiveParams, Direction, Incident, Method, Noise, Point, Score, Season,
+    detect, merge, score, AdaptiveParams, Direction, Incident, LikelihoodParams, Method, Noise,
+    Point, Score, Season,
 };
 
 /// The category groups reported, each a list of NAB data folders.
@@ -46,10 +47,11 @@ const GROUPS: [(&str, &[&str]); 3] = [
     ("artificialNoAnomaly", &["artificialNoAnomaly"]),
 ];
 
-const METHODS: [&str; 3] = [
+const METHODS: [&str; 4] = [
     "adaptive (defaults)",
     "rolling 3σ / 1 day",
     "rolling 3σ / 100",
+    "likelihood (defaults)",
 ];
 
 struct Series {
@@ -62,10 +64,11 @@ struct Series {
 }
 
 /// NAB's name for each method's results folder, in `METHODS` order.
-const DETECTORS: [&str; 3] = [
+const DETECTORS: [&str; 4] = [
     "patrolAdaptive",
     "patrolRolling3SigmaDay",
     "patrolRolling3Sigma100",
+    "patrolLikelihood",
 ];
 
 fn parse_ts(text: &str) -> Result<i64, String> {
@@ -107,12 +110,21 @@ fn nab_score(judged: &patrol_anomaly_detect::Scored, graded: bool) -> f64 {
     0.5 * decision + 0.5 * z / (z + 4.0)
 }
 
+/// The likelihood method's score is already NAB's log-likelihood scale.
+fn nab_score_of(method: &Method, judged: &patrol_anomaly_detect::Scored, graded: bool) -> f64 {
+    match method {
+        Method::Likelihood(_) if graded => judged.score.unwrap_or(0.0),
+        _ => nab_score(judged, graded),
+    }
+}
+
 /// Writes one method's detections of `series` in NAB's results layout.
 fn write_results(
     dir: &Path,
     detector: &str,
     series: &Series,
     scored: &[patrol_anomaly_detect::Scored],
+    method: &Method,
     graded: bool,
 ) -> Result<(), String> {
     let (category, file) = series.key.split_once('/').unwrap_or(("", &series.key));
@@ -128,7 +140,7 @@ fn write_results(
         text.push_str(&format!(
             "{stamp},{},{},{}\n",
             point.value,
-            nab_score(judged, graded),
+            nab_score_of(method, judged, graded),
             u8::from(inside)
         ));
     }
@@ -193,7 +205,7 @@ fn read_group(
 }
 
 /// The methods, in `METHODS` order, for one series.
-fn methods_for(points: &[Point]) -> [Method; 3] {
+fn methods_for(points: &[Point]) -> [Method; 4] {
     let defaults = AdaptiveParams::default();
     // Exactly what jobs/anomaly/src/run.rs `judge_series` builds.
     let adaptive = Method::Adaptive(AdaptiveParams {
@@ -212,6 +224,7 @@ fn methods_for(points: &[Point]) -> [Method; 3] {
             sigmas: 3.0,
             window: 100,
         },
+        Method::Likelihood(LikelihoodParams::default()),
     ]
 }
 
@@ -273,8 +286,8 @@ fn main() {
         };
         println!("\n== {group}: {} series ==", series.len());
         println!("{}", header("series / method"));
-        let mut scores: [Vec<Score>; 3] = Default::default();
-        let mut times = [Duration::ZERO; 3];
+        let mut scores: [Vec<Score>; 4] = Default::default();
+        let mut times = [Duration::ZERO; 4];
         for s in &series {
             for (m, method) in methods_for(&s.points).iter().enumerate() {
                 let started = Instant::now();
@@ -283,7 +296,7 @@ fn main() {
                 if let Some(dir) = &results {
                     for graded in [false, true] {
                         let name = format!("{}{}", DETECTORS[m], if graded { "Z" } else { "" });
-                        if let Err(err) = write_results(dir, &name, s, &scored, graded) {
+                        if let Err(err) = write_results(dir, &name, s, &scored, method, graded) {
                             eprintln!("{err}");
                             std::process::exit(1);
                         }

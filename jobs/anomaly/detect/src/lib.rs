@@ -15,12 +15,14 @@
 
 mod adaptive;
 mod baselines;
+mod likelihood;
 mod recurrence;
 pub mod robust;
 mod score;
 mod tune;
 mod types;
 
+pub use likelihood::LikelihoodParams;
 pub use score::{merge, score, Incident, Score};
 pub use tune::{tune, Grid, TuneOutcome, Tuned};
 pub use types::{
@@ -48,6 +50,7 @@ pub fn detect(points: &[Point], method: &Method, direction: Direction) -> Vec<Sc
             baselines::rolling_sigma(points, *sigmas, *window, direction)
         }
         Method::Adaptive(params) => adaptive::adaptive(points, params, direction),
+        Method::Likelihood(params) => likelihood::likelihood(points, params, direction),
     }
 }
 

@@ -221,6 +221,9 @@ pub enum Method {
     RollingSigma { sigmas: f64, window: usize },
     /// Seasonal EWMA level with a robust (MAD) scale; see the crate docs.
     Adaptive(AdaptiveParams),
+    /// How unusual the recent surprise is against the series' own history,
+    /// plus new extremes; see `likelihood.rs`.
+    Likelihood(crate::LikelihoodParams),
 }
 
 /// The verdict on one input point (same order and length as the input).
