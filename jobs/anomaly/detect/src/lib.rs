@@ -5,7 +5,9 @@
 //!   n-sigma rule) or the adaptive method — a seasonal (hour-of-week →
 //!   hour-of-day → global) EWMA level blended with a global one by their
 //!   recent errors, a robust scale `1.4826 × MAD` of the residuals per slot
-//!   with floors, winsorized updates, and adoption of level shifts.
+//!   with floors, winsorized updates, and adoption of level shifts — or the
+//!   likelihood method (`likelihood.rs`: how rare the recent surprise is
+//!   against the series' own history, plus new extremes).
 //! - [`score`] and [`merge`] backtest verdicts against labelled incidents.
 //! - [`tune`] picks alpha and z with the fewest false positives among the
 //!   candidates that keep detection power at or above a guardrail, and
