@@ -19,7 +19,7 @@
 //!
 //! A point is anomalous when its score reaches `threshold` (default 0.5: a
 //! recent surprise with a one-in-100,000 tail probability). Nothing is
-//! judged in the first `learning` finite points.
+//! judged in the first `learning` finite points (default: [`probation`]).
 
 use std::collections::VecDeque;
 
@@ -42,8 +42,9 @@ pub struct LikelihoodParams {
     pub history: usize,
     /// Points between refits.
     pub refit_every: usize,
-    /// Finite points before anything is judged.
-    pub learning: usize,
+    /// Finite points before anything is judged; `None`: the probation of
+    /// NAB, 15 % of the series' points, at most 750 (see [`probation`]).
+    pub learning: Option<usize>,
     /// Fraction of the range seen so far a value must pass it by to be a new
     /// extreme; negative disables the rule.
     pub extreme_tolerance: f64,
@@ -59,11 +60,18 @@ impl Default for LikelihoodParams {
             average: 10,
             history: 8640,
             refit_every: 100,
-            learning: 388,
+            learning: None,
             extreme_tolerance: 0.05,
             threshold: 0.5,
         }
     }
+}
+
+/// Points a series of `len` points learns from before it is judged:
+/// 15 % of it, at most 750 (NAB's probation), and never fewer than the
+/// raw z-score needs.
+pub fn probation(len: usize) -> usize {
+    (len * 15 / 100).clamp(MIN_Z_POINTS, 750)
 }
 
 /// A floor on the fitted mean and variance of the recent surprise (as
@@ -83,7 +91,8 @@ pub(crate) fn likelihood(
     params: &LikelihoodParams,
     direction: Direction,
 ) -> Vec<Scored> {
-    let mut state = State::new(params);
+    let learning = params.learning.unwrap_or_else(|| probation(points.len()));
+    let mut state = State::new(params, learning);
     points
         .iter()
         .map(|point| {
@@ -97,6 +106,7 @@ pub(crate) fn likelihood(
 
 struct State<'a> {
     params: &'a LikelihoodParams,
+    learning: usize,
     window: RollingMoments,
     recent: VecDeque<f64>,
     recent_sum: f64,
@@ -109,9 +119,10 @@ struct State<'a> {
 }
 
 impl<'a> State<'a> {
-    fn new(params: &'a LikelihoodParams) -> Self {
+    fn new(params: &'a LikelihoodParams, learning: usize) -> Self {
         State {
             params,
+            learning,
             window: RollingMoments::new(params.z_window.max(2)),
             recent: VecDeque::new(),
             recent_sum: 0.0,
@@ -142,7 +153,7 @@ impl<'a> State<'a> {
         let extreme = self.new_extreme(value, direction);
         self.window.push(value);
         self.seen += 1;
-        if self.seen <= self.params.learning {
+        if self.seen <= self.learning {
             return Scored {
                 baseline,
                 ..Scored::warming(point)
@@ -330,8 +341,10 @@ mod tests {
         let params = LikelihoodParams::default();
         let scored = likelihood(&steady(5000), &params, Direction::Both);
         assert!(anomalies(&scored).is_empty(), "{:?}", anomalies(&scored));
-        assert!(scored[..params.learning].iter().all(|s| s.warming_up));
-        assert!(scored[params.learning..].iter().all(|s| !s.warming_up));
+        assert_eq!(probation(5000), 750);
+        assert!(scored[..750].iter().all(|s| s.warming_up));
+        assert!(scored[750..].iter().all(|s| !s.warming_up));
+        assert_eq!((probation(1000), probation(20)), (150, 10));
     }
 
     #[test]
