@@ -69,6 +69,24 @@ fn patrol_runs(url: &str) -> std::process::Output {
     Project::on_database(url.to_string(), "").patrol(&["runs"])
 }
 
+/// `patrol runs` against `url` is refused; what it said.
+fn refused(url: &str) -> String {
+    let output = patrol_runs(url);
+    let message = stderr(&output);
+    assert!(!output.status.success(), "connected anyway: {message}");
+    message
+}
+
+/// `patrol runs` against `url` works, and the ledger's connection there is
+/// encrypted, as the server sees it.
+async fn accepted_over_tls(url: &str) {
+    let accepted = patrol_runs(url);
+    assert!(accepted.status.success(), "{}", stderr(&accepted));
+    let ledger = Ledger::connect(url).await.expect("ledger over TLS");
+    assert!(ledger_uses_tls(&ledger).await);
+    ledger.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_full_with_the_servers_ca_runs_a_job_on_a_ledger_reached_over_tls() {
     let server = TlsServer::start();
@@ -99,9 +117,7 @@ async fn verify_full_refuses_a_server_whose_certificate_another_ca_signed() {
     let server = TlsServer::start();
     let url = server.url("localhost", &verify("verify-full", &server.other_ca()));
 
-    let refused = patrol_runs(&url);
-    let message = stderr(&refused);
-    assert!(!refused.status.success(), "connected anyway: {message}");
+    let message = refused(&url);
     assert!(
         message.contains(&format!(
             "cannot open the ledger at postgres://postgres@localhost:{}/postgres?sslmode=verify-full",
@@ -118,9 +134,7 @@ async fn verify_full_refuses_a_host_the_certificate_does_not_name() {
     let server = TlsServer::start();
     let url = server.url("127.0.0.1", &verify("verify-full", &server.server_ca()));
 
-    let refused = patrol_runs(&url);
-    let message = stderr(&refused);
-    assert!(!refused.status.success(), "connected anyway: {message}");
+    let message = refused(&url);
     assert!(message.contains("sslmode=verify-full"), "{message}");
     assert!(
         message.contains("certificate not valid for name \"127.0.0.1\""),
@@ -137,18 +151,10 @@ async fn verify_ca_accepts_the_servers_ca_and_refuses_another() {
     let server = TlsServer::start();
 
     let trusted = server.url("localhost", &verify("verify-ca", &server.server_ca()));
-    let accepted = patrol_runs(&trusted);
-    assert!(accepted.status.success(), "{}", stderr(&accepted));
-    let ledger = Ledger::connect(&trusted)
-        .await
-        .expect("ledger over verify-ca");
-    assert!(ledger_uses_tls(&ledger).await);
-    ledger.close().await;
+    accepted_over_tls(&trusted).await;
 
     let untrusted = server.url("localhost", &verify("verify-ca", &server.other_ca()));
-    let refused = patrol_runs(&untrusted);
-    let message = stderr(&refused);
-    assert!(!refused.status.success(), "connected anyway: {message}");
+    let message = refused(&untrusted);
     assert!(message.contains("UnknownIssuer"), "{message}");
 }
 
@@ -176,13 +182,7 @@ async fn verify_ca_also_checks_the_host_name_as_the_readme_warns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_encrypts_without_checking_the_certificate() {
     let server = TlsServer::start();
-    let url = server.url("127.0.0.1", "?sslmode=require");
-
-    let accepted = patrol_runs(&url);
-    assert!(accepted.status.success(), "{}", stderr(&accepted));
-    let ledger = Ledger::connect(&url).await.expect("ledger over require");
-    assert!(ledger_uses_tls(&ledger).await);
-    ledger.close().await;
+    accepted_over_tls(&server.url("127.0.0.1", "?sslmode=require")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,12 +198,5 @@ async fn without_an_sslmode_the_ledger_uses_tls_when_the_server_offers_it() {
         stderr(&plaintext)
     );
 
-    let url = server.url("127.0.0.1", "");
-    let accepted = patrol_runs(&url);
-    assert!(accepted.status.success(), "{}", stderr(&accepted));
-    let ledger = Ledger::connect(&url)
-        .await
-        .expect("ledger with the default sslmode");
-    assert!(ledger_uses_tls(&ledger).await);
-    ledger.close().await;
+    accepted_over_tls(&server.url("127.0.0.1", "")).await;
 }

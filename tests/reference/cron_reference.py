@@ -48,11 +48,8 @@ import importlib.metadata
 import itertools
 import json
 import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 from zoneinfo import ZoneInfo
 
 PINNED_VERSION = "1.0.3"
@@ -84,35 +81,14 @@ def _on_alarm(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def ensure_venv(venv: str) -> str:
-    """Creates `venv` with the pinned crondst unless a previous run finished
-    doing so; returns its python. Parallel callers wait on an exclusive flock
-    (released by the kernel even if a holder dies), and a venv counts as ready
-    only once its marker file exists, so an interrupted install is redone."""
-    import fcntl
+    """The venv with the pinned crondst, made once (see
+    tests/standins/pinned_venv.py: flock-serialised, ready only once its
+    marker exists); returns its python."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "standins"))
+    from pinned_venv import ensure_venv as ensure_pinned
 
-    venv = os.path.abspath(venv)
-    python = os.path.join(venv, "bin", "python")
-    marker = os.path.join(venv, f".crondst-{PINNED_VERSION}-ready")
-    os.makedirs(os.path.dirname(venv), exist_ok=True)
-    with open(venv + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.exists(marker):
-            shutil.rmtree(venv, ignore_errors=True)
-            subprocess.run([sys.executable, "-m", "venv", venv], check=True, stdout=sys.stderr)
-            with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as requirements:
-                requirements.write(f"crondst=={PINNED_VERSION} --hash=sha256:{PINNED_WHEEL_SHA256}\n")
-            try:
-                subprocess.run(
-                    [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                     "--require-hashes", "-r", requirements.name],
-                    check=True,
-                    stdout=sys.stderr,
-                )
-            finally:
-                os.unlink(requirements.name)
-            with open(marker, "w") as done:
-                done.write("ok\n")
-    return python
+    pinned = [("crondst", PINNED_VERSION, PINNED_WHEEL_SHA256)]
+    return ensure_pinned(venv, pinned, f".crondst-{PINNED_VERSION}-ready")
 
 
 def parse_table(text: str):

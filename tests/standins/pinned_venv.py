@@ -1,6 +1,7 @@
 """A venv with pinned wheels, made once: shared by the stand-ins' Python
-helpers (smtp_server.py, standard_webhooks.py), which run it with the
-system python3 before starting under the venv's."""
+helpers (smtp_server.py, standard_webhooks.py) and
+tests/reference/cron_reference.py, which run it with the system python3
+before starting under the venv's."""
 
 from __future__ import annotations
 

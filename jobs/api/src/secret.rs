@@ -132,9 +132,18 @@ impl fmt::Display for Secret {
     }
 }
 
-fn known() -> &'static Mutex<Vec<String>> {
+fn known_lock() -> &'static Mutex<Vec<String>> {
     static KNOWN: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     KNOWN.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// The registered values. A panic elsewhere while holding the lock leaves
+/// the list whole (pushes and sorts only), so a poisoned lock is still
+/// used: scrubbing must never stop because some thread panicked.
+fn known() -> std::sync::MutexGuard<'static, Vec<String>> {
+    known_lock()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Values shorter than this are not scrubbed: they would mangle ordinary
@@ -145,12 +154,11 @@ fn register(value: &str) {
     if value.len() < MIN_REDACTED_LEN {
         return;
     }
-    if let Ok(mut known) = known().lock() {
-        if !known.iter().any(|k| k == value) {
-            known.push(value.to_string());
-            // Longest first, so a secret containing another is scrubbed whole.
-            known.sort_by_key(|k| std::cmp::Reverse(k.len()));
-        }
+    let mut known = known();
+    if !known.iter().any(|k| k == value) {
+        known.push(value.to_string());
+        // Longest first, so a secret containing another is scrubbed whole.
+        known.sort_by_key(|k| std::cmp::Reverse(k.len()));
     }
 }
 
@@ -160,10 +168,7 @@ fn register(value: &str) {
 /// is logged or stored.
 pub fn redact(text: &str) -> String {
     let mut text = redact_url_credentials(text);
-    let Ok(known) = known().lock() else {
-        return text;
-    };
-    for value in known.iter() {
+    for value in known().iter() {
         if text.contains(value.as_str()) {
             text = text.replace(value.as_str(), "[redacted]");
         }
@@ -244,6 +249,24 @@ mod tests {
                 "list": ["ok", "has [redacted] inside", 3],
                 "[redacted]": true,
             })
+        );
+    }
+
+    #[test]
+    fn a_panic_while_the_list_was_locked_does_not_stop_scrubbing() {
+        std::env::set_var("PATROL_TEST_POISON_SECRET", "poison-proof-secret-1");
+        SecretRef::Env("PATROL_TEST_POISON_SECRET".into())
+            .resolve(Path::new("."))
+            .unwrap();
+        let _ = std::thread::spawn(|| {
+            let _held = known_lock().lock();
+            panic!("a thread dies holding the secret list");
+        })
+        .join();
+        assert!(known_lock().is_poisoned());
+        assert_eq!(
+            redact("token poison-proof-secret-1 leaked"),
+            "token [redacted] leaked"
         );
     }
 

@@ -241,8 +241,6 @@ fn check_digest(
             let Some(deploy) = chain.stages.get(&Stage::Deploy) else {
                 return;
             };
-            let bundle_ok =
-                verifying.bundles && chain.checks_of("bundle:").any(|(_, check)| check.ok);
             let signed = if verifying.any_signing() {
                 signing_checks(chain, verifying)
                     .iter()
@@ -250,9 +248,8 @@ fn check_digest(
             } else {
                 chain.stages.contains_key(&Stage::Sign)
             };
-            // A verified bundle carries a verified log entry.
             let logged = if verifying.rekor {
-                bundle_ok || chain.checks_of("rekor:").any(|(_, check)| check.ok)
+                rekor_vouched(chain, verifying)
             } else {
                 chain.stages.contains_key(&Stage::Rekor)
             };
