@@ -199,6 +199,7 @@ fn measure(path: &Path) {
         history_ms: 28 * 24 * 3600 * 1000 * 2,
         detections_dir: None,
         backtest: None,
+        backtesting: false,
         postgres: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -11,13 +11,17 @@
 
 pub mod aggregate;
 pub mod backtest;
+pub mod budget;
 pub mod evaluate;
 pub mod input;
 pub mod judge;
+pub mod metric_judge;
+pub mod metric_stream;
 pub mod metrics;
 pub mod rules;
 mod run;
 pub mod series;
+pub mod series_run;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -56,9 +60,10 @@ pub struct Params {
     #[serde(default)]
     pub detections_dir: Option<PathBuf>,
     /// A labels file (`incidents.json`): replay and score every rule,
-    /// tune adaptive thresholds, store what was tuned.
+    /// tune adaptive thresholds, store what was tuned; metric series are
+    /// scored against their own `labels`. `true`: the series only.
     #[serde(default)]
-    pub backtest: Option<PathBuf>,
+    pub backtest: Option<Backtest>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,8 +126,34 @@ pub struct SeriesSpec {
     pub values: Vec<String>,
     #[serde(default = "default_direction")]
     pub direction: patrol_anomaly_detect::Direction,
+    /// How points are judged (default: the anomaly likelihood).
+    #[serde(default)]
+    pub method: SeriesMethod,
+    /// Likelihood: the anomaly likelihood (0..1, NAB's log scale) a point
+    /// must reach to open an episode; default 0.5 (a one-in-100,000 surprise).
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Likelihood: an open episode goes on through points scoring at least
+    /// this (hysteresis); default 0.3, at most `threshold`.
+    #[serde(default)]
+    pub close: Option<f64>,
+    /// Quiet time before an episode ends; a surge within it continues the
+    /// same episode (no second page).
+    #[serde(default = "default_refractory")]
+    pub refractory: HumanDuration,
+    /// Points (`750`) or a duration (`2d`) judged by no one while the
+    /// detector learns; default NAB's probation, 15 % of the first 5,000
+    /// points (at most 750).
+    #[serde(default)]
+    pub warm_up: Option<WarmUp>,
+    /// Most episodes of one column that page per UTC day; past it one
+    /// summary page says how many were held back.
+    #[serde(default = "default_series_pages_per_day")]
+    pub pages_per_day: u32,
+    /// Adaptive (and rolling_sigma): the robust z (sigmas) threshold.
     #[serde(default)]
     pub z: Option<f64>,
+    /// Adaptive: the EWMA weight.
     #[serde(default)]
     pub alpha: Option<f64>,
     #[serde(default = "default_series_severity")]
@@ -132,6 +163,66 @@ pub struct SeriesSpec {
     /// Labelled windows in NAB's `combined_windows.json` form, for backtests.
     #[serde(default)]
     pub labels: Option<PathBuf>,
+}
+
+/// What a backtest is asked for with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Backtest {
+    /// `true`: metric series against their own `labels` (no rule labels).
+    Series(bool),
+    /// Labelled incidents for the rules (series use their own labels too).
+    Labels(PathBuf),
+}
+
+impl Backtest {
+    /// The rules' labels file, if one was given.
+    pub fn labels(self) -> Option<PathBuf> {
+        match self {
+            Backtest::Labels(path) => Some(path),
+            Backtest::Series(_) => None,
+        }
+    }
+}
+
+/// The detectors a metric series can be judged with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesMethod {
+    /// How rare the recent surprise is against the series' own history
+    /// (after Numenta's anomaly likelihood); judges only new points.
+    #[default]
+    Likelihood,
+    /// The seed's seasonal EWMA + MAD baseline (KR3.1).
+    Adaptive,
+    /// The static reference: `z` (default 3) sigmas over one day of points.
+    RollingSigma,
+}
+
+impl SeriesMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            SeriesMethod::Likelihood => "likelihood",
+            SeriesMethod::Adaptive => "adaptive",
+            SeriesMethod::RollingSigma => "rolling_sigma",
+        }
+    }
+}
+
+/// A warm-up given as a number of points or as a duration.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum WarmUp {
+    Points(u64),
+    Duration(HumanDuration),
+}
+
+fn default_refractory() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(2 * 3600))
+}
+
+fn default_series_pages_per_day() -> u32 {
+    3
 }
 
 fn default_rules() -> PathBuf {
@@ -208,6 +299,7 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
             &mut names,
             &mut errors,
         );
+        errors.extend(check_series_method(series, n));
         if let Some(z) = series.z.filter(|z| !(z.is_finite() && *z > 0.0)) {
             errors.push(ParamError::new(
                 format!("series[{n}].z"),
@@ -258,7 +350,13 @@ impl Params {
             series.labels.iter_mut().for_each(resolve);
         }
         self.detections_dir.iter_mut().for_each(resolve);
-        self.backtest.iter_mut().for_each(resolve);
+        if let Some(Backtest::Labels(path)) = &mut self.backtest {
+            resolve(path);
+        }
+        // `backtest: false` asks for nothing.
+        if self.backtest == Some(Backtest::Series(false)) {
+            self.backtest = None;
+        }
     }
 }
 
@@ -330,11 +428,17 @@ pub(crate) fn build(mut params: Params, ctx: &BuildContext) -> Result<Checked, V
                 .unwrap_or(patrol_job_api::Severity::Warning),
         );
     }
-    if let Some(path) = params.backtest.as_ref().filter(|p| !p.is_file()) {
-        errors.push(ParamError::new(
+    match &params.backtest {
+        Some(Backtest::Labels(path)) if !path.is_file() => errors.push(ParamError::new(
             "backtest",
             format!("{} is not a labels file", path.display()),
-        ));
+        )),
+        Some(Backtest::Series(true)) if params.series.iter().all(|s| s.labels.is_none()) => errors
+            .push(ParamError::new(
+                "backtest",
+                "`true` backtests metric series on their `labels`, and no series has labels",
+            )),
+        _ => {}
     }
     let rules = if params.sources.is_empty() {
         Vec::new()
@@ -370,6 +474,67 @@ pub(crate) fn build(mut params: Params, ctx: &BuildContext) -> Result<Checked, V
     } else {
         Err(errors)
     }
+}
+
+/// What only some methods take, and the likelihood's levels.
+fn check_series_method(series: &SeriesSpec, n: usize) -> Vec<ParamError> {
+    let mut errors = Vec::new();
+    let method = series.method;
+    let field = |name: &str| format!("series[{n}].{name}");
+    let only = |name: &str, given: bool, fits: bool, errors: &mut Vec<ParamError>| {
+        if given && !fits {
+            errors.push(ParamError::new(
+                field(name),
+                format!("does not apply to method {}", method.name()),
+            ));
+        }
+    };
+    let likelihood = method == SeriesMethod::Likelihood;
+    only(
+        "alpha",
+        series.alpha.is_some(),
+        method == SeriesMethod::Adaptive,
+        &mut errors,
+    );
+    only("z", series.z.is_some(), !likelihood, &mut errors);
+    only(
+        "threshold",
+        series.threshold.is_some(),
+        likelihood,
+        &mut errors,
+    );
+    only("close", series.close.is_some(), likelihood, &mut errors);
+    for (name, level) in [("threshold", series.threshold), ("close", series.close)] {
+        if let Some(level) = level.filter(|l| !(*l > 0.0 && *l <= 1.0)) {
+            errors.push(ParamError::new(
+                field(name),
+                format!("{level} is not a likelihood in (0, 1]"),
+            ));
+        }
+    }
+    if let (Some(close), Some(open)) = (series.close, series.threshold) {
+        if close > open {
+            errors.push(ParamError::new(
+                field("close"),
+                format!(
+                    "{close} is above the threshold {open}: an episode would close before it opens"
+                ),
+            ));
+        }
+    }
+    if series.pages_per_day == 0 {
+        errors.push(ParamError::new(
+            field("pages_per_day"),
+            "must be at least 1 (held-back anomalies page as one summary)",
+        ));
+    }
+    if series.warm_up == Some(WarmUp::Points(0)) {
+        errors.push(ParamError::new(
+            field("warm_up"),
+            "must be at least 1 point",
+        ));
+    }
+    errors
 }
 
 fn check_name(
@@ -411,7 +576,7 @@ impl JobKind for AnomalyJob {
                 },
                 ParamDoc {
                     name: "series",
-                    type_name: "list of {name, path, timestamp, values, direction, z, alpha, severity, runbook, labels}",
+                    type_name: "list of {name, path, timestamp, values, direction, method: likelihood|adaptive|rolling_sigma, threshold, close, refractory, warm_up, pages_per_day, z, alpha, severity, runbook, labels}",
                     required: false,
                     default: None,
                     description: "Metric series (CSV or Parquet) judged column by column",

@@ -6,6 +6,8 @@
 use std::path::Path;
 
 use patrol_anomaly_detect::{Point, Scored};
+
+use crate::metric_stream::{head_of, whole_lines, FileMark};
 use polars::prelude::*;
 
 /// One value column of a series file, ready to judge.
@@ -26,28 +28,50 @@ pub struct MetricStats {
     pub samples: Vec<String>,
 }
 
+/// The columns never judged as values.
+pub fn is_label_column(name: &str) -> bool {
+    matches!(name, "label" | "is_anomaly" | "changepoint")
+}
+
 /// Reads `path`; `values` empty means every numeric column but the
 /// timestamp and label columns (`label`, `is_anomaly`, `changepoint`).
+/// A CSV file is read up to its last whole line, and the mark returned
+/// says where that is (for [`crate::metric_stream::read_new_rows`]).
 pub fn read_series(
     path: &Path,
     timestamp: &str,
     values: &[String],
-) -> Result<(Vec<MetricSeries>, MetricStats), String> {
+) -> Result<(Vec<MetricSeries>, MetricStats, Option<FileMark>), String> {
     let name = path.display().to_string();
     let fail = |err: PolarsError| format!("{name}: {err}");
-    let lazy = match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => LazyFrame::scan_parquet(
-            PlRefPath::new(path.to_string_lossy().as_ref()),
-            ScanArgsParquet::default(),
-        ),
-        Some("csv") => LazyCsvReader::new(PlRefPath::new(path.to_string_lossy().as_ref()))
-            .with_has_header(true)
-            .with_infer_schema_length(Some(10_000))
-            .finish(),
+    let (frame, mark) = match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => {
+            let lazy = LazyFrame::scan_parquet(
+                PlRefPath::new(path.to_string_lossy().as_ref()),
+                ScanArgsParquet::default(),
+            )
+            .map_err(fail)?;
+            (lazy.collect().map_err(fail)?, None)
+        }
+        Some("csv") => {
+            let mut bytes = std::fs::read(path).map_err(|err| format!("{name}: {err}"))?;
+            // A writer may be in the middle of the last line: the next
+            // run reads it whole.
+            bytes.truncate(whole_lines(&bytes));
+            let mark = head_of(&bytes).map(|head| FileMark {
+                head,
+                offset: bytes.len() as u64,
+            });
+            let frame = CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(10_000))
+                .into_reader_with_file_handle(std::io::Cursor::new(bytes))
+                .finish()
+                .map_err(fail)?;
+            (frame, mark)
+        }
         _ => return Err(format!("{name}: a series is a .csv or .parquet file")),
-    }
-    .map_err(fail)?;
-    let frame = lazy.collect().map_err(fail)?;
+    };
     let stamps_col = frame
         .column(timestamp)
         .map_err(|_| format!("{name}: no timestamp column `{timestamp}`"))?;
@@ -57,7 +81,7 @@ pub fn read_series(
             .columns()
             .iter()
             .filter(|c| c.name().as_str() != timestamp)
-            .filter(|c| !matches!(c.name().as_str(), "label" | "is_anomaly" | "changepoint"))
+            .filter(|c| !is_label_column(c.name().as_str()))
             .filter(|c| c.dtype().is_primitive_numeric())
             .map(|c| c.name().to_string())
             .collect()
@@ -111,7 +135,7 @@ pub fn read_series(
         }
         out.push(series);
     }
-    Ok((out, stats))
+    Ok((out, stats, mark))
 }
 
 /// Text as written and seconds since the epoch (integers are taken as
@@ -168,12 +192,18 @@ pub fn parse_stamp(text: &str) -> Option<i64> {
     text.parse::<i64>().ok()
 }
 
+/// The detections file's header line.
+pub const DETECTIONS_HEADER: &[u8] = b"timestamp,value,baseline,score,is_anomaly,warming_up\n";
+
 /// One series' verdicts as CSV (`timestamp,value,baseline,score,
 /// is_anomaly,warming_up`), for the run to write through its effects.
-pub fn detections_csv(series: &MetricSeries, scored: &[Scored]) -> Vec<u8> {
+/// `header: false` gives the rows alone, to append to an earlier file.
+pub fn detections_csv(stamps: &[String], scored: &[Scored], header: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(b"timestamp,value,baseline,score,is_anomaly,warming_up\n");
-    for (stamp, verdict) in series.stamps.iter().zip(scored) {
+    if header {
+        out.extend_from_slice(DETECTIONS_HEADER);
+    }
+    for (stamp, verdict) in stamps.iter().zip(scored) {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.6}")).unwrap_or_default();
         let line = format!(
             "{},{},{},{},{},{}\n",

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use patrol_anomaly_detect::{detect, AdaptiveParams, Method, Noise, Season, TuneOutcome};
+use patrol_anomaly_detect::{AdaptiveParams, Method, TuneOutcome};
+use patrol_job_api::effects::{short_digest, thousands, Intent};
 use patrol_job_api::{
     CancellationToken, Effects, Finding, JobError, JobState, Outcome, RunReport, Severity,
     StateError, StatePrefix, StateWrite,
@@ -19,9 +20,11 @@ use crate::backtest::{self, RuleBacktest};
 use crate::evaluate::{self, Reporting};
 use crate::input::{self, SourceStats};
 use crate::judge::judge;
+use crate::metric_stream::SeriesState;
 use crate::metrics;
 use crate::rules::{Measure, Rule};
 use crate::series::{self, Range};
+use crate::series_run::{judge_series, Detections, SeriesContext, SeriesOutcome};
 use crate::{Checked, SeriesSpec, SourceSpec};
 use patrol_job_kit::postgres::QuerySource;
 
@@ -34,6 +37,9 @@ pub struct RunInput {
     pub history_ms: i64,
     pub detections_dir: Option<PathBuf>,
     pub backtest: Option<PathBuf>,
+    /// A backtest was asked for (with `backtest` labels for the rules, or
+    /// `true`: the series' own labels only).
+    pub backtesting: bool,
     /// The `postgres` sources by name, their pools kept across runs.
     pub postgres: BTreeMap<String, Arc<QuerySource>>,
 }
@@ -51,7 +57,8 @@ impl From<Checked> for RunInput {
                 .collect(),
             history_ms: checked.params.history.0.as_millis() as i64,
             detections_dir: checked.params.detections_dir,
-            backtest: checked.params.backtest,
+            backtesting: checked.params.backtest.is_some(),
+            backtest: checked.params.backtest.and_then(crate::Backtest::labels),
             postgres: checked.postgres,
         }
     }
@@ -60,6 +67,9 @@ impl From<Checked> for RunInput {
 /// Per rule or series: the end (ms) of the last bucket reported. Stored
 /// as a JSON number, the bytes older versions wrote as decimal text.
 const CURSORS: StatePrefix<i64> = StatePrefix::new("cursor/");
+/// Per metric series: where its file was read to, each column's detector,
+/// open episode and budget.
+const SERIES: StatePrefix<SeriesState> = StatePrefix::new("series/");
 /// Per rule: the parameters a backtest tuned.
 const TUNED: StatePrefix<TunedEntry> = StatePrefix::new("tuned/");
 
@@ -236,19 +246,33 @@ pub async fn run_with_effects(
     }
 
     let mut series_details = Vec::new();
-    for (spec, severity) in &input.series {
-        match judge_series(
-            spec,
-            *severity,
-            &input,
+    let series_input = input.clone();
+    let series_backtest = input.backtesting;
+    let (stored, judged) = tokio::task::spawn_blocking(move || {
+        let judged = judge_all_series(
+            &series_input.series,
+            &series_input,
             &stored,
-            &mut findings,
-            &mut writes,
-            labels.is_some().then_some(&mut backtests),
-        ) {
-            Ok((details, detections)) => {
-                series_details.push(details);
-                write_detections(effects, &spec.name, detections, &mut source_errors).await;
+            series_backtest,
+        );
+        (stored, judged)
+    })
+    .await
+    .map_err(|err| JobError::Failed(format!("judging series panicked: {err}")))?;
+    drop(stored);
+    for ((spec, _), result) in input.series.iter().zip(judged) {
+        match result {
+            Ok(outcome) => {
+                series_details.push(outcome.details);
+                findings.extend(outcome.findings);
+                backtests.extend(outcome.backtests);
+                writes.push(
+                    SERIES
+                        .key(&spec.name)
+                        .put(&outcome.state)
+                        .map_err(state_failed)?,
+                );
+                write_detections(effects, &spec.name, outcome.detections, &mut source_errors).await;
             }
             Err(err) => source_errors.push(format!("series {}: {err}", spec.name)),
         }
@@ -291,7 +315,7 @@ pub async fn run_with_effects(
         },
         summary,
     );
-    report.output = match labels.is_some() {
+    report.output = match input.backtesting {
         true => Some(backtest::report_text(&backtests)),
         false => None,
     };
@@ -308,7 +332,7 @@ pub async fn run_with_effects(
         "rules": outcomes,
         "series": series_details,
         "span": span.map(|(a, b)| [evaluate::utc(a).to_rfc3339(), evaluate::utc(b).to_rfc3339()]),
-        "backtest": if labels.is_some() {
+        "backtest": if input.backtesting {
             json!({"rules": backtests, "totals": backtest::Totals::of(&backtests)})
         } else {
             serde_json::Value::Null
@@ -350,6 +374,7 @@ fn details_of(value: &impl Serialize) -> Result<serde_json::Value, JobError> {
 struct Stored {
     cursors: BTreeMap<String, i64>,
     tuned: BTreeMap<String, TunedEntry>,
+    series: BTreeMap<String, SeriesState>,
 }
 
 /// Every cursor and tuned entry; one that does not decode fails the run,
@@ -365,6 +390,12 @@ async fn load_state(state: &JobState) -> Result<Stored, JobError> {
             .collect(),
         tuned: state
             .load_prefix(&TUNED, None, 10_000)
+            .await
+            .map_err(state_failed)?
+            .into_iter()
+            .collect(),
+        series: state
+            .load_prefix(&SERIES, None, 100_000)
             .await
             .map_err(state_failed)?
             .into_iter()
@@ -483,92 +514,6 @@ async fn read_blocking(
 /// Largest HTTP answer read; a bigger one fails the source.
 const MAX_BODY: usize = 1 << 30;
 
-/// A detection file to write: where, and its CSV.
-type Detections = (PathBuf, Vec<u8>);
-
-/// Judges one metric series file, column by column; returns its details
-/// and the detection files to write.
-fn judge_series(
-    spec: &SeriesSpec,
-    severity: Severity,
-    input: &RunInput,
-    stored: &Stored,
-    findings: &mut Vec<Finding>,
-    writes: &mut Vec<StateWrite>,
-    backtests: Option<&mut Vec<RuleBacktest>>,
-) -> Result<(serde_json::Value, Vec<Detections>), String> {
-    let (columns, stats) = metrics::read_series(&spec.path, &spec.timestamp, &spec.values)?;
-    let defaults = AdaptiveParams::default();
-    let method = Method::Adaptive(AdaptiveParams {
-        alpha: spec.alpha.unwrap_or(defaults.alpha),
-        z: spec.z.unwrap_or(defaults.z),
-        season: Season::HourOfWeek,
-        noise: Noise::None,
-        ..defaults
-    });
-    let windows = match (&backtests, &spec.labels) {
-        (Some(_), Some(labels)) => Some(backtest::load_windows(labels, &spec.path)?),
-        _ => None,
-    };
-    let mut results = Vec::new();
-    let mut details = Vec::new();
-    let mut detections = Vec::new();
-    for column in &columns {
-        let scored = detect(&column.points, &method, spec.direction);
-        let id = format!("series/{}/{}", spec.name, column.column);
-        let step = patrol_anomaly_detect::typical_step(&column.points);
-        let width = step * 1000;
-        if let Some(windows) = &windows {
-            results.push(backtest::backtest_series(
-                &format!("series:{}/{}", spec.name, column.column),
-                &column.points,
-                &method,
-                spec.direction,
-                step,
-                windows,
-            ));
-        }
-        let current_end = column.points.last().map_or(0, |p| p.ts * 1000 + width);
-        let reporting = Reporting {
-            previous_end: stored.cursors.get(&id).copied(),
-            current_end,
-        };
-        let mut anomalies = 0;
-        for episode in evaluate::episodes(&scored, width) {
-            anomalies += 1;
-            if !reporting.reports(&episode) {
-                continue;
-            }
-            findings.push(series_finding(spec, severity, column, &scored, &episode));
-        }
-        let written = match &input.detections_dir {
-            Some(dir) => {
-                let path = dir.join(format!("{}.{}.csv", spec.name, column.column));
-                let shown = path.display().to_string();
-                detections.push((path, metrics::detections_csv(column, &scored)));
-                Some(shown)
-            }
-            None => None,
-        };
-        writes.push(cursor_write(&id, current_end).map_err(|err| err.to_string())?);
-        details.push(json!({
-            "column": column.column,
-            "points": scored.len(),
-            "anomalous_points": scored.iter().filter(|p| p.is_anomaly).count(),
-            "episodes": anomalies,
-            "warming_up": scored.iter().all(|p| p.warming_up),
-            "detections": written,
-        }));
-    }
-    if let Some(backtests) = backtests {
-        backtests.extend(results);
-    }
-    Ok((
-        json!({"name": spec.name, "rows": stats.rows, "bad_rows": stats.bad_rows, "samples": stats.samples, "columns": details}),
-        detections,
-    ))
-}
-
 /// Writes the series' detection files through the run's effects (none on
 /// a dry run); a file that cannot be written fails its series.
 async fn write_detections(
@@ -577,57 +522,99 @@ async fn write_detections(
     detections: Vec<Detections>,
     errors: &mut Vec<String>,
 ) {
-    for (path, bytes) in detections {
-        if let Err(err) = effects.write_file(&path, bytes).await {
+    for detections in detections {
+        let written = if detections.append {
+            append_detections(effects, detections).await
+        } else {
+            effects
+                .write_file(&detections.path, detections.bytes)
+                .await
+                .map(|_| ())
+                .map_err(|err| err.to_string())
+        };
+        if let Err(err) = written {
             errors.push(format!("series {name}: writing detections: {err}"));
             return;
         }
     }
 }
 
-fn series_finding(
-    spec: &SeriesSpec,
-    severity: Severity,
-    column: &metrics::MetricSeries,
-    scored: &[patrol_anomaly_detect::Scored],
-    episode: &evaluate::Episode,
-) -> Finding {
-    let peak = &scored[episode.peak];
-    let start = evaluate::utc(episode.start);
-    let mut finding = Finding::new(
+/// Appends new rows to a detections file (its header first if it is new).
+async fn append_detections(effects: &Effects, detections: Detections) -> Result<(), String> {
+    let Detections { path, bytes, .. } = detections;
+    let intent = Intent::new(
+        "append_file",
+        format!("append:{}#{}", path.display(), short_digest(&bytes)),
         format!(
-            "anomaly/series/{}/{}/{}",
-            spec.name,
-            column.column,
-            start.format("%Y-%m-%dT%H:%M:%SZ")
-        ),
-        severity,
-        format!(
-            "Anomaly: {} {} ({})",
-            spec.name,
-            column.column,
-            if peak.score.unwrap_or(0.0) >= 0.0 {
-                "high"
-            } else {
-                "low"
-            }
+            "append to {} ({} bytes)",
+            path.display(),
+            thousands(bytes.len() as u64)
         ),
     );
-    finding.summary = format!(
-        "{} = {} at {}, baseline {}",
-        column.column,
-        peak.value,
-        evaluate::utc(peak.ts * 1000).to_rfc3339(),
-        peak.baseline
-            .map_or("unknown".into(), |b| format!("{b:.3}"))
-    );
-    finding.window = Some(evaluate::window_text(episode.start, episode.end));
-    finding.delta = Some(evaluate::delta_text(peak.value, peak.baseline, false));
-    finding.runbook = spec.runbook.clone();
-    finding.labels.insert("series".into(), spec.name.clone());
-    finding
-        .labels
-        .insert("column".into(), column.column.clone());
-    finding.details = json!({"value": peak.value, "baseline": peak.baseline, "score": peak.score});
-    finding
+    effects
+        .perform(intent, async move {
+            tokio::task::spawn_blocking(move || append_rows(&path, &bytes))
+                .await
+                .map_err(std::io::Error::other)?
+        })
+        .await
+        .map(|_| ())
+        .map_err(|err| err.to_string())
+}
+
+fn append_rows(path: &std::path::Path, rows: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if file.metadata()?.len() == 0 {
+        file.write_all(metrics::DETECTIONS_HEADER)?;
+    }
+    file.write_all(rows)?;
+    file.sync_data()
+}
+
+/// Judges every series on every core (each series is independent); the
+/// outcomes come back in the order of `series`.
+fn judge_all_series(
+    series: &[(SeriesSpec, Severity)],
+    input: &RunInput,
+    stored: &Stored,
+    backtest: bool,
+) -> Vec<Result<SeriesOutcome, String>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(series.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut slots: Vec<Option<Result<SeriesOutcome, String>>> =
+        (0..series.len()).map(|_| None).collect();
+    let done = std::sync::Mutex::new(&mut slots);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((spec, severity)) = series.get(i) else {
+                    return;
+                };
+                let ctx = SeriesContext {
+                    severity: *severity,
+                    history_secs: input.history_ms / 1000,
+                    detections_dir: input.detections_dir.as_ref(),
+                    backtest,
+                    prior: stored.series.get(&spec.name),
+                    legacy_cursors: &stored.cursors,
+                };
+                let outcome = judge_series(spec, &ctx);
+                done.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| slot.unwrap_or_else(|| Err("not judged".into())))
+        .collect()
 }

@@ -17,6 +17,7 @@
 
 mod adaptive;
 mod baselines;
+pub mod episodes;
 mod likelihood;
 mod recurrence;
 pub mod robust;
@@ -24,7 +25,8 @@ mod score;
 mod tune;
 mod types;
 
-pub use likelihood::LikelihoodParams;
+pub use episodes::{EpisodeParams, EpisodeTracker};
+pub use likelihood::{probation, LikelihoodDetector, LikelihoodParams};
 pub use score::{merge, score, Incident, Score};
 pub use tune::{tune, Grid, TuneOutcome, Tuned};
 pub use types::{

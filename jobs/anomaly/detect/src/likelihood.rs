@@ -92,20 +92,17 @@ pub(crate) fn likelihood(
     direction: Direction,
 ) -> Vec<Scored> {
     let learning = params.learning.unwrap_or_else(|| probation(points.len()));
-    let mut state = State::new(params, learning);
-    points
-        .iter()
-        .map(|point| {
-            if !point.value.is_finite() {
-                return Scored::not_finite(point);
-            }
-            state.judge(point, direction)
-        })
-        .collect()
+    let mut detector = LikelihoodDetector::new(params.clone(), direction, learning);
+    points.iter().map(|point| detector.push(point)).collect()
 }
 
-struct State<'a> {
-    params: &'a LikelihoodParams,
+/// The likelihood method one point at a time: everything it has learnt,
+/// small enough to keep in job state between runs, so a run judges only
+/// the points that arrived since the last one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LikelihoodDetector {
+    params: LikelihoodParams,
+    direction: Direction,
     learning: usize,
     window: RollingMoments,
     recent: VecDeque<f64>,
@@ -118,12 +115,14 @@ struct State<'a> {
     seen: usize,
 }
 
-impl<'a> State<'a> {
-    fn new(params: &'a LikelihoodParams, learning: usize) -> Self {
-        State {
-            params,
-            learning,
+impl LikelihoodDetector {
+    /// A detector that judges nothing for its first `learning` finite points.
+    pub fn new(params: LikelihoodParams, direction: Direction, learning: usize) -> Self {
+        LikelihoodDetector {
             window: RollingMoments::new(params.z_window.max(2)),
+            params,
+            direction,
+            learning,
             recent: VecDeque::new(),
             recent_sum: 0.0,
             means: VecDeque::new(),
@@ -133,6 +132,19 @@ impl<'a> State<'a> {
             range: None,
             seen: 0,
         }
+    }
+
+    /// Judges the next point (points come in time order).
+    pub fn push(&mut self, point: &Point) -> Scored {
+        if !point.value.is_finite() {
+            return Scored::not_finite(point);
+        }
+        self.judge(point, self.direction)
+    }
+
+    /// Whether it is still learning (judges nothing yet).
+    pub fn learning(&self) -> bool {
+        self.seen < self.learning
     }
 
     fn judge(&mut self, point: &Point, direction: Direction) -> Scored {
@@ -253,6 +265,7 @@ fn erfc(x: f64) -> f64 {
 }
 
 /// Mean and (population) standard deviation of the last `capacity` values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RollingMoments {
     values: VecDeque<f64>,
     capacity: usize,

@@ -34,6 +34,7 @@ pub fn travel_input(source: SourceSpec) -> RunInput {
         history_ms: 28 * 24 * 3600 * 1000,
         detections_dir: None,
         backtest: None,
+        backtesting: false,
         postgres: Default::default(),
     }
 }
