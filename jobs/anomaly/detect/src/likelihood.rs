@@ -2,18 +2,29 @@
 //! against its own long-run surprise, after Numenta's anomaly likelihood
 //! (the post-processing behind HTM's NAB score), plus a new-extreme rule.
 //!
-//! 1. Raw surprise per point: the z-score of the value against the previous
-//!    `z_window` points' mean and standard deviation (in the asked
-//!    direction), scaled by `z_scale` and capped at 1.
-//! 2. Likelihood: the mean of the last `average` raw scores is compared
-//!    with a normal fit (mean, variance floored so a flat history is not
-//!    infinitely sure) of the last `history` such means, refitted every
-//!    `refit_every` points. Its tail probability `q` says how rare the recent
-//!    surprise is; only a sharp rise counts — a second point in a row at
-//!    `q ≤ 1e-5` is lowered to `1e-3`, so one event is one detection, not a
-//!    run of them. The score is NAB's log scale
+//! 1. Raw surprises per point, each the z-score (in the asked direction) of
+//!    a quantity against the previous `z_window` values of that quantity,
+//!    scaled by `z_scale` and capped at 1:
+//!    - the value itself (a level the last day has not seen);
+//!    - its first difference (a jump, even inside the usual range);
+//!    - its seasonal residual, the value minus the value one `season_secs`
+//!      earlier (a day that does not look like the same day last week).
+//!      Each looks at a different kind of change; none needs a model of the
+//!      series.
+//! 2. Likelihood, per surprise: the mean of its last `average` raw scores is
+//!    compared with a normal fit (mean, variance floored so a flat history
+//!    is not infinitely sure) of the last `history` such means, refitted
+//!    every `refit_every` points. The rarest surprise wins, its tail
+//!    probability multiplied by the number of surprises compared
+//!    (Bonferroni: three chances to look rare are not one). Each surprise
+//!    against its *own* history keeps a naturally jumpy quantity from
+//!    drowning the others.
+//! 3. One event, one detection: a tail `q ≤ 1e-5` fires only when the
+//!    previous one was not red; after a red the rule re-arms only once the
+//!    tail has come back above `rearm` (hysteresis), otherwise it is lowered
+//!    to `1e-3`. The score is NAB's log scale
 //!    `ln(1.0000000001 - (1 - q)) / ln(1e-10)`: 0.5 is `q = 1e-5`.
-//! 3. New extreme: a value beyond the range seen so far by more than
+//! 4. New extreme: a value beyond the range seen so far by more than
 //!    `extreme_tolerance` of that range scores 1 (windowed statistics adapt
 //!    to a level they have never seen; the range does not).
 //!
@@ -32,7 +43,7 @@ use crate::types::{Direction, Point, Scored};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LikelihoodParams {
-    /// Previous points the raw z-score is taken against.
+    /// Previous values each raw z-score is taken against.
     pub z_window: usize,
     /// The z that counts as full surprise (raw score 1).
     pub z_scale: f64,
@@ -48,6 +59,16 @@ pub struct LikelihoodParams {
     /// Fraction of the range seen so far a value must pass it by to be a new
     /// extreme; negative disables the rule.
     pub extreme_tolerance: f64,
+    /// The seasonal lag in the series' time unit (seconds): the seasonal
+    /// surprise compares a value with the one this long before; 0 disables
+    /// it. Default one week, which also repeats a daily cycle and, unlike a
+    /// day, keeps weekends apart from weekdays.
+    pub season_secs: i64,
+    /// Whether the first difference is a surprise of its own.
+    pub differences: bool,
+    /// After a red tail the next red fires only once the tail has been above
+    /// this (one event is one detection), in [1e-5, 1].
+    pub rearm: f64,
     /// Score at or above which a point is anomalous, in (0, 1].
     pub threshold: f64,
 }
@@ -57,11 +78,14 @@ impl Default for LikelihoodParams {
         LikelihoodParams {
             z_window: 288,
             z_scale: 16.0,
-            average: 10,
+            average: 25,
             history: 8640,
             refit_every: 100,
             learning: None,
             extreme_tolerance: 0.05,
+            season_secs: 7 * 86_400,
+            differences: true,
+            rearm: 0.01,
             threshold: 0.5,
         }
     }
@@ -79,12 +103,20 @@ pub fn probation(len: usize) -> usize {
 /// surprise look like a one-in-a-billion event.
 const MIN_MEAN: f64 = 0.03;
 const MIN_VARIANCE: f64 = 0.0003;
-/// Tail probabilities of a sharp rise, and what a second one in a row is
-/// lowered to.
+/// Tail probabilities of a sharp rise, and what a repeat is lowered to.
 const RED: f64 = 1e-5;
 const YELLOW: f64 = 1e-3;
 /// The raw z needs this many previous points.
 const MIN_Z_POINTS: usize = 10;
+/// The seasonal memory keeps at most one point per `season_secs / 2016`
+/// (five minutes of a week): a denser series is compared with the value
+/// within that much of one season ago, and the memory (kept in job state
+/// between runs) stays small whatever the series' rate.
+const SEASON_SLOTS: i64 = 2016;
+/// A bound on that memory for series whose timestamps are not seconds.
+const MAX_SEASON_POINTS: usize = 2 * SEASON_SLOTS as usize;
+/// The raw surprises: value, first difference, seasonal residual.
+const SURPRISES: usize = 3;
 
 pub(crate) fn likelihood(
     points: &[Point],
@@ -97,20 +129,23 @@ pub(crate) fn likelihood(
 }
 
 /// The likelihood method one point at a time: everything it has learnt,
-/// small enough to keep in job state between runs, so a run judges only
-/// the points that arrived since the last one.
+/// kept small (fixed windows, the long-run fits as bucketed sums) so it can
+/// stay in job state between runs and a run judges only the points that
+/// arrived since the last one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LikelihoodDetector {
     params: LikelihoodParams,
     direction: Direction,
     learning: usize,
-    window: RollingMoments,
-    recent: VecDeque<f64>,
-    recent_sum: f64,
-    means: VecDeque<f64>,
-    fit: Option<(f64, f64)>,
-    since_fit: usize,
-    previous_tail: f64,
+    /// Windows of the value, its first difference and its seasonal residual.
+    windows: [RollingMoments; SURPRISES],
+    /// Each surprise's recent mean and long-run fit.
+    fits: [Surprise; SURPRISES],
+    previous: Option<f64>,
+    /// The last `season_secs` of (timestamp, value), oldest first.
+    season: VecDeque<(i64, f64)>,
+    /// Whether the last red has not yet been followed by a calm tail.
+    fired: bool,
     range: Option<(f64, f64)>,
     seen: usize,
 }
@@ -118,17 +153,16 @@ pub struct LikelihoodDetector {
 impl LikelihoodDetector {
     /// A detector that judges nothing for its first `learning` finite points.
     pub fn new(params: LikelihoodParams, direction: Direction, learning: usize) -> Self {
+        let window = params.z_window.max(2);
         LikelihoodDetector {
-            window: RollingMoments::new(params.z_window.max(2)),
+            windows: std::array::from_fn(|_| RollingMoments::new(window)),
+            fits: std::array::from_fn(|_| Surprise::new(params.average)),
             params,
             direction,
             learning,
-            recent: VecDeque::new(),
-            recent_sum: 0.0,
-            means: VecDeque::new(),
-            fit: None,
-            since_fit: 0,
-            previous_tail: 1.0,
+            previous: None,
+            season: VecDeque::new(),
+            fired: false,
             range: None,
             seen: 0,
         }
@@ -149,21 +183,27 @@ impl LikelihoodDetector {
 
     fn judge(&mut self, point: &Point, direction: Direction) -> Scored {
         let value = point.value;
-        let (baseline, z) = match self.window.mean_and_sd() {
-            Some((mean, sd)) if self.window.len() >= MIN_Z_POINTS => {
-                (Some(mean), (value - mean) / sd.max(f64::EPSILON))
-            }
-            _ => (None, 0.0),
+        let baseline = self.windows[0].mean_and_sd().map(|(mean, _)| mean);
+        let difference = if self.params.differences {
+            self.previous.map(|previous| value - previous)
+        } else {
+            None
         };
-        let surprise = match direction {
-            Direction::Up => z.max(0.0),
-            Direction::Down => (-z).max(0.0),
-            Direction::Both => z.abs(),
-        };
-        let raw = (surprise / self.params.z_scale).min(1.0);
-        let tail = self.recent_tail(raw);
+        self.previous = Some(value);
+        let seasonal = self.seasonal_residual(point);
+        let mut tail: f64 = 1.0;
+        let mut compared = 0;
+        for (i, quantity) in [Some(value), difference, seasonal].into_iter().enumerate() {
+            let Some(quantity) = quantity else { continue };
+            let raw = (self.windows[i].z(quantity, direction) / self.params.z_scale).min(1.0);
+            self.windows[i].push(quantity);
+            let (history, refit_every) = (self.params.history, self.params.refit_every);
+            tail = tail.min(self.fits[i].tail(raw, history, refit_every));
+            compared += 1;
+        }
+        let tail = (tail * compared as f64).min(1.0);
+        let kept = self.one_detection_per_event(tail);
         let extreme = self.new_extreme(value, direction);
-        self.window.push(value);
         self.seen += 1;
         if self.seen <= self.learning {
             return Scored {
@@ -171,8 +211,7 @@ impl LikelihoodDetector {
                 ..Scored::warming(point)
             };
         }
-        let likely = log_scale(tail);
-        let score = if extreme { 1.0 } else { likely };
+        let score = if extreme { 1.0 } else { log_scale(kept) };
         Scored {
             ts: point.ts,
             value,
@@ -183,35 +222,49 @@ impl LikelihoodDetector {
         }
     }
 
-    /// The tail probability of the recent mean raw score, sharp rises only.
-    fn recent_tail(&mut self, raw: f64) -> f64 {
-        let average = self.params.average.max(1);
-        self.recent.push_back(raw);
-        self.recent_sum += raw;
-        if self.recent.len() > average {
-            self.recent_sum -= self.recent.pop_front().unwrap_or(0.0);
+    /// The value minus the latest value at least `season_secs` older, once
+    /// the series is that long.
+    fn seasonal_residual(&mut self, point: &Point) -> Option<f64> {
+        let lag = self.params.season_secs;
+        if lag <= 0 {
+            return None;
         }
-        let mean = self.recent_sum / self.recent.len() as f64;
-        self.means.push_back(mean);
-        if self.means.len() > self.params.history.max(2) {
-            self.means.pop_front();
+        let target = point.ts.saturating_sub(lag);
+        while self.season.len() >= 2 && self.season[1].0 <= target {
+            self.season.pop_front();
         }
-        if self.fit.is_none() || self.since_fit >= self.params.refit_every.max(1) {
-            self.fit = Some(normal_fit(&self.means));
-            self.since_fit = 0;
+        let residual = self
+            .season
+            .front()
+            .filter(|(ts, _)| *ts <= target)
+            .map(|(_, old)| point.value - old);
+        let resolution = lag / SEASON_SLOTS;
+        if self
+            .season
+            .back()
+            .is_none_or(|(last, _)| point.ts - last >= resolution)
+        {
+            self.season.push_back((point.ts, point.value));
         }
-        self.since_fit += 1;
-        let (fit_mean, fit_sd) = self.fit.unwrap_or((MIN_MEAN, MIN_VARIANCE.sqrt()));
-        // Symmetric tail: a surprise far below its usual level is rare too.
-        let distance = (mean - fit_mean).abs() / fit_sd;
-        let tail = 0.5 * erfc(distance / std::f64::consts::SQRT_2);
-        let kept = if tail <= RED && self.previous_tail <= RED {
-            YELLOW
-        } else {
-            tail
-        };
-        self.previous_tail = tail;
-        kept
+        if self.season.len() > MAX_SEASON_POINTS {
+            self.season.pop_front();
+        }
+        residual
+    }
+
+    /// Only a sharp rise counts: a red tail while the last red has not
+    /// calmed down (tail above `rearm`) is lowered to yellow, so one event
+    /// is one detection, not a run of them.
+    fn one_detection_per_event(&mut self, tail: f64) -> f64 {
+        if tail <= RED {
+            let repeat = self.fired;
+            self.fired = true;
+            return if repeat { YELLOW } else { tail };
+        }
+        if tail > self.params.rearm {
+            self.fired = false;
+        }
+        tail
     }
 
     /// Whether `value` leaves the range seen so far (in `direction`) by more
@@ -229,12 +282,71 @@ impl LikelihoodDetector {
     }
 }
 
-/// Mean and standard deviation of `values`, floored.
-fn normal_fit(values: &VecDeque<f64>) -> (f64, f64) {
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    (mean.max(MIN_MEAN), variance.max(MIN_VARIANCE).sqrt())
+/// One raw surprise's running mean of the last `average` scores and the
+/// normal fit of about the last `history` such means. The means are kept as
+/// sums per bucket of `refit_every` (a refit happens as a bucket fills), so
+/// the state is a few hundred numbers however long the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Surprise {
+    average: usize,
+    recent: VecDeque<f64>,
+    recent_sum: f64,
+    /// (count, sum, sum of squares) of the means, oldest bucket first.
+    buckets: VecDeque<(usize, f64, f64)>,
+    fit: Option<(f64, f64)>,
+}
+
+impl Surprise {
+    fn new(average: usize) -> Self {
+        Surprise {
+            average: average.max(1),
+            recent: VecDeque::new(),
+            recent_sum: 0.0,
+            buckets: VecDeque::new(),
+            fit: None,
+        }
+    }
+
+    /// The tail probability of the recent mean raw score after `raw`.
+    fn tail(&mut self, raw: f64, history: usize, refit_every: usize) -> f64 {
+        self.recent.push_back(raw);
+        self.recent_sum += raw;
+        if self.recent.len() > self.average {
+            self.recent_sum -= self.recent.pop_front().unwrap_or(0.0);
+        }
+        let mean = self.recent_sum / self.recent.len() as f64;
+        let size = refit_every.max(1);
+        if self.buckets.back().is_none_or(|(n, _, _)| *n >= size) {
+            self.buckets.push_back((0, 0.0, 0.0));
+            let kept = history.max(2).div_ceil(size).max(1);
+            while self.buckets.len() > kept {
+                self.buckets.pop_front();
+            }
+        }
+        if let Some((n, sum, sum_sq)) = self.buckets.back_mut() {
+            *n += 1;
+            *sum += mean;
+            *sum_sq += mean * mean;
+        }
+        let filled = self.buckets.back().is_some_and(|(n, _, _)| *n >= size);
+        if self.fit.is_none() || filled {
+            let (n, sum, sum_sq) = self
+                .buckets
+                .iter()
+                .fold((0usize, 0.0, 0.0), |(n, s, q), (bn, bs, bq)| {
+                    (n + bn, s + bs, q + bq)
+                });
+            let n = n.max(1) as f64;
+            let fit_mean = sum / n;
+            let variance = (sum_sq / n - fit_mean * fit_mean).max(0.0);
+            self.fit = Some((fit_mean.max(MIN_MEAN), variance.max(MIN_VARIANCE).sqrt()));
+        }
+        let (fit_mean, fit_sd) = self.fit.unwrap_or((MIN_MEAN, MIN_VARIANCE.sqrt()));
+        // Symmetric tail: a surprise far below its usual level is rare too
+        // (a series that goes flat).
+        let distance = (mean - fit_mean).abs() / fit_sd;
+        0.5 * erfc(distance / std::f64::consts::SQRT_2)
+    }
 }
 
 /// NAB's log scale of a likelihood `1 - tail`: 0.5 at `tail = 1e-5`.
@@ -307,6 +419,21 @@ impl RollingMoments {
         let mean = self.sum / n;
         let variance = (self.sum_sq / n - mean * mean).max(0.0);
         Some((mean, variance.sqrt()))
+    }
+
+    /// The z-score of `value` against the window in `direction` (0 until
+    /// the window has enough points). A flat window gives 0 for its own
+    /// value and a huge z for any other (capped later), never a NaN.
+    fn z(&self, value: f64, direction: Direction) -> f64 {
+        let z = match self.mean_and_sd() {
+            Some((mean, sd)) if self.len() >= MIN_Z_POINTS => (value - mean) / sd.max(f64::EPSILON),
+            _ => 0.0,
+        };
+        match direction {
+            Direction::Up => z.max(0.0),
+            Direction::Down => (-z).max(0.0),
+            Direction::Both => z.abs(),
+        }
     }
 }
 
@@ -392,6 +519,69 @@ mod tests {
         assert_eq!(scored[500].score, None);
         assert!(!scored[500].is_anomaly && !scored[500].warming_up);
         assert!(scored[501].score.is_some());
+    }
+
+    /// Hourly points following a daily shape, with pseudo-noise.
+    fn daily(n: usize) -> Vec<Point> {
+        steady(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let hour = (i % 24) as f64;
+                let shape = 40.0 * (std::f64::consts::PI * hour / 12.0).sin().max(0.0);
+                Point::new(i as i64 * 3600, p.value + shape)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_daily_peak_is_found_by_the_seasonal_surprise_only() {
+        // Four weeks of a daily cycle; on day 22 the peak does not come
+        // (values stay inside the range seen, no jump bigger than usual).
+        let mut points = daily(24 * 28);
+        for point in points.iter_mut().skip(24 * 22).take(24) {
+            point.value = 50.0 + (point.value - 50.0) * 0.3;
+        }
+        let params = LikelihoodParams {
+            learning: Some(24 * 8),
+            ..LikelihoodParams::default()
+        };
+        let found = anomalies(&likelihood(&points, &params, Direction::Both));
+        assert!(!found.is_empty(), "{found:?}");
+        assert!(
+            found.iter().all(|i| (24 * 22..24 * 24).contains(i)),
+            "{found:?}"
+        );
+        let blind = LikelihoodParams {
+            season_secs: 0,
+            ..params
+        };
+        assert!(anomalies(&likelihood(&points, &blind, Direction::Both)).is_empty());
+        // The same cycle without the missing peak pages nothing.
+        assert!(anomalies(&likelihood(&daily(24 * 28), &params, Direction::Both)).is_empty());
+    }
+
+    #[test]
+    fn a_red_fires_again_only_after_the_tail_calmed_down() {
+        let state_params = LikelihoodParams {
+            rearm: 0.01,
+            ..LikelihoodParams::default()
+        };
+        let mut state = LikelihoodDetector::new(state_params, Direction::Both, 0);
+        let kept: Vec<f64> = [1e-7, 1e-2 / 2.0, 1e-7, 0.5, 1e-7]
+            .into_iter()
+            .map(|tail| state.one_detection_per_event(tail))
+            .collect();
+        // The second red follows a tail that never got above 1e-2.
+        assert_eq!(kept, vec![1e-7, 5e-3, YELLOW, 0.5, 1e-7]);
+    }
+
+    #[test]
+    fn a_flat_series_pages_nothing_and_scores_are_finite() {
+        let points: Vec<Point> = (0..3000).map(|i| Point::new(i * 60, 7.0)).collect();
+        let scored = likelihood(&points, &LikelihoodParams::default(), Direction::Both);
+        assert!(scored.iter().all(|s| !s.is_anomaly));
+        assert!(scored.iter().filter_map(|s| s.score).all(f64::is_finite));
     }
 
     #[test]
