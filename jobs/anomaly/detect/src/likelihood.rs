@@ -9,6 +9,10 @@
 //!    - its first difference (a jump, even inside the usual range);
 //!    - its seasonal residual, the value minus the value one `season_secs`
 //!      earlier (a day that does not look like the same day last week).
+//!    - the short level, the mean of the last `level` values (a sustained
+//!      shift smaller than the noise: the mean of a few points varies less
+//!      than one point, so its own window sees the shift as a larger z, and
+//!      the value's window absorbing the new level dilutes it less).
 //!      Each looks at a different kind of change; none needs a model of the
 //!      series.
 //! 2. Likelihood, per surprise: the mean of its last `average` raw scores is
@@ -16,7 +20,7 @@
 //!    is not infinitely sure) of the last `history` such means, refitted
 //!    every `refit_every` points. The rarest surprise wins, its tail
 //!    probability multiplied by the number of surprises compared
-//!    (Bonferroni: three chances to look rare are not one). Each surprise
+//!    (Bonferroni: four chances to look rare are not one). Each surprise
 //!    against its *own* history keeps a naturally jumpy quantity from
 //!    drowning the others.
 //! 3. One event, one detection: a tail `q ≤ 1e-5` fires only when the
@@ -26,7 +30,8 @@
 //!    `ln(1.0000000001 - (1 - q)) / ln(1e-10)`: 0.5 is `q = 1e-5`.
 //! 4. New extreme: a value beyond the range seen so far by more than
 //!    `extreme_tolerance` of that range scores 1 (windowed statistics adapt
-//!    to a level they have never seen; the range does not).
+//!    to a level they have never seen; the range does not); it counts as the
+//!    event's red for rule 3.
 //!
 //! A point is anomalous when its score reaches `threshold` (default 0.5: a
 //! recent surprise with a one-in-100,000 tail probability). Nothing is
@@ -69,6 +74,9 @@ pub struct LikelihoodParams {
     /// After a red tail the next red fires only once the tail has been above
     /// this (one event is one detection), in [1e-5, 1].
     pub rearm: f64,
+    /// Values whose mean is the short level, a surprise of its own (see the
+    /// module docs); 0 disables it.
+    pub level: usize,
     /// Score at or above which a point is anomalous, in (0, 1].
     pub threshold: f64,
 }
@@ -86,6 +94,7 @@ impl Default for LikelihoodParams {
             season_secs: 7 * 86_400,
             differences: true,
             rearm: 0.01,
+            level: 5,
             threshold: 0.5,
         }
     }
@@ -115,7 +124,8 @@ const MIN_Z_POINTS: usize = 10;
 const SEASON_SLOTS: i64 = 2016;
 /// A bound on that memory for series whose timestamps are not seconds.
 const MAX_SEASON_POINTS: usize = 2 * SEASON_SLOTS as usize;
-/// The raw surprises: value, first difference, seasonal residual.
+/// The raw surprises kept in arrays: value, first difference, seasonal
+/// residual (the short level has its own field, see [`ShortLevel`]).
 const SURPRISES: usize = 3;
 
 pub(crate) fn likelihood(
@@ -144,6 +154,10 @@ pub struct LikelihoodDetector {
     previous: Option<f64>,
     /// The last `season_secs` of (timestamp, value), oldest first.
     season: VecDeque<(i64, f64)>,
+    /// The short-level surprise, made on its first use: a state stored
+    /// before it existed loads without it and starts learning it.
+    #[serde(default)]
+    level: Option<ShortLevel>,
     /// Whether the last red has not yet been followed by a calm tail.
     fired: bool,
     range: Option<(f64, f64)>,
@@ -162,6 +176,7 @@ impl LikelihoodDetector {
             learning,
             previous: None,
             season: VecDeque::new(),
+            level: None,
             fired: false,
             range: None,
             seen: 0,
@@ -201,9 +216,28 @@ impl LikelihoodDetector {
             tail = tail.min(self.fits[i].tail(raw, history, refit_every));
             compared += 1;
         }
+        if self.params.level > 0 {
+            let (window, average) = (self.params.z_window.max(2), self.params.average);
+            let level = self
+                .level
+                .get_or_insert_with(|| ShortLevel::new(window, average));
+            if let Some(mean) = level.mean_after(value, self.params.level) {
+                let raw = (level.window.z(mean, direction) / self.params.z_scale).min(1.0);
+                level.window.push(mean);
+                let (history, refit_every) = (self.params.history, self.params.refit_every);
+                tail = tail.min(level.fit.tail(raw, history, refit_every));
+                compared += 1;
+            }
+        }
         let tail = (tail * compared as f64).min(1.0);
         let kept = self.one_detection_per_event(tail);
         let extreme = self.new_extreme(value, direction);
+        // A new extreme is an event's detection too: the likelihood rising
+        // a few points later (the short level still holds the extreme
+        // value) is the same event, not a second one.
+        if extreme {
+            self.fired = true;
+        }
         self.seen += 1;
         if self.seen <= self.learning {
             return Scored {
@@ -279,6 +313,36 @@ impl LikelihoodDetector {
         let below = value < low - slack && matches!(direction, Direction::Down | Direction::Both);
         self.range = Some((low.min(value), high.max(value)));
         self.params.extreme_tolerance >= 0.0 && high > low && (above || below)
+    }
+}
+
+/// The short level: the last values (as many as `level`), the window of
+/// their means and that surprise's likelihood fit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ShortLevel {
+    recent: VecDeque<f64>,
+    window: RollingMoments,
+    fit: Surprise,
+}
+
+impl ShortLevel {
+    fn new(window: usize, average: usize) -> Self {
+        ShortLevel {
+            recent: VecDeque::new(),
+            window: RollingMoments::new(window),
+            fit: Surprise::new(average),
+        }
+    }
+
+    /// The mean of the last `count` values after `value`, once there are
+    /// that many.
+    fn mean_after(&mut self, value: f64, count: usize) -> Option<f64> {
+        self.recent.push_back(value);
+        while self.recent.len() > count {
+            self.recent.pop_front();
+        }
+        // Summed afresh (a handful of values): no running sum to drift.
+        (self.recent.len() == count).then(|| self.recent.iter().sum::<f64>() / count as f64)
     }
 }
 
@@ -377,12 +441,24 @@ fn erfc(x: f64) -> f64 {
 }
 
 /// Mean and (population) standard deviation of the last `capacity` values.
+///
+/// The running sums are of the values minus `shift` and are recomputed
+/// from the window once per `capacity` pushes (amortized O(1)), `shift`
+/// then becoming the newest value. Plain running sums of `x` and `x²` keep
+/// the rounding left over from values that have long left the window: after
+/// a spike of 1e9 a window of zeros showed a spurious spread of ~1e-7 (and
+/// the detector fired or not on that noise), and a level of 1e6 ± 1 lost
+/// its variance to cancellation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct RollingMoments {
     values: VecDeque<f64>,
     capacity: usize,
     sum: f64,
     sum_sq: f64,
+    #[serde(default)]
+    shift: f64,
+    #[serde(default)]
+    since_refresh: usize,
 }
 
 impl RollingMoments {
@@ -392,6 +468,8 @@ impl RollingMoments {
             capacity,
             sum: 0.0,
             sum_sq: 0.0,
+            shift: 0.0,
+            since_refresh: 0,
         }
     }
 
@@ -402,13 +480,25 @@ impl RollingMoments {
     fn push(&mut self, value: f64) {
         if self.values.len() == self.capacity {
             if let Some(old) = self.values.pop_front() {
+                let old = old - self.shift;
                 self.sum -= old;
                 self.sum_sq -= old * old;
             }
         }
         self.values.push_back(value);
-        self.sum += value;
-        self.sum_sq += value * value;
+        self.since_refresh += 1;
+        if self.since_refresh >= self.capacity {
+            self.since_refresh = 0;
+            self.shift = value;
+            (self.sum, self.sum_sq) = self.values.iter().fold((0.0, 0.0), |(s, q), v| {
+                let d = v - value;
+                (s + d, q + d * d)
+            });
+        } else {
+            let d = value - self.shift;
+            self.sum += d;
+            self.sum_sq += d * d;
+        }
     }
 
     fn mean_and_sd(&self) -> Option<(f64, f64)> {
@@ -416,9 +506,9 @@ impl RollingMoments {
             return None;
         }
         let n = self.values.len() as f64;
-        let mean = self.sum / n;
-        let variance = (self.sum_sq / n - mean * mean).max(0.0);
-        Some((mean, variance.sqrt()))
+        let offset = self.sum / n;
+        let variance = (self.sum_sq / n - offset * offset).max(0.0);
+        Some((self.shift + offset, variance.sqrt()))
     }
 
     /// The z-score of `value` against the window in `direction` (0 until
@@ -582,6 +672,73 @@ mod tests {
         let scored = likelihood(&points, &LikelihoodParams::default(), Direction::Both);
         assert!(scored.iter().all(|s| !s.is_anomaly));
         assert!(scored.iter().filter_map(|s| s.score).all(f64::is_finite));
+    }
+
+    #[test]
+    fn a_small_sustained_shift_is_found_by_the_short_level() {
+        // A shift of about one noise sd (uniform noise in [-1, 1]), inside
+        // the range already seen: no single value is unusual.
+        let mut points = steady(4000);
+        points[100].value = 60.0;
+        points[101].value = 40.0;
+        for point in points.iter_mut().skip(2500) {
+            point.value += 0.6;
+        }
+        let params = LikelihoodParams::default();
+        let found = anomalies(&likelihood(&points, &params, Direction::Both));
+        assert!(
+            !found.is_empty() && found.iter().all(|i| (2500..2600).contains(i)),
+            "{found:?}"
+        );
+        let without = LikelihoodParams { level: 0, ..params };
+        let blind = anomalies(&likelihood(&points, &without, Direction::Both));
+        assert!(blind.is_empty(), "{blind:?}");
+        // A drop is not a rise.
+        let down = anomalies(&likelihood(&points, &params, Direction::Down));
+        assert!(down.is_empty(), "{down:?}");
+    }
+
+    #[test]
+    fn rolling_moments_forget_what_left_the_window() {
+        let mut window = RollingMoments::new(10);
+        window.push(1e9);
+        for _ in 0..25 {
+            window.push(0.0);
+        }
+        assert_eq!(window.mean_and_sd(), Some((0.0, 0.0)));
+        // A high level with a small spread keeps its spread.
+        for i in 0..25 {
+            window.push(1e9 + if i % 2 == 0 { 1.0 } else { -1.0 });
+        }
+        let (mean, sd) = window.mean_and_sd().unwrap();
+        assert!(
+            (mean - 1e9).abs() < 1e-3 && (sd - 1.0).abs() < 1e-6,
+            "{mean} {sd}"
+        );
+    }
+
+    #[test]
+    fn a_state_stored_before_the_short_level_loads_and_learns_it() {
+        let params = LikelihoodParams::default();
+        let mut detector = LikelihoodDetector::new(params, Direction::Both, 10);
+        let points = steady(400);
+        for point in &points[..200] {
+            detector.push(point);
+        }
+        let mut state = serde_json::to_value(&detector).unwrap();
+        let object = state.as_object_mut().unwrap();
+        object.remove("level");
+        for window in object["windows"].as_array_mut().unwrap() {
+            let window = window.as_object_mut().unwrap();
+            window.remove("shift");
+            window.remove("since_refresh");
+        }
+        let mut old: LikelihoodDetector = serde_json::from_value(state).unwrap();
+        assert!(old.level.is_none());
+        for point in &points[200..] {
+            assert!(!old.push(point).is_anomaly);
+        }
+        assert!(old.level.is_some());
     }
 
     #[test]
