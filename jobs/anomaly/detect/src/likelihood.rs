@@ -206,14 +206,16 @@ impl LikelihoodDetector {
         };
         self.previous = Some(value);
         let seasonal = self.seasonal_residual(point);
-        let mut tail: f64 = 1.0;
+        // The rarest surprise is the farthest from its fit: one tail
+        // (one `exp`) per point, not one per surprise.
+        let mut distance: f64 = 0.0;
         let mut compared = 0;
         for (i, quantity) in [Some(value), difference, seasonal].into_iter().enumerate() {
             let Some(quantity) = quantity else { continue };
             let raw = (self.windows[i].z(quantity, direction) / self.params.z_scale).min(1.0);
             self.windows[i].push(quantity);
             let (history, refit_every) = (self.params.history, self.params.refit_every);
-            tail = tail.min(self.fits[i].tail(raw, history, refit_every));
+            distance = distance.max(self.fits[i].distance(raw, history, refit_every));
             compared += 1;
         }
         if self.params.level > 0 {
@@ -225,11 +227,15 @@ impl LikelihoodDetector {
                 let raw = (level.window.z(mean, direction) / self.params.z_scale).min(1.0);
                 level.window.push(mean);
                 let (history, refit_every) = (self.params.history, self.params.refit_every);
-                tail = tail.min(level.fit.tail(raw, history, refit_every));
+                distance = distance.max(level.fit.distance(raw, history, refit_every));
                 compared += 1;
             }
         }
-        let tail = (tail * compared as f64).min(1.0);
+        let tail = if compared == 0 {
+            1.0
+        } else {
+            (normal_tail(distance) * compared as f64).min(1.0)
+        };
         let kept = self.one_detection_per_event(tail);
         let extreme = self.new_extreme(value, direction);
         // A new extreme is an event's detection too: the likelihood rising
@@ -371,8 +377,9 @@ impl Surprise {
         }
     }
 
-    /// The tail probability of the recent mean raw score after `raw`.
-    fn tail(&mut self, raw: f64, history: usize, refit_every: usize) -> f64 {
+    /// How many fitted standard deviations the recent mean raw score is
+    /// from the fitted mean after `raw`; its tail is [`normal_tail`].
+    fn distance(&mut self, raw: f64, history: usize, refit_every: usize) -> f64 {
         self.recent.push_back(raw);
         self.recent_sum += raw;
         if self.recent.len() > self.average {
@@ -408,9 +415,13 @@ impl Surprise {
         let (fit_mean, fit_sd) = self.fit.unwrap_or((MIN_MEAN, MIN_VARIANCE.sqrt()));
         // Symmetric tail: a surprise far below its usual level is rare too
         // (a series that goes flat).
-        let distance = (mean - fit_mean).abs() / fit_sd;
-        0.5 * erfc(distance / std::f64::consts::SQRT_2)
+        (mean - fit_mean).abs() / fit_sd
     }
+}
+
+/// The upper tail probability of a standard normal beyond `distance`.
+fn normal_tail(distance: f64) -> f64 {
+    0.5 * erfc(distance / std::f64::consts::SQRT_2)
 }
 
 /// NAB's log scale of a likelihood `1 - tail`: 0.5 at `tail = 1e-5`.
