@@ -201,6 +201,7 @@ fn measure(path: &Path) {
         backtest: None,
         backtesting: false,
         postgres: Default::default(),
+        series_cache: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let started = Instant::now();

@@ -129,10 +129,16 @@ pub struct SeriesSpec {
     /// How points are judged (default: the anomaly likelihood).
     #[serde(default)]
     pub method: SeriesMethod,
-    /// Likelihood: the anomaly likelihood (0..1, NAB's log scale) a point
-    /// must reach to open an episode; default 0.5 (a one-in-100,000 surprise).
+    /// Likelihood: the anomaly likelihood (0..1, NAB's log scale) at which a
+    /// point is anomalous; default 0.5 (a one-in-100,000 surprise).
     #[serde(default)]
     pub threshold: Option<f64>,
+    /// Likelihood: the anomaly likelihood a point must reach to open an
+    /// episode, i.e. to page (default 0.7, a one-in-10-million surprise);
+    /// at least `threshold`. Points between `threshold` and `open` are
+    /// anomalous in the detections file and extend an open episode.
+    #[serde(default)]
+    pub open: Option<f64>,
     /// Likelihood: an open episode goes on through points scoring at least
     /// this (hysteresis); default 0.3, at most `threshold`.
     #[serde(default)]
@@ -504,13 +510,28 @@ fn check_series_method(series: &SeriesSpec, n: usize) -> Vec<ParamError> {
         &mut errors,
     );
     only("close", series.close.is_some(), likelihood, &mut errors);
-    for (name, level) in [("threshold", series.threshold), ("close", series.close)] {
+    only("open", series.open.is_some(), likelihood, &mut errors);
+    let levels = [
+        ("threshold", series.threshold),
+        ("open", series.open),
+        ("close", series.close),
+    ];
+    for (name, level) in levels {
         if let Some(level) = level.filter(|l| !(*l > 0.0 && *l <= 1.0)) {
             errors.push(ParamError::new(
                 field(name),
                 format!("{level} is not a likelihood in (0, 1]"),
             ));
         }
+    }
+    let threshold = series.threshold.unwrap_or(0.5);
+    if let Some(open) = series.open.filter(|open| *open < threshold) {
+        errors.push(ParamError::new(
+            field("open"),
+            format!(
+                "{open} is below the threshold {threshold}: only anomalous points open an episode"
+            ),
+        ));
     }
     if let (Some(close), Some(open)) = (series.close, series.threshold) {
         if close > open {
@@ -576,7 +597,7 @@ impl JobKind for AnomalyJob {
                 },
                 ParamDoc {
                     name: "series",
-                    type_name: "list of {name, path, timestamp, values, direction, method: likelihood|adaptive|rolling_sigma, threshold, close, refractory, warm_up, pages_per_day, z, alpha, severity, runbook, labels}",
+                    type_name: "list of {name, path, timestamp, values, direction, method: likelihood|adaptive|rolling_sigma, threshold, open, close, refractory, warm_up, pages_per_day, z, alpha, severity, runbook, labels}",
                     required: false,
                     default: None,
                     description: "Metric series (CSV or Parquet) judged column by column",

@@ -15,6 +15,11 @@ use crate::{SeriesMethod, SeriesSpec, WarmUp};
 
 /// NAB's probation looks at the first 5,000 points of a series.
 const PROBATION_OF: usize = 5_000;
+/// The default warm-up is at least this many points: a file first read
+/// when it is young (and streamed from then on) still learns for half a
+/// day of 5-minute points before it can page. NAB's shortest file has
+/// 1,126 points, so NAB's probation is never below it there.
+const MIN_LEARNING: usize = 150;
 /// Points shown on each side of an episode in its sample.
 const SAMPLE_AROUND: usize = 3;
 /// Most points of the episode itself in its sample.
@@ -26,6 +31,7 @@ pub struct Settings {
     pub method: SeriesMethod,
     pub direction: Direction,
     pub threshold: f64,
+    pub open: f64,
     pub close: f64,
     pub refractory_secs: i64,
     pub warm_up: Option<WarmUp>,
@@ -42,6 +48,7 @@ impl Settings {
             method: spec.method,
             direction: spec.direction,
             threshold,
+            open: spec.open.unwrap_or(DEFAULT_OPEN.max(threshold)),
             close: spec.close.unwrap_or(DEFAULT_CLOSE.min(threshold)),
             refractory_secs: spec.refractory.0.as_secs() as i64,
             warm_up: spec.warm_up,
@@ -61,7 +68,7 @@ impl Settings {
                 let until = first.ts + d.0.as_secs() as i64;
                 points.partition_point(|p| p.ts < until)
             }
-            None => probation(points.len().min(PROBATION_OF)),
+            None => probation(points.len().min(PROBATION_OF)).max(MIN_LEARNING),
         }
     }
 
@@ -106,15 +113,20 @@ impl Settings {
     pub fn episodes(&self) -> EpisodeParams {
         let likelihood = self.method == SeriesMethod::Likelihood;
         EpisodeParams {
-            open: likelihood.then_some(self.threshold),
+            open: likelihood.then_some(self.open),
             close: likelihood.then_some(self.close),
             refractory_secs: self.refractory_secs,
         }
     }
 }
 
+/// The likelihood that pages by default: a tail probability of about 1e-7
+/// (the anomalous level 0.5 is 1e-5). A series of 5-minute points has about
+/// 2,000 points a week: at 1e-5 per point and four surprises, chance alone
+/// pages every few days; at 1e-7, once in years.
+const DEFAULT_OPEN: f64 = 0.7;
 /// Where an open likelihood episode stops by default: a tail probability
-/// of about 1e-3 (the open level 0.5 is 1e-5).
+/// of about 1e-3 (the anomalous level 0.5 is 1e-5).
 const DEFAULT_CLOSE: f64 = 0.3;
 
 /// About one day of points at the series' median step (at least 10).
@@ -481,6 +493,7 @@ mod tests {
             method: SeriesMethod::Likelihood,
             direction: Direction::Both,
             threshold: 0.5,
+            open: 0.7,
             close: 0.3,
             refractory_secs: 0,
             warm_up: None,
@@ -488,7 +501,9 @@ mod tests {
             alpha: None,
         };
         assert_eq!(settings.learning(&points), 750);
-        assert_eq!(settings.learning(&points[..1000]), 150);
+        assert_eq!(settings.learning(&points[..2000]), 300);
+        // A young file streamed from its first rows still learns a while.
+        assert_eq!(settings.learning(&points[..40]), 150);
         settings.warm_up = Some(WarmUp::Points(20));
         assert_eq!(settings.learning(&points), 20);
         settings.warm_up = Some(WarmUp::Duration(patrol_job_api::units::HumanDuration(

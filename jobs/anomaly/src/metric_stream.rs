@@ -24,14 +24,71 @@ const HEAD_BYTES: usize = 1024;
 /// Most new bytes read in one run; more is read by the next runs.
 const MAX_NEW_BYTES: u64 = 64 << 20;
 
-/// What a series keeps between runs (state key `series/<name>`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What a series keeps between runs. Every run writes it without the
+/// detectors (state key `series/<name>`, small); the whole of it, detectors
+/// included, is a checkpoint (`series-model/<name>`) written when the file
+/// was read whole and then every [`CHECKPOINT_RUNS`] runs or
+/// [`CHECKPOINT_ROWS`] rows. Between checkpoints the job instance keeps the
+/// detectors in memory; a node that starts (or finds the last run was not
+/// its own) resumes from the checkpoint and re-judges the rows since, which
+/// pages nothing twice (same episodes, same keys, same budget decisions).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SeriesState {
     /// The file as last read (CSV only).
     #[serde(default)]
     pub mark: Option<FileMark>,
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnState>,
+    /// Runs and rows since the last checkpoint.
+    #[serde(default)]
+    pub since_checkpoint: (u32, u64),
+}
+
+/// Runs between checkpoints of the detectors.
+pub const CHECKPOINT_RUNS: u32 = 30;
+/// New rows (of all columns) after which a run checkpoints anyway.
+pub const CHECKPOINT_ROWS: u64 = 5_000;
+
+impl SeriesState {
+    /// The state without the detectors: what every run writes.
+    pub fn without_detectors(&self) -> SeriesState {
+        // Built field by field: cloning the detectors only to drop them
+        // would copy tens of kilobytes per series every run.
+        let columns = self
+            .columns
+            .iter()
+            .map(|(name, column)| {
+                let small = ColumnState {
+                    detector: None,
+                    tracker: column.tracker.clone(),
+                    budget: column.budget.clone(),
+                    last_ts: column.last_ts,
+                    judged_end: column.judged_end,
+                    step: column.step,
+                };
+                (name.clone(), small)
+            })
+            .collect();
+        SeriesState {
+            mark: self.mark.clone(),
+            columns,
+            since_checkpoint: self.since_checkpoint,
+        }
+    }
+
+    /// Whether this (in-memory) state is where `latest` (the last run's
+    /// written state) says the series is: same file position, same last
+    /// point per column.
+    pub fn continues(&self, latest: &SeriesState) -> bool {
+        self.mark == latest.mark
+            && self.columns.len() == latest.columns.len()
+            && self.columns.iter().all(|(name, column)| {
+                latest
+                    .columns
+                    .get(name)
+                    .is_some_and(|other| other.last_ts == column.last_ts)
+            })
+    }
 }
 
 /// Where reading stopped in a file, and how to know it is the same file.
@@ -44,7 +101,7 @@ pub struct FileMark {
 }
 
 /// One value column between runs.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ColumnState {
     /// The detector after the last point judged (methods that judge one
     /// point at a time; others re-judge their history every run).

@@ -1,7 +1,7 @@
 //! One run: read every source, judge every rule and series, report
 //! findings, optionally backtest and tune, and hand back the state to keep.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ use crate::metric_stream::SeriesState;
 use crate::metrics;
 use crate::rules::{Measure, Rule};
 use crate::series::{self, Range};
-use crate::series_run::{judge_series, Detections, SeriesContext, SeriesOutcome};
+use crate::series_run::{judge_series, Detections, SeriesCache, SeriesContext, SeriesOutcome};
 use crate::{Checked, SeriesSpec, SourceSpec};
 use patrol_job_kit::postgres::QuerySource;
 
@@ -42,6 +42,8 @@ pub struct RunInput {
     pub backtesting: bool,
     /// The `postgres` sources by name, their pools kept across runs.
     pub postgres: BTreeMap<String, Arc<QuerySource>>,
+    /// Metric series' detectors between runs of this schedule on this node.
+    pub series_cache: SeriesCache,
 }
 
 impl From<Checked> for RunInput {
@@ -60,6 +62,7 @@ impl From<Checked> for RunInput {
             backtesting: checked.params.backtest.is_some(),
             backtest: checked.params.backtest.and_then(crate::Backtest::labels),
             postgres: checked.postgres,
+            series_cache: SeriesCache::default(),
         }
     }
 }
@@ -70,6 +73,9 @@ const CURSORS: StatePrefix<i64> = StatePrefix::new("cursor/");
 /// Per metric series: where its file was read to, each column's detector,
 /// open episode and budget.
 const SERIES: StatePrefix<SeriesState> = StatePrefix::new("series/");
+/// Per metric series: the last checkpoint, detectors included (see
+/// `metric_stream::SeriesState`).
+const MODELS: StatePrefix<SeriesState> = StatePrefix::new("series-model/");
 /// Per rule: the parameters a backtest tuned.
 const TUNED: StatePrefix<TunedEntry> = StatePrefix::new("tuned/");
 
@@ -248,11 +254,13 @@ pub async fn run_with_effects(
     let mut series_details = Vec::new();
     let series_input = input.clone();
     let series_backtest = input.backtesting;
+    let (models, from_checkpoint) = series_models(state, &input, &stored).await?;
     let (stored, judged) = tokio::task::spawn_blocking(move || {
         let judged = judge_all_series(
-            &series_input.series,
             &series_input,
             &stored,
+            models,
+            &from_checkpoint,
             series_backtest,
         );
         (stored, judged)
@@ -260,23 +268,30 @@ pub async fn run_with_effects(
     .await
     .map_err(|err| JobError::Failed(format!("judging series panicked: {err}")))?;
     drop(stored);
+    let mut kept = std::collections::HashMap::new();
     for ((spec, _), result) in input.series.iter().zip(judged) {
         match result {
             Ok(outcome) => {
                 series_details.push(outcome.details);
                 findings.extend(outcome.findings);
                 backtests.extend(outcome.backtests);
-                writes.push(
-                    SERIES
-                        .key(&spec.name)
-                        .put(&outcome.state)
-                        .map_err(state_failed)?,
-                );
+                let small = outcome.state.without_detectors();
+                writes.push(SERIES.key(&spec.name).put(&small).map_err(state_failed)?);
+                if outcome.checkpoint {
+                    let model = MODELS.key(&spec.name);
+                    writes.push(model.put(&outcome.state).map_err(state_failed)?);
+                }
+                kept.insert(spec.name.clone(), outcome.state);
                 write_detections(effects, &spec.name, outcome.detections, &mut source_errors).await;
             }
             Err(err) => source_errors.push(format!("series {}: {err}", spec.name)),
         }
     }
+    // A dry run changes no state: what it judged to is not where the
+    // next run starts (that run resumes from the checkpoint).
+    input
+        .series_cache
+        .put(if dry_run { Default::default() } else { kept });
 
     let events: u64 = source_stats.values().map(|s| s.events).sum();
     let bad: u64 = source_stats.values().map(|s| s.malformed).sum();
@@ -333,7 +348,11 @@ pub async fn run_with_effects(
         "series": series_details,
         "span": span.map(|(a, b)| [evaluate::utc(a).to_rfc3339(), evaluate::utc(b).to_rfc3339()]),
         "backtest": if input.backtesting {
-            json!({"rules": backtests, "totals": backtest::Totals::of(&backtests)})
+            json!({
+                "rules": backtests,
+                "totals": backtest::Totals::of(&backtests, false),
+                "series_totals": backtest::Totals::of(&backtests, true),
+            })
         } else {
             serde_json::Value::Null
         },
@@ -578,14 +597,46 @@ fn append_rows(path: &std::path::Path, rows: &[u8]) -> std::io::Result<()> {
     file.sync_data()
 }
 
-/// Judges every series on every core (each series is independent); the
-/// outcomes come back in the order of `series`.
-fn judge_all_series(
-    series: &[(SeriesSpec, Severity)],
+/// The detectors each series goes on from: this node's own from the last
+/// run when they continue what that run wrote, else the checkpoint (named
+/// in the second set); none for a series seen for the first time.
+async fn series_models(
+    state: &JobState,
     input: &RunInput,
     stored: &Stored,
+) -> Result<(BTreeMap<String, SeriesState>, BTreeSet<String>), JobError> {
+    let mut models: BTreeMap<String, SeriesState> = input.series_cache.take().into_iter().collect();
+    let mut stale = Vec::new();
+    for (spec, _) in &input.series {
+        let Some(prior) = stored.series.get(&spec.name) else {
+            models.remove(&spec.name);
+            continue;
+        };
+        if !models.get(&spec.name).is_some_and(|m| m.continues(prior)) {
+            models.remove(&spec.name);
+            stale.push(MODELS.key(&spec.name));
+        }
+    }
+    let mut from_checkpoint = BTreeSet::new();
+    for (key, model) in state.load_many(&stale).await.map_err(state_failed)? {
+        let name = MODELS.suffix(&key).unwrap_or_default().to_string();
+        from_checkpoint.insert(name.clone());
+        models.insert(name, model);
+    }
+    Ok((models, from_checkpoint))
+}
+
+/// Judges every series on every core (each series is independent); the
+/// outcomes come back in the order of `input.series`.
+fn judge_all_series(
+    input: &RunInput,
+    stored: &Stored,
+    models: BTreeMap<String, SeriesState>,
+    from_checkpoint: &BTreeSet<String>,
     backtest: bool,
 ) -> Vec<Result<SeriesOutcome, String>> {
+    let series = &input.series;
+    let models = std::sync::Mutex::new(models);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(series.len().max(1));
@@ -606,9 +657,14 @@ fn judge_all_series(
                     detections_dir: input.detections_dir.as_ref(),
                     backtest,
                     prior: stored.series.get(&spec.name),
+                    model: models
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&spec.name),
+                    from_checkpoint: from_checkpoint.contains(&spec.name),
                     legacy_cursors: &stored.cursors,
                 };
-                let outcome = judge_series(spec, &ctx);
+                let outcome = judge_series(spec, ctx);
                 done.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(outcome);
             });
         }

@@ -4,8 +4,9 @@
 //! judged column by column on every core, paged through episodes and the
 //! budget, and written out point by point.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use patrol_anomaly_detect::{typical_step, EpisodeTracker, Point, Scored};
 use patrol_job_api::{Finding, Severity};
@@ -13,9 +14,26 @@ use serde_json::json;
 
 use crate::backtest::{self, RuleBacktest};
 use crate::metric_judge::{self, ColumnId, PageInput, Settings};
-use crate::metric_stream::{self, ColumnState, SeriesState};
+use crate::metric_stream::{self, ColumnState, SeriesState, CHECKPOINT_ROWS, CHECKPOINT_RUNS};
 use crate::metrics::{self, MetricSeries};
 use crate::SeriesSpec;
+
+/// Metric series' states, detectors included, as this node's runs of one
+/// schedule left them (see `metric_stream::SeriesState` for why).
+#[derive(Debug, Clone, Default)]
+pub struct SeriesCache(Arc<Mutex<HashMap<String, SeriesState>>>);
+
+impl SeriesCache {
+    /// Everything cached, leaving it empty (a run owns it while it runs).
+    pub fn take(&self) -> HashMap<String, SeriesState> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// What the next run goes on from.
+    pub fn put(&self, states: HashMap<String, SeriesState>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = states;
+    }
+}
 
 /// A detections file to write: replaced whole, or rows appended.
 #[derive(Debug, Clone)]
@@ -29,8 +47,10 @@ pub struct Detections {
 pub struct SeriesOutcome {
     pub details: serde_json::Value,
     pub findings: Vec<Finding>,
-    /// The state to keep (`None`: keep nothing new).
+    /// The state after this run, detectors included.
     pub state: SeriesState,
+    /// Whether to write it whole as the checkpoint.
+    pub checkpoint: bool,
     pub detections: Vec<Detections>,
     pub backtests: Vec<RuleBacktest>,
 }
@@ -42,34 +62,45 @@ pub struct SeriesContext<'a> {
     pub detections_dir: Option<&'a PathBuf>,
     /// Backtest the series' labels (re-judges the whole file).
     pub backtest: bool,
+    /// What the last run wrote (`series/<name>`, no detectors).
     pub prior: Option<&'a SeriesState>,
+    /// The detectors to go on from: this instance's own from the last run,
+    /// or the checkpoint (`from_checkpoint`), which may be behind `prior`.
+    pub model: Option<SeriesState>,
+    pub from_checkpoint: bool,
     /// Cursors of older versions (`series/<name>/<column>` → end in ms).
     pub legacy_cursors: &'a BTreeMap<String, i64>,
 }
 
 /// Judges one series file.
-pub fn judge_series(spec: &SeriesSpec, ctx: &SeriesContext) -> Result<SeriesOutcome, String> {
+pub fn judge_series(spec: &SeriesSpec, mut ctx: SeriesContext) -> Result<SeriesOutcome, String> {
     let settings = Settings::of(spec);
-    if let Some(outcome) = judge_new_rows(spec, &settings, ctx)? {
-        return Ok(outcome);
+    if let Some(model) = ctx.model.take() {
+        if let Some(outcome) = judge_new_rows(spec, &settings, &ctx, model)? {
+            return Ok(outcome);
+        }
     }
-    judge_whole(spec, &settings, ctx)
+    judge_whole(spec, &settings, &ctx)
 }
 
-/// The streaming path: only when every column has a detector from the
-/// last run and the file is the one read then.
+/// The streaming path: only when every column has a detector to go on
+/// from and the file is the one read then.
 fn judge_new_rows(
     spec: &SeriesSpec,
     settings: &Settings,
     ctx: &SeriesContext,
+    mut model: SeriesState,
 ) -> Result<Option<SeriesOutcome>, String> {
-    let Some(prior) = ctx.prior.filter(|_| !ctx.backtest) else {
+    let Some(prior) = ctx.prior else {
         return Ok(None);
     };
-    let Some(mark) = &prior.mark else {
+    if ctx.backtest || settings.detector(&[]).is_none() {
+        return Ok(None);
+    }
+    let Some(mark) = &model.mark else {
         return Ok(None);
     };
-    if prior.columns.values().any(|c| c.detector.is_none()) || settings.detector(&[]).is_none() {
+    if model.columns.values().any(|c| c.detector.is_none()) {
         return Ok(None);
     }
     let Some((columns, stats, mark)) =
@@ -77,17 +108,39 @@ fn judge_new_rows(
     else {
         return Ok(None);
     };
-    if columns
-        .iter()
-        .any(|c| !prior.columns.contains_key(&c.column))
+    if columns.len() != model.columns.len()
+        || columns
+            .iter()
+            .any(|c| !model.columns.contains_key(&c.column))
     {
         return Ok(None);
     }
     let several = columns.len() > 1;
     let mut outcome = new_outcome(spec, stats.rows, stats.bad_rows, &stats.samples);
     outcome.state.mark = Some(mark);
+    let (runs, rows) = if ctx.from_checkpoint {
+        (0, 0)
+    } else {
+        prior.since_checkpoint
+    };
+    let rows = rows + stats.rows;
+    outcome.checkpoint =
+        ctx.from_checkpoint || runs + 1 >= CHECKPOINT_RUNS || rows >= CHECKPOINT_ROWS;
+    outcome.state.since_checkpoint = if outcome.checkpoint {
+        (0, 0)
+    } else {
+        (runs + 1, rows)
+    };
     for column in columns {
-        let mut state = prior.columns[&column.column].clone();
+        let Some(mut state) = model.columns.remove(&column.column) else {
+            continue;
+        };
+        // What pages goes by the last run's decisions, which a checkpoint
+        // may be behind.
+        let latest = prior.columns.get(&column.column);
+        if let Some(latest) = latest {
+            state.budget = latest.budget.clone();
+        }
         let fresh: Vec<usize> = (0..column.points.len())
             .filter(|&i| state.last_ts.is_none_or(|last| column.points[i].ts > last))
             .collect();
@@ -102,7 +155,10 @@ fn judge_new_rows(
             scored: &scored,
             step: state.step,
         };
-        let previous_end = state.judged_end;
+        let previous_end = latest.and_then(|c| c.judged_end);
+        // Rows already in the detections file (judged again after resuming
+        // from the checkpoint) are not appended again.
+        let written_until = latest.and_then(|c| c.last_ts);
         finish_column(
             spec,
             settings,
@@ -110,7 +166,9 @@ fn judge_new_rows(
             judged,
             previous_end,
             &mut state,
-            false,
+            Write::Append {
+                after: written_until,
+            },
             &mut outcome,
         );
         outcome.state.columns.insert(column.column.clone(), state);
@@ -131,6 +189,7 @@ fn judge_whole(
     };
     let several = columns.len() > 1;
     let mut outcome = new_outcome(spec, stats.rows, stats.bad_rows, &stats.samples);
+    outcome.checkpoint = mark.is_some() && settings.detector(&[]).is_some();
     outcome.state.mark = mark;
     for column in columns {
         let column = within_history(column, ctx.history_secs);
@@ -180,7 +239,7 @@ fn judge_whole(
             judged,
             previous_end,
             &mut state,
-            true,
+            Write::Whole,
             &mut outcome,
         );
         outcome.state.columns.insert(column.column.clone(), state);
@@ -197,6 +256,15 @@ struct Judged<'a> {
     step: i64,
 }
 
+/// How this run's points go into the detections file.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    /// The file is replaced by them.
+    Whole,
+    /// Those after `after` are appended.
+    Append { after: Option<i64> },
+}
+
 /// Pages, detections and details of one judged column; advances `state`.
 #[allow(clippy::too_many_arguments)]
 fn finish_column(
@@ -206,9 +274,10 @@ fn finish_column(
     judged: Judged,
     previous_end: Option<i64>,
     state: &mut ColumnState,
-    whole: bool,
+    write: Write,
     outcome: &mut SeriesOutcome,
 ) {
+    let whole = matches!(write, Write::Whole);
     let input = PageInput {
         id: ColumnId {
             series: &spec.name,
@@ -243,9 +312,19 @@ fn finish_column(
         };
         let path = dir.join(file);
         let shown = path.display().to_string();
-        if whole || !judged.scored.is_empty() {
+        let from = match write {
+            Write::Whole => 0,
+            Write::Append { after } => judged
+                .scored
+                .partition_point(|p| after.is_some_and(|after| p.ts <= after)),
+        };
+        if whole || from < judged.scored.len() {
             outcome.detections.push(Detections {
-                bytes: metrics::detections_csv(judged.stamps, judged.scored, whole),
+                bytes: metrics::detections_csv(
+                    &judged.stamps[from..],
+                    &judged.scored[from..],
+                    whole,
+                ),
                 path,
                 append: !whole,
             });
@@ -276,6 +355,7 @@ fn new_outcome(spec: &SeriesSpec, rows: u64, bad_rows: u64, samples: &[String]) 
         }),
         findings: Vec::new(),
         state: SeriesState::default(),
+        checkpoint: false,
         detections: Vec::new(),
         backtests: Vec::new(),
     }

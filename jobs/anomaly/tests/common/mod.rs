@@ -36,5 +36,6 @@ pub fn travel_input(source: SourceSpec) -> RunInput {
         backtest: None,
         backtesting: false,
         postgres: Default::default(),
+        series_cache: Default::default(),
     }
 }
