@@ -291,3 +291,38 @@ async fn backtest_true_scores_series_alone_and_totals_them() {
     assert!(output.contains("all series: reference "), "{output}");
     assert!(!output.contains("all rules"), "{output}");
 }
+
+#[test]
+fn series_settings_a_method_does_not_take_are_refused_naming_the_field() {
+    use patrol_job_anomaly::{AnomalyJob, Params};
+    use patrol_job_api::JobKind;
+    let params: Params = serde_json::from_value(serde_json::json!({
+        "series": [
+            {"name": "a", "path": "a.csv", "z": 3.0, "alpha": 0.2},
+            {"name": "b", "path": "b.csv", "method": "adaptive", "threshold": 0.6},
+            {"name": "c", "path": "c.csv", "threshold": 0.6, "open": 0.55, "close": 0.7},
+            {"name": "d", "path": "d.csv", "pages_per_day": 0, "warm_up": 0, "threshold": 1.5},
+            {"name": "e", "path": "e.csv", "method": "rolling_sigma", "z": 4.0, "warm_up": "2d"},
+        ]
+    }))
+    .unwrap();
+    let errors = AnomalyJob.validate(&params).unwrap_err();
+    let mut found: Vec<String> = errors
+        .iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            "series[0].alpha: does not apply to method likelihood",
+            "series[0].z: does not apply to method likelihood",
+            "series[1].threshold: does not apply to method adaptive",
+            "series[2].close: 0.7 is above the threshold 0.6: an episode would close before it opens",
+            "series[2].open: 0.55 is below the threshold 0.6: only anomalous points open an episode",
+            "series[3].pages_per_day: must be at least 1 (held-back anomalies page as one summary)",
+            "series[3].threshold: 1.5 is not a likelihood in (0, 1]",
+            "series[3].warm_up: must be at least 1 point",
+        ]
+    );
+}
