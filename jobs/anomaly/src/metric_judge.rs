@@ -281,13 +281,7 @@ fn episode_finding(
     finding.delta = Some(evaluate::delta_text(episode.peak_value, baseline, false));
     let sample = sample(input, episode);
     finding.sample_trace = Some(sample_text(&sample));
-    finding.runbook = input.runbook.map(str::to_string);
-    finding
-        .labels
-        .insert("series".into(), input.id.series.into());
-    finding
-        .labels
-        .insert("column".into(), input.id.column.into());
+    route(&mut finding, input);
     finding.details = json!({
         "value": episode.peak_value,
         "baseline": baseline,
@@ -309,15 +303,18 @@ fn held_finding(input: &PageInput, held: &budget::HeldDay) -> Finding {
         format!("Anomalies held back: {}", input.id.shown()),
     );
     finding.summary = budget::held_text(&input.id.shown(), held);
-    finding.runbook = input.runbook.map(str::to_string);
-    finding
-        .labels
-        .insert("series".into(), input.id.series.into());
-    finding
-        .labels
-        .insert("column".into(), input.id.column.into());
+    route(&mut finding, input);
     finding.details = json!({"held": held.held, "pages_per_day": held.limit, "day": held.day});
     finding
+}
+
+/// The runbook and the labels alert routes match on (series, column).
+fn route(finding: &mut Finding, input: &PageInput) {
+    finding.runbook = input.runbook.map(str::to_string);
+    let labels = [("series", input.id.series), ("column", input.id.column)];
+    for (name, value) in labels {
+        finding.labels.insert(name.into(), value.into());
+    }
 }
 
 /// One point of an episode's sample.
