@@ -24,13 +24,13 @@ pub struct BudgetState {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct DayDecisions {
-    /// Starts (ms) of the episodes that paged.
-    paged: Vec<i64>,
+    /// The episodes that paged.
+    paged: Vec<String>,
     /// How many were held back.
     held: u64,
-    /// The latest episode start (ms) decided: earlier ones are not counted
-    /// again when a run re-derives them.
-    decided_until: Option<i64>,
+    /// The latest episode (start in ms, then id) decided: earlier ones are
+    /// not counted again when a run re-derives them.
+    decided_until: Option<(i64, String)>,
 }
 
 /// A day on which episodes were held back.
@@ -60,31 +60,36 @@ fn day_of(ms: i64) -> String {
 }
 
 impl BudgetState {
-    /// Decides for `starts` (episode starts in ms, any order): an episode
-    /// decided before keeps its decision; a new one pages while its day has
-    /// paged fewer than `limit`.
-    pub fn decide(&mut self, starts: &[i64], limit: u32) -> Verdict {
-        let mut order: Vec<usize> = (0..starts.len()).collect();
-        order.sort_by_key(|&i| starts[i]);
-        let mut page = vec![false; starts.len()];
+    /// Decides for `episodes` (start in ms and an id unique among the
+    /// episodes of one start, any order): an episode decided before keeps
+    /// its decision; a new one pages while its day has paged fewer than
+    /// `limit`.
+    pub fn decide(&mut self, episodes: &[(i64, String)], limit: u32) -> Verdict {
+        let mut order: Vec<usize> = (0..episodes.len()).collect();
+        order.sort_by(|&a, &b| episodes[a].cmp(&episodes[b]));
+        let mut page = vec![false; episodes.len()];
         let mut grew: BTreeMap<String, bool> = BTreeMap::new();
         for i in order {
-            let start = starts[i];
-            let day = self.days.entry(day_of(start)).or_default();
-            if day.decided_until.is_some_and(|until| start <= until) {
-                page[i] = day.paged.contains(&start);
+            let episode = &episodes[i];
+            let day = self.days.entry(day_of(episode.0)).or_default();
+            if day
+                .decided_until
+                .as_ref()
+                .is_some_and(|until| episode <= until)
+            {
+                page[i] = day.paged.contains(&episode.1);
                 continue;
             }
-            day.decided_until = Some(start);
+            day.decided_until = Some(episode.clone());
             if day.paged.len() < limit as usize {
-                day.paged.push(start);
+                day.paged.push(episode.1.clone());
                 page[i] = true;
             } else {
                 day.held += 1;
-                grew.insert(day_of(start), true);
+                grew.insert(day_of(episode.0), true);
             }
         }
-        self.prune(starts.iter().max().copied());
+        self.prune(episodes.iter().map(|e| e.0).max());
         let held = self
             .days
             .iter()
@@ -126,11 +131,16 @@ mod tests {
     const DAY: i64 = 86_400_000;
     const HOUR: i64 = 3_600_000;
 
+    /// Episodes of one series: the start is the id.
+    fn starts(starts: &[i64]) -> Vec<(i64, String)> {
+        starts.iter().map(|s| (*s, s.to_string())).collect()
+    }
+
     #[test]
     fn past_the_limit_a_day_holds_back_and_counts_and_the_next_day_pages_again() {
         let mut state = BudgetState::default();
-        let starts: Vec<i64> = (0..5).map(|h| h * HOUR).chain([DAY + HOUR]).collect();
-        let verdict = state.decide(&starts, 3);
+        let times: Vec<i64> = (0..5).map(|h| h * HOUR).chain([DAY + HOUR]).collect();
+        let verdict = state.decide(&starts(&times), 3);
         assert_eq!(verdict.page, vec![true, true, true, false, false, true]);
         assert_eq!(
             verdict.held,
@@ -147,16 +157,19 @@ mod tests {
     fn a_run_re_deriving_decided_episodes_keeps_their_decisions_and_counts_only_new_ones() {
         let mut state = BudgetState::default();
         let first: Vec<i64> = (0..4).map(|h| h * HOUR).collect();
-        assert_eq!(state.decide(&first, 2).page, vec![true, true, false, false]);
+        assert_eq!(
+            state.decide(&starts(&first), 2).page,
+            vec![true, true, false, false]
+        );
         // The next run sees the same episodes again (re-judged history),
         // plus one new: only the new one is counted.
         let mut second = first.clone();
         second.push(10 * HOUR);
-        let verdict = state.decide(&second, 2);
+        let verdict = state.decide(&starts(&second), 2);
         assert_eq!(verdict.page, vec![true, true, false, false, false]);
         assert_eq!(verdict.held[0].held, 3);
         // A run that sees only the new episode (streaming) decides the same.
-        let verdict = state.decide(&[10 * HOUR], 2);
+        let verdict = state.decide(&starts(&[10 * HOUR]), 2);
         assert_eq!(verdict.page, vec![false]);
         assert!(!verdict.held[0].grew);
         // Round trip through state.
@@ -166,9 +179,20 @@ mod tests {
     }
 
     #[test]
+    fn episodes_of_several_groups_starting_together_are_told_apart() {
+        let mut state = BudgetState::default();
+        let both = vec![(HOUR, "eu".to_string()), (HOUR, "us".to_string())];
+        assert_eq!(state.decide(&both, 1).page, vec![true, false]);
+        // Seen again: the same decisions, nothing counted twice.
+        let verdict = state.decide(&both, 1);
+        assert_eq!(verdict.page, vec![true, false]);
+        assert_eq!(verdict.held[0].held, 1);
+    }
+
+    #[test]
     fn old_days_are_forgotten() {
         let mut state = BudgetState::default();
-        state.decide(&[0, 10 * DAY], 1);
+        state.decide(&starts(&[0, 10 * DAY]), 1);
         assert_eq!(state.days.len(), 1);
         assert!(held_text(
             "cpu",

@@ -220,6 +220,40 @@ fn episode_traces<'a>(
         .filter_map(move |i| series.traces.get(i).cloned().flatten())
 }
 
+/// The findings of `rule` a run reports (each with its episode's start in
+/// ms) within the rule's daily budget, plus one summary per day that held
+/// some back (for the day of `newest`, the newest data, or a day this run
+/// held more of).
+pub fn within_budget(
+    rule: &Rule,
+    found: Vec<(i64, Finding)>,
+    budget: &mut crate::budget::BudgetState,
+    newest: i64,
+) -> Vec<Finding> {
+    let episodes: Vec<(i64, String)> = found.iter().map(|(s, f)| (*s, f.key.clone())).collect();
+    let verdict = budget.decide(&episodes, rule.pages_per_day);
+    let mut out: Vec<Finding> = found
+        .into_iter()
+        .zip(&verdict.page)
+        .filter(|(_, page)| **page)
+        .map(|((_, finding), _)| finding)
+        .collect();
+    let today = utc(newest).format("%Y-%m-%d").to_string();
+    for held in verdict.held.iter().filter(|h| h.grew || h.day == today) {
+        let mut finding = Finding::new(
+            format!("anomaly/{}/held/{}", rule.id, held.day),
+            rule.severity,
+            format!("Anomalies held back: {}", rule.id),
+        );
+        finding.summary = crate::budget::held_text(&rule.id, held);
+        finding.runbook = rule.runbook.clone();
+        finding.labels.insert("rule".into(), rule.id.clone());
+        finding.details = json!({"held": held.held, "pages_per_day": held.limit, "day": held.day});
+        out.push(finding);
+    }
+    out
+}
+
 /// The finding for one impossible hop.
 pub fn hop_finding(rule: &Rule, hop: &Hop) -> Finding {
     let at = utc(hop.arrived_at);

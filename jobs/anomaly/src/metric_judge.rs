@@ -219,7 +219,10 @@ pub fn page(
                     .is_none_or(|previous| e.last * 1000 + step_ms > previous)
         })
         .collect();
-    let starts: Vec<i64> = reported.iter().map(|e| e.start * 1000).collect();
+    let starts: Vec<(i64, String)> = reported
+        .iter()
+        .map(|e| (e.start * 1000, e.start.to_string()))
+        .collect();
     let verdict = budget.decide(&starts, input.pages_per_day);
     let mut findings = Vec::new();
     for (episode, page) in reported.iter().zip(&verdict.page) {

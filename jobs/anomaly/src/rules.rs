@@ -138,6 +138,9 @@ pub struct Rule {
     pub warm_up: Duration,
     pub severity: Severity,
     pub runbook: Option<String>,
+    /// Most episodes of the rule (all groups) that page per UTC day; past
+    /// it one summary page says how many were held back.
+    pub pages_per_day: u32,
 }
 
 impl Rule {
@@ -176,6 +179,8 @@ struct RawRule {
     min_power: Option<f64>,
     #[serde(default)]
     warm_up: Option<HumanDuration>,
+    #[serde(default)]
+    pages_per_day: Option<u32>,
     severity: String,
     #[serde(default)]
     runbook: Option<String>,
@@ -236,6 +241,9 @@ enum RawThreshold {
 }
 
 const DEFAULT_BASELINE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// A rule covers many groups (tenants × regions × actions): its budget is
+/// wider than a single series' (3).
+const DEFAULT_PAGES_PER_DAY: u32 = 10;
 const DEFAULT_WARM_UP: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Reads and checks a rules file.
@@ -276,6 +284,13 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Problems> {
         problems.push((
             field("min_power"),
             format!("{min_power} is not a share of incidents (0 to 1)"),
+        ));
+    }
+    let pages_per_day = raw.pages_per_day.unwrap_or(DEFAULT_PAGES_PER_DAY);
+    if pages_per_day == 0 {
+        problems.push((
+            field("pages_per_day"),
+            "must be at least 1 (held-back anomalies page as one summary)".into(),
         ));
     }
     let min_count = raw.min_count.unwrap_or(0.0);
@@ -415,6 +430,7 @@ fn check_rule(raw: RawRule, prefix: &str) -> Result<Rule, Problems> {
             warm_up: raw.warm_up.map_or(DEFAULT_WARM_UP, |w| w.0),
             severity,
             runbook: raw.runbook,
+            pages_per_day,
         }),
         _ => Err(problems),
     }

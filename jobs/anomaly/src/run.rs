@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::aggregate::Aggregator;
 use crate::backtest::{self, RuleBacktest};
+use crate::budget::BudgetState;
 use crate::evaluate::{self, Reporting};
 use crate::input::{self, SourceStats};
 use crate::judge::judge;
@@ -76,6 +77,8 @@ const SERIES: StatePrefix<SeriesState> = StatePrefix::new("series/");
 /// Per metric series: the last checkpoint, detectors included (see
 /// `metric_stream::SeriesState`).
 const MODELS: StatePrefix<SeriesState> = StatePrefix::new("series-model/");
+/// Per rule: what its alert budget decided (see `budget.rs`).
+const BUDGETS: StatePrefix<BudgetState> = StatePrefix::new("budget/");
 /// Per rule: the parameters a backtest tuned.
 const TUNED: StatePrefix<TunedEntry> = StatePrefix::new("tuned/");
 
@@ -180,9 +183,14 @@ pub async fn run_with_effects(
                 let hops = series::travel_hops(table, range.from);
                 let reporting_from = previous_end.unwrap_or(i64::MIN);
                 outcome.anomalies = hops.len();
-                for hop in hops.iter().filter(|hop| hop.arrived_at >= reporting_from) {
-                    findings.push(evaluate::hop_finding(rule, hop));
-                }
+                let found = hops
+                    .iter()
+                    .filter(|hop| hop.arrived_at >= reporting_from)
+                    .map(|hop| (hop.arrived_at, evaluate::hop_finding(rule, hop)))
+                    .collect();
+                let mut budget = stored.budgets.get(&rule.id).cloned().unwrap_or_default();
+                findings.extend(evaluate::within_budget(rule, found, &mut budget, newest));
+                writes.push(BUDGETS.key(&rule.id).put(&budget).map_err(state_failed)?);
                 if let Some(labels) = &labels {
                     backtests.push(backtest::backtest_travel(
                         rule,
@@ -208,23 +216,28 @@ pub async fn run_with_effects(
                 outcome.tuned = Some(details_of(tuned)?);
             }
             let mut judged = 0usize;
+            let mut found = Vec::new();
             for (group, scored) in groups.iter().zip(judge(rule, &threshold, &groups)) {
                 outcome.points += scored.len();
                 judged += scored.iter().filter(|p| !p.warming_up).count();
                 for episode in evaluate::episodes(&scored, width) {
                     outcome.anomalies += 1;
                     if reporting.reports(&episode) {
-                        findings.push(evaluate::episode_finding(
+                        let finding = evaluate::episode_finding(
                             rule,
                             &threshold,
                             group,
                             &scored,
                             &episode,
                             matches!(rule.measure, Measure::Ratio { .. }),
-                        ));
+                        );
+                        found.push((episode.start, finding));
                     }
                 }
             }
+            let mut budget = stored.budgets.get(&rule.id).cloned().unwrap_or_default();
+            findings.extend(evaluate::within_budget(rule, found, &mut budget, newest));
+            writes.push(BUDGETS.key(&rule.id).put(&budget).map_err(state_failed)?);
             outcome.groups = groups.len();
             outcome.warming_up = judged == 0;
             if let Some(labels) = &labels {
@@ -394,6 +407,7 @@ struct Stored {
     cursors: BTreeMap<String, i64>,
     tuned: BTreeMap<String, TunedEntry>,
     series: BTreeMap<String, SeriesState>,
+    budgets: BTreeMap<String, BudgetState>,
 }
 
 /// Every cursor and tuned entry; one that does not decode fails the run,
@@ -415,6 +429,12 @@ async fn load_state(state: &JobState) -> Result<Stored, JobError> {
             .collect(),
         series: state
             .load_prefix(&SERIES, None, 100_000)
+            .await
+            .map_err(state_failed)?
+            .into_iter()
+            .collect(),
+        budgets: state
+            .load_prefix(&BUDGETS, None, 10_000)
             .await
             .map_err(state_failed)?
             .into_iter()

@@ -91,3 +91,67 @@ async fn tuned_parameters_that_do_not_decode_fail_the_run_naming_their_key() {
     let err = run(&store, input(dir.path())).await.unwrap_err();
     assert!(err.contains("`tuned/impossible-travel`"), "{err}");
 }
+
+/// Six impossible hops of `u1` two hours apart on 2026-11-02.
+fn hops_input(dir: &Path, pages_per_day: u32) -> RunInput {
+    let events = dir.join("audit.ndjson");
+    let lines: Vec<String> = (0..6)
+        .flat_map(|k| {
+            let hour = 2 * k;
+            [
+                login(&format!("2026-11-02T{hour:02}:00:00Z"), "eu"),
+                login(&format!("2026-11-02T{hour:02}:01:00Z"), "us"),
+            ]
+        })
+        .collect();
+    std::fs::write(&events, lines.join("\n")).unwrap();
+    let mut input = travel_input(SourceSpec::Files {
+        name: "audit".into(),
+        path: events,
+    });
+    input.rules[0].pages_per_day = pages_per_day;
+    input
+}
+
+#[tokio::test]
+async fn a_rule_past_its_daily_budget_pages_one_summary_and_a_later_run_counts_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(MemoryState::default());
+    let first = run(&store, hops_input(dir.path(), 2)).await.unwrap();
+    store.apply(&first.state);
+    let keys: Vec<&str> = first.findings.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert!(keys[..2]
+        .iter()
+        .all(|k| k.starts_with("anomaly/impossible-travel/subject=u1/")));
+    assert_eq!(keys[2], "anomaly/impossible-travel/held/2026-11-02");
+    assert!(
+        first.findings[2]
+            .summary
+            .starts_with("4 more anomalies of impossible-travel held back on 2026-11-02"),
+        "{}",
+        first.findings[2].summary
+    );
+    // The same events again: nothing new is decided, the summary stands
+    // for the data's day with the same count.
+    let second = run(&store, hops_input(dir.path(), 2)).await.unwrap();
+    let held: Vec<_> = second
+        .findings
+        .iter()
+        .filter(|f| f.key.contains("/held/"))
+        .collect();
+    assert_eq!(held.len(), 1);
+    assert!(
+        held[0].summary.starts_with("4 more anomalies"),
+        "{}",
+        held[0].summary
+    );
+    // With room in the budget all six page.
+    let roomy = run(
+        &Arc::new(MemoryState::default()),
+        hops_input(dir.path(), 10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(roomy.findings.len(), 6);
+}
