@@ -21,6 +21,7 @@ impl JobRegistry {
         registry.register(Arc::new(Typed(patrol_job_command::CommandJob)));
         registry.register(Arc::new(Typed(patrol_job_provmon::ProvmonJob)));
         registry.register(Arc::new(Typed(patrol_job_anomaly::AnomalyJob)));
+        registry.register(Arc::new(Typed(patrol_job_diff_audit::DiffAuditJob)));
         registry
     }
 

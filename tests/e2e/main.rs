@@ -10,6 +10,7 @@ mod checkpoints;
 mod crash_recovery;
 mod cron_reference;
 mod delivery_drill;
+mod diff_audit;
 mod dry_run;
 mod graceful;
 mod job_build;

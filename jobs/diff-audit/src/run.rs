@@ -1,0 +1,186 @@
+//! One run: every table compared, its diffs written, one finding per
+//! (table, reason) while that reason has rows (it resolves when they are
+//! gone).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use patrol_job_api::{
+    Effects, Finding, JobError, JobInstance, Outcome, RunContext, RunReport, Severity,
+};
+use serde_json::json;
+
+use crate::snapshot::{self, CompareSpec, Diff, Reason, Summary};
+use crate::{Params, TableSpec, RUNBOOKS};
+
+/// Sample keys a finding names (never one page per row).
+const SAMPLES: usize = 10;
+
+pub(crate) struct DiffAuditInstance {
+    pub params: Params,
+}
+
+#[async_trait]
+impl JobInstance for DiffAuditInstance {
+    async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
+        let ts = ctx.now().to_rfc3339();
+        let mut findings = Vec::new();
+        let mut tables = BTreeMap::new();
+        let mut errors = Vec::new();
+        for table in &self.params.tables {
+            if ctx.cancel.is_cancelled() {
+                return Ok(RunReport::new(
+                    Outcome::Cancelled,
+                    "cancelled between tables",
+                ));
+            }
+            let spec = table.clone();
+            let compared = tokio::task::spawn_blocking(move || compare_table(&spec))
+                .await
+                .map_err(|err| {
+                    JobError::Failed(format!("comparing {} panicked: {err}", table.name))
+                })?;
+            let (diffs, summary) = match compared {
+                Ok(done) => done,
+                Err(err) => {
+                    errors.push(format!("{}: {err}", table.name));
+                    continue;
+                }
+            };
+            findings.extend(table_findings(table, &diffs));
+            if let Some(dir) = &self.params.diffs_dir {
+                let path = dir.join(format!("{}.ndjson", table.name));
+                if let Err(err) = write_diffs(&ctx.effects, &path, &diffs, &table.name, &ts).await {
+                    errors.push(format!("{}: writing diffs: {err}", table.name));
+                }
+            }
+            tables.insert(table.name.clone(), summary);
+        }
+        let differences: usize = tables.values().map(Summary::differences).sum();
+        let mut summary = format!(
+            "{} table(s) compared, {differences} differing key(s); {} finding(s)",
+            tables.len(),
+            findings.len()
+        );
+        if !errors.is_empty() {
+            summary.push_str(&format!("; {} table(s) failed", errors.len()));
+        }
+        let failed = !errors.is_empty();
+        let mut report = RunReport::new(
+            if failed {
+                Outcome::Failed
+            } else {
+                Outcome::Succeeded
+            },
+            summary,
+        );
+        report.output = (!errors.is_empty()).then(|| errors.join("\n"));
+        report.details = json!({"tables": tables, "errors": errors});
+        report.findings = findings;
+        // A table that failed leaves its rows unknown: keep its alerts open.
+        report.findings_partial = failed;
+        Ok(report)
+    }
+}
+
+fn compare_table(table: &TableSpec) -> Result<(Vec<Diff>, Summary), String> {
+    let left = snapshot::read_table(&table.left)?;
+    let right = snapshot::read_table(&table.right)?;
+    let spec = CompareSpec {
+        key: table.key.clone(),
+        columns: table.columns.clone(),
+    };
+    let names = (
+        table.left.display().to_string(),
+        table.right.display().to_string(),
+    );
+    snapshot::compare(&left, &right, &spec, (&names.0, &names.1))
+}
+
+/// One finding per reason with rows: counts and the first sample keys.
+fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
+    let severity = Severity::parse_with_seed_names(&table.severity).unwrap_or(Severity::Error);
+    let mut by_reason: BTreeMap<Reason, Vec<&Diff>> = BTreeMap::new();
+    for diff in diffs {
+        by_reason.entry(diff.reason).or_default().push(diff);
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, diffs)| {
+            let mut finding = Finding::new(
+                format!("diff-audit/{}/{}", table.name, reason.as_str()),
+                severity,
+                format!(
+                    "Diff audit: {} {} row(s) in {}",
+                    diffs.len(),
+                    reason.as_str(),
+                    table.name
+                ),
+            );
+            let samples: Vec<String> = diffs.iter().take(SAMPLES).map(|d| sample(d)).collect();
+            finding.summary = format!(
+                "{} key(s) of {} {} between {} and {}; e.g. {}",
+                diffs.len(),
+                table.name,
+                match reason {
+                    Reason::Missing => "are on one side only",
+                    Reason::Mismatch => "differ",
+                    Reason::Duplicate => "are held by several rows of one side",
+                },
+                table.left.display(),
+                table.right.display(),
+                samples.join("; ")
+            );
+            finding.runbook = RUNBOOKS
+                .iter()
+                .find(|(r, _)| *r == reason.as_str())
+                .map(|(_, runbook)| runbook.to_string());
+            finding.labels.insert("table".into(), table.name.clone());
+            finding
+                .labels
+                .insert("reason".into(), reason.as_str().into());
+            finding.details = json!({
+                "count": diffs.len(),
+                "samples": samples,
+                "left": table.left.display().to_string(),
+                "right": table.right.display().to_string(),
+            });
+            finding
+        })
+        .collect()
+}
+
+/// `tenant=acme,id=42 (missing on right)`.
+fn sample(diff: &Diff) -> String {
+    match (diff.reason, diff.side) {
+        (Reason::Missing, Some(side)) => {
+            format!("{} (missing on {})", diff.key_text(), side.as_str())
+        }
+        (Reason::Duplicate, Some(side)) => format!(
+            "{} ({} rows on {})",
+            diff.key_text(),
+            diff.rows.unwrap_or(0),
+            side.as_str()
+        ),
+        _ => diff.key_text(),
+    }
+}
+
+async fn write_diffs(
+    effects: &Effects,
+    path: &std::path::Path,
+    diffs: &[Diff],
+    table: &str,
+    ts: &str,
+) -> Result<(), String> {
+    let mut bytes = Vec::new();
+    for diff in diffs {
+        bytes.extend_from_slice(diff.to_json(table, ts).to_string().as_bytes());
+        bytes.push(b'\n');
+    }
+    effects
+        .write_file(path, bytes)
+        .await
+        .map(|_| ())
+        .map_err(|err| err.to_string())
+}

@@ -1,0 +1,403 @@
+//! Snapshot compare of two copies of a table: every row's key and the
+//! digest of its compared columns (see `canonical.rs`) on each side,
+//! sorted by key and merged. A key on one side only is `missing` (on the
+//! other side), a key on both with different digests is `mismatch`, and a
+//! key held by more than one row of a side is `duplicate` — reported, never
+//! merged into one row.
+
+use std::cmp::Ordering;
+use std::path::Path;
+
+use polars::prelude::*;
+use serde::Serialize;
+
+use crate::canonical::{digest, Encoder};
+
+/// Why a key is in the diffs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// On one side only (`side` names the side without it).
+    Missing,
+    /// On both, with different values.
+    Mismatch,
+    /// Held by more than one row of `side`.
+    Duplicate,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Missing => "missing",
+            Reason::Mismatch => "mismatch",
+            Reason::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// Which copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Left,
+    Right,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Left => "left",
+            Side::Right => "right",
+        }
+    }
+}
+
+/// One differing key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diff {
+    /// `(column, value)` in key order.
+    pub key: Vec<(String, serde_json::Value)>,
+    pub reason: Reason,
+    /// Missing: the side without the row; duplicate: the side with several.
+    pub side: Option<Side>,
+    pub lhs_sha256: Option<String>,
+    pub rhs_sha256: Option<String>,
+    /// Duplicate: how many rows hold the key.
+    pub rows: Option<usize>,
+}
+
+impl Diff {
+    /// The seed's diff line (`tenant`, `id`, `kind`, `lhs_sha256`,
+    /// `rhs_sha256`, `reason`, `ts`) plus `table`, `key`, and `side` /
+    /// `rows` where they apply.
+    pub fn to_json(&self, table: &str, ts: &str) -> serde_json::Value {
+        let mut line = serde_json::Map::new();
+        for field in ["tenant", "id"] {
+            if let Some((_, value)) = self.key.iter().find(|(name, _)| name == field) {
+                line.insert(field.into(), value.clone());
+            }
+        }
+        line.insert("kind".into(), table.into());
+        line.insert("lhs_sha256".into(), self.lhs_sha256.clone().into());
+        line.insert("rhs_sha256".into(), self.rhs_sha256.clone().into());
+        line.insert("reason".into(), self.reason.as_str().into());
+        line.insert("ts".into(), ts.into());
+        line.insert("table".into(), table.into());
+        let key: serde_json::Map<String, serde_json::Value> = self.key.iter().cloned().collect();
+        line.insert("key".into(), key.into());
+        if let Some(side) = self.side {
+            line.insert("side".into(), side.as_str().into());
+        }
+        if let Some(rows) = self.rows {
+            line.insert("rows".into(), rows.into());
+        }
+        line.into()
+    }
+
+    /// `tenant=acme,id=42` for samples in findings.
+    pub fn key_text(&self) -> String {
+        self.key
+            .iter()
+            .map(|(name, value)| match value {
+                serde_json::Value::String(text) => format!("{name}={text}"),
+                other => format!("{name}={other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct CompareSpec {
+    pub key: Vec<String>,
+    /// Compared columns; `None`: every column both sides have but the key,
+    /// sorted by name.
+    pub columns: Option<Vec<String>>,
+}
+
+/// The outcome of one compare.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub left_rows: usize,
+    pub right_rows: usize,
+    /// Keys on both sides with equal digests.
+    pub equal: usize,
+    pub missing: usize,
+    pub mismatch: usize,
+    pub duplicate: usize,
+    /// The columns compared, in digest order.
+    pub columns: Vec<String>,
+    /// Columns one side has and the other lacks (not compared).
+    pub only_left: Vec<String>,
+    pub only_right: Vec<String>,
+}
+
+impl Summary {
+    pub fn differences(&self) -> usize {
+        self.missing + self.mismatch + self.duplicate
+    }
+}
+
+/// Reads a table file: Parquet or CSV (with a header).
+pub fn read_table(path: &Path) -> Result<DataFrame, String> {
+    let name = path.display().to_string();
+    let fail = |err: PolarsError| format!("{name}: {err}");
+    if !path.is_file() {
+        return Err(format!("{name}: no such file"));
+    }
+    let text = path.to_string_lossy();
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => {
+            LazyFrame::scan_parquet(PlRefPath::new(text.as_ref()), ScanArgsParquet::default())
+                .and_then(LazyFrame::collect)
+                .map_err(fail)
+        }
+        Some("csv") => LazyCsvReader::new(PlRefPath::new(text.as_ref()))
+            .with_has_header(true)
+            .with_infer_schema_length(Some(10_000))
+            .finish()
+            .and_then(LazyFrame::collect)
+            .map_err(fail),
+        _ => Err(format!(
+            "{name}: a table file is .parquet or .csv (databases and NDJSON are not read yet)"
+        )),
+    }
+}
+
+/// One side, encoded: per row its key bytes, and the encoders to show keys.
+struct Encoded {
+    /// (key bytes, row digest, row index), sorted by key.
+    rows: Vec<(Vec<u8>, [u8; 32], usize)>,
+    keys: Vec<Encoder>,
+}
+
+/// Compares `left` with `right`; `names` label the sides in errors.
+pub fn compare(
+    left: &DataFrame,
+    right: &DataFrame,
+    spec: &CompareSpec,
+    names: (&str, &str),
+) -> Result<(Vec<Diff>, Summary), String> {
+    let has = |frame: &DataFrame, column: &str| frame.column(column).is_ok();
+    for (frame, side) in [(left, names.0), (right, names.1)] {
+        for key in &spec.key {
+            if !has(frame, key) {
+                return Err(format!(
+                    "{side}: no key column `{key}` (columns: {})",
+                    column_names(frame).join(", ")
+                ));
+            }
+        }
+    }
+    let left_names = column_names(left);
+    let right_names = column_names(right);
+    let not_key = |c: &&String| !spec.key.contains(c);
+    let only_left: Vec<String> = left_names
+        .iter()
+        .filter(not_key)
+        .filter(|c| !right_names.contains(c))
+        .cloned()
+        .collect();
+    let only_right: Vec<String> = right_names
+        .iter()
+        .filter(not_key)
+        .filter(|c| !left_names.contains(c))
+        .cloned()
+        .collect();
+    let columns = match &spec.columns {
+        Some(columns) => {
+            for column in columns {
+                for (frame, side) in [(left, names.0), (right, names.1)] {
+                    if !has(frame, column) {
+                        return Err(format!("{side}: no column `{column}` to compare"));
+                    }
+                }
+            }
+            columns.clone()
+        }
+        None => {
+            let mut common: Vec<String> = left_names
+                .iter()
+                .filter(not_key)
+                .filter(|c| right_names.contains(c))
+                .cloned()
+                .collect();
+            common.sort();
+            common
+        }
+    };
+    let side_encoders = |frame: &DataFrame, side: &str| -> Result<_, String> {
+        Ok((
+            encoders(frame, &spec.key, side)?,
+            encoders(frame, &columns, side)?,
+        ))
+    };
+    let (left_keys, left_values) = side_encoders(left, names.0)?;
+    let (right_keys, right_values) = side_encoders(right, names.1)?;
+    // A number on one side and text on the other would make every row a
+    // mismatch: refuse before reading a row.
+    let pairs = spec
+        .key
+        .iter()
+        .zip(left_keys.iter().zip(&right_keys))
+        .chain(columns.iter().zip(left_values.iter().zip(&right_values)));
+    for (column, (a, b)) in pairs {
+        if a.family() != b.family() {
+            return Err(format!(
+                "column `{column}`: {} holds {}, {} holds {}: they cannot be compared (cast one side)",
+                names.0,
+                a.family(),
+                names.1,
+                b.family()
+            ));
+        }
+    }
+    let left_enc = encode_rows(left.height(), left_keys, &left_values);
+    let right_enc = encode_rows(right.height(), right_keys, &right_values);
+    let mut summary = Summary {
+        left_rows: left.height(),
+        right_rows: right.height(),
+        columns,
+        only_left,
+        only_right,
+        ..Summary::default()
+    };
+    let diffs = merge(&left_enc, &right_enc, &spec.key, &mut summary);
+    Ok((diffs, summary))
+}
+
+fn column_names(frame: &DataFrame) -> Vec<String> {
+    frame
+        .get_column_names()
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
+}
+
+/// The encoders of `names` in `frame`.
+fn encoders(frame: &DataFrame, names: &[String], side: &str) -> Result<Vec<Encoder>, String> {
+    names
+        .iter()
+        .map(|name| {
+            let column = frame.column(name).map_err(|err| format!("{side}: {err}"))?;
+            Encoder::of(column).map_err(|err| format!("{side}: {err}"))
+        })
+        .collect()
+}
+
+/// Key bytes and row digests of every row, sorted by key (then row).
+fn encode_rows(height: usize, keys: Vec<Encoder>, values: &[Encoder]) -> Encoded {
+    let mut rows = Vec::with_capacity(height);
+    let mut buffer = Vec::new();
+    for row in 0..height {
+        let mut key = Vec::new();
+        for encoder in &keys {
+            encoder.encode(row, &mut key);
+        }
+        buffer.clear();
+        for encoder in values {
+            encoder.encode(row, &mut buffer);
+        }
+        rows.push((key, digest(&buffer), row));
+    }
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
+    Encoded { rows, keys }
+}
+
+/// Walks both sorted sides at once.
+fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary) -> Vec<Diff> {
+    let show = |side: &Encoded, row: usize| -> Vec<(String, serde_json::Value)> {
+        key.iter()
+            .cloned()
+            .zip(side.keys.iter().map(|e| e.json(row)))
+            .collect()
+    };
+    let mut diffs = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    let run = |rows: &[(Vec<u8>, [u8; 32], usize)], at: usize| {
+        rows[at..].iter().take_while(|r| r.0 == rows[at].0).count()
+    };
+    while i < left.rows.len() || j < right.rows.len() {
+        let order = match (left.rows.get(i), right.rows.get(j)) {
+            (Some(l), Some(r)) => l.0.cmp(&r.0),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        let left_run = if order != Ordering::Greater {
+            run(&left.rows, i)
+        } else {
+            0
+        };
+        let right_run = if order != Ordering::Less {
+            run(&right.rows, j)
+        } else {
+            0
+        };
+        let mut duplicate = false;
+        for (side, count, rows, at, encoded) in [
+            (Side::Left, left_run, &left.rows, i, left),
+            (Side::Right, right_run, &right.rows, j, right),
+        ] {
+            if count > 1 {
+                duplicate = true;
+                summary.duplicate += 1;
+                diffs.push(Diff {
+                    key: show(encoded, rows[at].2),
+                    reason: Reason::Duplicate,
+                    side: Some(side),
+                    lhs_sha256: None,
+                    rhs_sha256: None,
+                    rows: Some(count),
+                });
+            }
+        }
+        if !duplicate {
+            match order {
+                Ordering::Less => {
+                    summary.missing += 1;
+                    let (_, sha, row) = &left.rows[i];
+                    diffs.push(Diff {
+                        key: show(left, *row),
+                        reason: Reason::Missing,
+                        side: Some(Side::Right),
+                        lhs_sha256: Some(hex::encode(sha)),
+                        rhs_sha256: None,
+                        rows: None,
+                    });
+                }
+                Ordering::Greater => {
+                    summary.missing += 1;
+                    let (_, sha, row) = &right.rows[j];
+                    diffs.push(Diff {
+                        key: show(right, *row),
+                        reason: Reason::Missing,
+                        side: Some(Side::Left),
+                        lhs_sha256: None,
+                        rhs_sha256: Some(hex::encode(sha)),
+                        rows: None,
+                    });
+                }
+                Ordering::Equal => {
+                    let (l, r) = (&left.rows[i], &right.rows[j]);
+                    if l.1 == r.1 {
+                        summary.equal += 1;
+                    } else {
+                        summary.mismatch += 1;
+                        diffs.push(Diff {
+                            key: show(left, l.2),
+                            reason: Reason::Mismatch,
+                            side: None,
+                            lhs_sha256: Some(hex::encode(l.1)),
+                            rhs_sha256: Some(hex::encode(r.1)),
+                            rows: None,
+                        });
+                    }
+                }
+            }
+        }
+        i += left_run;
+        j += right_run;
+    }
+    diffs
+}

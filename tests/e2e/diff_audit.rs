@@ -1,0 +1,182 @@
+//! `patrol diff-audit compare` with the real binary: diffs as NDJSON on
+//! stdout, the summary on stderr, exit 0 identical, 1 differences, 2 bad
+//! input.
+
+use crate::support::{patrol, stderr, stdout};
+
+const EU: &str = "tenant,id,note,amount\nacme,1,ok,10\nacme,2,,20\nacme,3,ok,30\nglobex,1,ok,5\n";
+
+#[test]
+fn compare_names_each_differing_key_and_exits_by_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let eu = dir.path().join("eu.csv");
+    let us = dir.path().join("us.csv");
+    std::fs::write(&eu, EU).unwrap();
+    std::fs::write(
+        &us,
+        "tenant,id,note,amount\nacme,1,ok,10\nacme,2,,21\nglobex,1,ok,5\nglobex,1,ok,5\n",
+    )
+    .unwrap();
+    let (eu, us) = (eu.to_str().unwrap(), us.to_str().unwrap());
+    let out = patrol(
+        dir.path(),
+        &[
+            "diff-audit",
+            "compare",
+            "--left",
+            eu,
+            "--right",
+            us,
+            "--table",
+            "audit",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let found: Vec<(String, i64, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["tenant"].as_str().unwrap().to_string(),
+                l["id"].as_i64().unwrap(),
+                l["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("acme".to_string(), 2, "mismatch".to_string()),
+            ("acme".to_string(), 3, "missing".to_string()),
+            ("globex".to_string(), 1, "duplicate".to_string()),
+        ]
+    );
+    assert!(lines.iter().all(|l| l["kind"] == "audit"));
+    assert!(
+        stderr(&out).contains("1 equal, 1 missing, 1 mismatch, 1 duplicate"),
+        "{}",
+        stderr(&out)
+    );
+
+    let same = patrol(
+        dir.path(),
+        &["diff-audit", "compare", "--left", eu, "--right", eu],
+    );
+    assert_eq!(same.status.code(), Some(0), "{}", stderr(&same));
+    assert!(stdout(&same).is_empty());
+
+    let wrong = patrol(
+        dir.path(),
+        &[
+            "diff-audit",
+            "compare",
+            "--left",
+            eu,
+            "--right",
+            us,
+            "--key",
+            "tenant,uuid",
+        ],
+    );
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        stderr(&wrong).contains("no key column `uuid`"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(stdout(&wrong).is_empty(), "never a partial listing");
+}
+
+/// `(action, key)` of each console page.
+fn pages(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|line| line.strip_prefix("[console] "))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let action = words.next()?.to_string();
+            let _severity = words.next()?;
+            Some((action, words.next()?.trim_end_matches(':').to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_once_and_resolves_when_fixed(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::shipped_checkout(dir.path());
+    let first = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
+    let text = stdout(&first);
+    assert_eq!(first.status.code(), Some(1), "{text}{}", stderr(&first));
+    let mut paged = pages(&text);
+    paged.sort();
+    let expected: Vec<(String, String)> = ["duplicate", "mismatch", "missing"]
+        .iter()
+        .map(|r| ("TRIGGER".to_string(), format!("diff-audit/audit/{r}")))
+        .collect();
+    assert_eq!(paged, expected, "{text}");
+    // The diffs are exactly the generator's ground truth.
+    let truth: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("fixtures/diff-audit/truth.json")).unwrap(),
+    )
+    .unwrap();
+    let side = |copy: &str| if copy == "eu" { "left" } else { "right" };
+    let mut want: Vec<String> = truth
+        .iter()
+        .map(|t| {
+            format!(
+                "{}/{}/{}/{}",
+                t["tenant"].as_str().unwrap(),
+                t["id"],
+                t["reason"].as_str().unwrap(),
+                t["side"].as_str().map_or("", side)
+            )
+        })
+        .collect();
+    let diffs = std::fs::read_to_string(dir.path().join("diffs/audit.ndjson")).unwrap();
+    let mut got: Vec<String> = diffs
+        .lines()
+        .map(|l| {
+            let l: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!(
+                "{}/{}/{}/{}",
+                l["tenant"].as_str().unwrap(),
+                l["id"],
+                l["reason"].as_str().unwrap(),
+                l["side"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want);
+
+    // A repeat run pages nothing new.
+    let again = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
+    assert!(pages(&stdout(&again)).is_empty(), "{}", stdout(&again));
+
+    // The US copy fixed (replaced by the EU one): every finding resolves.
+    std::fs::copy(
+        dir.path().join("fixtures/diff-audit/eu/audit.parquet"),
+        dir.path().join("fixtures/diff-audit/us/audit.parquet"),
+    )
+    .unwrap();
+    let fixed = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
+    assert_eq!(fixed.status.code(), Some(0), "{}", stdout(&fixed));
+    let mut resolved = pages(&stdout(&fixed));
+    resolved.sort();
+    let expected: Vec<(String, String)> = expected
+        .into_iter()
+        .map(|(_, key)| ("RESOLVE".to_string(), key))
+        .collect();
+    assert_eq!(resolved, expected);
+}
