@@ -119,10 +119,11 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
     assert_eq!(first.status.code(), Some(1), "{text}{}", stderr(&first));
     let mut paged = pages(&text);
     paged.sort();
-    let expected: Vec<(String, String)> = ["duplicate", "mismatch", "missing"]
-        .iter()
-        .map(|r| ("TRIGGER".to_string(), format!("diff-audit/audit/{r}")))
-        .collect();
+    let expected: Vec<(String, String)> =
+        ["cross-region-write", "duplicate", "mismatch", "missing"]
+            .iter()
+            .map(|r| ("TRIGGER".to_string(), format!("diff-audit/audit/{r}")))
+            .collect();
     assert_eq!(paged, expected, "{text}");
     // The diffs are exactly the generator's ground truth.
     let truth: Vec<serde_json::Value> = serde_json::from_str(

@@ -1,7 +1,9 @@
 //! The shipped fixtures (`fixtures/diff-audit/`): the `audit` table's EU
 //! and US copies as Parquet, with one planted difference of each kind the
 //! snapshot compare tells apart, and `truth.json` listing them (the tests
-//! and the shipped schedule's first run are checked against it).
+//! and the shipped schedule's first run are checked against it). The
+//! tenants' home regions are [`HOMES`], as in
+//! `policies/diff-audit/tenants.yaml`.
 //! Deterministic: `gen-diff-audit-fixtures DIR` writes the same bytes.
 
 use std::path::Path;
@@ -25,6 +27,8 @@ pub struct Planted {
 type Row = (String, i64, String, Option<String>, i64, i64);
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+/// Each tenant's home region (the shipped tenants file says the same).
+pub const HOMES: [(&str, &str); 3] = [("acme", "EU"), ("globex", "US"), ("initech", "EU")];
 const ACTIONS: [&str; 4] = ["export", "login", "read", "write"];
 /// 2026-11-02T00:00:00Z in µs.
 const START: i64 = 1_793_577_600_000_000;
@@ -86,11 +90,32 @@ pub fn copies() -> (Vec<Row>, Vec<Row>, Vec<Planted>) {
     plant(&us[400], "mismatch", None, "note NFC in eu, NFD in us");
     plant(&us[500], "missing", Some("us"), "deleted in us");
     plant(&us[600], "missing", Some("us"), "deleted in us");
-    plant(&eu[700], "missing", Some("eu"), "written in us only");
+    // In the US copy only: for an EU tenant a write in the wrong region,
+    // for a US tenant replication that has not reached the EU yet.
+    let first_of = |rows: &[Row], from: usize, tenant: &str| {
+        (from..rows.len())
+            .find(|&i| rows[i].0 == tenant)
+            .unwrap_or(from)
+    };
+    let foreign = first_of(&eu, 700, "acme");
+    plant(
+        &eu[foreign],
+        "cross-region-write",
+        Some("us"),
+        "acme (EU) written in us only",
+    );
+    let lagging = first_of(&eu, 900, "globex");
+    plant(
+        &eu[lagging],
+        "missing",
+        Some("eu"),
+        "globex (US) not yet in eu",
+    );
     plant(&us[800], "duplicate", Some("us"), "written twice in us");
     let duplicate = us[800].clone();
     us.push(duplicate);
-    eu.remove(700);
+    let (foreign_id, lagging_id) = (eu[foreign].1, eu[lagging].1);
+    eu.retain(|r| r.1 != foreign_id && r.1 != lagging_id);
     us.retain(|r| r.1 != 10_500 && r.1 != 10_600);
     planted.sort_by(|a, b| (&a.tenant, a.id).cmp(&(&b.tenant, b.id)));
     (eu, us, planted)

@@ -12,6 +12,7 @@
 pub mod canonical;
 pub mod commands;
 pub mod fixtures;
+pub mod residency;
 mod run;
 pub mod snapshot;
 
@@ -34,6 +35,10 @@ pub struct Params {
     /// Where each table's diffs are written (`<dir>/<table>.ndjson`).
     #[serde(default)]
     pub diffs_dir: Option<PathBuf>,
+    /// The tenants file (seed 002 KR1.1): each tenant's home region, for
+    /// `cross-region-write`; needs each table's `left_region`/`right_region`.
+    #[serde(default)]
+    pub tenants: Option<PathBuf>,
 }
 
 /// One table and its two copies.
@@ -51,6 +56,11 @@ pub struct TableSpec {
     pub columns: Option<Vec<String>>,
     #[serde(default = "default_severity")]
     pub severity: String,
+    /// The region of each copy (`EU`, `US`), for residency.
+    #[serde(default)]
+    pub left_region: Option<String>,
+    #[serde(default)]
+    pub right_region: Option<String>,
 }
 
 fn default_key() -> Vec<String> {
@@ -90,6 +100,27 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
         if let Err(message) = Severity::parse_with_seed_names(&table.severity) {
             errors.push(ParamError::new(field("severity"), message));
         }
+        if params.tenants.is_some() {
+            for (side, region) in [
+                ("left_region", &table.left_region),
+                ("right_region", &table.right_region),
+            ] {
+                if region.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                    errors.push(ParamError::new(
+                        field(side),
+                        "is needed with `tenants`: which region this copy is in",
+                    ));
+                }
+            }
+            if let (Some(l), Some(r)) = (&table.left_region, &table.right_region) {
+                if l.trim().eq_ignore_ascii_case(r.trim()) {
+                    errors.push(ParamError::new(
+                        field("right_region"),
+                        "is the left copy's region too",
+                    ));
+                }
+            }
+        }
     }
     if errors.is_empty() {
         Ok(())
@@ -99,10 +130,11 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
 }
 
 /// The runbook of each reason.
-pub(crate) const RUNBOOKS: [(&str, &str); 3] = [
+pub(crate) const RUNBOOKS: [(&str, &str); 4] = [
     ("missing", "diff-audit-missing"),
     ("mismatch", "diff-audit-mismatch"),
     ("duplicate", "diff-audit-duplicate"),
+    ("cross-region-write", "diff-audit-cross-region-write"),
 ];
 
 impl JobKind for DiffAuditJob {
@@ -119,10 +151,17 @@ impl JobKind for DiffAuditJob {
             params: vec![
                 ParamDoc {
                     name: "tables",
-                    type_name: "list of {name, left, right, key, columns, severity}",
+                    type_name: "list of {name, left, right, key, columns, severity, left_region, right_region}",
                     required: true,
                     default: None,
                     description: "Tables and their two copies (Parquet or CSV files); key default [tenant, id]",
+                },
+                ParamDoc {
+                    name: "tenants",
+                    type_name: "path",
+                    required: false,
+                    default: None,
+                    description: "tenants.yaml (tenant → home region): a row only in a copy outside its tenant's region is a cross-region write",
                 },
                 ParamDoc {
                     name: "diffs_dir",
@@ -164,10 +203,24 @@ impl JobKind for DiffAuditJob {
         if let Some(dir) = &mut params.diffs_dir {
             *dir = ctx.path(dir);
         }
+        let homes = match &params.tenants {
+            Some(path) => {
+                let path = ctx.path(path);
+                ctx.depends_on(&path);
+                match residency::load(&path) {
+                    Ok(homes) => Some(homes),
+                    Err(problems) => {
+                        errors.extend(problems.into_iter().map(|p| ParamError::new("tenants", p)));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Arc::new(run::DiffAuditInstance { params }))
+        Ok(Arc::new(run::DiffAuditInstance { params, homes }))
     }
 
     fn commands(&self) -> Option<Arc<dyn patrol_job_api::JobCommands>> {

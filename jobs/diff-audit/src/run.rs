@@ -10,6 +10,7 @@ use patrol_job_api::{
 };
 use serde_json::json;
 
+use crate::residency::{self, Homes, Regions};
 use crate::snapshot::{self, CompareSpec, Diff, Reason, Summary};
 use crate::{Params, TableSpec, RUNBOOKS};
 
@@ -18,6 +19,8 @@ const SAMPLES: usize = 10;
 
 pub(crate) struct DiffAuditInstance {
     pub params: Params,
+    /// Tenants' home regions, when a tenants file is configured.
+    pub homes: Option<Homes>,
 }
 
 #[async_trait]
@@ -35,11 +38,13 @@ impl JobInstance for DiffAuditInstance {
                 ));
             }
             let spec = table.clone();
-            let compared = tokio::task::spawn_blocking(move || compare_table(&spec))
-                .await
-                .map_err(|err| {
-                    JobError::Failed(format!("comparing {} panicked: {err}", table.name))
-                })?;
+            let homes = self.homes.clone();
+            let compared =
+                tokio::task::spawn_blocking(move || compare_table(&spec, homes.as_ref()))
+                    .await
+                    .map_err(|err| {
+                        JobError::Failed(format!("comparing {} panicked: {err}", table.name))
+                    })?;
             let (diffs, summary) = match compared {
                 Ok(done) => done,
                 Err(err) => {
@@ -83,7 +88,7 @@ impl JobInstance for DiffAuditInstance {
     }
 }
 
-fn compare_table(table: &TableSpec) -> Result<(Vec<Diff>, Summary), String> {
+fn compare_table(table: &TableSpec, homes: Option<&Homes>) -> Result<(Vec<Diff>, Summary), String> {
     let left = snapshot::read_table(&table.left)?;
     let right = snapshot::read_table(&table.right)?;
     let spec = CompareSpec {
@@ -94,12 +99,25 @@ fn compare_table(table: &TableSpec) -> Result<(Vec<Diff>, Summary), String> {
         table.left.display().to_string(),
         table.right.display().to_string(),
     );
-    snapshot::compare(&left, &right, &spec, (&names.0, &names.1))
+    let (mut diffs, mut summary) = snapshot::compare(&left, &right, &spec, (&names.0, &names.1))?;
+    if let (Some(homes), Some(left), Some(right)) = (homes, &table.left_region, &table.right_region)
+    {
+        let regions = Regions {
+            left: left.trim().to_uppercase(),
+            right: right.trim().to_uppercase(),
+        };
+        let moved = residency::classify(&mut diffs, homes, &regions);
+        summary.missing -= moved;
+        summary.cross_region_write = moved;
+    }
+    Ok((diffs, summary))
 }
 
 /// One finding per reason with rows: counts and the first sample keys.
 fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
-    let severity = Severity::parse_with_seed_names(&table.severity).unwrap_or(Severity::Error);
+    let configured = Severity::parse_with_seed_names(&table.severity).unwrap_or(Severity::Error);
+    // A write where the tenant's data may not be: always paged high.
+    let high = Severity::parse_with_seed_names("high").unwrap_or(Severity::Error);
     let mut by_reason: BTreeMap<Reason, Vec<&Diff>> = BTreeMap::new();
     for diff in diffs {
         by_reason.entry(diff.reason).or_default().push(diff);
@@ -107,6 +125,10 @@ fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
     by_reason
         .into_iter()
         .map(|(reason, diffs)| {
+            let severity = match reason {
+                Reason::CrossRegionWrite => high.max(configured),
+                _ => configured,
+            };
             let mut finding = Finding::new(
                 format!("diff-audit/{}/{}", table.name, reason.as_str()),
                 severity,
@@ -126,6 +148,8 @@ fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
                     Reason::Missing => "are on one side only",
                     Reason::Mismatch => "differ",
                     Reason::Duplicate => "are held by several rows of one side",
+                    Reason::CrossRegionWrite =>
+                        "were written only in a copy outside their tenant's home region",
                 },
                 table.left.display(),
                 table.right.display(),
@@ -162,6 +186,14 @@ fn sample(diff: &Diff) -> String {
             diff.rows.unwrap_or(0),
             side.as_str()
         ),
+        (Reason::CrossRegionWrite, Some(side)) => match &diff.regions {
+            Some((region, home)) => format!(
+                "{} (only in {}, {region}; home {home})",
+                diff.key_text(),
+                side.as_str()
+            ),
+            None => diff.key_text(),
+        },
         _ => diff.key_text(),
     }
 }

@@ -23,6 +23,9 @@ pub enum Reason {
     Mismatch,
     /// Held by more than one row of `side`.
     Duplicate,
+    /// On one side only, and that side is outside the tenant's home region
+    /// (`side`: the copy that holds it; see `residency.rs`).
+    CrossRegionWrite,
 }
 
 impl Reason {
@@ -31,6 +34,7 @@ impl Reason {
             Reason::Missing => "missing",
             Reason::Mismatch => "mismatch",
             Reason::Duplicate => "duplicate",
+            Reason::CrossRegionWrite => "cross-region-write",
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Diff {
     pub rhs_sha256: Option<String>,
     /// Duplicate: how many rows hold the key.
     pub rows: Option<usize>,
+    /// Cross-region write: (the holding copy's region, the tenant's home).
+    pub regions: Option<(String, String)>,
 }
 
 impl Diff {
@@ -90,6 +96,10 @@ impl Diff {
         }
         if let Some(rows) = self.rows {
             line.insert("rows".into(), rows.into());
+        }
+        if let Some((region, home)) = &self.regions {
+            line.insert("region".into(), region.as_str().into());
+            line.insert("home_region".into(), home.as_str().into());
         }
         line.into()
     }
@@ -126,6 +136,9 @@ pub struct Summary {
     pub missing: usize,
     pub mismatch: usize,
     pub duplicate: usize,
+    /// Keys on one side only that sit outside their tenant's home region
+    /// (counted here, not in `missing`; see `residency.rs`).
+    pub cross_region_write: usize,
     /// The columns compared, in digest order.
     pub columns: Vec<String>,
     /// Columns one side has and the other lacks (not compared).
@@ -135,7 +148,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn differences(&self) -> usize {
-        self.missing + self.mismatch + self.duplicate
+        self.missing + self.mismatch + self.duplicate + self.cross_region_write
     }
 }
 
@@ -349,6 +362,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                     lhs_sha256: None,
                     rhs_sha256: None,
                     rows: Some(count),
+                    regions: None,
                 });
             }
         }
@@ -364,6 +378,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                         lhs_sha256: Some(hex::encode(sha)),
                         rhs_sha256: None,
                         rows: None,
+                        regions: None,
                     });
                 }
                 Ordering::Greater => {
@@ -376,6 +391,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                         lhs_sha256: None,
                         rhs_sha256: Some(hex::encode(sha)),
                         rows: None,
+                        regions: None,
                     });
                 }
                 Ordering::Equal => {
@@ -391,6 +407,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                             lhs_sha256: Some(hex::encode(l.1)),
                             rhs_sha256: Some(hex::encode(r.1)),
                             rows: None,
+                            regions: None,
                         });
                     }
                 }
