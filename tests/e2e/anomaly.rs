@@ -9,22 +9,9 @@ use std::time::Duration;
 
 use patrol_standins::SlackStandin;
 
-use crate::support::{patrol as run, shipped_checkout, stderr, stdout};
+use crate::support::{console_pages as pages, patrol as run, shipped_checkout, stderr, stdout};
 
 const SLACK_TOKEN: &str = "xoxb-e2e-anomaly-SlackSecretToken-7";
-
-/// `(action, key)` of each console page.
-fn pages(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|line| line.strip_prefix("[console] "))
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let action = words.next()?.to_string();
-            let _severity = words.next()?;
-            Some((action, words.next()?.trim_end_matches(':').to_string()))
-        })
-        .collect()
-}
 
 fn time(text: &str) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(text).unwrap().into()

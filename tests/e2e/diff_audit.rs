@@ -2,7 +2,7 @@
 //! stdout, the summary on stderr, exit 0 identical, 1 differences, 2 bad
 //! input.
 
-use crate::support::{patrol, stderr, stdout};
+use crate::support::{console_pages as pages, patrol, stderr, stdout};
 
 const EU: &str = "tenant,id,note,amount\nacme,1,ok,10\nacme,2,,20\nacme,3,ok,30\nglobex,1,ok,5\n";
 
@@ -94,19 +94,6 @@ fn compare_names_each_differing_key_and_exits_by_the_verdict() {
         stderr(&wrong)
     );
     assert!(stdout(&wrong).is_empty(), "never a partial listing");
-}
-
-/// `(action, key)` of each console page.
-fn pages(out: &str) -> Vec<(String, String)> {
-    out.lines()
-        .filter_map(|line| line.strip_prefix("[console] "))
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let action = words.next()?.to_string();
-            let _severity = words.next()?;
-            Some((action, words.next()?.trim_end_matches(':').to_string()))
-        })
-        .collect()
 }
 
 #[test]

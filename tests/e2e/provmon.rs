@@ -7,21 +7,11 @@ use std::process::Output;
 
 use sha2::Digest;
 
-use crate::support::{patrol as run, shipped_checkout, stderr, stdout};
+use crate::support::{console_pages, patrol as run, shipped_checkout, stderr, stdout};
 
-/// `(action, key)` of each console page, e.g. `("TRIGGER", "provmon/stale-chain/…")`.
+/// `(action, key)` of each console page, sorted, e.g. `("TRIGGER", "provmon/stale-chain/…")`.
 fn pages(out: &str) -> Vec<(String, String)> {
-    let mut pages: Vec<(String, String)> = out
-        .lines()
-        .filter_map(|line| line.strip_prefix("[console] "))
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let action = words.next()?.to_string();
-            let _severity = words.next()?;
-            let key = words.next()?.trim_end_matches(':').to_string();
-            Some((action, key))
-        })
-        .collect();
+    let mut pages = console_pages(out);
     pages.sort();
     pages
 }

@@ -448,3 +448,17 @@ pub fn anomaly_inputs(project: &Project) {
     )
     .expect("events/audit.ndjson");
 }
+
+/// `(action, key)` of each console page in a run's output
+/// (`[console] TRIGGER error <key>: …`).
+pub fn console_pages(out: &str) -> Vec<(String, String)> {
+    out.lines()
+        .filter_map(|line| line.strip_prefix("[console] "))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let action = words.next()?.to_string();
+            let _severity = words.next()?;
+            Some((action, words.next()?.trim_end_matches(':').to_string()))
+        })
+        .collect()
+}
