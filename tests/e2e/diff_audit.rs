@@ -111,7 +111,15 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
             .iter()
             .map(|r| ("TRIGGER".to_string(), format!("diff-audit/audit/{r}")))
             .collect();
-    assert_eq!(paged, expected, "{text}");
+    // The shipped exception that expired pages too.
+    let expiry = (
+        "TRIGGER".to_string(),
+        "diff-audit/audit/exception-expired/initech/10600/missing".to_string(),
+    );
+    let mut all = expected.clone();
+    all.push(expiry);
+    all.sort();
+    assert_eq!(paged, all, "{text}");
     // The diffs are exactly the generator's ground truth.
     let truth: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("fixtures/diff-audit/truth.json")).unwrap(),
@@ -151,6 +159,58 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
     // A repeat run pages nothing new.
     let again = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
     assert!(pages(&stdout(&again)).is_empty(), "{}", stdout(&again));
+
+    // The exception renewed (dates from today, so the test holds any day):
+    // its row is excepted (the missing finding is updated to the two rows
+    // left), the expiry resolves, nothing new pages.
+    let today = chrono::Utc::now().date_naive();
+    let file = dir.path().join("policies/diff-audit/exceptions.yaml");
+    let renewed = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(
+            "created: 2026-09-01",
+            &format!("created: {}", today - chrono::Days::new(1)),
+        )
+        .replace(
+            "expires: 2026-11-30",
+            &format!("expires: {}", today + chrono::Days::new(30)),
+        );
+    std::fs::write(&file, renewed).unwrap();
+    let renewed = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
+    let mut changed = pages(&stdout(&renewed));
+    changed.sort();
+    assert_eq!(
+        changed,
+        vec![
+            (
+                "RESOLVE".to_string(),
+                "diff-audit/audit/exception-expired/initech/10600/missing".to_string()
+            ),
+            ("UPDATE".to_string(), "diff-audit/audit/missing".to_string()),
+        ],
+        "{}",
+        stdout(&renewed)
+    );
+    assert!(
+        stdout(&renewed).contains("2 missing row(s)"),
+        "{}",
+        stdout(&renewed)
+    );
+    let diffs = std::fs::read_to_string(dir.path().join("diffs/audit.ndjson")).unwrap();
+    let excepted: Vec<serde_json::Value> = diffs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["excepted"].is_object())
+        .collect();
+    assert_eq!(excepted.len(), 1, "{diffs}");
+    assert_eq!(
+        (excepted[0]["tenant"].as_str(), excepted[0]["id"].as_i64()),
+        (Some("initech"), Some(10600))
+    );
+    assert_eq!(
+        excepted[0]["excepted"]["owner"],
+        "data-protection@example.com"
+    );
 
     // The US copy fixed (replaced by the EU one): every finding resolves.
     std::fs::copy(

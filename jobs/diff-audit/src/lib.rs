@@ -11,6 +11,7 @@
 
 pub mod canonical;
 pub mod commands;
+pub mod exceptions;
 pub mod fixtures;
 pub mod residency;
 mod run;
@@ -39,6 +40,11 @@ pub struct Params {
     /// `cross-region-write`; needs each table's `left_region`/`right_region`.
     #[serde(default)]
     pub tenants: Option<PathBuf>,
+    /// Known differences with a justification, an owner and an expiry
+    /// (`policies/diff-audit/exceptions.yaml`): reported as excepted, not
+    /// paged, until they expire.
+    #[serde(default)]
+    pub exceptions: Option<PathBuf>,
 }
 
 /// One table and its two copies.
@@ -130,11 +136,12 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
 }
 
 /// The runbook of each reason.
-pub(crate) const RUNBOOKS: [(&str, &str); 4] = [
+pub(crate) const RUNBOOKS: [(&str, &str); 5] = [
     ("missing", "diff-audit-missing"),
     ("mismatch", "diff-audit-mismatch"),
     ("duplicate", "diff-audit-duplicate"),
     ("cross-region-write", "diff-audit-cross-region-write"),
+    ("exception-expired", "diff-audit-exception-expired"),
 ];
 
 impl JobKind for DiffAuditJob {
@@ -162,6 +169,13 @@ impl JobKind for DiffAuditJob {
                     required: false,
                     default: None,
                     description: "tenants.yaml (tenant → home region): a row only in a copy outside its tenant's region is a cross-region write",
+                },
+                ParamDoc {
+                    name: "exceptions",
+                    type_name: "path",
+                    required: false,
+                    default: None,
+                    description: "exceptions.yaml: known differences (table, tenant, id or id_prefix, reason) with justification, owner, created, expires (at most 90 days)",
                 },
                 ParamDoc {
                     name: "diffs_dir",
@@ -217,10 +231,29 @@ impl JobKind for DiffAuditJob {
             }
             None => None,
         };
+        let exceptions = match &params.exceptions {
+            Some(path) => {
+                let path = ctx.path(path);
+                ctx.depends_on(&path);
+                exceptions::load(&path).unwrap_or_else(|problems| {
+                    errors.extend(
+                        problems
+                            .into_iter()
+                            .map(|p| ParamError::new("exceptions", p)),
+                    );
+                    Vec::new()
+                })
+            }
+            None => Vec::new(),
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Arc::new(run::DiffAuditInstance { params, homes }))
+        Ok(Arc::new(run::DiffAuditInstance {
+            params,
+            homes,
+            exceptions,
+        }))
     }
 
     fn commands(&self) -> Option<Arc<dyn patrol_job_api::JobCommands>> {

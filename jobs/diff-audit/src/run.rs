@@ -10,6 +10,7 @@ use patrol_job_api::{
 };
 use serde_json::json;
 
+use crate::exceptions::{self, Exception};
 use crate::residency::{self, Homes, Regions};
 use crate::snapshot::{self, CompareSpec, Diff, Reason, Summary};
 use crate::{Params, TableSpec, RUNBOOKS};
@@ -21,12 +22,14 @@ pub(crate) struct DiffAuditInstance {
     pub params: Params,
     /// Tenants' home regions, when a tenants file is configured.
     pub homes: Option<Homes>,
+    pub exceptions: Vec<Exception>,
 }
 
 #[async_trait]
 impl JobInstance for DiffAuditInstance {
     async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
-        let ts = ctx.now().to_rfc3339();
+        let now = ctx.now();
+        let ts = now.to_rfc3339();
         let mut findings = Vec::new();
         let mut tables = BTreeMap::new();
         let mut errors = Vec::new();
@@ -52,18 +55,35 @@ impl JobInstance for DiffAuditInstance {
                     continue;
                 }
             };
-            findings.extend(table_findings(table, &diffs));
+            let applied = exceptions::apply(&table.name, diffs, &self.exceptions, now);
+            findings.extend(table_findings(table, &applied.paged));
+            findings.extend(applied.expired.iter().map(|e| expired_finding(table, e)));
             if let Some(dir) = &self.params.diffs_dir {
                 let path = dir.join(format!("{}.ndjson", table.name));
-                if let Err(err) = write_diffs(&ctx.effects, &path, &diffs, &table.name, &ts).await {
+                if let Err(err) = write_diffs(&ctx.effects, &path, &applied, &table.name, &ts).await
+                {
                     errors.push(format!("{}: writing diffs: {err}", table.name));
                 }
             }
-            tables.insert(table.name.clone(), summary);
+            tables.insert(
+                table.name.clone(),
+                json!({"compare": summary, "excepted": applied.excepted.len(), "expired_exceptions": applied.expired.len()}),
+            );
         }
-        let differences: usize = tables.values().map(Summary::differences).sum();
+        let differences: u64 = tables
+            .values()
+            .map(|t| {
+                let all = t["compare"].as_object().map_or(0, |c| {
+                    ["missing", "mismatch", "duplicate", "cross_region_write"]
+                        .iter()
+                        .filter_map(|k| c.get(*k)?.as_u64())
+                        .sum()
+                });
+                all - t["excepted"].as_u64().unwrap_or(0)
+            })
+            .sum();
         let mut summary = format!(
-            "{} table(s) compared, {differences} differing key(s); {} finding(s)",
+            "{} table(s) compared, {differences} differing key(s) not excepted; {} finding(s)",
             tables.len(),
             findings.len()
         );
@@ -198,16 +218,64 @@ fn sample(diff: &Diff) -> String {
     }
 }
 
+/// The finding of an exception that expired: it pages until the entry is
+/// renewed or removed (and covers nothing meanwhile).
+fn expired_finding(table: &TableSpec, exception: &Exception) -> Finding {
+    let scope = exceptions::scope(exception);
+    let mut finding = Finding::new(
+        format!("diff-audit/{}/exception-expired/{scope}", table.name),
+        Severity::Warning,
+        format!("Diff audit: exception expired in {} ({scope})", table.name),
+    );
+    finding.summary = format!(
+        "The exception for {scope} in {} expired on {} (owner {}; \"{}\"): its rows page again until it is renewed (at most {} days) or removed",
+        table.name,
+        exception.expires,
+        exception.owner,
+        exception.justification,
+        exceptions::MAX_TTL_DAYS,
+    );
+    finding.runbook = Some("diff-audit-exception-expired".into());
+    finding.labels.insert("table".into(), table.name.clone());
+    finding
+        .labels
+        .insert("reason".into(), "exception-expired".into());
+    finding
+        .labels
+        .insert("owner".into(), exception.owner.clone());
+    finding.details = json!({
+        "scope": scope,
+        "expires": exception.expires.to_string(),
+        "created": exception.created.to_string(),
+        "owner": exception.owner,
+        "justification": exception.justification,
+    });
+    finding
+}
+
 async fn write_diffs(
     effects: &Effects,
     path: &std::path::Path,
-    diffs: &[Diff],
+    applied: &exceptions::Applied<'_>,
     table: &str,
     ts: &str,
 ) -> Result<(), String> {
     let mut bytes = Vec::new();
-    for diff in diffs {
-        bytes.extend_from_slice(diff.to_json(table, ts).to_string().as_bytes());
+    let lines = applied
+        .paged
+        .iter()
+        .map(|diff| diff.to_json(table, ts))
+        .chain(applied.excepted.iter().map(|(diff, exception)| {
+            let mut line = diff.to_json(table, ts);
+            line["excepted"] = json!({
+                "owner": exception.owner,
+                "justification": exception.justification,
+                "expires": exception.expires.to_string(),
+            });
+            line
+        }));
+    for line in lines {
+        bytes.extend_from_slice(line.to_string().as_bytes());
         bytes.push(b'\n');
     }
     effects
