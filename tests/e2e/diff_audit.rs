@@ -156,6 +156,46 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
     got.sort();
     assert_eq!(got, want);
 
+    // Each run leaves a signed proof that `patrol evidence verify` checks.
+    let key = dir.path().join("fixtures/provmon/keys/evidence.pub");
+    let key = key.to_str().unwrap();
+    let verify = patrol(dir.path(), &["evidence", "verify", "proofs", "--key", key]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+    let packs: Vec<_> = std::fs::read_dir(dir.path().join("proofs"))
+        .unwrap()
+        .collect();
+    assert_eq!(packs.len(), 1);
+    let pack = packs[0].as_ref().unwrap().path();
+    let proof: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pack.join("proof.json")).unwrap()).unwrap();
+    assert_eq!(proof["counts"]["diff"], 9);
+    assert_eq!(proof["counts"]["ok"], 1991);
+    let table = &proof["tables"][0];
+    assert_eq!(
+        (
+            table["left"]["rows"].as_u64(),
+            table["right"]["rows"].as_u64()
+        ),
+        (Some(1998), Some(1999))
+    );
+    assert_eq!(table["left"]["commitment"].as_str().unwrap().len(), 64);
+    assert_ne!(table["left"]["commitment"], table["right"]["commitment"]);
+    // One changed byte in the proved diffs and the pack fails.
+    let diffs = pack.join("diffs/audit.ndjson");
+    let tampered = std::fs::read_to_string(&diffs)
+        .unwrap()
+        .replacen("initech", "initecH", 1);
+    std::fs::write(&diffs, tampered).unwrap();
+    let verify = patrol(dir.path(), &["evidence", "verify", "proofs", "--key", key]);
+    assert_eq!(verify.status.code(), Some(1), "{}", stdout(&verify));
+    std::fs::remove_dir_all(dir.path().join("proofs")).unwrap();
+
     // A repeat run pages nothing new.
     let again = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
     assert!(pages(&stdout(&again)).is_empty(), "{}", stdout(&again));

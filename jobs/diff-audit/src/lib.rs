@@ -13,6 +13,7 @@ pub mod canonical;
 pub mod commands;
 pub mod exceptions;
 pub mod fixtures;
+pub mod proof;
 pub mod residency;
 mod run;
 pub mod snapshot;
@@ -45,6 +46,10 @@ pub struct Params {
     /// paged, until they expire.
     #[serde(default)]
     pub exceptions: Option<PathBuf>,
+    /// A signed proof of each run (`{dir, signing_key: file:|env:}`), an
+    /// evidence pack `patrol evidence verify` checks.
+    #[serde(default)]
+    pub proofs: Option<proof::ProofsSpec>,
 }
 
 /// One table and its two copies.
@@ -178,6 +183,13 @@ impl JobKind for DiffAuditJob {
                     description: "exceptions.yaml: known differences (table, tenant, id or id_prefix, reason) with justification, owner, created, expires (at most 90 days)",
                 },
                 ParamDoc {
+                    name: "proofs",
+                    type_name: "{dir, signing_key: file:PATH | env:NAME}",
+                    required: false,
+                    default: None,
+                    description: "Write a signed proof of each run (counts, both copies' row commitments, diffs, exceptions applied) as an evidence pack",
+                },
+                ParamDoc {
                     name: "diffs_dir",
                     type_name: "path",
                     required: false,
@@ -246,6 +258,15 @@ impl JobKind for DiffAuditJob {
             }
             None => Vec::new(),
         };
+        let proofs = match &mut params.proofs {
+            Some(spec) => {
+                spec.dir = ctx.path(&spec.dir);
+                spec.build(ctx.base_dir())
+                    .map_err(|message| errors.push(ParamError::new("proofs.signing_key", message)))
+                    .ok()
+            }
+            None => None,
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -253,6 +274,7 @@ impl JobKind for DiffAuditJob {
             params,
             homes,
             exceptions,
+            proofs,
         }))
     }
 

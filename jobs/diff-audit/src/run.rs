@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use patrol_job_api::{
-    Effects, Finding, JobError, JobInstance, Outcome, RunContext, RunReport, Severity,
-};
+use patrol_job_api::{Finding, JobError, JobInstance, Outcome, RunContext, RunReport, Severity};
 use serde_json::json;
 
 use crate::exceptions::{self, Exception};
+use crate::proof::{self, Counts, ProofWriter, TableProof};
 use crate::residency::{self, Homes, Regions};
 use crate::snapshot::{self, CompareSpec, Diff, Reason, Summary};
 use crate::{Params, TableSpec, RUNBOOKS};
@@ -23,6 +22,7 @@ pub(crate) struct DiffAuditInstance {
     /// Tenants' home regions, when a tenants file is configured.
     pub homes: Option<Homes>,
     pub exceptions: Vec<Exception>,
+    pub proofs: Option<ProofWriter>,
 }
 
 #[async_trait]
@@ -33,6 +33,12 @@ impl JobInstance for DiffAuditInstance {
         let mut findings = Vec::new();
         let mut tables = BTreeMap::new();
         let mut errors = Vec::new();
+        let mut proved = Vec::new();
+        let mut counts = Counts {
+            ok: 0,
+            diff: 0,
+            excepted: 0,
+        };
         for table in &self.params.tables {
             if ctx.cancel.is_cancelled() {
                 return Ok(RunReport::new(
@@ -58,13 +64,35 @@ impl JobInstance for DiffAuditInstance {
             let applied = exceptions::apply(&table.name, diffs, &self.exceptions, now);
             findings.extend(table_findings(table, &applied.paged));
             findings.extend(applied.expired.iter().map(|e| expired_finding(table, e)));
+            let lines = diff_lines(&applied, &table.name, &ts);
             if let Some(dir) = &self.params.diffs_dir {
                 let path = dir.join(format!("{}.ndjson", table.name));
-                if let Err(err) = write_diffs(&ctx.effects, &path, &applied, &table.name, &ts).await
-                {
+                if let Err(err) = ctx.effects.write_file(&path, lines.clone()).await {
                     errors.push(format!("{}: writing diffs: {err}", table.name));
                 }
             }
+            counts.ok += summary.equal;
+            counts.diff += applied.paged.len();
+            counts.excepted += applied.excepted.len();
+            proved.push(TableProof {
+                name: table.name.clone(),
+                left: (
+                    table.left.display().to_string(),
+                    summary.left_rows,
+                    summary.left_commitment.clone(),
+                ),
+                right: (
+                    table.right.display().to_string(),
+                    summary.right_rows,
+                    summary.right_commitment.clone(),
+                ),
+                diffs: lines,
+                exceptions_applied: applied
+                    .excepted
+                    .iter()
+                    .map(|(_, e)| exceptions::scope(e))
+                    .collect(),
+            });
             tables.insert(
                 table.name.clone(),
                 json!({"compare": summary, "excepted": applied.excepted.len(), "expired_exceptions": applied.expired.len()}),
@@ -90,6 +118,14 @@ impl JobInstance for DiffAuditInstance {
         if !errors.is_empty() {
             summary.push_str(&format!("; {} table(s) failed", errors.len()));
         }
+        let mut proof_dir = None;
+        if let (Some(writer), true) = (&self.proofs, errors.is_empty()) {
+            let files = proof::pack_files(&ctx.run_key, now, ctx.now(), &counts, &proved);
+            match writer.write(&ctx.effects, &ctx.run_key, now, files).await {
+                Ok(dir) => proof_dir = Some(dir.display().to_string()),
+                Err(err) => errors.push(format!("proof: {err}")),
+            }
+        }
         let failed = !errors.is_empty();
         let mut report = RunReport::new(
             if failed {
@@ -100,7 +136,7 @@ impl JobInstance for DiffAuditInstance {
             summary,
         );
         report.output = (!errors.is_empty()).then(|| errors.join("\n"));
-        report.details = json!({"tables": tables, "errors": errors});
+        report.details = json!({"tables": tables, "errors": errors, "proof": proof_dir});
         report.findings = findings;
         // A table that failed leaves its rows unknown: keep its alerts open.
         report.findings_partial = failed;
@@ -253,13 +289,8 @@ fn expired_finding(table: &TableSpec, exception: &Exception) -> Finding {
     finding
 }
 
-async fn write_diffs(
-    effects: &Effects,
-    path: &std::path::Path,
-    applied: &exceptions::Applied<'_>,
-    table: &str,
-    ts: &str,
-) -> Result<(), String> {
+/// The diffs file: paged diffs, then excepted ones marked as such.
+fn diff_lines(applied: &exceptions::Applied<'_>, table: &str, ts: &str) -> Vec<u8> {
     let mut bytes = Vec::new();
     let lines = applied
         .paged
@@ -278,9 +309,5 @@ async fn write_diffs(
         bytes.extend_from_slice(line.to_string().as_bytes());
         bytes.push(b'\n');
     }
-    effects
-        .write_file(path, bytes)
-        .await
-        .map(|_| ())
-        .map_err(|err| err.to_string())
+    bytes
 }

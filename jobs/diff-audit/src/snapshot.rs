@@ -144,6 +144,10 @@ pub struct Summary {
     /// Columns one side has and the other lacks (not compared).
     pub only_left: Vec<String>,
     pub only_right: Vec<String>,
+    /// SHA-256 of each copy's rows in key order (length-prefixed key bytes,
+    /// then the row digest): a commitment to what was compared.
+    pub left_commitment: String,
+    pub right_commitment: String,
 }
 
 impl Summary {
@@ -269,6 +273,8 @@ pub fn compare(
     let left_enc = encode_rows(left.height(), left_keys, &left_values);
     let right_enc = encode_rows(right.height(), right_keys, &right_values);
     let mut summary = Summary {
+        left_commitment: commitment(&left_enc),
+        right_commitment: commitment(&right_enc),
         left_rows: left.height(),
         right_rows: right.height(),
         columns,
@@ -316,6 +322,18 @@ fn encode_rows(height: usize, keys: Vec<Encoder>, values: &[Encoder]) -> Encoded
     }
     rows.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.2.cmp(&b.2)));
     Encoded { rows, keys }
+}
+
+/// The SHA-256 of a side's rows in key order.
+fn commitment(side: &Encoded) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (key, digest, _) in &side.rows {
+        hash.update((key.len() as u64).to_le_bytes());
+        hash.update(key);
+        hash.update(digest);
+    }
+    hex::encode(hash.finalize())
 }
 
 /// Walks both sorted sides at once.
