@@ -226,3 +226,68 @@ fn csv_field(text: &str) -> String {
         text.to_string()
     }
 }
+
+/// Appends detection rows (no header) to the detections file at `path`,
+/// writing the header first if the file is new. Rows at or before the
+/// file's last row are skipped: a run that appended and then failed before
+/// its state was kept (or a node that resumes from an older checkpoint)
+/// judges those rows again, and each row must be in the file once.
+pub fn append_detections(path: &Path, rows: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let last = last_row_time(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    if file.metadata()?.len() == 0 {
+        file.write_all(DETECTIONS_HEADER)?;
+    }
+    let text = String::from_utf8_lossy(rows);
+    let fresh: String = text
+        .split_inclusive('\n')
+        .filter(|line| match (last, row_time(line)) {
+            (Some(last), Some(time)) => time > last,
+            _ => true,
+        })
+        .collect();
+    file.write_all(fresh.as_bytes())?;
+    file.sync_data()
+}
+
+/// The time of a detections row (its first field).
+fn row_time(line: &str) -> Option<i64> {
+    let stamp = crate::metric_stream::split_csv_line(line.trim_end_matches(['\n', '\r']))
+        .into_iter()
+        .next()?;
+    match stamp.trim().parse::<i64>() {
+        Ok(v) if v > 100_000_000_000 => Some(v / 1000),
+        Ok(v) => Some(v),
+        Err(_) => parse_stamp(&stamp),
+    }
+}
+
+/// The time of the last row of the detections file at `path`, if any.
+fn last_row_time(path: &Path) -> std::io::Result<Option<i64>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    let len = file.metadata()?.len();
+    // A row is far shorter than this.
+    let tail = len.min(64 * 1024);
+    file.seek(SeekFrom::Start(len - tail))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text
+        .lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())
+        .filter(|line| line.as_bytes() != DETECTIONS_HEADER.trim_ascii_end())
+        .and_then(row_time))
+}

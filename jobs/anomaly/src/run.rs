@@ -592,29 +592,13 @@ async fn append_detections(effects: &Effects, detections: Detections) -> Result<
     );
     effects
         .perform(intent, async move {
-            tokio::task::spawn_blocking(move || append_rows(&path, &bytes))
+            tokio::task::spawn_blocking(move || metrics::append_detections(&path, &bytes))
                 .await
                 .map_err(std::io::Error::other)?
         })
         .await
         .map(|_| ())
         .map_err(|err| err.to_string())
-}
-
-fn append_rows(path: &std::path::Path, rows: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    if file.metadata()?.len() == 0 {
-        file.write_all(metrics::DETECTIONS_HEADER)?;
-    }
-    file.write_all(rows)?;
-    file.sync_data()
 }
 
 /// The detectors each series goes on from: this node's own from the last

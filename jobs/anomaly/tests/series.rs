@@ -326,3 +326,43 @@ fn series_settings_a_method_does_not_take_are_refused_naming_the_field() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_failed_run_keeps_no_state_and_the_next_one_writes_each_detection_row_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = series_rows(3000, 2800, usize::MAX);
+    let file = dir.path().join("latency.csv");
+    let other = dir.path().join("queue.csv");
+    write(&other, &rows);
+    let store = Arc::new(MemoryState::default());
+    let mut input = input(
+        spec("latency", &file, serde_json::json!({"warm_up": 400})),
+        dir.path(),
+    );
+    input.series.push((
+        spec("queue", &other, serde_json::json!({})),
+        Severity::Warning,
+    ));
+    write(&file, &rows[..2000]);
+    run(&store, input.clone()).await;
+    // New rows arrive, but the other series' file is gone: the run fails
+    // and writes no state, though it judged and appended the new rows.
+    write(&file, &rows[..2500]);
+    std::fs::remove_file(&other).unwrap();
+    let failed = run(&store, input.clone()).await;
+    assert_eq!(failed.outcome, patrol_job_api::Outcome::Failed);
+    assert!(failed.state.is_empty());
+    write(&other, &rows);
+    write(&file, &rows[..3000]);
+    run(&store, input).await;
+    let detections = std::fs::read_to_string(dir.path().join("latency.csv")).unwrap();
+    let stamps: Vec<&str> = detections
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let mut unique = stamps.clone();
+    unique.dedup();
+    assert_eq!(stamps.len(), 3000, "every row once");
+    assert_eq!(unique.len(), stamps.len(), "no row written twice");
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::yaml_lines::LineIndex;
+use crate::yaml_lines::parse_located;
 
 /// Problems found by a job's own checks: `(field path, message)`, the path
 /// below the file's root (`rules[2].window`).
@@ -34,24 +34,15 @@ pub fn parse_rule_list<R, T>(
 where
     R: DeserializeOwned,
 {
-    let index = LineIndex::build(source);
-    let at = |field: &str, message: String| match index.locate(field) {
-        Some((line, column)) => format!("{}:{line}:{column}: {field}: {message}", path.display()),
-        None => format!("{}: {field}: {message}", path.display()),
-    };
-    let value: serde_norway::Value = serde_norway::from_str(source)
-        .map_err(|err| vec![format!("{}: invalid YAML: {err}", path.display())])?;
-    let file: RulesFile = serde_path_to_error::deserialize(value).map_err(|err| {
-        let field = err.path().to_string();
-        vec![at(&field, err.into_inner().to_string())]
-    })?;
+    let file = parse_located::<RulesFile>(path, source).map_err(|err| vec![err])?;
+    let at = |field: &str, message: String| file.at(field, message);
     let mut rules = Vec::new();
     let mut errors = Vec::new();
     let mut ids = HashSet::new();
-    if file.rules.is_empty() {
+    if file.value.rules.is_empty() {
         errors.push(at("rules", empty.to_string()));
     }
-    for (n, value) in file.rules.into_iter().enumerate() {
+    for (n, value) in file.value.rules.iter().cloned().enumerate() {
         let prefix = format!("rules[{n}]");
         let raw: R = match serde_path_to_error::deserialize(value) {
             Ok(raw) => raw,

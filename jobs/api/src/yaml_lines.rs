@@ -37,6 +37,63 @@ impl LineIndex {
     }
 }
 
+/// A YAML document read into `T`, kept with its line index, so checks made
+/// after deserializing can still name `file:line:col: field`.
+pub struct Located<T> {
+    pub value: T,
+    path: std::path::PathBuf,
+    index: LineIndex,
+}
+
+impl<T> Located<T> {
+    /// `file:line:col: field: message` (without a position when the field
+    /// is not found in the document).
+    pub fn at(&self, field: &str, message: impl std::fmt::Display) -> String {
+        located_message(&self.path, &self.index, field, message)
+    }
+}
+
+fn located_message(
+    path: &std::path::Path,
+    index: &LineIndex,
+    field: &str,
+    message: impl std::fmt::Display,
+) -> String {
+    match index.locate(field) {
+        Some((line, column)) => format!("{}:{line}:{column}: {field}: {message}", path.display()),
+        None => format!("{}: {field}: {message}", path.display()),
+    }
+}
+
+/// Deserializes `source` (read from `path`) into `T`; a syntax error or a
+/// field that does not fit is one message naming file, line and field.
+pub fn parse_located<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+    source: &str,
+) -> Result<Located<T>, String> {
+    let index = LineIndex::build(source);
+    let value: serde_norway::Value = serde_norway::from_str(source)
+        .map_err(|err| format!("{}: invalid YAML: {err}", path.display()))?;
+    let value: T = serde_path_to_error::deserialize(value).map_err(|err| {
+        let field = err.path().to_string();
+        located_message(path, &index, &field, err.into_inner())
+    })?;
+    Ok(Located {
+        value,
+        path: path.to_path_buf(),
+        index,
+    })
+}
+
+/// [`parse_located`] of the file at `path`.
+pub fn read_located<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<Located<T>, String> {
+    let source = std::fs::read_to_string(path)
+        .map_err(|err| format!("{}: cannot read: {err}", path.display()))?;
+    parse_located(path, &source)
+}
+
 enum Frame {
     Map { path: String, key: Option<String> },
     Seq { path: String, index: usize },

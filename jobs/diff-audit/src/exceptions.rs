@@ -21,7 +21,7 @@
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use patrol_job_api::yaml_lines::LineIndex;
+use patrol_job_api::yaml_lines::read_located;
 use serde::Deserialize;
 
 use crate::snapshot::Diff;
@@ -88,19 +88,9 @@ impl Exception {
 /// Reads and checks the exceptions file; every problem as
 /// `file:line:col: field: message`.
 pub fn load(path: &Path) -> Result<Vec<Exception>, Vec<String>> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|err| vec![format!("{}: cannot read: {err}", path.display())])?;
-    let index = LineIndex::build(&source);
-    let at = |field: &str, message: String| match index.locate(field) {
-        Some((line, column)) => format!("{}:{line}:{column}: {field}: {message}", path.display()),
-        None => format!("{}: {field}: {message}", path.display()),
-    };
-    let value: serde_norway::Value = serde_norway::from_str(&source)
-        .map_err(|err| vec![format!("{}: invalid YAML: {err}", path.display())])?;
-    let file: ExceptionsFile = serde_path_to_error::deserialize(value).map_err(|err| {
-        let field = err.path().to_string();
-        vec![at(&field, err.into_inner().to_string())]
-    })?;
+    let located = read_located::<ExceptionsFile>(path).map_err(|err| vec![err])?;
+    let at = |field: &str, message: String| located.at(field, message);
+    let file = &located.value;
     let mut errors = Vec::new();
     if file.version != 1 {
         errors.push(at(
@@ -149,7 +139,7 @@ pub fn load(path: &Path) -> Result<Vec<Exception>, Vec<String>> {
         }
     }
     if errors.is_empty() {
-        Ok(file.exceptions)
+        Ok(file.exceptions.clone())
     } else {
         Err(errors)
     }

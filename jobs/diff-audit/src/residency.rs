@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use patrol_job_api::yaml_lines::LineIndex;
+use patrol_job_api::yaml_lines::read_located;
 use serde::Deserialize;
 
 use crate::snapshot::{Diff, Reason, Side};
@@ -42,19 +42,9 @@ pub struct Homes(pub BTreeMap<String, String>);
 
 /// Reads the tenants file; every problem as `file:line:col: field: message`.
 pub fn load(path: &Path) -> Result<Homes, Vec<String>> {
-    let source = std::fs::read_to_string(path)
-        .map_err(|err| vec![format!("{}: cannot read: {err}", path.display())])?;
-    let index = LineIndex::build(&source);
-    let at = |field: &str, message: String| match index.locate(field) {
-        Some((line, column)) => format!("{}:{line}:{column}: {field}: {message}", path.display()),
-        None => format!("{}: {field}: {message}", path.display()),
-    };
-    let value: serde_norway::Value = serde_norway::from_str(&source)
-        .map_err(|err| vec![format!("{}: invalid YAML: {err}", path.display())])?;
-    let file: TenantsFile = serde_path_to_error::deserialize(value).map_err(|err| {
-        let field = err.path().to_string();
-        vec![at(&field, err.into_inner().to_string())]
-    })?;
+    let located = read_located::<TenantsFile>(path).map_err(|err| vec![err])?;
+    let at = |field: &str, message: String| located.at(field, message);
+    let file = &located.value;
     let mut errors = Vec::new();
     if file.version != 1 {
         errors.push(at(
@@ -64,7 +54,7 @@ pub fn load(path: &Path) -> Result<Homes, Vec<String>> {
     }
     let mut seen = HashSet::new();
     let mut homes = BTreeMap::new();
-    for (n, tenant) in file.tenants.into_iter().enumerate() {
+    for (n, tenant) in file.tenants.iter().enumerate() {
         if !seen.insert(tenant.id.clone()) {
             errors.push(at(
                 &format!("tenants[{n}].id"),
@@ -74,7 +64,7 @@ pub fn load(path: &Path) -> Result<Homes, Vec<String>> {
         if tenant.region.trim().is_empty() {
             errors.push(at(&format!("tenants[{n}].region"), "is empty".into()));
         }
-        homes.insert(tenant.id, tenant.region.trim().to_uppercase());
+        homes.insert(tenant.id.clone(), tenant.region.trim().to_uppercase());
     }
     if errors.is_empty() {
         Ok(Homes(homes))
