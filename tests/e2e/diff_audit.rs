@@ -111,50 +111,41 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
             .iter()
             .map(|r| ("TRIGGER".to_string(), format!("diff-audit/audit/{r}")))
             .collect();
+    // The change streams' table: late, missing and mismatched changes.
+    let changes: Vec<(String, String)> = ["late", "mismatch", "missing"]
+        .iter()
+        .map(|r| {
+            (
+                "TRIGGER".to_string(),
+                format!("diff-audit/audit-changes/{r}"),
+            )
+        })
+        .collect();
     // The shipped exception that expired pages too.
     let expiry = (
         "TRIGGER".to_string(),
         "diff-audit/audit/exception-expired/initech/10600/missing".to_string(),
     );
     let mut all = expected.clone();
+    all.extend(changes.iter().cloned());
     all.push(expiry);
     all.sort();
     assert_eq!(paged, all, "{text}");
     // The diffs are exactly the generator's ground truth.
-    let truth: Vec<serde_json::Value> = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("fixtures/diff-audit/truth.json")).unwrap(),
-    )
-    .unwrap();
-    let side = |copy: &str| if copy == "eu" { "left" } else { "right" };
-    let mut want: Vec<String> = truth
+    for (truth, diffs) in [("truth.json", "audit"), ("cdc/truth.json", "audit-changes")] {
+        let (want, got) = truth_and_diffs(dir.path(), truth, diffs);
+        assert_eq!(got, want, "{diffs}");
+    }
+    let changes_diffs = read_diffs(dir.path(), "audit-changes");
+    let late: Vec<i64> = changes_diffs
         .iter()
-        .map(|t| {
-            format!(
-                "{}/{}/{}/{}",
-                t["tenant"].as_str().unwrap(),
-                t["id"],
-                t["reason"].as_str().unwrap(),
-                t["side"].as_str().map_or("", side)
-            )
-        })
+        .filter(|l| l["reason"] == "late")
+        .map(|l| l["lag_ms"].as_i64().unwrap())
         .collect();
-    let diffs = std::fs::read_to_string(dir.path().join("diffs/audit.ndjson")).unwrap();
-    let mut got: Vec<String> = diffs
-        .lines()
-        .map(|l| {
-            let l: serde_json::Value = serde_json::from_str(l).unwrap();
-            format!(
-                "{}/{}/{}/{}",
-                l["tenant"].as_str().unwrap(),
-                l["id"],
-                l["reason"].as_str().unwrap(),
-                l["side"].as_str().unwrap_or("")
-            )
-        })
-        .collect();
-    want.sort();
-    got.sort();
-    assert_eq!(got, want);
+    assert_eq!(late, vec![95_000, 180_000], "the planted delays");
+    assert!(changes_diffs
+        .iter()
+        .all(|l| l["lag_ms"].as_i64().is_some_and(|lag| lag > 0)));
 
     // Each run leaves a signed proof that `patrol evidence verify` checks.
     let key = dir.path().join("fixtures/provmon/keys/evidence.pub");
@@ -174,8 +165,8 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
     let pack = packs[0].as_ref().unwrap().path();
     let proof: serde_json::Value =
         serde_json::from_slice(&std::fs::read(pack.join("proof.json")).unwrap()).unwrap();
-    assert_eq!(proof["counts"]["diff"], 9);
-    assert_eq!(proof["counts"]["ok"], 1991);
+    assert_eq!(proof["counts"]["diff"], 9 + 6);
+    assert!(proof["counts"]["ok"].as_u64().unwrap() > 1991);
     let table = &proof["tables"][0];
     assert_eq!(
         (
@@ -259,7 +250,6 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
     )
     .unwrap();
     let fixed = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
-    assert_eq!(fixed.status.code(), Some(0), "{}", stdout(&fixed));
     let mut resolved = pages(&stdout(&fixed));
     resolved.sort();
     let expected: Vec<(String, String)> = expected
@@ -267,4 +257,89 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
         .map(|(_, key)| ("RESOLVE".to_string(), key))
         .collect();
     assert_eq!(resolved, expected);
+
+    // The mirrors catch up: the missing changes arrive, the mismatched row
+    // is rewritten, the US-only row reaches the EU. Those findings resolve;
+    // the late one stays open for its hour (it does not flap).
+    let cdc = dir.path().join("fixtures/diff-audit/cdc");
+    let eu = std::fs::read_to_string(cdc.join("eu/audit.ndjson")).unwrap();
+    let us = std::fs::read_to_string(cdc.join("us/audit.ndjson")).unwrap();
+    let line_of = |text: &str, id: i64| -> serde_json::Value {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["after"]["id"] == id)
+            .unwrap()
+    };
+    let mut to_us = String::new();
+    for id in [20070, 20170, 20110] {
+        let mut line = line_of(&eu, id);
+        line["source"]["ts_ms"] = (line["source"]["ts_ms"].as_i64().unwrap() + 10_000).into();
+        to_us.push_str(&format!("{line}\n"));
+    }
+    append(&cdc.join("us/audit.ndjson"), &to_us);
+    append(
+        &cdc.join("eu/audit.ndjson"),
+        &format!("{}\n", line_of(&us, 20400)),
+    );
+    let caught_up = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
+    let mut resolved = pages(&stdout(&caught_up));
+    resolved.sort();
+    assert_eq!(
+        resolved,
+        vec![
+            (
+                "RESOLVE".to_string(),
+                "diff-audit/audit-changes/mismatch".to_string()
+            ),
+            (
+                "RESOLVE".to_string(),
+                "diff-audit/audit-changes/missing".to_string()
+            ),
+        ],
+        "{}",
+        stdout(&caught_up)
+    );
+}
+
+fn append(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn read_diffs(dir: &std::path::Path, table: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join(format!("diffs/{table}.ndjson")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The generator's ground truth and a table's diffs, both as sorted
+/// `tenant/id/reason/side` lines.
+fn truth_and_diffs(dir: &std::path::Path, truth: &str, table: &str) -> (Vec<String>, Vec<String>) {
+    let truth: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("fixtures/diff-audit").join(truth)).unwrap(),
+    )
+    .unwrap();
+    let side = |copy: &str| if copy == "eu" { "left" } else { "right" };
+    let line = |l: &serde_json::Value, side: &str| {
+        format!(
+            "{}/{}/{}/{side}",
+            l["tenant"].as_str().unwrap(),
+            l["id"],
+            l["reason"].as_str().unwrap(),
+        )
+    };
+    let mut want: Vec<String> = truth
+        .iter()
+        .map(|t| line(t, t["side"].as_str().map_or("", side)))
+        .collect();
+    let mut got: Vec<String> = read_diffs(dir, table)
+        .iter()
+        .map(|l| line(l, l["side"].as_str().unwrap_or("")))
+        .collect();
+    want.sort();
+    got.sort();
+    (want, got)
 }

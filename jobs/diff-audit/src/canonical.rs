@@ -40,7 +40,7 @@ pub enum Encoder {
 }
 
 /// Why a column cannot be compared.
-pub fn unsupported(name: &str, dtype: &DataType) -> String {
+pub fn unsupported(name: &str, dtype: &dyn std::fmt::Display) -> String {
     format!("column `{name}`: type {dtype} has no canonical form (lists, structs, decimals and durations are not compared; cast or leave the column out)")
 }
 
@@ -97,11 +97,7 @@ impl Encoder {
 
     /// Appends row `row`'s canonical encoding to `out`.
     pub fn encode(&self, row: usize, out: &mut Vec<u8>) {
-        let mut put = |tag: u8, body: &[u8]| {
-            out.push(tag);
-            out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-            out.extend_from_slice(body);
-        };
+        let mut put = |tag: u8, body: &[u8]| put_tagged(out, tag, body);
         match self {
             Encoder::Int(c) => match c.get(row) {
                 Some(v) => put(b'I', v.to_string().as_bytes()),
@@ -158,6 +154,13 @@ impl Encoder {
     }
 }
 
+/// One value: its tag, its body's length (8 bytes, little endian), the body.
+fn put_tagged(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(body);
+}
+
 /// A float's tag and text: integral values below 2^53 as integers, so an
 /// integer column on one side and a float one on the other agree.
 fn float_text(v: f64) -> (u8, String) {
@@ -181,6 +184,29 @@ fn date_text(days: i32) -> String {
         || format!("day {days}"),
         |d| d.format("%Y-%m-%d").to_string(),
     )
+}
+
+/// Appends a JSON value's canonical encoding (a CDC image's field): null,
+/// booleans, integers, floats and strings as in the table above; an object
+/// or array as `J` and its compact JSON text.
+pub fn encode_json(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    let mut put = |tag: u8, body: &[u8]| put_tagged(out, tag, body);
+    match value {
+        Value::Null => put(b'N', b""),
+        Value::Bool(v) => put(b'B', if *v { b"1" } else { b"0" }),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(v), _, _) => put(b'I', v.to_string().as_bytes()),
+            (None, Some(v), _) => put(b'I', v.to_string().as_bytes()),
+            (None, None, Some(v)) => {
+                let (tag, text) = float_text(v);
+                put(tag, text.as_bytes());
+            }
+            _ => put(b'F', n.to_string().as_bytes()),
+        },
+        Value::String(text) => put(b'S', text.as_bytes()),
+        other => put(b'J', other.to_string().as_bytes()),
+    }
 }
 
 /// The SHA-256 of an encoded row.

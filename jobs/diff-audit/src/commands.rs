@@ -5,7 +5,6 @@
 //! compared, an unreadable file — never a partial "identical").
 
 use std::io::Write;
-use std::path::PathBuf;
 
 use async_trait::async_trait;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -13,7 +12,8 @@ use patrol_job_api::commands::{
     CommandContext, CommandError, JobCommands, EXIT_FOUND, EXIT_OK, EXIT_UNUSABLE,
 };
 
-use crate::snapshot::{self, CompareSpec};
+use crate::snapshot::CompareSpec;
+use crate::source::{self, Source};
 
 /// The commands diff-audit adds to `patrol`.
 #[derive(Debug, Default)]
@@ -32,16 +32,14 @@ impl JobCommands for DiffAuditCommands {
                         Arg::new("left")
                             .long("left")
                             .required(true)
-                            .value_name("FILE")
-                            .value_parser(clap::value_parser!(PathBuf))
-                            .help("One copy: a .parquet or .csv file"),
+                            .value_name("SRC")
+                            .help("One copy: postgres://…/db#schema.table, sqlite://path#table, or a .parquet/.csv file"),
                     )
                     .arg(
                         Arg::new("right")
                             .long("right")
                             .required(true)
-                            .value_name("FILE")
-                            .value_parser(clap::value_parser!(PathBuf))
+                            .value_name("SRC")
                             .help("The other copy"),
                     )
                     .arg(
@@ -56,6 +54,12 @@ impl JobCommands for DiffAuditCommands {
                             .long("columns")
                             .value_name("COLS")
                             .help("Compared columns (default: every column both have but the key)"),
+                    )
+                    .arg(
+                        Arg::new("where")
+                            .long("where")
+                            .value_name("SQL")
+                            .help("Only rows matching this SQL condition (database tables)"),
                     )
                     .arg(
                         Arg::new("table")
@@ -80,7 +84,7 @@ impl JobCommands for DiffAuditCommands {
         ctx: CommandContext,
     ) -> Result<u8, CommandError> {
         match (name, matches.subcommand()) {
-            ("diff-audit", Some(("compare", args))) => Ok(compare(args, &ctx)),
+            ("diff-audit", Some(("compare", args))) => Ok(compare(args, &ctx).await),
             _ => Err(CommandError::new(format!(
                 "diff-audit has no command `{name}`"
             ))),
@@ -95,24 +99,24 @@ fn list(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn compare(args: &ArgMatches, ctx: &CommandContext) -> u8 {
-    let path = |name: &str| args.get_one::<PathBuf>(name).cloned().unwrap_or_default();
-    let (left, right) = (path("left"), path("right"));
-    let table = args.get_one::<String>("table").cloned().unwrap_or_default();
+async fn compare(args: &ArgMatches, ctx: &CommandContext) -> u8 {
+    let text = |name: &str| args.get_one::<String>(name).cloned().unwrap_or_default();
+    let table = text("table");
     let spec = CompareSpec {
-        key: list(args.get_one::<String>("key").map_or("", String::as_str)),
+        key: list(&text("key")),
         columns: args.get_one::<String>("columns").map(|c| list(c)),
     };
     if spec.key.is_empty() {
         eprintln!("error: --key names no column");
         return EXIT_UNUSABLE;
     }
-    let outcome = snapshot::read_table(&left).and_then(|l| {
-        let r = snapshot::read_table(&right)?;
-        let names = (left.display().to_string(), right.display().to_string());
-        snapshot::compare(&l, &r, &spec, (&names.0, &names.1))
-    });
-    let (diffs, summary) = match outcome {
+    let where_sql = args.get_one::<String>("where").map(String::as_str);
+    let outcome = async {
+        let left = Source::parse(&text("left"))?;
+        let right = Source::parse(&text("right"))?;
+        source::compare(&left, &right, &spec, where_sql).await
+    };
+    let (diffs, summary, bisection) = match outcome.await {
         Ok(done) => done,
         Err(err) => {
             eprintln!("error: {err}");
@@ -129,7 +133,11 @@ fn compare(args: &ArgMatches, ctx: &CommandContext) -> u8 {
     }
     drop(out);
     if args.get_flag("json") {
-        eprintln!("{}", serde_json::to_string(&summary).unwrap_or_default());
+        let mut shown = serde_json::to_value(&summary).unwrap_or_default();
+        if let Some(stats) = &bisection {
+            shown["bisection"] = serde_json::to_value(stats).unwrap_or_default();
+        }
+        eprintln!("{shown}");
     } else {
         eprintln!(
             "{table}: {} left rows, {} right rows; {} equal, {} missing, {} mismatch, {} duplicate (columns: {})",
@@ -141,6 +149,19 @@ fn compare(args: &ArgMatches, ctx: &CommandContext) -> u8 {
             summary.duplicate,
             summary.columns.join(", ")
         );
+        if let Some(stats) = &bisection {
+            let levels: Vec<String> = stats
+                .levels
+                .iter()
+                .map(|l| format!("{} buckets, {} differing", l.buckets, l.differing))
+                .collect();
+            eprintln!(
+                "checksums in the databases: {}; rows read: {} left, {} right",
+                levels.join(" → "),
+                stats.fetched_left,
+                stats.fetched_right
+            );
+        }
         for (side, only) in [("left", &summary.only_left), ("right", &summary.only_right)] {
             if !only.is_empty() {
                 eprintln!("not compared, only on the {side}: {}", only.join(", "));

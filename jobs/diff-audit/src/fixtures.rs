@@ -166,3 +166,163 @@ pub fn generate(dir: &Path) -> Result<Vec<Planted>, String> {
     std::fs::write(dir.join("truth.json"), truth + "\n").map_err(|err| err.to_string())?;
     Ok(planted)
 }
+
+/// A pair of mirrored Debezium streams to generate: `keys` rows created in
+/// the left mirror `step_ms` apart from `start_ms`, each mirrored to the
+/// right after `delay_ms(i)`, every `update_every`th (0: none) updated 30 s
+/// later (mirrored too), with planted exceptions.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub table: &'static str,
+    pub keys: i64,
+    pub start_ms: i64,
+    pub step_ms: i64,
+    pub delay_ms: fn(i64) -> i64,
+    pub update_every: i64,
+    /// Rows mirrored after this delay instead (late).
+    pub late: Vec<(i64, i64)>,
+    /// Rows never mirrored.
+    pub missing: Vec<i64>,
+    /// Rows mirrored with another amount.
+    pub mismatch: Vec<i64>,
+    /// Rows created in the right mirror only (numbered from `keys` on).
+    pub right_only: Vec<i64>,
+}
+
+/// One event line and its source time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub ts_ms: i64,
+    pub line: String,
+}
+
+/// The key of stream row `i`.
+pub fn stream_key(i: i64) -> (&'static str, i64) {
+    (TENANTS[(i % 3) as usize], 20_000 + i)
+}
+
+fn event(table: &str, op: &str, i: i64, amount: i64, ts_ms: i64) -> Event {
+    let (tenant, id) = stream_key(i);
+    let row = serde_json::json!({"tenant": tenant, "id": id, "action": ACTIONS[(i % 4) as usize], "amount": amount});
+    let (before, after) = match op {
+        "d" => (row, serde_json::Value::Null),
+        _ => (serde_json::Value::Null, row),
+    };
+    let line = serde_json::json!({
+        "before": before,
+        "after": after,
+        "op": op,
+        "source": {"connector": "postgresql", "db": "audit", "schema": "public", "table": table, "ts_ms": ts_ms},
+        "ts_ms": ts_ms + 5,
+    });
+    Event {
+        ts_ms,
+        line: line.to_string(),
+    }
+}
+
+/// Both streams in source-time order, and the planted differences.
+pub fn mirrored_streams(plan: &StreamPlan) -> (Vec<Event>, Vec<Event>, Vec<Planted>) {
+    let (mut left, mut right, mut planted) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..plan.keys {
+        let created = plan.start_ms + i * plan.step_ms;
+        let amount = 100 + i;
+        let (tenant, id) = stream_key(i);
+        let mut plant = |reason, side, what| {
+            planted.push(Planted {
+                tenant: tenant.into(),
+                id,
+                reason,
+                side,
+                what,
+            })
+        };
+        left.push(event(plan.table, "c", i, amount, created));
+        let delay = match plan.late.iter().find(|(k, _)| *k == i) {
+            Some((_, delay)) => {
+                plant("late", None, "mirrored after the lag window");
+                *delay
+            }
+            None => (plan.delay_ms)(i),
+        };
+        if plan.missing.contains(&i) {
+            plant("missing", Some("us"), "never mirrored");
+            continue;
+        }
+        let mirrored = if plan.mismatch.contains(&i) {
+            plant("mismatch", None, "mirrored with another amount");
+            amount + 1
+        } else {
+            amount
+        };
+        right.push(event(plan.table, "c", i, mirrored, created + delay));
+        if plan.update_every > 0 && i % plan.update_every == 5 && !plan.mismatch.contains(&i) {
+            let updated = created + 30_000;
+            left.push(event(plan.table, "u", i, amount * 2, updated));
+            right.push(event(
+                plan.table,
+                "u",
+                i,
+                amount * 2,
+                updated + (plan.delay_ms)(i),
+            ));
+        }
+    }
+    for &i in &plan.right_only {
+        let (tenant, id) = stream_key(i);
+        planted.push(Planted {
+            tenant: tenant.into(),
+            id,
+            reason: "missing",
+            side: Some("eu"),
+            what: "created in the right mirror only",
+        });
+        // Keys past `keys`, written as early as key `i - keys`.
+        let created = plan.start_ms + (i - plan.keys).max(0) * plan.step_ms;
+        right.push(event(plan.table, "c", i, 7, created));
+    }
+    left.sort_by_key(|e| e.ts_ms);
+    right.sort_by_key(|e| e.ts_ms);
+    planted.sort_by(|a, b| (&a.tenant, a.id, a.reason).cmp(&(&b.tenant, b.id, b.reason)));
+    (left, right, planted)
+}
+
+/// The shipped streams' plan: 300 rows from 2026-11-02T00:00:00Z, mirrored
+/// in 0.5–2.5 s, two late, two missing, one mismatched, one US-only.
+pub fn shipped_stream_plan() -> StreamPlan {
+    StreamPlan {
+        table: "audit",
+        keys: 300,
+        start_ms: START / 1_000,
+        step_ms: 1_000,
+        delay_ms: |i| 500 + (i * 37) % 2_000,
+        update_every: 10,
+        late: vec![(40, 95_000), (140, 180_000)],
+        missing: vec![70, 170],
+        mismatch: vec![110],
+        right_only: vec![400],
+    }
+}
+
+/// Writes the shipped streams under `dir`: `cdc/eu/audit.ndjson`,
+/// `cdc/us/audit.ndjson` (with one malformed line, which a run counts) and
+/// `cdc/truth.json`.
+pub fn generate_streams(dir: &Path) -> Result<Vec<Planted>, String> {
+    let (eu, us, planted) = mirrored_streams(&shipped_stream_plan());
+    let cdc = dir.join("cdc");
+    for (side, events) in [("eu", &eu), ("us", &us)] {
+        let folder = cdc.join(side);
+        std::fs::create_dir_all(&folder).map_err(|err| format!("{}: {err}", folder.display()))?;
+        let mut text: String = events.iter().map(|e| e.line.clone() + "\n").collect();
+        if side == "us" {
+            text.push_str(
+                "{\"op\":\"c\",\"after\":{\"tenant\":\"acme\"},\"source\":{\"ts_ms\":1}}\n",
+            );
+        }
+        let path = folder.join("audit.ndjson");
+        std::fs::write(&path, text).map_err(|err| format!("{}: {err}", path.display()))?;
+    }
+    let truth = serde_json::to_string_pretty(&planted).map_err(|err| err.to_string())?;
+    std::fs::write(cdc.join("truth.json"), truth + "\n").map_err(|err| err.to_string())?;
+    Ok(planted)
+}

@@ -4,19 +4,29 @@
 //! (`canonical.rs`), with every differing key written as a diff line in the
 //! seed's schema and one finding per (table, reason).
 //!
-//! This version compares snapshots of Parquet and CSV files
-//! (`snapshot.rs`), from a schedule or from `patrol diff-audit compare`
-//! (`commands.rs`). Database sources, the CDC joiner, exceptions,
-//! residency, proof manifests and the daily report are not built yet.
+//! Copies are files (Parquet, CSV), SQLite or PostgreSQL tables
+//! (`source.rs`); two PostgreSQL copies are bisected by checksums computed
+//! in the databases (`bisect.rs`). A table's Debezium change streams are
+//! joined per key across runs (`cdc.rs`). Residency, exceptions and signed
+//! proofs apply to both. NDJSON table files and the daily report are not
+//! built yet.
 
+pub mod bisect;
 pub mod canonical;
+pub mod cdc;
+mod cdc_run;
 pub mod commands;
+pub mod debezium;
+pub mod events;
 pub mod exceptions;
 pub mod fixtures;
+pub mod postgres;
 pub mod proof;
 pub mod residency;
 mod run;
 pub mod snapshot;
+pub mod source;
+pub mod sqlite;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,8 +68,16 @@ pub struct Params {
 pub struct TableSpec {
     /// The table's name (the diff lines' `kind` and `table`).
     pub name: String,
-    pub left: PathBuf,
-    pub right: PathBuf,
+    /// The copies compared as snapshots: a file path, `sqlite://path#table`,
+    /// or a PostgreSQL table as `env:NAME#schema.table` / `file:PATH#…`
+    /// (the connection URL is a secret).
+    #[serde(default)]
+    pub left: Option<String>,
+    #[serde(default)]
+    pub right: Option<String>,
+    /// Both mirrors' change streams, joined per key.
+    #[serde(default)]
+    pub cdc: Option<cdc_run::CdcSpec>,
     #[serde(default = "default_key")]
     pub key: Vec<String>,
     /// Compared columns; default every column both copies have but the key.
@@ -108,10 +126,24 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
         if table.key.is_empty() {
             errors.push(ParamError::new(field("key"), "needs at least one column"));
         }
+        match (&table.left, &table.right) {
+            (Some(_), Some(_)) => {}
+            (None, None) if table.cdc.is_some() => {}
+            (None, None) => errors.push(ParamError::new(
+                field("left"),
+                "give the copies to compare (left and right) or their change streams (cdc)",
+            )),
+            (Some(_), None) => errors.push(ParamError::new(field("right"), "is missing")),
+            (None, Some(_)) => errors.push(ParamError::new(field("left"), "is missing")),
+        }
+        if let Some(cdc) = &table.cdc {
+            errors.extend(cdc.validate(&field("cdc")));
+        }
         if let Err(message) = Severity::parse_with_seed_names(&table.severity) {
             errors.push(ParamError::new(field("severity"), message));
         }
-        if params.tenants.is_some() {
+        // Residency judges snapshot rows (a CDC table needs no regions).
+        if params.tenants.is_some() && table.left.is_some() {
             for (side, region) in [
                 ("left_region", &table.left_region),
                 ("right_region", &table.right_region),
@@ -141,12 +173,13 @@ fn validate(params: &Params) -> Result<(), Vec<ParamError>> {
 }
 
 /// The runbook of each reason.
-pub(crate) const RUNBOOKS: [(&str, &str); 5] = [
+pub(crate) const RUNBOOKS: [(&str, &str); 6] = [
     ("missing", "diff-audit-missing"),
     ("mismatch", "diff-audit-mismatch"),
     ("duplicate", "diff-audit-duplicate"),
     ("cross-region-write", "diff-audit-cross-region-write"),
     ("exception-expired", "diff-audit-exception-expired"),
+    ("late", "diff-audit-late"),
 ];
 
 impl JobKind for DiffAuditJob {
@@ -163,10 +196,10 @@ impl JobKind for DiffAuditJob {
             params: vec![
                 ParamDoc {
                     name: "tables",
-                    type_name: "list of {name, left, right, key, columns, severity, left_region, right_region}",
+                    type_name: "list of {name, left, right, cdc, key, columns, severity, left_region, right_region}",
                     required: true,
                     default: None,
-                    description: "Tables and their two copies (Parquet or CSV files); key default [tenant, id]",
+                    description: "Tables and their two copies (Parquet/CSV files, sqlite://path#table, or env:URL_VAR#schema.table for PostgreSQL) and/or their Debezium change streams (cdc: {left, right, lag_window, missing_after}); key default [tenant, id]",
                 },
                 ParamDoc {
                     name: "tenants",
@@ -210,14 +243,42 @@ impl JobKind for DiffAuditJob {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
         let mut errors = Vec::new();
+        let mut sources = Vec::new();
         for (n, table) in params.tables.iter_mut().enumerate() {
-            for (side, path) in [("left", &mut table.left), ("right", &mut table.right)] {
-                *path = ctx.path(path);
-                if !path.is_file() {
-                    errors.push(ParamError::new(
-                        format!("tables[{n}].{side}"),
-                        format!("{} is not a file", path.display()),
-                    ));
+            let mut pair = Vec::new();
+            for (side, text) in [("left", &table.left), ("right", &table.right)] {
+                let Some(text) = text else { continue };
+                match source::Source::configured(text, ctx.base_dir()) {
+                    Ok(source::Source::File(path)) => {
+                        let path = ctx.path(&path);
+                        if !path.is_file() {
+                            errors.push(ParamError::new(
+                                format!("tables[{n}].{side}"),
+                                format!("{} is not a file", path.display()),
+                            ));
+                        }
+                        pair.push(source::Source::File(path));
+                    }
+                    Ok(source::Source::Sqlite { path, table }) => {
+                        pair.push(source::Source::Sqlite {
+                            path: ctx.path(&path),
+                            table,
+                        });
+                    }
+                    Ok(other) => pair.push(other),
+                    Err(message) => {
+                        errors.push(ParamError::new(format!("tables[{n}].{side}"), message))
+                    }
+                }
+            }
+            sources.push(match <[source::Source; 2]>::try_from(pair) {
+                Ok([left, right]) => Some((left, right)),
+                Err(_) => None,
+            });
+            if let Some(cdc) = &mut table.cdc {
+                cdc.anchor(ctx);
+                if let Err(message) = cdc.check_paths() {
+                    errors.push(ParamError::new(format!("tables[{n}].cdc"), message));
                 }
             }
         }
@@ -272,6 +333,7 @@ impl JobKind for DiffAuditJob {
         }
         Ok(Arc::new(run::DiffAuditInstance {
             params,
+            sources,
             homes,
             exceptions,
             proofs,

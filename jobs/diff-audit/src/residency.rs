@@ -128,6 +128,7 @@ mod tests {
             rhs_sha256: None,
             rows: None,
             regions: None,
+            lag_ms: None,
         }
     }
 

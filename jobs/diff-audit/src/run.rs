@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use patrol_job_api::{Finding, JobError, JobInstance, Outcome, RunContext, RunReport, Severity};
 use serde_json::json;
 
+use crate::cdc_run::{self, CdcOutcome};
 use crate::exceptions::{self, Exception};
 use crate::proof::{self, Counts, ProofWriter, TableProof};
 use crate::residency::{self, Homes, Regions};
-use crate::snapshot::{self, CompareSpec, Diff, Reason, Summary};
+use crate::snapshot::{CompareSpec, Diff, Reason, Summary};
+use crate::source::{self, Source};
 use crate::{Params, TableSpec, RUNBOOKS};
 
 /// Sample keys a finding names (never one page per row).
@@ -19,6 +21,9 @@ const SAMPLES: usize = 10;
 
 pub(crate) struct DiffAuditInstance {
     pub params: Params,
+    /// Each table's snapshot copies, when it has them (same order as
+    /// `params.tables`).
+    pub sources: Vec<Option<(Source, Source)>>,
     /// Tenants' home regions, when a tenants file is configured.
     pub homes: Option<Homes>,
     pub exceptions: Vec<Exception>,
@@ -39,30 +44,47 @@ impl JobInstance for DiffAuditInstance {
             diff: 0,
             excepted: 0,
         };
-        for table in &self.params.tables {
+        let mut writes = Vec::new();
+        let mut differences = 0;
+        for (table, pair) in self.params.tables.iter().zip(&self.sources) {
             if ctx.cancel.is_cancelled() {
                 return Ok(RunReport::new(
                     Outcome::Cancelled,
                     "cancelled between tables",
                 ));
             }
-            let spec = table.clone();
-            let homes = self.homes.clone();
-            let compared =
-                tokio::task::spawn_blocking(move || compare_table(&spec, homes.as_ref()))
+            let compared = match pair {
+                Some(pair) => compare_table(table, pair, self.homes.as_ref())
                     .await
-                    .map_err(|err| {
-                        JobError::Failed(format!("comparing {} panicked: {err}", table.name))
-                    })?;
-            let (diffs, summary) = match compared {
-                Ok(done) => done,
-                Err(err) => {
+                    .map(Some),
+                None => Ok(None),
+            };
+            let cdc = match (&table.cdc, &compared) {
+                (Some(spec), Ok(_)) => {
+                    cdc_run::run(table, spec, &ctx.state, now.timestamp_millis())
+                        .await
+                        .map(Some)
+                }
+                _ => Ok(None),
+            };
+            let (snapshot, cdc) = match (compared, cdc) {
+                (Ok(snapshot), Ok(cdc)) => (snapshot, cdc),
+                (Err(err), _) | (_, Err(err)) => {
                     errors.push(format!("{}: {err}", table.name));
                     continue;
                 }
             };
+            let mut diffs = Vec::new();
+            if let Some((found, _)) = &snapshot {
+                diffs.extend(found.iter().cloned());
+            }
+            if let Some(cdc) = &cdc {
+                diffs.extend(cdc.diffs.iter().cloned());
+                writes.extend(cdc.write.clone());
+            }
             let applied = exceptions::apply(&table.name, diffs, &self.exceptions, now);
-            findings.extend(table_findings(table, &applied.paged));
+            let copies = copies(table, pair.as_ref());
+            findings.extend(table_findings(table, &copies, &applied.paged));
             findings.extend(applied.expired.iter().map(|e| expired_finding(table, e)));
             let lines = diff_lines(&applied, &table.name, &ts);
             if let Some(dir) = &self.params.diffs_dir {
@@ -71,45 +93,29 @@ impl JobInstance for DiffAuditInstance {
                     errors.push(format!("{}: writing diffs: {err}", table.name));
                 }
             }
-            counts.ok += summary.equal;
+            counts.ok += snapshot.as_ref().map_or(0, |(_, summary)| summary.equal)
+                + cdc.as_ref().map_or(0, |c| c.lag.matched);
             counts.diff += applied.paged.len();
             counts.excepted += applied.excepted.len();
-            proved.push(TableProof {
-                name: table.name.clone(),
-                left: (
-                    table.left.display().to_string(),
-                    summary.left_rows,
-                    summary.left_commitment.clone(),
-                ),
-                right: (
-                    table.right.display().to_string(),
-                    summary.right_rows,
-                    summary.right_commitment.clone(),
-                ),
-                diffs: lines,
-                exceptions_applied: applied
-                    .excepted
-                    .iter()
-                    .map(|(_, e)| exceptions::scope(e))
-                    .collect(),
-            });
+            differences += applied.paged.len();
+            proved.push(table_proof(
+                table,
+                &copies,
+                snapshot.as_ref().map(|(_, s)| s),
+                cdc.as_ref(),
+                lines,
+                &applied,
+            ));
             tables.insert(
                 table.name.clone(),
-                json!({"compare": summary, "excepted": applied.excepted.len(), "expired_exceptions": applied.expired.len()}),
+                json!({
+                    "compare": snapshot.as_ref().map(|(_, summary)| summary),
+                    "cdc": cdc,
+                    "excepted": applied.excepted.len(),
+                    "expired_exceptions": applied.expired.len(),
+                }),
             );
         }
-        let differences: u64 = tables
-            .values()
-            .map(|t| {
-                let all = t["compare"].as_object().map_or(0, |c| {
-                    ["missing", "mismatch", "duplicate", "cross_region_write"]
-                        .iter()
-                        .filter_map(|k| c.get(*k)?.as_u64())
-                        .sum()
-                });
-                all - t["excepted"].as_u64().unwrap_or(0)
-            })
-            .sum();
         let mut summary = format!(
             "{} table(s) compared, {differences} differing key(s) not excepted; {} finding(s)",
             tables.len(),
@@ -138,24 +144,73 @@ impl JobInstance for DiffAuditInstance {
         report.output = (!errors.is_empty()).then(|| errors.join("\n"));
         report.details = json!({"tables": tables, "errors": errors, "proof": proof_dir});
         report.findings = findings;
+        report.state = writes;
         // A table that failed leaves its rows unknown: keep its alerts open.
         report.findings_partial = failed;
         Ok(report)
     }
 }
 
-fn compare_table(table: &TableSpec, homes: Option<&Homes>) -> Result<(Vec<Diff>, Summary), String> {
-    let left = snapshot::read_table(&table.left)?;
-    let right = snapshot::read_table(&table.right)?;
+/// How a table's two copies are named in findings: its snapshot sources,
+/// else its change streams.
+fn copies(table: &TableSpec, pair: Option<&(Source, Source)>) -> (String, String) {
+    match (pair, &table.cdc) {
+        (Some((left, right)), _) => (left.describe(), right.describe()),
+        (None, Some(cdc)) => (
+            format!("cdc:{}", cdc.left.display()),
+            format!("cdc:{}", cdc.right.display()),
+        ),
+        (None, None) => (String::new(), String::new()),
+    }
+}
+
+/// What the proof says of one table: each copy's source, rows and
+/// commitment (for change streams: events read and the pending keys).
+fn table_proof(
+    table: &TableSpec,
+    copies: &(String, String),
+    snapshot: Option<&Summary>,
+    cdc: Option<&CdcOutcome>,
+    diffs: Vec<u8>,
+    applied: &exceptions::Applied,
+) -> TableProof {
+    let side = |name: &str, rows: usize, commitment: &str| {
+        (name.to_string(), rows, commitment.to_string())
+    };
+    let (left, right) = match (snapshot, cdc) {
+        (Some(s), _) => (
+            side(&copies.0, s.left_rows, &s.left_commitment),
+            side(&copies.1, s.right_rows, &s.right_commitment),
+        ),
+        (None, Some(c)) => (
+            side(&copies.0, c.left.events as usize, &c.commitment),
+            side(&copies.1, c.right.events as usize, &c.commitment),
+        ),
+        (None, None) => (side(&copies.0, 0, ""), side(&copies.1, 0, "")),
+    };
+    TableProof {
+        name: table.name.clone(),
+        left,
+        right,
+        diffs,
+        exceptions_applied: applied
+            .excepted
+            .iter()
+            .map(|(_, e)| exceptions::scope(e))
+            .collect(),
+    }
+}
+
+async fn compare_table(
+    table: &TableSpec,
+    (left, right): &(Source, Source),
+    homes: Option<&Homes>,
+) -> Result<(Vec<Diff>, Summary), String> {
     let spec = CompareSpec {
         key: table.key.clone(),
         columns: table.columns.clone(),
     };
-    let names = (
-        table.left.display().to_string(),
-        table.right.display().to_string(),
-    );
-    let (mut diffs, mut summary) = snapshot::compare(&left, &right, &spec, (&names.0, &names.1))?;
+    let (mut diffs, mut summary, _) = source::compare(left, right, &spec, None).await?;
     if let (Some(homes), Some(left), Some(right)) = (homes, &table.left_region, &table.right_region)
     {
         let regions = Regions {
@@ -170,7 +225,7 @@ fn compare_table(table: &TableSpec, homes: Option<&Homes>) -> Result<(Vec<Diff>,
 }
 
 /// One finding per reason with rows: counts and the first sample keys.
-fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
+fn table_findings(table: &TableSpec, copies: &(String, String), diffs: &[Diff]) -> Vec<Finding> {
     let configured = Severity::parse_with_seed_names(&table.severity).unwrap_or(Severity::Error);
     // A write where the tenant's data may not be: always paged high.
     let high = Severity::parse_with_seed_names("high").unwrap_or(Severity::Error);
@@ -183,6 +238,8 @@ fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
         .map(|(reason, diffs)| {
             let severity = match reason {
                 Reason::CrossRegionWrite => high.max(configured),
+                // Arrived, only slowly: a lag SLO breach, not lost data.
+                Reason::Late => configured.min(Severity::Warning),
                 _ => configured,
             };
             let mut finding = Finding::new(
@@ -206,9 +263,10 @@ fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
                     Reason::Duplicate => "are held by several rows of one side",
                     Reason::CrossRegionWrite =>
                         "were written only in a copy outside their tenant's home region",
+                    Reason::Late => "were mirrored later than the lag window",
                 },
-                table.left.display(),
-                table.right.display(),
+                copies.0,
+                copies.1,
                 samples.join("; ")
             );
             finding.runbook = RUNBOOKS
@@ -222,8 +280,8 @@ fn table_findings(table: &TableSpec, diffs: &[Diff]) -> Vec<Finding> {
             finding.details = json!({
                 "count": diffs.len(),
                 "samples": samples,
-                "left": table.left.display().to_string(),
-                "right": table.right.display().to_string(),
+                "left": copies.0,
+                "right": copies.1,
             });
             finding
         })
@@ -250,6 +308,7 @@ fn sample(diff: &Diff) -> String {
             ),
             None => diff.key_text(),
         },
+        (Reason::Late, _) => format!("{} ({} ms late)", diff.key_text(), diff.lag_ms.unwrap_or(0)),
         _ => diff.key_text(),
     }
 }

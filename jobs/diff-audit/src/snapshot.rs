@@ -26,6 +26,8 @@ pub enum Reason {
     /// On one side only, and that side is outside the tenant's home region
     /// (`side`: the copy that holds it; see `residency.rs`).
     CrossRegionWrite,
+    /// CDC: the other side's matching change came after `lag_window`.
+    Late,
 }
 
 impl Reason {
@@ -35,6 +37,7 @@ impl Reason {
             Reason::Mismatch => "mismatch",
             Reason::Duplicate => "duplicate",
             Reason::CrossRegionWrite => "cross-region-write",
+            Reason::Late => "late",
         }
     }
 }
@@ -70,6 +73,9 @@ pub struct Diff {
     pub rows: Option<usize>,
     /// Cross-region write: (the holding copy's region, the tenant's home).
     pub regions: Option<(String, String)>,
+    /// CDC: verdict time − the change's source `ts_ms` (late: how late the
+    /// other side's change came).
+    pub lag_ms: Option<i64>,
 }
 
 impl Diff {
@@ -96,6 +102,9 @@ impl Diff {
         }
         if let Some(rows) = self.rows {
             line.insert("rows".into(), rows.into());
+        }
+        if let Some(lag) = self.lag_ms {
+            line.insert("lag_ms".into(), lag.into());
         }
         if let Some((region, home)) = &self.regions {
             line.insert("region".into(), region.as_str().into());
@@ -196,54 +205,13 @@ pub fn compare(
     spec: &CompareSpec,
     names: (&str, &str),
 ) -> Result<(Vec<Diff>, Summary), String> {
-    let has = |frame: &DataFrame, column: &str| frame.column(column).is_ok();
-    for (frame, side) in [(left, names.0), (right, names.1)] {
-        for key in &spec.key {
-            if !has(frame, key) {
-                return Err(format!(
-                    "{side}: no key column `{key}` (columns: {})",
-                    column_names(frame).join(", ")
-                ));
-            }
-        }
-    }
-    let left_names = column_names(left);
-    let right_names = column_names(right);
-    let not_key = |c: &&String| !spec.key.contains(c);
-    let only_left: Vec<String> = left_names
-        .iter()
-        .filter(not_key)
-        .filter(|c| !right_names.contains(c))
-        .cloned()
-        .collect();
-    let only_right: Vec<String> = right_names
-        .iter()
-        .filter(not_key)
-        .filter(|c| !left_names.contains(c))
-        .cloned()
-        .collect();
-    let columns = match &spec.columns {
-        Some(columns) => {
-            for column in columns {
-                for (frame, side) in [(left, names.0), (right, names.1)] {
-                    if !has(frame, column) {
-                        return Err(format!("{side}: no column `{column}` to compare"));
-                    }
-                }
-            }
-            columns.clone()
-        }
-        None => {
-            let mut common: Vec<String> = left_names
-                .iter()
-                .filter(not_key)
-                .filter(|c| right_names.contains(c))
-                .cloned()
-                .collect();
-            common.sort();
-            common
-        }
-    };
+    let (left_names, right_names) = (column_names(left), column_names(right));
+    let resolved = resolve_columns(&left_names, &right_names, spec, names)?;
+    let Resolved {
+        columns,
+        only_left,
+        only_right,
+    } = resolved;
     let side_encoders = |frame: &DataFrame, side: &str| -> Result<_, String> {
         Ok((
             encoders(frame, &spec.key, side)?,
@@ -261,13 +229,7 @@ pub fn compare(
         .chain(columns.iter().zip(left_values.iter().zip(&right_values)));
     for (column, (a, b)) in pairs {
         if a.family() != b.family() {
-            return Err(format!(
-                "column `{column}`: {} holds {}, {} holds {}: they cannot be compared (cast one side)",
-                names.0,
-                a.family(),
-                names.1,
-                b.family()
-            ));
+            return Err(type_clash(column, names, (a.family(), b.family())));
         }
     }
     let left_enc = encode_rows(left.height(), left_keys, &left_values);
@@ -284,6 +246,77 @@ pub fn compare(
     };
     let diffs = merge(&left_enc, &right_enc, &spec.key, &mut summary);
     Ok((diffs, summary))
+}
+
+/// Why a column holding numbers on one side and text on the other is not
+/// compared (every row would be a mismatch).
+pub fn type_clash(column: &str, names: (&str, &str), families: (&str, &str)) -> String {
+    format!(
+        "column `{column}`: {} holds {}, {} holds {}: they cannot be compared (cast one side)",
+        names.0, families.0, names.1, families.1
+    )
+}
+
+/// The columns a compare digests, and those one side lacks.
+pub struct Resolved {
+    pub columns: Vec<String>,
+    pub only_left: Vec<String>,
+    pub only_right: Vec<String>,
+}
+
+/// Checks both sides have the key and the asked-for columns, and picks the
+/// compared columns (given, or every column both have but the key, sorted).
+pub fn resolve_columns(
+    left_names: &[String],
+    right_names: &[String],
+    spec: &CompareSpec,
+    names: (&str, &str),
+) -> Result<Resolved, String> {
+    for (have, side) in [(left_names, names.0), (right_names, names.1)] {
+        for key in &spec.key {
+            if !have.contains(key) {
+                return Err(format!(
+                    "{side}: no key column `{key}` (columns: {})",
+                    have.join(", ")
+                ));
+            }
+        }
+    }
+    let not_key = |c: &&String| !spec.key.contains(c);
+    let only = |mine: &[String], other: &[String]| -> Vec<String> {
+        mine.iter()
+            .filter(not_key)
+            .filter(|c| !other.contains(c))
+            .cloned()
+            .collect()
+    };
+    let columns = match &spec.columns {
+        Some(columns) => {
+            for column in columns {
+                for (have, side) in [(left_names, names.0), (right_names, names.1)] {
+                    if !have.contains(column) {
+                        return Err(format!("{side}: no column `{column}` to compare"));
+                    }
+                }
+            }
+            columns.clone()
+        }
+        None => {
+            let mut common: Vec<String> = left_names
+                .iter()
+                .filter(not_key)
+                .filter(|c| right_names.contains(c))
+                .cloned()
+                .collect();
+            common.sort();
+            common
+        }
+    };
+    Ok(Resolved {
+        columns,
+        only_left: only(left_names, right_names),
+        only_right: only(right_names, left_names),
+    })
 }
 
 fn column_names(frame: &DataFrame) -> Vec<String> {
@@ -381,6 +414,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                     rhs_sha256: None,
                     rows: Some(count),
                     regions: None,
+                    lag_ms: None,
                 });
             }
         }
@@ -397,6 +431,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                         rhs_sha256: None,
                         rows: None,
                         regions: None,
+                        lag_ms: None,
                     });
                 }
                 Ordering::Greater => {
@@ -410,6 +445,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                         rhs_sha256: Some(hex::encode(sha)),
                         rows: None,
                         regions: None,
+                        lag_ms: None,
                     });
                 }
                 Ordering::Equal => {
@@ -426,6 +462,7 @@ fn merge(left: &Encoded, right: &Encoded, key: &[String], summary: &mut Summary)
                             rhs_sha256: Some(hex::encode(r.1)),
                             rows: None,
                             regions: None,
+                            lag_ms: None,
                         });
                     }
                 }

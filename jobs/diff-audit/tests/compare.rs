@@ -180,8 +180,16 @@ fn a_missing_key_column_and_types_that_cannot_be_compared_are_refused() {
 fn the_committed_fixtures_are_what_the_generator_writes() {
     let dir = tempfile::tempdir().unwrap();
     patrol_job_diff_audit::fixtures::generate(dir.path()).unwrap();
+    patrol_job_diff_audit::fixtures::generate_streams(dir.path()).unwrap();
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/diff-audit");
-    for file in ["eu/audit.parquet", "us/audit.parquet", "truth.json"] {
+    for file in [
+        "eu/audit.parquet",
+        "us/audit.parquet",
+        "truth.json",
+        "cdc/eu/audit.ndjson",
+        "cdc/us/audit.ndjson",
+        "cdc/truth.json",
+    ] {
         let made = std::fs::read(dir.path().join(file)).unwrap();
         let committed = std::fs::read(shipped.join(file)).unwrap();
         assert!(
