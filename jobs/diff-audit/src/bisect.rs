@@ -41,7 +41,7 @@ use crate::snapshot::{self, resolve_columns, type_clash, CompareSpec, Diff, Summ
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
     /// Most buckets at the first level (its answer is all a compare of two
-    /// equal tables transfers: ~30 bytes a bucket).
+    /// equal tables transfers: ~58 bytes a bucket on the wire).
     pub first_level_max: i64,
     /// How much finer each level is.
     pub split: i64,

@@ -47,9 +47,24 @@ pub fn unsupported(name: &str, dtype: &dyn std::fmt::Display) -> String {
 impl Encoder {
     /// The encoder of `column`, or why it has none.
     pub fn of(column: &Column) -> Result<Self, String> {
+        Self::new(column, true)
+    }
+
+    /// [`Encoder::of`] keeping the column's chunks, for reading it in order
+    /// (`iter`) rather than row by row (`encode`), without copying it whole.
+    pub fn chunked(column: &Column) -> Result<Self, String> {
+        Self::new(column, false)
+    }
+
+    fn new(column: &Column, rechunk: bool) -> Result<Self, String> {
         let name = column.name().to_string();
         let fail = |err: PolarsError| format!("column `{name}`: {err}");
-        let series = column.as_materialized_series().rechunk();
+        let series = column.as_materialized_series();
+        let series = if rechunk {
+            series.rechunk()
+        } else {
+            series.clone()
+        };
         let dtype = series.dtype().clone();
         Ok(match dtype {
             DataType::Boolean => Encoder::Bool(series.bool().map_err(fail)?.clone()),
@@ -100,11 +115,11 @@ impl Encoder {
         let mut put = |tag: u8, body: &[u8]| put_tagged(out, tag, body);
         match self {
             Encoder::Int(c) => match c.get(row) {
-                Some(v) => put(b'I', v.to_string().as_bytes()),
+                Some(v) => put(b'I', itoa::Buffer::new().format(v).as_bytes()),
                 None => put(b'N', b""),
             },
             Encoder::UInt(c) => match c.get(row) {
-                Some(v) => put(b'I', v.to_string().as_bytes()),
+                Some(v) => put(b'I', itoa::Buffer::new().format(v).as_bytes()),
                 None => put(b'N', b""),
             },
             Encoder::Float(c) => match c.get(row) {
@@ -127,7 +142,10 @@ impl Encoder {
                 None => put(b'N', b""),
             },
             Encoder::Time(c) => match c.get(row) {
-                Some(v) => put(b'T', time_text(v).as_bytes()),
+                Some(v) => match time_bytes(v) {
+                    Some(bytes) => put(b'T', &bytes),
+                    None => put(b'T', time_text(v).as_bytes()),
+                },
                 None => put(b'N', b""),
             },
             Encoder::Date(c) => match c.get(row) {
@@ -171,6 +189,46 @@ fn float_text(v: f64) -> (u8, String) {
         return (b'I', format!("{}", v as i64));
     }
     (b'F', format!("{v:?}"))
+}
+
+/// `time_text` without formatting machinery, for years 1970–9999 (the
+/// hot path of every timestamp column); `None` outside them.
+fn time_bytes(nanos: i64) -> Option<[u8; 30]> {
+    if nanos < 0 {
+        return None;
+    }
+    let secs = nanos / 1_000_000_000;
+    let frac = nanos % 1_000_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    if year > 9_999 {
+        return None;
+    }
+    let mut out = *b"0000-00-00T00:00:00.000000000Z";
+    let mut digits = |at: usize, width: usize, mut value: i64| {
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    digits(0, 4, year);
+    digits(5, 2, month);
+    digits(8, 2, day);
+    digits(11, 2, rem / 3_600);
+    digits(14, 2, rem % 3_600 / 60);
+    digits(17, 2, rem % 60);
+    digits(20, 9, frac);
+    Some(out)
 }
 
 fn time_text(nanos: i64) -> String {
@@ -264,6 +322,22 @@ mod tests {
         let (m, n) = (digest_of(micros.into()), digest_of(nanos.into()));
         assert_eq!(m[0], n[0]);
         assert_ne!(m[1], n[1]);
+    }
+
+    #[test]
+    fn the_fast_timestamp_text_is_chronos() {
+        for nanos in [
+            0,
+            1,
+            951_782_400_123_456_789, // 2000-02-29
+            1_793_577_600_000_000_000,
+            4_102_444_799_999_999_999, // 2099-12-31T23:59:59.999999999
+            i64::MAX,                  // 2262-04-11
+        ] {
+            let fast = time_bytes(nanos).unwrap();
+            assert_eq!(std::str::from_utf8(&fast).unwrap(), time_text(nanos));
+        }
+        assert_eq!(time_bytes(-1), None);
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod run;
 pub mod snapshot;
 pub mod source;
 pub mod sqlite;
+pub mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;

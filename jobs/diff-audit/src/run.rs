@@ -211,6 +211,16 @@ async fn compare_table(
         columns: table.columns.clone(),
     };
     let (mut diffs, mut summary, _) = source::compare(left, right, &spec, None).await?;
+    // A file copy's commitment is the SHA-256 of the file: anyone holding
+    // it can check what was compared.
+    for (copy, commitment) in [
+        (left, &mut summary.left_commitment),
+        (right, &mut summary.right_commitment),
+    ] {
+        if let Source::File(path) = copy {
+            *commitment = proof::file_sha256(path)?;
+        }
+    }
     if let (Some(homes), Some(left), Some(right)) = (homes, &table.left_region, &table.right_region)
     {
         let regions = Regions {

@@ -161,8 +161,20 @@ pub async fn compare(
     spec: &CompareSpec,
     where_sql: Option<&str>,
 ) -> Result<(Vec<Diff>, Summary, Option<BisectStats>), String> {
-    let (l, r) = tokio::try_join!(open(left, where_sql), open(right, where_sql))?;
     let names = (left.describe(), right.describe());
+    if let (Source::File(l), Source::File(r)) = (left, right) {
+        if where_sql.is_some() {
+            return Err("--where filters database tables, not files".into());
+        }
+        let (l, r, spec) = (l.clone(), r.clone(), spec.clone());
+        let (diffs, summary, _) = tokio::task::spawn_blocking(move || {
+            crate::stream::compare(&l, &r, &spec, (&names.0, &names.1))
+        })
+        .await
+        .map_err(|err| err.to_string())??;
+        return Ok((diffs, summary, None));
+    }
+    let (l, r) = tokio::try_join!(open(left, where_sql), open(right, where_sql))?;
     if let (Opened::Postgres(l), Opened::Postgres(r)) = (&l, &r) {
         let (diffs, summary, stats) =
             bisect::compare(l, r, spec, where_sql, bisect::Tuning::default()).await?;

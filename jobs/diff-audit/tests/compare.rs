@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use patrol_job_diff_audit::snapshot::{compare, read_table, CompareSpec, Reason, Side};
+use patrol_job_diff_audit::stream;
 use polars::prelude::*;
 
 /// One copy of the table: `rows` of (tenant, id, note, amount, at in µs).
@@ -110,6 +111,53 @@ fn every_planted_difference_is_named_with_its_reason_and_nothing_else() {
     assert_eq!(line["lhs_sha256"].as_str().unwrap().len(), 64);
     assert!(line["rhs_sha256"].is_null());
     assert_eq!(diffs[5].rows, Some(2));
+
+    // Streamed in bounded memory: the same diffs and counts, only the
+    // differing buckets' rows read again.
+    let (streamed, streamed_summary, stats) =
+        stream::compare(&l, &r, &spec(), ("eu", "us")).unwrap();
+    assert_eq!(streamed, diffs);
+    assert_eq!(
+        (
+            streamed_summary.equal,
+            streamed_summary.missing,
+            streamed_summary.mismatch,
+            streamed_summary.duplicate
+        ),
+        (45, 1, 4, 1)
+    );
+    assert!(stats.fetched_left < 15, "{stats:?}");
+}
+
+#[test]
+fn a_key_duplicated_alike_in_both_copies_is_still_reported_when_streamed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rows: Vec<(&str, i64, Option<&str>, i64, i64)> =
+        (0..100).map(|i| ("acme", i, Some("x"), i, T + i)).collect();
+    rows.push(("acme", 42, Some("x"), 42, T + 42));
+    let l = write(dir.path(), "a.parquet", copy(&rows));
+    let r = write(dir.path(), "b.parquet", copy(&rows));
+    let (diffs, summary, stats) = stream::compare(&l, &r, &spec(), ("eu", "us")).unwrap();
+    let found: Vec<(i64, Reason, Option<Side>)> = diffs
+        .iter()
+        .map(|d| (d.key[1].1.as_i64().unwrap(), d.reason, d.side))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (42, Reason::Duplicate, Some(Side::Left)),
+            (42, Reason::Duplicate, Some(Side::Right)),
+        ]
+    );
+    assert_eq!(stats.differing, 0);
+    assert_eq!(summary.equal, 99);
+    // An empty copy: everything missing on it.
+    let empty = write(dir.path(), "empty.parquet", copy(&[]));
+    let (diffs, _, _) = stream::compare(&l, &empty, &spec(), ("eu", "us")).unwrap();
+    assert_eq!(
+        diffs.iter().filter(|d| d.reason == Reason::Missing).count(),
+        99
+    );
 }
 
 #[test]
@@ -145,6 +193,13 @@ fn copies_that_store_the_same_values_differently_are_identical() {
     .unwrap();
     assert!(diffs.is_empty(), "{diffs:?}");
     assert_eq!(summary.equal, 20);
+    // The streamed checksums agree too: no bucket differs, nothing re-read.
+    let (diffs, summary, stats) = stream::compare(&l, &r, &spec(), ("a", "b")).unwrap();
+    assert!(diffs.is_empty(), "{diffs:?}");
+    assert_eq!(
+        (summary.equal, stats.differing, stats.fetched_left),
+        (20, 0, 0)
+    );
 }
 
 #[test]

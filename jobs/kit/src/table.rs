@@ -94,6 +94,29 @@ pub fn stream_batches(
     name: &str,
     plan: LazyFrame,
     batch_rows: usize,
+    on_batch: impl FnMut(DataFrame) -> Result<(), String>,
+) -> Result<(), String> {
+    stream(name, plan, batch_rows, true, on_batch)
+}
+
+/// [`stream_batches`] for a job that does not need the file's row order
+/// (sums, counts): the engine hands batches on as they are decoded instead
+/// of holding early ones back to restore the order, which keeps less in
+/// memory and all cores busy.
+pub fn stream_batches_unordered(
+    name: &str,
+    plan: LazyFrame,
+    batch_rows: usize,
+    on_batch: impl FnMut(DataFrame) -> Result<(), String>,
+) -> Result<(), String> {
+    stream(name, plan, batch_rows, false, on_batch)
+}
+
+fn stream(
+    name: &str,
+    plan: LazyFrame,
+    batch_rows: usize,
+    maintain_order: bool,
     mut on_batch: impl FnMut(DataFrame) -> Result<(), String>,
 ) -> Result<(), String> {
     let fail = |err: PolarsError| format!("{name}: {err}");
@@ -107,7 +130,11 @@ pub fn stream_batches(
     let callback =
         PlanCallback::new(move |frame: DataFrame| Ok(send.send(Scanned::Batch(frame)).is_err()));
     let plan = plan
-        .sink_batches(callback, true, NonZeroUsize::new(batch_rows.max(1)))
+        .sink_batches(
+            callback,
+            maintain_order,
+            NonZeroUsize::new(batch_rows.max(1)),
+        )
         .map_err(fail)?;
     let mut batch_error = None;
     std::thread::scope(|scope| -> Result<(), String> {
