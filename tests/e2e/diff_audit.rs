@@ -147,6 +147,29 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
         .iter()
         .all(|l| l["lag_ms"].as_i64().is_some_and(|lag| lag > 0)));
 
+    // The day's report: counts per table and reason, the CDC lag.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join(format!("reports/{today}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["runs"], 1, "{report}");
+    assert_eq!(
+        report["tables"]["audit-changes"]["late"]["last"], 2,
+        "{report}"
+    );
+    assert_eq!(
+        report["tables"]["audit"]["duplicate"]["peak"], 1,
+        "{report}"
+    );
+    assert_eq!(report["lag_ms"]["max"], 180_000, "{report}");
+    assert_eq!(report["exceptions"]["expired"].as_array().unwrap().len(), 1);
+    let markdown = std::fs::read_to_string(dir.path().join(format!("reports/{today}.md"))).unwrap();
+    assert!(
+        markdown.contains("| audit-changes | late | 2 | 2 |"),
+        "{markdown}"
+    );
+
     // Each run leaves a signed proof that `patrol evidence verify` checks.
     let key = dir.path().join("fixtures/provmon/keys/evidence.pub");
     let key = key.to_str().unwrap();

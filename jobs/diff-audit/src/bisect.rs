@@ -3,9 +3,10 @@
 //! key's hash instead of ranges of the key.
 //!
 //! Each row falls in bucket `hash(key) mod B` (the same key in the same
-//! bucket on both sides); each database returns, per bucket, the row count
+//! bucket on both sides); each database computes, per bucket, the row count
 //! and the sum of the rows' 64-bit hashes (`hashtextextended` of the row's
-//! text, key included), computed inside the database. Buckets that agree
+//! text, key included), and sends at the first level only one 8-byte
+//! checksum of them per bucket (finer levels send the counts too). Buckets that agree
 //! are done. The differing ones are split again (B × 256, only their rows
 //! hashed), until they hold few enough rows to fetch; those rows are read
 //! and compared by the canonical digests of `canonical.rs`, the same code
@@ -41,7 +42,7 @@ use crate::snapshot::{self, resolve_columns, type_clash, CompareSpec, Diff, Summ
 #[derive(Debug, Clone, Copy)]
 pub struct Tuning {
     /// Most buckets at the first level (its answer is all a compare of two
-    /// equal tables transfers: ~58 bytes a bucket on the wire).
+    /// equal tables transfers: 8 bytes a bucket).
     pub first_level_max: i64,
     /// How much finer each level is.
     pub split: i64,
@@ -52,7 +53,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            first_level_max: 1 << 10,
+            first_level_max: 1 << 9,
             split: 1 << 8,
             fetch_rows: 20_000,
         }
@@ -127,16 +128,24 @@ pub async fn compare(
         ..Summary::default()
     };
     let fetch = loop {
-        let (l, r) = tokio::try_join!(
-            level(left, &left_hash, where_sql, buckets, filter.as_ref()),
-            level(right, &right_hash, where_sql, buckets, filter.as_ref())
-        )?;
-        if filter.is_none() {
-            summary.left_rows = l.values().map(|(n, _)| *n as usize).sum();
-            summary.right_rows = r.values().map(|(n, _)| *n as usize).sum();
-            summary.left_commitment = commitment(buckets, &l);
-            summary.right_commitment = commitment(buckets, &r);
-        }
+        // Rows a differing bucket holds, where the level gave no counts.
+        let mut per_bucket = None;
+        let (l, r) = if filter.is_none() {
+            let (l, r) = tokio::try_join!(
+                first_level(left, &left_hash, where_sql, buckets),
+                first_level(right, &right_hash, where_sql, buckets)
+            )?;
+            (summary.left_rows, summary.right_rows) = (l.0 as usize, r.0 as usize);
+            summary.left_commitment = commitment(buckets, &l.1);
+            summary.right_commitment = commitment(buckets, &r.1);
+            per_bucket = Some((l.0.max(r.0) + buckets - 1) / buckets);
+            (l.1, r.1)
+        } else {
+            tokio::try_join!(
+                level(left, &left_hash, where_sql, buckets, filter.as_ref()),
+                level(right, &right_hash, where_sql, buckets, filter.as_ref())
+            )?
+        };
         let differing: Vec<i64> = l
             .keys()
             .chain(r.keys())
@@ -146,10 +155,13 @@ pub async fn compare(
             .filter(|b| l.get(b) != r.get(b))
             .collect();
         let count = |side: &Checksums, b: &i64| side.get(b).map_or(0, |(n, _)| *n);
-        let rows_differing: i64 = differing
-            .iter()
-            .map(|b| count(&l, b).max(count(&r, b)))
-            .sum();
+        let rows_differing: i64 = match per_bucket {
+            Some(rows) => rows * differing.len() as i64,
+            None => differing
+                .iter()
+                .map(|b| count(&l, b).max(count(&r, b)))
+                .sum(),
+        };
         stats.levels.push(LevelStats {
             buckets,
             groups_left: l.len(),
@@ -276,6 +288,47 @@ fn hash_expr(column: &PgColumn, same_type: bool) -> String {
         Kind::TimestampTz => format!("({q} AT TIME ZONE 'UTC')"),
         Kind::Bool | Kind::Bytes | Kind::Date | Kind::Other => q,
     }
+}
+
+/// The first level of one side, compactly: its row count, and per bucket
+/// one 8-byte checksum of its (count, sum), all buckets in order in one
+/// `bytea` (8 bytes a bucket on the wire; what a compare of two equal
+/// tables transfers). Counts are not sent per bucket: a differing bucket is
+/// taken to hold the average.
+async fn first_level(
+    table: &PgTable,
+    hashing: &Hashing,
+    where_sql: Option<&str>,
+    buckets: i64,
+) -> Result<(i64, Checksums), String> {
+    let sql = format!(
+        "WITH q AS (SELECT {} AS b, count(*) AS n, sum(hashtextextended({}, 0)) AS s \
+           FROM (SELECT hashtextextended({}, 0) AS __patrol_kh, * FROM {}{} OFFSET 0) AS s GROUP BY 1) \
+         SELECT (SELECT coalesce(sum(n), 0)::int8 FROM q), \
+                (SELECT string_agg(int8send(coalesce(hashtextextended(q.n || ':' || q.s, 0), 0)), ''::bytea ORDER BY g) \
+                 FROM generate_series(0, {} - 1) AS g LEFT JOIN q ON q.b = g)",
+        bucket_of(buckets),
+        hashing.row,
+        hashing.key,
+        table.relation,
+        where_clause(where_sql),
+        buckets
+    );
+    let (rows, packed): (i64, Option<Vec<u8>>) = sqlx::query_as(&sql)
+        .fetch_one(&table.pool)
+        .await
+        .map_err(|err| format!("{}: {err}", table.shown))?;
+    let packed = packed.unwrap_or_default();
+    let checksums = packed
+        .chunks_exact(8)
+        .enumerate()
+        .map(|(bucket, bytes)| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(bytes);
+            (bucket as i64, (0, i64::from_be_bytes(word).to_string()))
+        })
+        .collect();
+    Ok((rows, checksums))
 }
 
 /// One level's checksums of one side.

@@ -109,6 +109,9 @@ pub struct CdcOutcome {
     pub right: SourceStats,
     /// Matched changes this run and their lag.
     pub lag: LagStats,
+    /// Each matched change's lag (for the daily report).
+    #[serde(skip)]
+    pub lags: Vec<i64>,
     /// Keys in flight after the run, and those not yet past a window.
     pub pending: usize,
     pub waiting: usize,
@@ -199,6 +202,7 @@ fn join(
     outcome.pending = stored.joiner.pending();
     let mut lags: Vec<i64> = agreements.iter().map(|a| a.lag_ms).collect();
     outcome.lag = LagStats::of(&mut lags);
+    outcome.lags = lags;
     outcome.commitment = {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(

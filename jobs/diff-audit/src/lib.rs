@@ -8,8 +8,8 @@
 //! (`source.rs`); two PostgreSQL copies are bisected by checksums computed
 //! in the databases (`bisect.rs`). A table's Debezium change streams are
 //! joined per key across runs (`cdc.rs`). Residency, exceptions and signed
-//! proofs apply to both. NDJSON table files and the daily report are not
-//! built yet.
+//! proofs apply to both; `report.rs` writes the daily report. NDJSON table
+//! files are not read yet.
 
 pub mod bisect;
 pub mod canonical;
@@ -22,6 +22,7 @@ pub mod exceptions;
 pub mod fixtures;
 pub mod postgres;
 pub mod proof;
+pub mod report;
 pub mod residency;
 mod run;
 pub mod snapshot;
@@ -61,6 +62,10 @@ pub struct Params {
     /// evidence pack `patrol evidence verify` checks.
     #[serde(default)]
     pub proofs: Option<proof::ProofsSpec>,
+    /// The daily report (`<dir>/<YYYY-MM-DD>.json` and `.md`), rewritten
+    /// by every run of the day.
+    #[serde(default)]
+    pub report_dir: Option<PathBuf>,
 }
 
 /// One table and its two copies.
@@ -224,6 +229,13 @@ impl JobKind for DiffAuditJob {
                     description: "Write a signed proof of each run (counts, both copies' row commitments, diffs, exceptions applied) as an evidence pack",
                 },
                 ParamDoc {
+                    name: "report_dir",
+                    type_name: "path",
+                    required: false,
+                    default: None,
+                    description: "Write the daily report (counts per table and reason, CDC lag p50/p95/max, exceptions, MTTR of diffs and exceptions) to <dir>/<day>.json and .md",
+                },
+                ParamDoc {
                     name: "diffs_dir",
                     type_name: "path",
                     required: false,
@@ -289,6 +301,9 @@ impl JobKind for DiffAuditJob {
             }
         }
         if let Some(dir) = &mut params.diffs_dir {
+            *dir = ctx.path(dir);
+        }
+        if let Some(dir) = &mut params.report_dir {
             *dir = ctx.path(dir);
         }
         let homes = match &params.tenants {

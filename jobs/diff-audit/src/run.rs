@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::cdc_run::{self, CdcOutcome};
 use crate::exceptions::{self, Exception};
 use crate::proof::{self, Counts, ProofWriter, TableProof};
+use crate::report;
 use crate::residency::{self, Homes, Regions};
 use crate::snapshot::{CompareSpec, Diff, Reason, Summary};
 use crate::source::{self, Source};
@@ -46,6 +47,17 @@ impl JobInstance for DiffAuditInstance {
         };
         let mut writes = Vec::new();
         let mut differences = 0;
+        let mut facts = report::RunFacts {
+            now,
+            diffs: BTreeMap::new(),
+            lags: Vec::new(),
+            exceptions: self
+                .exceptions
+                .iter()
+                .map(|e| (exceptions::scope(e), e.created))
+                .collect(),
+            expired: Vec::new(),
+        };
         for (table, pair) in self.params.tables.iter().zip(&self.sources) {
             if ctx.cancel.is_cancelled() {
                 return Ok(RunReport::new(
@@ -81,8 +93,26 @@ impl JobInstance for DiffAuditInstance {
             if let Some(cdc) = &cdc {
                 diffs.extend(cdc.diffs.iter().cloned());
                 writes.extend(cdc.write.clone());
+                facts.lags.extend(&cdc.lags);
             }
             let applied = exceptions::apply(&table.name, diffs, &self.exceptions, now);
+            facts.diffs.insert(
+                &table.name,
+                applied
+                    .paged
+                    .iter()
+                    .map(|d| (d.reason.as_str(), d.key_text()))
+                    .chain(
+                        applied
+                            .excepted
+                            .iter()
+                            .map(|(d, _)| ("excepted", d.key_text())),
+                    )
+                    .collect(),
+            );
+            facts
+                .expired
+                .extend(applied.expired.iter().map(|e| exceptions::scope(e)));
             let copies = copies(table, pair.as_ref());
             findings.extend(table_findings(table, &copies, &applied.paged));
             findings.extend(applied.expired.iter().map(|e| expired_finding(table, e)));
@@ -124,6 +154,12 @@ impl JobInstance for DiffAuditInstance {
         if !errors.is_empty() {
             summary.push_str(&format!("; {} table(s) failed", errors.len()));
         }
+        if let (Some(dir), true) = (&self.params.report_dir, errors.is_empty()) {
+            match write_report(&ctx, dir, &facts).await {
+                Ok(write) => writes.push(write),
+                Err(err) => errors.push(format!("report: {err}")),
+            }
+        }
         let mut proof_dir = None;
         if let (Some(writer), true) = (&self.proofs, errors.is_empty()) {
             let files = proof::pack_files(&ctx.run_key, now, ctx.now(), &counts, &proved);
@@ -149,6 +185,37 @@ impl JobInstance for DiffAuditInstance {
         report.findings_partial = failed;
         Ok(report)
     }
+}
+
+/// `report/state`: the daily report's accumulators.
+const REPORT: patrol_job_api::StateKey<report::Stored> =
+    patrol_job_api::StateKey::new("report/state");
+
+/// Adds the run to the day's report, writes its JSON and Markdown, and
+/// returns the state to keep.
+async fn write_report(
+    ctx: &RunContext,
+    dir: &std::path::Path,
+    facts: &report::RunFacts<'_>,
+) -> Result<patrol_job_api::StateWrite, String> {
+    let mut stored = ctx
+        .state
+        .load(&REPORT)
+        .await
+        .map_err(|err| err.to_string())?
+        .unwrap_or_default();
+    let day = stored.add(facts).clone();
+    let json = serde_json::to_vec_pretty(&day.to_json()).map_err(|err| err.to_string())?;
+    for (name, bytes) in [
+        (format!("{}.json", day.day), json),
+        (format!("{}.md", day.day), day.to_markdown().into_bytes()),
+    ] {
+        ctx.effects
+            .write_file(&dir.join(name), bytes)
+            .await
+            .map_err(|err| err.to_string())?;
+    }
+    REPORT.put(&stored).map_err(|err| err.to_string())
 }
 
 /// How a table's two copies are named in findings: its snapshot sources,
