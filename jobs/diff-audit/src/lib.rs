@@ -4,12 +4,12 @@
 //! (`canonical.rs`), with every differing key written as a diff line in the
 //! seed's schema and one finding per (table, reason).
 //!
-//! Copies are files (Parquet, CSV), SQLite or PostgreSQL tables
+//! Copies are files (Parquet, CSV, NDJSON), SQLite or PostgreSQL tables
 //! (`source.rs`); two PostgreSQL copies are bisected by checksums computed
 //! in the databases (`bisect.rs`). A table's Debezium change streams are
 //! joined per key across runs (`cdc.rs`). Residency, exceptions and signed
-//! proofs apply to both; `report.rs` writes the daily report. NDJSON table
-//! files are not read yet.
+//! proofs apply to both; `report.rs` writes the daily report. Table files
+//! are Parquet, CSV or NDJSON (`ndjson.rs`).
 
 pub mod bisect;
 pub mod canonical;
@@ -20,6 +20,7 @@ pub mod debezium;
 pub mod events;
 pub mod exceptions;
 pub mod fixtures;
+pub mod ndjson;
 pub mod postgres;
 pub mod proof;
 pub mod report;

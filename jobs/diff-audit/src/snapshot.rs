@@ -165,7 +165,7 @@ impl Summary {
     }
 }
 
-/// Reads a table file: Parquet or CSV (with a header).
+/// Reads a table file: Parquet, CSV (with a header) or NDJSON.
 pub fn read_table(path: &Path) -> Result<DataFrame, String> {
     let name = path.display().to_string();
     let fail = |err: PolarsError| format!("{name}: {err}");
@@ -185,8 +185,9 @@ pub fn read_table(path: &Path) -> Result<DataFrame, String> {
             .finish()
             .and_then(LazyFrame::collect)
             .map_err(fail),
+        Some("ndjson" | "jsonl") => crate::ndjson::read(path),
         _ => Err(format!(
-            "{name}: a table file is .parquet or .csv (databases and NDJSON are not read yet)"
+            "{name}: a table file is .parquet, .csv, .ndjson or .jsonl"
         )),
     }
 }

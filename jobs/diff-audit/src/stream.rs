@@ -59,7 +59,8 @@ struct Checksums {
     duplicated: Vec<usize>,
 }
 
-/// A lazy scan of a table file with its own types (CSV types inferred).
+/// A lazy scan of a table file with its own types (CSV types inferred;
+/// NDJSON read whole, see `ndjson.rs`).
 pub fn scan(path: &Path) -> Result<LazyFrame, String> {
     let name = path.display().to_string();
     let text = path.to_string_lossy();
@@ -77,8 +78,10 @@ pub fn scan(path: &Path) -> Result<LazyFrame, String> {
             .with_infer_schema_length(Some(10_000))
             .finish()
             .map_err(fail),
+        // Read whole (columns inferred from every line), then streamed.
+        Some("ndjson" | "jsonl") => Ok(crate::ndjson::read(path)?.lazy()),
         _ => Err(format!(
-            "{name}: a table file is .parquet or .csv (NDJSON tables are not read yet)"
+            "{name}: a table file is .parquet, .csv, .ndjson or .jsonl"
         )),
     }
 }

@@ -253,3 +253,49 @@ fn the_committed_fixtures_are_what_the_generator_writes() {
         );
     }
 }
+
+#[test]
+fn an_ndjson_copy_compares_with_a_parquet_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<(&str, i64, Option<&str>, i64, i64)> = (0..30)
+        .map(|i| ("acme", i, Some("x"), i * 10, T + i))
+        .collect();
+    let parquet = write(dir.path(), "eu.parquet", copy(&rows));
+    let lines: String = rows
+        .iter()
+        .map(|(tenant, id, note, amount, _)| {
+            // Row 5's amount differs, row 9's note is "" instead of "x",
+            // row 20 is not there.
+            let amount = if *id == 5 { amount + 1 } else { *amount };
+            let note = if *id == 9 { Some("") } else { *note };
+            if *id == 20 {
+                String::new()
+            } else {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"tenant": tenant, "id": id, "note": note, "amount": amount})
+                )
+            }
+        })
+        .collect();
+    let ndjson = dir.path().join("us.ndjson");
+    std::fs::write(&ndjson, lines).unwrap();
+    let columns = CompareSpec {
+        key: vec!["tenant".into(), "id".into()],
+        columns: Some(vec!["amount".into(), "note".into()]),
+    };
+    let (diffs, summary, _) = stream::compare(&parquet, &ndjson, &columns, ("eu", "us")).unwrap();
+    let found: Vec<(i64, Reason)> = diffs
+        .iter()
+        .map(|d| (d.key[1].1.as_i64().unwrap(), d.reason))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (5, Reason::Mismatch),
+            (9, Reason::Mismatch),
+            (20, Reason::Missing)
+        ]
+    );
+    assert_eq!(summary.equal, 27);
+}
