@@ -83,22 +83,6 @@ pub struct Counts {
     pub excepted: usize,
 }
 
-/// The SHA-256 of a file, read in pieces.
-pub fn file_sha256(path: &std::path::Path) -> Result<String, String> {
-    use std::io::Read;
-    let fail = |err: std::io::Error| format!("{}: {err}", path.display());
-    let mut file = std::fs::File::open(path).map_err(fail)?;
-    let mut hash = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer).map_err(fail)?;
-        if read == 0 {
-            return Ok(hex::encode(hash.finalize()));
-        }
-        hash.update(&buffer[..read]);
-    }
-}
-
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -192,7 +192,7 @@ impl Stored {
             self.exceptions.entry(scope.clone()).or_insert(created);
         }
         today.exceptions = Exceptions {
-            active: run.exceptions.len() - run.expired.len(),
+            active: run.exceptions.len().saturating_sub(run.expired.len()),
             expired: run.expired.clone(),
         };
         today

@@ -285,7 +285,8 @@ async fn compare_table(
         (right, &mut summary.right_commitment),
     ] {
         if let Source::File(path) = copy {
-            *commitment = proof::file_sha256(path)?;
+            *commitment = patrol_job_api::effects::file_sha256(path)
+                .map_err(|err| format!("{}: {err}", path.display()))?;
         }
     }
     if let (Some(homes), Some(left), Some(right)) = (homes, &table.left_region, &table.right_region)

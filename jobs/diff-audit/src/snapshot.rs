@@ -165,31 +165,12 @@ impl Summary {
     }
 }
 
-/// Reads a table file: Parquet, CSV (with a header) or NDJSON.
+/// Reads a table file whole: Parquet, CSV (with a header) or NDJSON (the
+/// formats of `stream::scan`).
 pub fn read_table(path: &Path) -> Result<DataFrame, String> {
-    let name = path.display().to_string();
-    let fail = |err: PolarsError| format!("{name}: {err}");
-    if !path.is_file() {
-        return Err(format!("{name}: no such file"));
-    }
-    let text = path.to_string_lossy();
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => {
-            LazyFrame::scan_parquet(PlRefPath::new(text.as_ref()), ScanArgsParquet::default())
-                .and_then(LazyFrame::collect)
-                .map_err(fail)
-        }
-        Some("csv") => LazyCsvReader::new(PlRefPath::new(text.as_ref()))
-            .with_has_header(true)
-            .with_infer_schema_length(Some(10_000))
-            .finish()
-            .and_then(LazyFrame::collect)
-            .map_err(fail),
-        Some("ndjson" | "jsonl") => crate::ndjson::read(path),
-        _ => Err(format!(
-            "{name}: a table file is .parquet, .csv, .ndjson or .jsonl"
-        )),
-    }
+    crate::stream::scan(path)?
+        .collect()
+        .map_err(|err| format!("{}: {err}", path.display()))
 }
 
 /// One side, encoded: per row its key bytes, and the encoders to show keys.

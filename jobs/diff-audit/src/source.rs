@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use patrol_job_api::secret::redact_url_credentials;
 use polars::prelude::DataFrame;
 
 use crate::bisect::{self, BisectStats};
@@ -91,12 +92,12 @@ impl Source {
     }
 
     /// How the source is named in summaries, errors and proofs: a
-    /// database URL without its password.
+    /// database URL with its credentials masked.
     pub fn describe(&self) -> String {
         match self {
             Source::File(path) => path.display().to_string(),
             Source::Postgres { url, schema, table } => {
-                format!("{}#{schema}.{table}", redact_password(url))
+                format!("{}#{schema}.{table}", redact_url_credentials(url))
             }
             Source::Sqlite { path, table } => format!("sqlite://{}#{table}", path.display()),
         }
@@ -214,7 +215,7 @@ fn split_table(text: &str) -> Result<(&str, &str), String> {
         Some((url, table)) if !table.is_empty() => Ok((url, table)),
         _ => Err(format!(
             "{}: name the table after `#` (postgres://…/db#schema.table, sqlite://path#table)",
-            redact_password(text)
+            redact_url_credentials(text)
         )),
     }
 }
@@ -234,25 +235,6 @@ fn check_identifier(name: &str) -> Result<(), String> {
     }
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub fn redact_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &authority[..at];
-    let shown = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None => userinfo.to_string(),
-    };
-    format!("{}{shown}{}", &url[..scheme_end + 3], &rest[at..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,7 +252,7 @@ mod tests {
         );
         assert_eq!(
             pg.describe(),
-            "postgres://audit:***@db.eu:5432/mirror#sales.orders"
+            "postgres://[redacted]@db.eu:5432/mirror#sales.orders"
         );
         assert!(!format!("{pg:?}").contains("s3cret"));
         let default_schema = Source::parse("postgresql://db/m#orders").unwrap();
@@ -301,8 +283,11 @@ mod tests {
             Source::configured("env:PATROL_TEST_DIFF_AUDIT_EU_URL#sales.orders", base).unwrap();
         assert_eq!(
             source.describe(),
-            "postgres://audit:***@db.eu/m#sales.orders"
+            "postgres://[redacted]@db.eu/m#sales.orders"
         );
+        // A password in libpq's query form is masked too.
+        let query = Source::parse("postgres://db.eu/m?sslmode=require&password=pw#orders").unwrap();
+        assert!(!query.describe().contains("pw"), "{}", query.describe());
         let err = Source::configured("postgres://audit:pw@db.eu/m#orders", base).unwrap_err();
         assert!(err.contains("is a secret") && !err.contains("pw"), "{err}");
         let err = Source::configured("env:PATROL_TEST_DIFF_AUDIT_UNSET#orders", base).unwrap_err();

@@ -41,23 +41,7 @@ pub use sandbox::{landlock_available, MAX_FILE_SIZE, MORE_PROCESSES};
 pub use spawn::{HostCall, HostCommand, HostEnd};
 
 /// sha256 of a file, lowercase hex.
-pub fn file_sha256(path: &std::path::Path) -> std::io::Result<String> {
-    sha256_of(std::fs::File::open(path)?)
-}
+pub use patrol_job_api::effects::file_sha256;
 
 /// sha256 of everything `reader` gives, lowercase hex.
-pub(crate) fn sha256_of(mut reader: impl std::io::Read) -> std::io::Result<String> {
-    use sha2::Digest;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let read = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        };
-        hasher.update(&buffer[..read]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
+pub(crate) use patrol_job_api::effects::sha256_hex_of as sha256_of;
