@@ -111,8 +111,9 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
             .iter()
             .map(|r| ("TRIGGER".to_string(), format!("diff-audit/audit/{r}")))
             .collect();
-    // The change streams' table: late, missing and mismatched changes.
-    let changes: Vec<(String, String)> = ["late", "mismatch", "missing"]
+    // The change streams' table: late, missing and mismatched changes, and
+    // EU tenants' changes made first or only in the US mirror.
+    let changes: Vec<(String, String)> = ["cross-region-write", "late", "mismatch", "missing"]
         .iter()
         .map(|r| {
             (
@@ -188,7 +189,7 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
     let pack = packs[0].as_ref().unwrap().path();
     let proof: serde_json::Value =
         serde_json::from_slice(&std::fs::read(pack.join("proof.json")).unwrap()).unwrap();
-    assert_eq!(proof["counts"]["diff"], 9 + 6);
+    assert_eq!(proof["counts"]["diff"], 9 + 8);
     assert!(proof["counts"]["ok"].as_u64().unwrap() > 1991);
     let table = &proof["tables"][0];
     assert_eq!(
@@ -199,6 +200,14 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
         (Some(1998), Some(1999))
     );
     assert_eq!(table["left"]["commitment"].as_str().unwrap().len(), 64);
+    // Two files: each commitment is the file's SHA-256, which anyone can
+    // recompute.
+    assert_eq!(table["left"]["commitment_of"], "file");
+    let eu_sha = patrol_job_api::effects::file_sha256(
+        &dir.path().join("fixtures/diff-audit/eu/audit.parquet"),
+    )
+    .unwrap();
+    assert_eq!(table["left"]["commitment"], eu_sha.as_str());
     assert_ne!(table["left"]["commitment"], table["right"]["commitment"]);
     // One changed byte in the proved diffs and the pack fails.
     let diffs = pack.join("diffs/audit.ndjson");
@@ -283,7 +292,8 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
 
     // The mirrors catch up: the missing changes arrive, the mismatched row
     // is rewritten, the US-only row reaches the EU. Those findings resolve;
-    // the late one stays open for its hour (it does not flap).
+    // the late ones and the cross-region writes stay open for their hour
+    // (they do not flap).
     let cdc = dir.path().join("fixtures/diff-audit/cdc");
     let eu = std::fs::read_to_string(cdc.join("eu/audit.ndjson")).unwrap();
     let us = std::fs::read_to_string(cdc.join("us/audit.ndjson")).unwrap();
@@ -293,16 +303,25 @@ fn the_shipped_schedule_finds_exactly_the_planted_differences_pages_each_reason_
             .find(|l| l["after"]["id"] == id)
             .unwrap()
     };
-    let mut to_us = String::new();
-    for id in [20070, 20170, 20110] {
-        let mut line = line_of(&eu, id);
-        line["source"]["ts_ms"] = (line["source"]["ts_ms"].as_i64().unwrap() + 10_000).into();
-        to_us.push_str(&format!("{line}\n"));
-    }
-    append(&cdc.join("us/audit.ndjson"), &to_us);
+    // Each copied with a later source time, as a mirror would apply it:
+    // the EU tenant's rows to the US, the US tenant's to the EU.
+    let mirrored = |from: &str, ids: &[i64]| -> String {
+        ids.iter()
+            .map(|&id| {
+                let mut line = line_of(from, id);
+                line["source"]["ts_ms"] =
+                    (line["source"]["ts_ms"].as_i64().unwrap() + 10_000).into();
+                format!("{line}\n")
+            })
+            .collect()
+    };
+    append(
+        &cdc.join("us/audit.ndjson"),
+        &mirrored(&eu, &[20170, 20110]),
+    );
     append(
         &cdc.join("eu/audit.ndjson"),
-        &format!("{}\n", line_of(&us, 20400)),
+        &mirrored(&us, &[20070, 20400]),
     );
     let caught_up = patrol(dir.path(), &["run", "diff-audit", "--wait"]);
     let mut resolved = pages(&stdout(&caught_up));

@@ -138,6 +138,7 @@ pub async fn compare(
             (summary.left_rows, summary.right_rows) = (l.0 as usize, r.0 as usize);
             summary.left_commitment = commitment(buckets, &l.1);
             summary.right_commitment = commitment(buckets, &r.1);
+            summary.commitment_of = "bucket-checksums";
             per_bucket = Some((l.0.max(r.0) + buckets - 1) / buckets);
             (l.1, r.1)
         } else {

@@ -43,13 +43,18 @@ pub struct Windows {
 /// Late matches kept at most (the oldest go first).
 const RECENT_LATE_MAX: usize = 10_000;
 
-/// A late match, reported until `late_hold` after the run that saw it.
+/// A late match, or one first made in a copy outside the tenant's home,
+/// reported until `late_hold` after the run that saw it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RecentLate {
     key: Vec<Value>,
     lag_ms: i64,
     digest: Option<String>,
     seen_ms: i64,
+    /// Set when held as a cross-region write: the copy that made the
+    /// change first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wrong_first: Option<Side>,
 }
 
 /// One side's latest image of a key.
@@ -85,6 +90,8 @@ pub struct Agreed {
     /// The gap between the two sides' source times.
     pub lag_ms: i64,
     pub digest: Option<String>,
+    /// The side whose source time is the earlier (none when equal).
+    pub first: Option<Side>,
 }
 
 /// A run's verdicts.
@@ -129,6 +136,11 @@ impl Joiner {
                     key: entry.key.clone(),
                     lag_ms: (l.ts_ms - r.ts_ms).abs(),
                     digest: l.digest.clone(),
+                    first: match l.ts_ms.cmp(&r.ts_ms) {
+                        std::cmp::Ordering::Less => Some(Side::Left),
+                        std::cmp::Ordering::Greater => Some(Side::Right),
+                        std::cmp::Ordering::Equal => None,
+                    },
                 };
                 self.pending.remove(&id);
                 Some(agreed)
@@ -142,20 +154,26 @@ impl Joiner {
         }
     }
 
-    /// Keeps this run's matches that came later than `lag_window`, and
+    /// Keeps this run's matches that came later than `lag_window` or that
+    /// `wrong_first` says were made first where they may not be, and
     /// forgets those older than `late_hold`.
-    pub fn note_matches(&mut self, agreed: &[Agreed], now_ms: i64, windows: Windows) {
-        self.recent_late.extend(
-            agreed
-                .iter()
-                .filter(|a| a.lag_ms > windows.lag_window_ms)
-                .map(|a| RecentLate {
-                    key: a.key.clone(),
-                    lag_ms: a.lag_ms,
-                    digest: a.digest.clone(),
-                    seen_ms: now_ms,
-                }),
-        );
+    pub fn note_matches(
+        &mut self,
+        agreed: &[Agreed],
+        now_ms: i64,
+        windows: Windows,
+        wrong_first: impl Fn(&Agreed) -> bool,
+    ) {
+        self.recent_late.extend(agreed.iter().filter_map(|a| {
+            let wrong_first = a.first.filter(|_| wrong_first(a));
+            (wrong_first.is_some() || a.lag_ms > windows.lag_window_ms).then(|| RecentLate {
+                key: a.key.clone(),
+                lag_ms: a.lag_ms,
+                digest: a.digest.clone(),
+                seen_ms: now_ms,
+                wrong_first,
+            })
+        }));
         self.recent_late
             .retain(|late| now_ms - late.seen_ms <= windows.late_hold_ms);
         let over = self.recent_late.len().saturating_sub(RECENT_LATE_MAX);
@@ -170,8 +188,12 @@ impl Joiner {
             .diffs
             .extend(self.recent_late.iter().map(|late| Diff {
                 key: key_columns(key_names, &late.key),
-                reason: Reason::Late,
-                side: None,
+                // A write in the wrong region outranks its lateness.
+                reason: match late.wrong_first {
+                    Some(_) => Reason::CrossRegionWrite,
+                    None => Reason::Late,
+                },
+                side: late.wrong_first,
                 lhs_sha256: late.digest.clone(),
                 rhs_sha256: late.digest.clone(),
                 rows: None,
@@ -284,12 +306,12 @@ mod tests {
             .observe(Side::Left, change(2, Some("b"), 100_000))
             .unwrap();
         assert_eq!(late.lag_ms, 90_000);
-        joiner.note_matches(&[agreed, late], 100_000, WINDOWS);
+        joiner.note_matches(&[agreed, late], 100_000, WINDOWS, |_| false);
         let held = joiner.verdicts(100_000 + 3_600_000, WINDOWS, &names());
         assert_eq!(held.diffs.len(), 1);
         assert_eq!(held.diffs[0].reason, Reason::Late);
         assert_eq!(held.diffs[0].lag_ms, Some(90_000));
-        joiner.note_matches(&[], 100_001 + 3_600_000, WINDOWS);
+        joiner.note_matches(&[], 100_001 + 3_600_000, WINDOWS, |_| false);
         assert!(joiner.verdicts(0, WINDOWS, &names()).diffs.is_empty());
         // Deleted on both sides agrees too.
         joiner.observe(Side::Left, change(3, None, 1));
@@ -324,6 +346,39 @@ mod tests {
         // The mirror catches up: the key agrees and leaves the verdicts.
         joiner.observe(Side::Right, change(1, Some("a"), 390_000));
         assert_eq!(joiner.verdicts(400_000, WINDOWS, &names()).diffs.len(), 2);
+    }
+
+    #[test]
+    fn a_change_made_first_outside_its_home_is_held_as_a_cross_region_write() {
+        let mut joiner = Joiner::default();
+        // Key 1: the right copy made it first (by source time), the left
+        // one 2 s later: within the lag window, but first in the wrong place.
+        joiner.observe(Side::Right, change(1, Some("a"), 1_000));
+        let wrong = joiner
+            .observe(Side::Left, change(1, Some("a"), 3_000))
+            .unwrap();
+        assert_eq!(wrong.first, Some(Side::Right));
+        // Key 2: the right copy's event is read first, but the left copy's
+        // change is the older one: made at home first, only read late.
+        joiner.observe(Side::Right, change(2, Some("b"), 5_000));
+        let home = joiner
+            .observe(Side::Left, change(2, Some("b"), 4_000))
+            .unwrap();
+        assert_eq!(home.first, Some(Side::Left));
+        joiner.note_matches(&[wrong, home], 10_000, WINDOWS, |a| {
+            a.first == Some(Side::Right)
+        });
+        let held = joiner.verdicts(20_000, WINDOWS, &names());
+        assert_eq!(held.diffs.len(), 1);
+        let diff = &held.diffs[0];
+        assert_eq!(
+            (diff.reason, diff.side, diff.lag_ms),
+            (Reason::CrossRegionWrite, Some(Side::Right), Some(2_000))
+        );
+        assert_eq!(diff.key[1].1, Value::from(1));
+        // Held like a late match, then forgotten.
+        joiner.note_matches(&[], 10_001 + 3_600_000, WINDOWS, |_| false);
+        assert!(joiner.verdicts(0, WINDOWS, &names()).diffs.is_empty());
     }
 
     #[test]

@@ -4,11 +4,13 @@
 //! replaced by another (rotation, a re-export) is read from its start
 //! instead of from the middle of someone else's bytes. A last line without
 //! its newline is left for the next run (a writer may be on it).
+//! Or an NDJSON stream over HTTP, resumed by the job kit's cursor.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use patrol_job_kit::http_stream::{new_lines, HttpBody, HttpCursor};
 use patrol_job_kit::{LastLine, LineReader, Piece};
 use serde::{Deserialize, Serialize};
 
@@ -105,21 +107,7 @@ pub fn read_new(
             .last_line(LastLine::Wait)
             .first_line(mark.lines + 1);
         while let Some(piece) = reader.next_piece(1 << 20, u64::MAX).map_err(fail)? {
-            match &piece {
-                Piece::Lines {
-                    first_line, bytes, ..
-                } => {
-                    let mut number = *first_line;
-                    for line in bytes.split(|b| *b == b'\n') {
-                        if line.is_empty() {
-                            continue;
-                        }
-                        on_line(&name, number, Some(line));
-                        number += 1;
-                    }
-                }
-                Piece::Overlong { line, .. } => on_line(&name, *line, None),
-            }
+            hand_over(&name, &piece, &mut on_line);
             mark.offset += piece.consumed();
             mark.lines += piece.lines();
             stats.lines += piece.lines();
@@ -132,6 +120,54 @@ pub fn read_new(
         next.insert(name, mark);
     }
     Ok((next, stats))
+}
+
+/// Reads the lines of an NDJSON-over-HTTP answer that are new after
+/// `cursor`, handing them to `on_line` like [`read_new`]; returns the
+/// cursor to store.
+pub fn read_answer(
+    name: &str,
+    body: &HttpBody,
+    cursor: &HttpCursor,
+    mut on_line: impl FnMut(&str, u64, Option<&[u8]>),
+) -> (HttpCursor, ReadStats) {
+    let new = new_lines(body, cursor, u64::MAX);
+    let mut stats = ReadStats {
+        files: 1,
+        ..ReadStats::default()
+    };
+    if new.restarted {
+        stats.restarted.push(name.to_string());
+    }
+    let mut reader = LineReader::new(&body.bytes[new.start..])
+        .max_line(MAX_LINE)
+        .first_line(new.first_line);
+    // Reading from memory cannot fail.
+    while let Ok(Some(piece)) = reader.next_piece(1 << 20, u64::MAX) {
+        hand_over(name, &piece, &mut on_line);
+        stats.lines += piece.lines();
+        stats.bytes += piece.consumed();
+    }
+    (new.next, stats)
+}
+
+/// Each line of `piece` to `on_line` by number (`None`: overlong).
+fn hand_over(name: &str, piece: &Piece, on_line: &mut impl FnMut(&str, u64, Option<&[u8]>)) {
+    match piece {
+        Piece::Lines {
+            first_line, bytes, ..
+        } => {
+            let mut number = *first_line;
+            for line in bytes.split(|b| *b == b'\n') {
+                if line.is_empty() {
+                    continue;
+                }
+                on_line(name, number, Some(line));
+                number += 1;
+            }
+        }
+        Piece::Overlong { line, .. } => on_line(name, *line, None),
+    }
 }
 
 /// A file's first line (at most [`HEAD_BYTES`]), or what it has so far.

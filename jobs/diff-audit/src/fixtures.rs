@@ -167,10 +167,12 @@ pub fn generate(dir: &Path) -> Result<Vec<Planted>, String> {
     Ok(planted)
 }
 
-/// A pair of mirrored Debezium streams to generate: `keys` rows created in
-/// the left mirror `step_ms` apart from `start_ms`, each mirrored to the
-/// right after `delay_ms(i)`, every `update_every`th (0: none) updated 30 s
-/// later (mirrored too), with planted exceptions.
+/// A pair of mirrored Debezium streams to generate: `keys` rows created
+/// `step_ms` apart from `start_ms` in their origin copy, each mirrored to
+/// the other after `delay_ms(i)`, every `update_every`th (0: none) updated
+/// 30 s later (mirrored too), with planted differences. The origin is the
+/// left copy, or with `home_first` the tenant's home ([`HOMES`]; left is
+/// EU, right US), as tenants write where they live.
 #[derive(Debug, Clone)]
 pub struct StreamPlan {
     pub table: &'static str,
@@ -179,14 +181,25 @@ pub struct StreamPlan {
     pub step_ms: i64,
     pub delay_ms: fn(i64) -> i64,
     pub update_every: i64,
+    pub home_first: bool,
     /// Rows mirrored after this delay instead (late).
     pub late: Vec<(i64, i64)>,
     /// Rows never mirrored.
     pub missing: Vec<i64>,
     /// Rows mirrored with another amount.
     pub mismatch: Vec<i64>,
-    /// Rows created in the right mirror only (numbered from `keys` on).
+    /// Rows created in the right copy only (numbered from `keys` on).
     pub right_only: Vec<i64>,
+    /// Rows of left-homed tenants created in the right copy first and
+    /// mirrored to the left: cross-region writes.
+    pub right_first: Vec<i64>,
+}
+
+/// Whether `tenant` is homed in the right (US) copy's region.
+fn homed_right(tenant: &str) -> bool {
+    HOMES
+        .iter()
+        .any(|(t, region)| *t == tenant && *region == "US")
 }
 
 /// One event line and its source time.
@@ -237,7 +250,20 @@ pub fn mirrored_streams(plan: &StreamPlan) -> (Vec<Event>, Vec<Event>, Vec<Plant
                 what,
             })
         };
-        left.push(event(plan.table, "c", i, amount, created));
+        let right_first = plan.right_first.contains(&i) || (plan.home_first && homed_right(tenant));
+        if plan.right_first.contains(&i) && !homed_right(tenant) {
+            plant(
+                "cross-region-write",
+                Some("us"),
+                "written in the US mirror first",
+            );
+        }
+        // (origin, mirror, the mirror's name)
+        let (origin, mirror, mirror_name) = match right_first {
+            true => (&mut right, &mut left, "eu"),
+            false => (&mut left, &mut right, "us"),
+        };
+        origin.push(event(plan.table, "c", i, amount, created));
         let delay = match plan.late.iter().find(|(k, _)| *k == i) {
             Some((_, delay)) => {
                 plant("late", None, "mirrored after the lag window");
@@ -246,7 +272,7 @@ pub fn mirrored_streams(plan: &StreamPlan) -> (Vec<Event>, Vec<Event>, Vec<Plant
             None => (plan.delay_ms)(i),
         };
         if plan.missing.contains(&i) {
-            plant("missing", Some("us"), "never mirrored");
+            plant("missing", Some(mirror_name), "never mirrored");
             continue;
         }
         let mirrored = if plan.mismatch.contains(&i) {
@@ -255,11 +281,11 @@ pub fn mirrored_streams(plan: &StreamPlan) -> (Vec<Event>, Vec<Event>, Vec<Plant
         } else {
             amount
         };
-        right.push(event(plan.table, "c", i, mirrored, created + delay));
+        mirror.push(event(plan.table, "c", i, mirrored, created + delay));
         if plan.update_every > 0 && i % plan.update_every == 5 && !plan.mismatch.contains(&i) {
             let updated = created + 30_000;
-            left.push(event(plan.table, "u", i, amount * 2, updated));
-            right.push(event(
+            origin.push(event(plan.table, "u", i, amount * 2, updated));
+            mirror.push(event(
                 plan.table,
                 "u",
                 i,
@@ -270,12 +296,21 @@ pub fn mirrored_streams(plan: &StreamPlan) -> (Vec<Event>, Vec<Event>, Vec<Plant
     }
     for &i in &plan.right_only {
         let (tenant, id) = stream_key(i);
-        planted.push(Planted {
-            tenant: tenant.into(),
-            id,
-            reason: "missing",
-            side: Some("eu"),
-            what: "created in the right mirror only",
+        planted.push(match homed_right(tenant) {
+            true => Planted {
+                tenant: tenant.into(),
+                id,
+                reason: "missing",
+                side: Some("eu"),
+                what: "created in the right mirror only",
+            },
+            false => Planted {
+                tenant: tenant.into(),
+                id,
+                reason: "cross-region-write",
+                side: Some("us"),
+                what: "written in the US mirror only",
+            },
         });
         // Keys past `keys`, written as early as key `i - keys`.
         let created = plan.start_ms + (i - plan.keys).max(0) * plan.step_ms;
@@ -288,7 +323,8 @@ pub fn mirrored_streams(plan: &StreamPlan) -> (Vec<Event>, Vec<Event>, Vec<Plant
 }
 
 /// The shipped streams' plan: 300 rows from 2026-11-02T00:00:00Z, mirrored
-/// in 0.5–2.5 s, two late, two missing, one mismatched, one US-only.
+/// in 0.5–2.5 s, two late, two missing, one mismatched, two US-only (one
+/// of an EU tenant), one of an EU tenant written in the US first.
 pub fn shipped_stream_plan() -> StreamPlan {
     StreamPlan {
         table: "audit",
@@ -297,10 +333,12 @@ pub fn shipped_stream_plan() -> StreamPlan {
         step_ms: 1_000,
         delay_ms: |i| 500 + (i * 37) % 2_000,
         update_every: 10,
+        home_first: true,
         late: vec![(40, 95_000), (140, 180_000)],
         missing: vec![70, 170],
         mismatch: vec![110],
-        right_only: vec![400],
+        right_only: vec![400, 401],
+        right_first: vec![200],
     }
 }
 

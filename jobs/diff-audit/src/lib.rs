@@ -206,7 +206,7 @@ impl JobKind for DiffAuditJob {
                     type_name: "list of {name, left, right, cdc, key, columns, severity, left_region, right_region}",
                     required: true,
                     default: None,
-                    description: "Tables and their two copies (Parquet/CSV files, sqlite://path#table, or env:URL_VAR#schema.table for PostgreSQL) and/or their Debezium change streams (cdc: {left, right, lag_window, missing_after}); key default [tenant, id]",
+                    description: "Tables and their two copies (Parquet/CSV files, sqlite://path#table, or env:URL_VAR#schema.table for PostgreSQL) and/or their Debezium change streams (cdc: {left, right: files, folders or http(s) NDJSON endpoints; headers, lag_window, missing_after}); key default [tenant, id]",
                 },
                 ParamDoc {
                     name: "tenants",
@@ -290,10 +290,7 @@ impl JobKind for DiffAuditJob {
                 Err(_) => None,
             });
             if let Some(cdc) = &mut table.cdc {
-                cdc.anchor(ctx);
-                if let Err(message) = cdc.check_paths() {
-                    errors.push(ParamError::new(format!("tables[{n}].cdc"), message));
-                }
+                errors.extend(cdc.build(ctx, &format!("tables[{n}].cdc")));
             }
         }
         for (_, runbook) in RUNBOOKS {

@@ -7,13 +7,19 @@
 //!  "counts": {"ok": 1992, "diff": 8, "excepted": 1},
 //!  "sha256": "<SHA-256 of the diffs files, in table order>",
 //!  "tables": [{"name": "audit", "diffs_sha256": "…", "exceptions_applied": ["initech/10600/missing"],
-//!              "left":  {"source": "…", "rows": 1999, "commitment": "…"},
-//!              "right": {"source": "…", "rows": 1999, "commitment": "…"}}]}
+//!              "left":  {"source": "…", "rows": 1999, "commitment": "…", "commitment_of": "file"},
+//!              "right": {"source": "…", "rows": 1999, "commitment": "…", "commitment_of": "file"}}]}
 //! ```
 //!
-//! `commitment` is the SHA-256 of a copy's rows in key order, each as its
-//! canonical key bytes (length-prefixed) and its 32-byte row digest: anyone
-//! holding the copy can recompute it, and no row can change unnoticed.
+//! `commitment` is a SHA-256 anyone holding the copy can recompute, so no
+//! row can change unnoticed; `commitment_of` says of what:
+//! - `rows`: the copy's rows in key order, each as its canonical key bytes
+//!   (length-prefixed) and its 32-byte row digest (copies read whole);
+//! - `file`: the file's bytes (files are compared streaming, by hashes
+//!   seeded per compare, so the file itself is what can be recomputed);
+//! - `bucket-checksums`: a database copy's first-level bucket checksums
+//!   (its rows are never all read: `bisect.rs`);
+//! - `pending-keys`: a change stream joiner's state after the run.
 
 use std::path::{Path, PathBuf};
 
@@ -67,11 +73,20 @@ impl ProofsSpec {
     }
 }
 
+/// What the proof says of one copy.
+pub struct CopyProof {
+    pub source: String,
+    pub rows: usize,
+    pub commitment: String,
+    /// `rows`, `file`, `bucket-checksums` or `pending-keys`.
+    pub commitment_of: &'static str,
+}
+
 /// One table's part of the proof.
 pub struct TableProof {
     pub name: String,
-    pub left: (String, usize, String),
-    pub right: (String, usize, String),
+    pub left: CopyProof,
+    pub right: CopyProof,
     pub diffs: Vec<u8>,
     pub exceptions_applied: Vec<String>,
 }
@@ -103,7 +118,10 @@ pub fn pack_files(
     for table in tables {
         all_diffs.update(&table.diffs);
     }
-    let side = |(source, rows, commitment): &(String, usize, String)| json!({"source": source, "rows": rows, "commitment": commitment});
+    let side = |copy: &CopyProof| {
+        json!({"source": copy.source, "rows": copy.rows, "commitment": copy.commitment,
+               "commitment_of": copy.commitment_of})
+    };
     let proof = json!({
         "run_id": run_key,
         "started": stamp(started),

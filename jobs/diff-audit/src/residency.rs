@@ -4,6 +4,10 @@
 //! `cross-region-write` when the copy holding it is not in the tenant's
 //! home region: the row was written where the tenant's data may not be
 //! written (a row in its home copy only is replication lag: `missing`).
+//! The change streams say more: a change both copies made is a
+//! `cross-region-write` when the copy outside the home made it first (by
+//! the events' source times), and one made only there once it is missing
+//! from the home copy.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -86,33 +90,39 @@ pub struct Regions {
 pub fn classify(diffs: &mut [Diff], homes: &Homes, regions: &Regions) -> usize {
     let mut found = 0;
     for diff in diffs.iter_mut().filter(|d| d.reason == Reason::Missing) {
-        let Some(tenant) = diff
-            .key
-            .iter()
-            .find(|(name, _)| name == "tenant")
-            .and_then(|(_, value)| value.as_str())
-        else {
-            continue;
-        };
-        let Some(home) = homes.0.get(tenant) else {
-            continue;
-        };
         let holder = match diff.side {
             Some(Side::Left) => Side::Right,
             _ => Side::Left,
         };
-        let held_in = match holder {
-            Side::Left => &regions.left,
-            Side::Right => &regions.right,
-        };
-        if held_in != home {
+        if let Some(wrong) = outside_home(&diff.key, holder, homes, regions) {
             diff.reason = Reason::CrossRegionWrite;
             diff.side = Some(holder);
-            diff.regions = Some((held_in.clone(), home.clone()));
+            diff.regions = Some(wrong);
             found += 1;
         }
     }
     found
+}
+
+/// `(region of copy, tenant's home)` when the key's tenant is homed
+/// elsewhere than `copy`'s region; `None` for a tenant at home or unknown
+/// (and for a key without a `tenant` column).
+pub fn outside_home(
+    key: &[(String, serde_json::Value)],
+    copy: Side,
+    homes: &Homes,
+    regions: &Regions,
+) -> Option<(String, String)> {
+    let tenant = key
+        .iter()
+        .find(|(name, _)| name == "tenant")
+        .and_then(|(_, value)| value.as_str())?;
+    let home = homes.0.get(tenant)?;
+    let region = match copy {
+        Side::Left => &regions.left,
+        Side::Right => &regions.right,
+    };
+    (region != home).then(|| (region.clone(), home.clone()))
 }
 
 #[cfg(test)]

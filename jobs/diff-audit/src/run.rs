@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::cdc_run::{self, CdcOutcome};
 use crate::exceptions::{self, Exception};
-use crate::proof::{self, Counts, ProofWriter, TableProof};
+use crate::proof::{self, CopyProof, Counts, ProofWriter, TableProof};
 use crate::report;
 use crate::residency::{self, Homes, Regions};
 use crate::snapshot::{CompareSpec, Diff, Reason, Summary};
@@ -73,7 +73,8 @@ impl JobInstance for DiffAuditInstance {
             };
             let cdc = match (&table.cdc, &compared) {
                 (Some(spec), Ok(_)) => {
-                    cdc_run::run(table, spec, &ctx.state, now.timestamp_millis())
+                    let residency = residency_of(table, self.homes.as_ref());
+                    cdc_run::run(table, spec, &ctx.state, now.timestamp_millis(), residency)
                         .await
                         .map(Some)
                 }
@@ -223,10 +224,7 @@ async fn write_report(
 fn copies(table: &TableSpec, pair: Option<&(Source, Source)>) -> (String, String) {
     match (pair, &table.cdc) {
         (Some((left, right)), _) => (left.describe(), right.describe()),
-        (None, Some(cdc)) => (
-            format!("cdc:{}", cdc.left.display()),
-            format!("cdc:{}", cdc.right.display()),
-        ),
+        (None, Some(cdc)) => (format!("cdc:{}", cdc.left), format!("cdc:{}", cdc.right)),
         (None, None) => (String::new(), String::new()),
     }
 }
@@ -241,19 +239,37 @@ fn table_proof(
     diffs: Vec<u8>,
     applied: &exceptions::Applied,
 ) -> TableProof {
-    let side = |name: &str, rows: usize, commitment: &str| {
-        (name.to_string(), rows, commitment.to_string())
+    let side = |name: &str, rows: usize, commitment: &str, of: &'static str| CopyProof {
+        source: name.to_string(),
+        rows,
+        commitment: commitment.to_string(),
+        commitment_of: of,
     };
     let (left, right) = match (snapshot, cdc) {
         (Some(s), _) => (
-            side(&copies.0, s.left_rows, &s.left_commitment),
-            side(&copies.1, s.right_rows, &s.right_commitment),
+            side(&copies.0, s.left_rows, &s.left_commitment, s.commitment_of),
+            side(
+                &copies.1,
+                s.right_rows,
+                &s.right_commitment,
+                s.commitment_of,
+            ),
         ),
         (None, Some(c)) => (
-            side(&copies.0, c.left.events as usize, &c.commitment),
-            side(&copies.1, c.right.events as usize, &c.commitment),
+            side(
+                &copies.0,
+                c.left.events as usize,
+                &c.commitment,
+                "pending-keys",
+            ),
+            side(
+                &copies.1,
+                c.right.events as usize,
+                &c.commitment,
+                "pending-keys",
+            ),
         ),
-        (None, None) => (side(&copies.0, 0, ""), side(&copies.1, 0, "")),
+        (None, None) => (side(&copies.0, 0, "", ""), side(&copies.1, 0, "", "")),
     };
     TableProof {
         name: table.name.clone(),
@@ -268,6 +284,21 @@ fn table_proof(
     }
 }
 
+/// The tenants' homes and the table's copies' regions, when both are
+/// configured.
+fn residency_of(table: &TableSpec, homes: Option<&Homes>) -> Option<(Homes, Regions)> {
+    let (homes, left, right) = (
+        homes?,
+        table.left_region.as_ref()?,
+        table.right_region.as_ref()?,
+    );
+    let regions = Regions {
+        left: left.trim().to_uppercase(),
+        right: right.trim().to_uppercase(),
+    };
+    Some((homes.clone(), regions))
+}
+
 async fn compare_table(
     table: &TableSpec,
     (left, right): &(Source, Source),
@@ -278,24 +309,19 @@ async fn compare_table(
         columns: table.columns.clone(),
     };
     let (mut diffs, mut summary, _) = source::compare(left, right, &spec, None).await?;
-    // A file copy's commitment is the SHA-256 of the file: anyone holding
-    // it can check what was compared.
-    for (copy, commitment) in [
-        (left, &mut summary.left_commitment),
-        (right, &mut summary.right_commitment),
-    ] {
-        if let Source::File(path) = copy {
-            *commitment = patrol_job_api::effects::file_sha256(path)
-                .map_err(|err| format!("{}: {err}", path.display()))?;
-        }
-    }
-    if let (Some(homes), Some(left), Some(right)) = (homes, &table.left_region, &table.right_region)
-    {
-        let regions = Regions {
-            left: left.trim().to_uppercase(),
-            right: right.trim().to_uppercase(),
+    // Two files are compared streaming, by hashes seeded per compare: the
+    // commitment anyone can recompute is each file's SHA-256.
+    if let (Source::File(l), Source::File(r)) = (left, right) {
+        let sha = |path: &std::path::Path| {
+            patrol_job_api::effects::file_sha256(path)
+                .map_err(|err| format!("{}: {err}", path.display()))
         };
-        let moved = residency::classify(&mut diffs, homes, &regions);
+        summary.left_commitment = sha(l)?;
+        summary.right_commitment = sha(r)?;
+        summary.commitment_of = "file";
+    }
+    if let Some((homes, regions)) = residency_of(table, homes) {
+        let moved = residency::classify(&mut diffs, &homes, &regions);
         summary.missing -= moved;
         summary.cross_region_write = moved;
     }

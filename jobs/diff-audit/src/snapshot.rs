@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use std::path::Path;
 
 use polars::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::canonical::{digest, Encoder};
 
@@ -43,7 +43,7 @@ impl Reason {
 }
 
 /// Which copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Left,
@@ -153,10 +153,12 @@ pub struct Summary {
     /// Columns one side has and the other lacks (not compared).
     pub only_left: Vec<String>,
     pub only_right: Vec<String>,
-    /// SHA-256 of each copy's rows in key order (length-prefixed key bytes,
-    /// then the row digest): a commitment to what was compared.
+    /// SHA-256 commitments to what was compared, of what `commitment_of`
+    /// says (`proof.rs`): here of each copy's rows in key order
+    /// (length-prefixed key bytes, then the row digest).
     pub left_commitment: String,
     pub right_commitment: String,
+    pub commitment_of: &'static str,
 }
 
 impl Summary {
@@ -219,6 +221,7 @@ pub fn compare(
     let mut summary = Summary {
         left_commitment: commitment(&left_enc),
         right_commitment: commitment(&right_enc),
+        commitment_of: "rows",
         left_rows: left.height(),
         right_rows: right.height(),
         columns,

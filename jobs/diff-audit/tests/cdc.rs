@@ -7,17 +7,14 @@
 //! the restart, and malformed lines are counted, never fatal.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeZone, Utc};
-use patrol_job_api::{
-    BuildContext, CancellationToken, Checkpoints, Effects, Job, JobState, ManualClock, MemoryState,
-    Outcome, RunContext, RunReport, Typed,
-};
+use patrol_job_api::{MemoryState, Outcome, RunReport};
 use patrol_job_diff_audit::fixtures::{mirrored_streams, stream_key, Event, StreamPlan};
-use patrol_job_diff_audit::DiffAuditJob;
 
 const START_MS: i64 = 1_793_577_600_000;
 
@@ -35,12 +32,15 @@ fn plan() -> StreamPlan {
         delay_ms: delay,
         // One change per row: each right-side event matches one left one.
         update_every: 0,
+        // Every row made in the left copy first: the right one is delayed.
+        home_first: false,
         // Created at 10 s and 120 s, mirrored 150 s and 200 s later: after
         // the first run.
         late: vec![(10, 150_000), (120, 200_000)],
         missing: vec![30, 40],
         mismatch: vec![20],
         right_only: vec![250],
+        right_first: Vec::new(),
     }
 }
 
@@ -55,10 +55,6 @@ fn append(path: &Path, events: &[&Event]) {
     }
 }
 
-fn at(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).unwrap()
-}
-
 async fn run(store: &Arc<MemoryState>, dir: &Path, now_ms: i64) -> RunReport {
     // Built anew each run: a restart between runs.
     let params = serde_json::json!({
@@ -67,27 +63,7 @@ async fn run(store: &Arc<MemoryState>, dir: &Path, now_ms: i64) -> RunReport {
             "cdc": {"left": "eu", "right": "us", "lag_window": "60s", "missing_after": "5m"},
         }]
     });
-    let instance = Typed(DiffAuditJob)
-        .build(&params, &BuildContext::new("diff-audit", dir))
-        .unwrap_or_else(|errors| panic!("{errors:?}"));
-    let ctx = RunContext {
-        run_id: 1,
-        schedule_id: "diff-audit".into(),
-        scheduled_for: at(now_ms),
-        attempt: 1,
-        deadline: None,
-        dry_run: false,
-        cancel: CancellationToken::new(),
-        run_key: format!("diff-audit/{now_ms}"),
-        state: JobState::new(store.clone()),
-        effects: Effects::in_memory(),
-        checkpoints: Checkpoints::dry_run(),
-        clock: Arc::new(ManualClock::new(at(now_ms))),
-        fence: patrol_job_api::ProcessFence::none(),
-    };
-    let report = instance.run(ctx).await.unwrap();
-    store.apply(&report.state);
-    report
+    common::run_at(store, dir, &params, now_ms).await
 }
 
 /// (tenant, id, reason, side, lag) of every diff a run found.

@@ -11,6 +11,7 @@
 pub mod check;
 pub mod http;
 pub mod http_auth;
+pub mod http_stream;
 pub mod lines;
 #[cfg(feature = "postgres")]
 pub mod postgres;
