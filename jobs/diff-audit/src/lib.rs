@@ -50,6 +50,10 @@ pub struct Params {
     /// Where each table's diffs are written (`<dir>/<table>.ndjson`).
     #[serde(default)]
     pub diffs_dir: Option<PathBuf>,
+    /// Write them gzipped instead (`<dir>/<table>.ndjson.gz`, seed 002
+    /// §6), byte-identical for the same diffs (no time in the header).
+    #[serde(default)]
+    pub diffs_gzip: bool,
     /// The tenants file (seed 002 KR1.1): each tenant's home region, for
     /// `cross-region-write`; needs each table's `left_region`/`right_region`.
     #[serde(default)]
@@ -242,6 +246,13 @@ impl JobKind for DiffAuditJob {
                     required: false,
                     default: None,
                     description: "Write each table's diffs as NDJSON to <dir>/<table>.ndjson",
+                },
+                ParamDoc {
+                    name: "diffs_gzip",
+                    type_name: "bool",
+                    required: false,
+                    default: Some("false"),
+                    description: "Gzip the diffs files (<dir>/<table>.ndjson.gz)",
                 },
             ],
         }

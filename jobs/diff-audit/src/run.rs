@@ -119,8 +119,11 @@ impl JobInstance for DiffAuditInstance {
             findings.extend(applied.expired.iter().map(|e| expired_finding(table, e)));
             let lines = diff_lines(&applied, &table.name, &ts);
             if let Some(dir) = &self.params.diffs_dir {
-                let path = dir.join(format!("{}.ndjson", table.name));
-                if let Err(err) = ctx.effects.write_file(&path, lines.clone()).await {
+                let (name, bytes) = match self.params.diffs_gzip {
+                    true => (format!("{}.ndjson.gz", table.name), gzip(&lines)),
+                    false => (format!("{}.ndjson", table.name), lines.clone()),
+                };
+                if let Err(err) = ctx.effects.write_file(&dir.join(name), bytes).await {
                     errors.push(format!("{}: writing diffs: {err}", table.name));
                 }
             }
@@ -282,6 +285,18 @@ fn table_proof(
             .map(|(_, e)| exceptions::scope(e))
             .collect(),
     }
+}
+
+/// `bytes` gzipped with no name and time in the header: the same diffs
+/// give the same file.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    // Writing to memory cannot fail.
+    let _ = encoder.write_all(bytes);
+    encoder.finish().unwrap_or_default()
 }
 
 /// The tenants' homes and the table's copies' regions, when both are

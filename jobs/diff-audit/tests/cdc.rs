@@ -234,3 +234,51 @@ async fn a_delayed_mirror_is_joined_across_a_restart_with_its_lag_and_every_verd
     assert_eq!(diffs(&report).len(), 4);
     assert!(report.findings.iter().all(|f| f.labels["reason"] != "late"));
 }
+
+#[tokio::test]
+async fn diffs_can_be_written_gzipped_and_the_same_diffs_give_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    for side in ["eu", "us"] {
+        std::fs::create_dir(dir.path().join(side)).unwrap();
+    }
+    let (left, right, _) = mirrored_streams(&plan());
+    append(
+        &dir.path().join("eu/audit.ndjson"),
+        &left.iter().collect::<Vec<_>>(),
+    );
+    append(
+        &dir.path().join("us/audit.ndjson"),
+        &right.iter().collect::<Vec<_>>(),
+    );
+    let params = serde_json::json!({
+        "tables": [{"name": "audit", "cdc": {"left": "eu", "right": "us"}}],
+        "diffs_dir": "diffs",
+        "diffs_gzip": true,
+    });
+    let now = START_MS + 3_000_000;
+    let mut written = Vec::new();
+    for _ in 0..2 {
+        // A fresh state each time: the same verdicts at the same time.
+        let store = Arc::new(MemoryState::default());
+        common::run_at(&store, dir.path(), &params, now).await;
+        written.push(std::fs::read(dir.path().join("diffs/audit.ndjson.gz")).unwrap());
+    }
+    assert_eq!(written[0], written[1]);
+    assert!(!dir.path().join("diffs/audit.ndjson").exists());
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&written[0][..]),
+        &mut text,
+    )
+    .unwrap();
+    let (tenant, id) = key(30);
+    let missing = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["tenant"] == tenant.as_str() && l["id"] == id)
+        .unwrap();
+    assert_eq!(
+        (missing["reason"].as_str(), missing["side"].as_str()),
+        (Some("missing"), Some("right"))
+    );
+}
