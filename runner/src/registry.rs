@@ -22,6 +22,7 @@ impl JobRegistry {
         registry.register(Arc::new(Typed(patrol_job_provmon::ProvmonJob)));
         registry.register(Arc::new(Typed(patrol_job_anomaly::AnomalyJob)));
         registry.register(Arc::new(Typed(patrol_job_diff_audit::DiffAuditJob)));
+        registry.register(Arc::new(Typed(patrol_job_evidence_audit::EvidenceAuditJob)));
         registry
     }
 

@@ -12,6 +12,7 @@ mod cron_reference;
 mod delivery_drill;
 mod diff_audit;
 mod dry_run;
+mod evidence_audit;
 mod graceful;
 mod job_build;
 mod ledger_tls;

@@ -1,0 +1,155 @@
+//! The evidence-audit job (`evidence-audit`): each release's evidence
+//! folder evaluated against the control catalog (seed 003 §III.1,
+//! `catalog.rs`), with the seed's renderer output per release
+//! (`evaluate.rs`) and one finding per failing (release, control).
+//!
+//! Assertions: evidence present, SARIF gates done to the SARIF 2.1.0 spec
+//! (`sarif.rs`), DSSE in-toto attestations verified with configured keys
+//! and matched to the release's artifacts (`dsse.rs`, `attest_check.rs`),
+//! RFC 9535 JSONPath comparisons and evidence age.
+
+mod attest_check;
+pub mod catalog;
+pub mod commands;
+pub mod dsse;
+pub mod evaluate;
+pub mod fixtures;
+mod run;
+pub mod sarif;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use patrol_job_api::{BuildContext, JobDescription, JobInstance, JobKind, ParamDoc, ParamError};
+use patrol_provmon_verify::key::PublicKey;
+use serde::Deserialize;
+
+/// The `evidence-audit` job kind.
+#[derive(Debug, Default)]
+pub struct EvidenceAuditJob;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The control catalog (`policies/compliance/control_catalog.yaml`).
+    pub catalog: PathBuf,
+    /// A folder of release folders (one per tag), each evaluated.
+    pub releases: PathBuf,
+    /// Public keys (PEM files) release attestations may be signed with.
+    #[serde(default)]
+    pub attestation_keys: Vec<PathBuf>,
+}
+
+/// The runbook of each finding reason.
+pub(crate) const RUNBOOKS: [(&str, &str); 3] = [
+    (
+        "evidence-missing-artifact",
+        "evidence-audit-missing-artifact",
+    ),
+    ("attestation-invalid", "evidence-audit-attestation-invalid"),
+    ("control-failed", "evidence-audit-control-failed"),
+];
+
+impl JobKind for EvidenceAuditJob {
+    type Config = Params;
+
+    fn kind(&self) -> &'static str {
+        "evidence-audit"
+    }
+
+    fn describe(&self) -> JobDescription {
+        JobDescription {
+            kind: "evidence-audit",
+            summary: "Evaluates each release's evidence against the control catalog (SBOMs, SARIF gates, signed attestations, JSON checks, evidence age) and pages failing controls",
+            params: vec![
+                ParamDoc {
+                    name: "catalog",
+                    type_name: "path",
+                    required: true,
+                    default: None,
+                    description: "The control catalog (schema 1): controls, evidence globs, assertions, SOC 2 / ISO 27001 ids",
+                },
+                ParamDoc {
+                    name: "releases",
+                    type_name: "path",
+                    required: true,
+                    default: None,
+                    description: "A folder of release evidence folders (each with release.json: tag, created, artifacts)",
+                },
+                ParamDoc {
+                    name: "attestation_keys",
+                    type_name: "list of paths",
+                    required: false,
+                    default: Some("[]"),
+                    description: "Public keys (PEM) the releases' DSSE attestations may be signed with",
+                },
+            ],
+        }
+    }
+
+    fn validate(&self, _params: &Params) -> Result<(), Vec<ParamError>> {
+        Ok(())
+    }
+
+    fn build(
+        &self,
+        mut params: Params,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn JobInstance>, Vec<ParamError>> {
+        let mut errors = Vec::new();
+        params.catalog = ctx.path(&params.catalog);
+        params.releases = ctx.path(&params.releases);
+        let catalog = catalog::load(&params.catalog)
+            .map_err(|problems| {
+                errors.extend(problems.into_iter().map(|p| ParamError::new("catalog", p)));
+            })
+            .ok();
+        if !params.releases.is_dir() {
+            errors.push(ParamError::new(
+                "releases",
+                format!("{}: no such folder", params.releases.display()),
+            ));
+        }
+        let keys = load_keys(&mut params.attestation_keys, ctx, &mut errors);
+        for (_, runbook) in RUNBOOKS {
+            if let Err(error) = ctx.check_runbook("catalog", runbook) {
+                errors.push(error);
+            }
+        }
+        match catalog {
+            Some(catalog) if errors.is_empty() => Ok(Arc::new(run::EvidenceAuditInstance {
+                params,
+                catalog,
+                keys,
+            })),
+            _ => Err(errors),
+        }
+    }
+
+    fn commands(&self) -> Option<Arc<dyn patrol_job_api::JobCommands>> {
+        Some(Arc::new(commands::EvidenceAuditCommands))
+    }
+}
+
+/// Reads each key file (anchored at the schedule's folder).
+fn load_keys(
+    paths: &mut [PathBuf],
+    ctx: &BuildContext,
+    errors: &mut Vec<ParamError>,
+) -> Vec<PublicKey> {
+    let mut keys = Vec::new();
+    for (n, path) in paths.iter_mut().enumerate() {
+        *path = ctx.path(path);
+        match read_key(path) {
+            Ok(key) => keys.push(key),
+            Err(message) => errors.push(ParamError::new(format!("attestation_keys[{n}]"), message)),
+        }
+    }
+    keys
+}
+
+/// A public key from a PEM file.
+pub fn read_key(path: &std::path::Path) -> Result<PublicKey, String> {
+    let pem = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    PublicKey::from_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
+}

@@ -1,0 +1,116 @@
+//! The evidence-audit job with the real binary: `patrol evidence-audit
+//! evaluate` over a shipped release (exit 0 pass, 1 a control failed, 2
+//! bad input) and the shipped schedule paging each planted failure once.
+
+use crate::support::{console_pages as pages, patrol, stderr, stdout};
+
+const CATALOG: &str = "policies/compliance/control_catalog.yaml";
+const KEY: &str = "fixtures/evidence-audit/keys/attestation.pub";
+
+#[test]
+fn evaluate_prints_the_renderer_output_and_exits_by_the_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::shipped_checkout(dir.path());
+    let evaluate = |release: &str| {
+        patrol(
+            dir.path(),
+            &[
+                "evidence-audit",
+                "evaluate",
+                "--catalog",
+                CATALOG,
+                "--evidence",
+                &format!("fixtures/evidence-audit/releases/{release}"),
+                "--key",
+                KEY,
+            ],
+        )
+    };
+    let clean = evaluate("v1.4.0");
+    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&clean)).unwrap();
+    assert_eq!(report["release"], "v1.4.0");
+    assert_eq!(report["overall"], true);
+    assert_eq!(report["controls"].as_array().unwrap().len(), 7);
+    assert!(report["created_utc"].as_str().unwrap().ends_with('Z'));
+
+    let cve = evaluate("v1.4.1");
+    assert_eq!(cve.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&cve)).unwrap();
+    let failed: Vec<&str> = report["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["pass"] == false)
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["SC-01"]);
+    assert!(stderr(&cve).contains("CVE-2026-2002"), "{}", stderr(&cve));
+
+    // Without the key, the attestation cannot verify: fails closed.
+    let unkeyed = patrol(
+        dir.path(),
+        &[
+            "evidence-audit",
+            "evaluate",
+            "--catalog",
+            CATALOG,
+            "--evidence",
+            "fixtures/evidence-audit/releases/v1.4.0",
+        ],
+    );
+    assert_eq!(unkeyed.status.code(), Some(1));
+    assert!(
+        stderr(&unkeyed).contains("no attestation key"),
+        "{}",
+        stderr(&unkeyed)
+    );
+
+    let missing = patrol(
+        dir.path(),
+        &[
+            "evidence-audit",
+            "evaluate",
+            "--catalog",
+            "nope.yaml",
+            "--evidence",
+            ".",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stdout(&missing).is_empty());
+}
+
+#[test]
+fn the_shipped_schedule_pages_each_planted_failure_once() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::shipped_checkout(dir.path());
+    let first = patrol(dir.path(), &["run", "evidence-audit", "--wait"]);
+    let text = stdout(&first);
+    assert_eq!(first.status.code(), Some(1), "{text}{}", stderr(&first));
+    let mut paged = pages(&text);
+    paged.sort();
+    let truth: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("fixtures/evidence-audit/truth.json")).unwrap(),
+    )
+    .unwrap();
+    let mut expected: Vec<(String, String)> = truth
+        .iter()
+        .map(|t| {
+            (
+                "TRIGGER".to_string(),
+                format!(
+                    "evidence-audit/{}/{}",
+                    t["release"].as_str().unwrap(),
+                    t["control"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(paged, expected, "{text}");
+    assert_eq!(expected.len(), 5);
+
+    let again = patrol(dir.path(), &["run", "evidence-audit", "--wait"]);
+    assert!(pages(&stdout(&again)).is_empty(), "{}", stdout(&again));
+}
