@@ -53,6 +53,24 @@ as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w \
   start >/dev/null
 export PATROL_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
+# Independent checkers of patrol's outputs: pdftotext (poppler) reads the
+# control attestation PDFs; the Python securesystemslib package (in-toto's)
+# verify its DSSE attestations. Versions pinned in scripts/requirements-test.txt.
+if ! command -v pdftotext >/dev/null 2>&1; then
+  log "pdftotext not found; installing poppler-utils"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq poppler-utils >/dev/null
+fi
+VENV=target/test-venv
+if [ ! -x "$VENV/bin/python" ] || ! cmp -s scripts/requirements-test.txt "$VENV/requirements-test.txt"; then
+  log "Python test packages into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q -r scripts/requirements-test.txt
+  cp scripts/requirements-test.txt "$VENV/requirements-test.txt"
+fi
+export PATROL_TEST_PYTHON="$PWD/$VENV/bin/python"
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -81,8 +81,8 @@ fn evaluate_prints_the_renderer_output_and_exits_by_the_verdict() {
     assert!(stdout(&missing).is_empty());
 }
 
-#[test]
-fn the_shipped_schedule_pages_each_planted_failure_once() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_schedule_pages_each_planted_failure_once_attests_each_release_and_chains_it() {
     let dir = tempfile::tempdir().unwrap();
     crate::support::shipped_checkout(dir.path());
     let first = patrol(dir.path(), &["run", "evidence-audit", "--wait"]);
@@ -113,4 +113,68 @@ fn the_shipped_schedule_pages_each_planted_failure_once() {
 
     let again = patrol(dir.path(), &["run", "evidence-audit", "--wait"]);
     assert!(pages(&stdout(&again)).is_empty(), "{}", stdout(&again));
+
+    // Each release attested once (the second run added nothing), in the
+    // chain, signed with the configured key.
+    let chain = patrol(dir.path(), &["evidence-audit", "chain", "verify"]);
+    assert_eq!(
+        chain.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&chain),
+        stderr(&chain)
+    );
+    assert!(
+        stdout(&chain).contains("evidence-audit: 6 entries, chain intact"),
+        "{}",
+        stdout(&chain)
+    );
+    let envelope = std::fs::read(
+        dir.path()
+            .join("attestations/v1.5.0/control-attestation.intoto.json"),
+    )
+    .unwrap();
+    let key =
+        std::fs::read_to_string(dir.path().join("fixtures/provmon/keys/evidence.pub")).unwrap();
+    let key = patrol_provmon_verify::key::PublicKey::from_pem(&key).unwrap();
+    let verified = patrol_job_evidence_audit::dsse::verify(&envelope, &[key]).unwrap();
+    assert_eq!(verified.statement["predicate"]["release"], "v1.5.0");
+    assert_eq!(verified.statement["predicate"]["overall"], false);
+    assert!(dir
+        .path()
+        .join("attestations/v1.5.0/control-attestation.pdf.sig")
+        .is_file());
+
+    // An edited ledger row, then a removed one: each named.
+    let url = format!("sqlite://{}", dir.path().join("patrol.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query(
+        "UPDATE job_state SET value = CAST(replace(CAST(value AS TEXT), 'v1.4.1', 'v1.4.9') AS BLOB) \
+         WHERE key = 'chain/00000002'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let edited = patrol(dir.path(), &["evidence-audit", "chain", "verify"]);
+    assert_eq!(edited.status.code(), Some(1));
+    assert!(
+        stdout(&edited).contains("chain/00000002: edited"),
+        "{}",
+        stdout(&edited)
+    );
+    sqlx::query("DELETE FROM job_state WHERE key IN ('chain/00000002', 'chain/00000006')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let removed = patrol(dir.path(), &["evidence-audit", "chain", "verify"]);
+    assert_eq!(removed.status.code(), Some(1));
+    let text = stdout(&removed);
+    assert!(
+        text.contains("chain/00000003: entry 3 follows entry 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chain-head: names entry 6 but the chain ends at entry 5"),
+        "{text}"
+    );
 }

@@ -1,7 +1,8 @@
 //! `patrol evidence-audit evaluate`: a release's evidence folder evaluated
 //! against the catalog, the seed's renderer output as JSON (stdout or
-//! `--out`), a table on stderr; exit 0 overall pass, 1 a control failed, 2
-//! bad input.
+//! `--out`) — with `--sign-key`, the signed control attestation instead,
+//! and with `--pdf` its PDF — a table on stderr; exit 0 overall pass, 1 a
+//! control failed, 2 bad input.
 
 use async_trait::async_trait;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -9,6 +10,11 @@ use patrol_job_api::commands::{
     CommandContext, CommandError, JobCommands, EXIT_FOUND, EXIT_OK, EXIT_UNUSABLE,
 };
 
+use patrol_provmon_verify::fixtures::SigningKey;
+use sha2::{Digest, Sha256};
+
+use crate::attestation;
+use crate::chain;
 use crate::evaluate::{self, Inputs};
 
 /// The commands evidence-audit adds to `patrol`.
@@ -49,16 +55,43 @@ impl JobCommands for EvidenceAuditCommands {
                             .help("A public key attestations may be signed with (repeatable)"),
                     )
                     .arg(
+                        Arg::new("sign-key")
+                            .long("sign-key")
+                            .value_name("PEM")
+                            .help("Sign: the output is the control attestation, a DSSE in-toto Statement signed with this private key"),
+                    )
+                    .arg(
                         Arg::new("out")
                             .long("out")
                             .value_name("FILE")
-                            .help("Write the JSON there instead of stdout"),
+                            .help("Write the JSON (or the signed attestation) there instead of stdout"),
+                    )
+                    .arg(
+                        Arg::new("pdf")
+                            .long("pdf")
+                            .value_name("FILE")
+                            .help("Also render the attestation as a PDF (with --sign-key, its signature in FILE.sig)"),
                     )
                     .arg(
                         Arg::new("json")
                             .long("json")
                             .action(ArgAction::SetTrue)
                             .help("No table on stderr: the JSON only"),
+                    ),
+            )
+            .subcommand(
+                Command::new("chain")
+                    .about("The hash chain of attestations and audit results in the ledger")
+                    .subcommand_required(true)
+                    .subcommand(
+                        Command::new("verify")
+                            .about("Check every entry's hash and link; name each edited, removed or reordered one")
+                            .arg(
+                                Arg::new("schedule")
+                                    .long("schedule")
+                                    .value_name("ID")
+                                    .help("Only this schedule's chain (default: every evidence-audit schedule)"),
+                            ),
                     ),
             )]
     }
@@ -71,6 +104,12 @@ impl JobCommands for EvidenceAuditCommands {
     ) -> Result<u8, CommandError> {
         match (name, matches.subcommand()) {
             ("evidence-audit", Some(("evaluate", args))) => Ok(evaluate_command(args, &ctx)),
+            ("evidence-audit", Some(("chain", chain))) => match chain.subcommand() {
+                Some(("verify", args)) => Ok(chain_verify(args, &ctx).await),
+                _ => Err(CommandError::new(
+                    "evidence-audit chain: give a subcommand (verify)",
+                )),
+            },
             _ => Err(CommandError::new(format!(
                 "evidence-audit has no command `{name}`"
             ))),
@@ -120,16 +159,79 @@ fn evaluate_command(args: &ArgMatches, ctx: &CommandContext) -> u8 {
         attestation_keys: keys,
         now: ctx.now(),
     };
+    let signer = match args.get_one::<String>("sign-key") {
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|err| err.to_string())
+            .and_then(|pem| SigningKey::from_pem(&pem))
+        {
+            Ok(key) => Some(key),
+            Err(err) => {
+                eprintln!("error: --sign-key {path}: {err}");
+                return EXIT_UNUSABLE;
+            }
+        },
+        None => None,
+    };
+    let catalog_sha256 = match std::fs::read(path("catalog")) {
+        Ok(bytes) => hex::encode(Sha256::digest(bytes)),
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_UNUSABLE;
+        }
+    };
     let report = evaluate::evaluate(&catalog, &dir, &release, &inputs);
-    let text = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+    let (output, pdf) = match &signer {
+        Some(key) => {
+            let signed = attestation::attest(&report, &release, &catalog, &catalog_sha256, key);
+            (
+                signed.envelope,
+                Some((signed.pdf, Some(signed.pdf_signature))),
+            )
+        }
+        None => {
+            let pdf = args.get_one::<String>("pdf").map(|_| {
+                let statement =
+                    attestation::statement(&report, &release, &catalog, &catalog_sha256);
+                (
+                    attestation::render_unsigned(&report, &release, &catalog, &statement),
+                    None,
+                )
+            });
+            (
+                (serde_json::to_string_pretty(&report).unwrap_or_default() + "\n").into_bytes(),
+                pdf,
+            )
+        }
+    };
+    let write = |path: &str, bytes: &[u8]| -> bool {
+        match std::fs::write(path, bytes) {
+            Ok(()) => true,
+            Err(err) => {
+                eprintln!("error: {path}: {err}");
+                false
+            }
+        }
+    };
     match args.get_one::<String>("out") {
         Some(out) => {
-            if let Err(err) = std::fs::write(out, &text) {
-                eprintln!("error: {out}: {err}");
+            if !write(out, &output) {
                 return EXIT_UNUSABLE;
             }
         }
-        None => print!("{text}"),
+        None => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&output);
+        }
+    }
+    if let (Some(target), Some((bytes, signature))) = (args.get_one::<String>("pdf"), pdf) {
+        if !write(target, &bytes) {
+            return EXIT_UNUSABLE;
+        }
+        if let Some(signature) = signature {
+            if !write(&format!("{target}.sig"), signature.as_bytes()) {
+                return EXIT_UNUSABLE;
+            }
+        }
     }
     if !args.get_flag("json") {
         for control in &report.controls {
@@ -153,5 +255,77 @@ fn evaluate_command(args: &ArgMatches, ctx: &CommandContext) -> u8 {
         EXIT_OK
     } else {
         EXIT_FOUND
+    }
+}
+
+/// Walks each schedule's chain; exit 0 intact, 1 a break (named), 2 no
+/// schedule or an unreadable ledger.
+async fn chain_verify(args: &ArgMatches, ctx: &CommandContext) -> u8 {
+    let schedules = match ctx.schedules() {
+        Ok(schedules) => schedules,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return EXIT_UNUSABLE;
+        }
+    };
+    let wanted = args.get_one::<String>("schedule");
+    let chosen: Vec<_> = schedules
+        .iter()
+        .filter(|s| wanted.is_none_or(|id| &s.id == id))
+        .collect();
+    if chosen.is_empty() {
+        eprintln!(
+            "error: {}",
+            match wanted {
+                Some(id) => format!("no evidence-audit schedule `{id}`"),
+                None => "no evidence-audit schedule".into(),
+            }
+        );
+        return EXIT_UNUSABLE;
+    }
+    let mut broken = false;
+    for schedule in chosen {
+        let read = async {
+            let state = ctx.state(&schedule.id).await.map_err(|e| e.to_string())?;
+            // By pages, so a long chain is never one huge query.
+            let mut entries = Vec::new();
+            loop {
+                let after = entries
+                    .last()
+                    .map(|(key, _): &(String, Vec<u8>)| key.clone());
+                let page = state
+                    .scan(chain::ENTRIES.prefix(), after.as_deref(), 1_000)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let done = page.len() < 1_000;
+                entries.extend(page);
+                if done {
+                    break;
+                }
+            }
+            let head = state.load(&chain::HEAD).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((entries.into_iter().collect(), head))
+        };
+        let (entries, head) = match read.await {
+            Ok(found) => found,
+            Err(err) => {
+                eprintln!("error: {}: {err}", schedule.id);
+                return EXIT_UNUSABLE;
+            }
+        };
+        match chain::verify(&entries, head.as_ref()) {
+            Ok(count) => println!("{}: {count} entries, chain intact", schedule.id),
+            Err(problems) => {
+                broken = true;
+                for problem in problems {
+                    println!("{}: {problem}", schedule.id);
+                }
+            }
+        }
+    }
+    if broken {
+        EXIT_FOUND
+    } else {
+        EXIT_OK
     }
 }

@@ -9,18 +9,23 @@
 //! RFC 9535 JSONPath comparisons and evidence age.
 
 mod attest_check;
+pub mod attestation;
 pub mod catalog;
+pub mod chain;
 pub mod commands;
 pub mod dsse;
 pub mod evaluate;
 pub mod fixtures;
+pub mod pdf;
 mod run;
 pub mod sarif;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use patrol_job_api::secret::SecretRef;
 use patrol_job_api::{BuildContext, JobDescription, JobInstance, JobKind, ParamDoc, ParamError};
+use patrol_provmon_verify::fixtures::SigningKey;
 use patrol_provmon_verify::key::PublicKey;
 use serde::Deserialize;
 
@@ -38,6 +43,19 @@ pub struct Params {
     /// Public keys (PEM files) release attestations may be signed with.
     #[serde(default)]
     pub attestation_keys: Vec<PathBuf>,
+    /// Where each release's signed control attestation goes, once.
+    #[serde(default)]
+    pub attestations: Option<AttestationsSpec>,
+}
+
+/// `params.attestations`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationsSpec {
+    /// `<dir>/<release>/control-attestation.{intoto.json,pdf,pdf.sig}`.
+    pub dir: PathBuf,
+    /// The private key (PEM) that signs them: `file:PATH` or `env:NAME`.
+    pub signing_key: SecretRef,
 }
 
 /// The runbook of each finding reason.
@@ -77,6 +95,13 @@ impl JobKind for EvidenceAuditJob {
                     description: "A folder of release evidence folders (each with release.json: tag, created, artifacts)",
                 },
                 ParamDoc {
+                    name: "attestations",
+                    type_name: "{dir, signing_key: file:PATH | env:NAME}",
+                    required: false,
+                    default: None,
+                    description: "Sign each release's control attestation once (DSSE in-toto Statement, PDF and its signature under <dir>/<release>/) and chain it in the ledger",
+                },
+                ParamDoc {
                     name: "attestation_keys",
                     type_name: "list of paths",
                     required: false,
@@ -111,6 +136,22 @@ impl JobKind for EvidenceAuditJob {
             ));
         }
         let keys = load_keys(&mut params.attestation_keys, ctx, &mut errors);
+        let signer = match &mut params.attestations {
+            Some(spec) => {
+                spec.dir = ctx.path(&spec.dir);
+                spec.signing_key
+                    .resolve(ctx.base_dir())
+                    .and_then(|pem| SigningKey::from_pem(pem.expose()))
+                    .map_err(|message| {
+                        errors.push(ParamError::new("attestations.signing_key", message))
+                    })
+                    .ok()
+            }
+            None => None,
+        };
+        let catalog_sha256 = std::fs::read(&params.catalog)
+            .map(|bytes| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)))
+            .unwrap_or_default();
         for (_, runbook) in RUNBOOKS {
             if let Err(error) = ctx.check_runbook("catalog", runbook) {
                 errors.push(error);
@@ -120,7 +161,9 @@ impl JobKind for EvidenceAuditJob {
             Some(catalog) if errors.is_empty() => Ok(Arc::new(run::EvidenceAuditInstance {
                 params,
                 catalog,
+                catalog_sha256,
                 keys,
+                signer,
             })),
             _ => Err(errors),
         }

@@ -6,14 +6,26 @@ use patrol_job_api::{Finding, JobError, JobInstance, Outcome, RunContext, RunRep
 use patrol_provmon_verify::key::PublicKey;
 use serde_json::{json, Value};
 
+use patrol_job_api::{StatePrefix, StateWrite};
+use patrol_provmon_verify::fixtures::SigningKey;
+use sha2::{Digest, Sha256};
+
+use crate::attestation;
 use crate::catalog::Catalog;
-use crate::evaluate::{self, ControlResult, Inputs};
+use crate::chain;
+use crate::evaluate::{self, ControlResult, Inputs, Release, Report};
 use crate::{Params, RUNBOOKS};
+
+/// `attested/<release>`: the SHA-256 of the release's signed attestation
+/// (each release is attested once, with its verdict at that time).
+const ATTESTED: StatePrefix<String> = StatePrefix::new("attested/");
 
 pub(crate) struct EvidenceAuditInstance {
     pub params: Params,
     pub catalog: Catalog,
+    pub catalog_sha256: String,
     pub keys: Vec<PublicKey>,
+    pub signer: Option<SigningKey>,
 }
 
 #[async_trait]
@@ -27,7 +39,15 @@ impl JobInstance for EvidenceAuditInstance {
         let evaluated = tokio::task::spawn_blocking(move || evaluate_all(&dir, &catalog, &inputs))
             .await
             .map_err(|err| JobError::Failed(format!("evaluation panicked: {err}")))?;
-        let (reports, errors) = evaluated.map_err(JobError::Failed)?;
+        let (evaluated, mut errors) = evaluated.map_err(JobError::Failed)?;
+        let (attested, state) = match &self.signer {
+            Some(signer) => {
+                self.attest_new(&ctx, &evaluated, signer, &mut errors)
+                    .await?
+            }
+            None => (Vec::new(), Vec::new()),
+        };
+        let reports: Vec<Report> = evaluated.into_iter().map(|(_, report)| report).collect();
         let mut findings = Vec::new();
         for report in &reports {
             findings.extend(
@@ -54,12 +74,90 @@ impl JobInstance for EvidenceAuditInstance {
         let mut report = RunReport::new(outcome, summary);
         report.findings = findings;
         report.output = (!errors.is_empty()).then(|| errors.join("\n"));
-        report.details = json!({"releases": reports, "errors": errors});
+        report.details = json!({"releases": reports, "errors": errors, "attested": attested});
+        report.state = state;
         Ok(report)
     }
 }
 
-type Evaluated = (Vec<evaluate::Report>, Vec<String>);
+impl EvidenceAuditInstance {
+    /// Signs the control attestation of each release not attested yet,
+    /// writes it through the run's effects, and chains it. Returns what
+    /// was attested (release, envelope sha256, chain head) and the state
+    /// writes.
+    async fn attest_new(
+        &self,
+        ctx: &RunContext,
+        evaluated: &[(Release, Report)],
+        signer: &SigningKey,
+        errors: &mut Vec<String>,
+    ) -> Result<(Vec<Value>, Vec<StateWrite>), JobError> {
+        let Some(spec) = &self.params.attestations else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let failed = |err: patrol_job_api::StateError| JobError::Failed(err.to_string());
+        let head = ctx
+            .state
+            .load(&chain::HEAD)
+            .await
+            .map_err(failed)?
+            .unwrap_or_default();
+        let keys: Vec<_> = evaluated
+            .iter()
+            .map(|(r, _)| ATTESTED.key(&r.tag))
+            .collect();
+        let done = ctx.state.load_many(&keys).await.map_err(failed)?;
+        let mut items = Vec::new();
+        let mut writes = Vec::new();
+        let mut attested = Vec::new();
+        for (release, report) in evaluated {
+            let marker = ATTESTED.key(&release.tag);
+            if done.contains_key(marker.name()) {
+                continue;
+            }
+            let signed =
+                attestation::attest(report, release, &self.catalog, &self.catalog_sha256, signer);
+            let folder = spec.dir.join(&release.tag);
+            let files = [
+                ("control-attestation.intoto.json", signed.envelope.clone()),
+                ("control-attestation.pdf", signed.pdf.clone()),
+                (
+                    "control-attestation.pdf.sig",
+                    signed.pdf_signature.clone().into_bytes(),
+                ),
+            ];
+            let mut written = true;
+            for (name, bytes) in files {
+                if let Err(err) = ctx.effects.write_file(&folder.join(name), bytes).await {
+                    errors.push(format!("{}: writing {name}: {err}", release.tag));
+                    written = false;
+                    break;
+                }
+            }
+            if !written {
+                continue;
+            }
+            let digest = hex::encode(Sha256::digest(&signed.envelope));
+            writes.push(marker.put(&digest).map_err(failed)?);
+            items.push((
+                "attestation".to_string(),
+                Some(release.tag.clone()),
+                digest.clone(),
+            ));
+            attested.push(json!({"release": release.tag, "envelope_sha256": digest}));
+        }
+        if items.is_empty() {
+            return Ok((attested, writes));
+        }
+        let at = ctx.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let (chained, head) = chain::append(&head, items, &at).map_err(JobError::Failed)?;
+        writes.extend(chained);
+        attested.push(json!({"chain_head": head}));
+        Ok((attested, writes))
+    }
+}
+
+type Evaluated = (Vec<(Release, Report)>, Vec<String>);
 
 fn evaluate_all(
     dir: &std::path::Path,
@@ -76,7 +174,10 @@ fn evaluate_all(
     let (mut reports, mut errors) = (Vec::new(), Vec::new());
     for folder in folders {
         match evaluate::release_of(&folder) {
-            Ok(release) => reports.push(evaluate::evaluate(catalog, &folder, &release, inputs)),
+            Ok(release) => {
+                let report = evaluate::evaluate(catalog, &folder, &release, inputs);
+                reports.push((release, report));
+            }
             Err(err) => errors.push(err),
         }
     }
