@@ -178,3 +178,120 @@ async fn the_shipped_schedule_pages_each_planted_failure_once_attests_each_relea
         "{text}"
     );
 }
+
+#[test]
+fn the_audit_draws_the_same_sample_every_time_and_finds_every_problem_in_it() {
+    use patrol_job_evidence_audit::{audit, fixtures};
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::shipped_checkout(dir.path());
+    fixtures::generate_bulk(&dir.path().join("bulk"), 60).unwrap();
+    std::fs::write(
+        dir.path().join("schedules/evidence-audit.yaml"),
+        "id: evidence-audit\njob: evidence-audit\ncron: \"0 6 * * *\"\ntimezone: UTC\nparams:\n  catalog: policies/compliance/control_catalog.yaml\n  releases: bulk/releases\n  attestation_keys: [bulk/keys/attestation.pub]\n  attestations:\n    dir: attestations\n    signing_key: file:fixtures/provmon/keys/evidence.key\n",
+    )
+    .unwrap();
+    // Every release attested as it was.
+    let attested = patrol(dir.path(), &["run", "evidence-audit", "--wait"]);
+    assert!(
+        dir.path()
+            .join("attestations/v2.59.0/control-attestation.pdf")
+            .is_file(),
+        "{}",
+        stderr(&attested)
+    );
+
+    let seed = "2026Q4-quarterly";
+    let tags: Vec<String> = (0..60).map(|i| format!("v2.{i}.0")).collect();
+    let drawn = audit::sample(&tags, 0.1, seed);
+    assert_eq!(drawn.len(), 6);
+    // Since then: one drawn release's SLO burn rewritten over the bound,
+    // another's PDF signature lost; a release outside the draw broken too.
+    let outside = tags.iter().find(|t| !drawn.contains(t)).unwrap();
+    for (tag, what) in [(&drawn[0], "burn"), (&drawn[1], "sig"), (outside, "burn")] {
+        match what {
+            "burn" => std::fs::write(
+                dir.path()
+                    .join(format!("bulk/releases/{tag}/rollout/slo-burn.json")),
+                "{\"burn_pct\": 55}\n",
+            )
+            .unwrap(),
+            _ => std::fs::remove_file(
+                dir.path()
+                    .join(format!("attestations/{tag}/control-attestation.pdf.sig")),
+            )
+            .unwrap(),
+        }
+    }
+    let mut expected: Vec<(String, String)> = vec![
+        (drawn[0].clone(), "control-regressed".into()),
+        (drawn[1].clone(), "attestation-invalid".into()),
+    ];
+    for tag in &drawn {
+        let i: usize = tag
+            .trim_start_matches("v2.")
+            .trim_end_matches(".0")
+            .parse()
+            .unwrap();
+        if i % 10 == 7 {
+            expected.push((tag.clone(), "evidence-missing-artifact".into()));
+        }
+    }
+    expected.sort();
+
+    let run = || {
+        patrol(
+            dir.path(),
+            &[
+                "evidence-audit",
+                "run",
+                "--period",
+                "2026Q4",
+                "--sample",
+                "10%",
+                "--seed",
+                seed,
+            ],
+        )
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
+    let sampled: Vec<String> = report["sampled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["release"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(sampled, drawn, "the documented draw");
+    assert_eq!(report["releases"].as_array().unwrap().len(), 60);
+    let mut found: Vec<(String, String)> = report["sampled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| {
+            r["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        r["release"].as_str().unwrap().to_string(),
+                        p["reason"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    assert_eq!(found, expected);
+    assert!(
+        stderr(&first).contains("# Evidence audit 2026Q4"),
+        "{}",
+        stderr(&first)
+    );
+    // The same seed, the same sample.
+    let second = run();
+    let again: serde_json::Value = serde_json::from_str(&stdout(&second)).unwrap();
+    assert_eq!(again["sampled"], report["sampled"]);
+}

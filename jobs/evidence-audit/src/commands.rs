@@ -80,6 +80,43 @@ impl JobCommands for EvidenceAuditCommands {
                     ),
             )
             .subcommand(
+                Command::new("run")
+                    .about("The evidence audit: re-verify a reproducible random share of a period's releases")
+                    .arg(
+                        Arg::new("period")
+                            .long("period")
+                            .required(true)
+                            .value_name("PERIOD")
+                            .help("2026Q4, 2026 or previous (the last full quarter)"),
+                    )
+                    .arg(
+                        Arg::new("sample")
+                            .long("sample")
+                            .value_name("SHARE")
+                            .default_value("10%")
+                            .help("The share of the period's releases to audit (at least one)"),
+                    )
+                    .arg(
+                        Arg::new("seed")
+                            .long("seed")
+                            .required(true)
+                            .value_name("SEED")
+                            .help("The draw's seed, recorded in the report so anyone can redraw the sample"),
+                    )
+                    .arg(
+                        Arg::new("schedule")
+                            .long("schedule")
+                            .value_name("ID")
+                            .help("The evidence-audit schedule whose catalog, releases and keys to use (default: the only one)"),
+                    )
+                    .arg(
+                        Arg::new("out")
+                            .long("out")
+                            .value_name("DIR")
+                            .help("Also write audit-<period>.json and .md there"),
+                    ),
+            )
+            .subcommand(
                 Command::new("chain")
                     .about("The hash chain of attestations and audit results in the ledger")
                     .subcommand_required(true)
@@ -104,6 +141,7 @@ impl JobCommands for EvidenceAuditCommands {
     ) -> Result<u8, CommandError> {
         match (name, matches.subcommand()) {
             ("evidence-audit", Some(("evaluate", args))) => Ok(evaluate_command(args, &ctx)),
+            ("evidence-audit", Some(("run", args))) => Ok(audit_command(args, &ctx)),
             ("evidence-audit", Some(("chain", chain))) => match chain.subcommand() {
                 Some(("verify", args)) => Ok(chain_verify(args, &ctx).await),
                 _ => Err(CommandError::new(
@@ -327,5 +365,73 @@ async fn chain_verify(args: &ArgMatches, ctx: &CommandContext) -> u8 {
         EXIT_FOUND
     } else {
         EXIT_OK
+    }
+}
+
+/// `evidence-audit run`: exit 0 every sampled release passes, 1 one
+/// failed, 2 bad input.
+fn audit_command(args: &ArgMatches, ctx: &CommandContext) -> u8 {
+    let text = |name: &str| args.get_one::<String>(name).cloned().unwrap_or_default();
+    let fail = |err: String| {
+        eprintln!("error: {err}");
+        EXIT_UNUSABLE
+    };
+    let period = match crate::audit::parse_period(&text("period"), ctx.now()) {
+        Ok(period) => period,
+        Err(err) => return fail(err),
+    };
+    let share = match crate::audit::parse_share(&text("sample")) {
+        Ok(share) => share,
+        Err(err) => return fail(err),
+    };
+    let schedules = match ctx.schedules() {
+        Ok(schedules) => schedules,
+        Err(err) => return fail(err.to_string()),
+    };
+    let wanted = args.get_one::<String>("schedule");
+    let chosen: Vec<_> = schedules
+        .iter()
+        .filter(|s| wanted.is_none_or(|id| &s.id == id))
+        .collect();
+    let schedule = match chosen.as_slice() {
+        [one] => one,
+        [] => return fail("no evidence-audit schedule (give --schedule ID)".into()),
+        _ => return fail("several evidence-audit schedules: give --schedule ID".into()),
+    };
+    let params: crate::Params = match serde_json::from_value(schedule.params.clone()) {
+        Ok(params) => params,
+        Err(err) => return fail(format!("{}: params: {err}", schedule.file.display())),
+    };
+    let base = ctx
+        .config_path()
+        .and_then(|p| p.parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let setup = match crate::audit_setup(&params, &base) {
+        Ok(setup) => setup,
+        Err(err) => return fail(err),
+    };
+    let report = match crate::audit::audit(&setup, &period, share, &text("seed"), ctx.now()) {
+        Ok(report) => report,
+        Err(err) => return fail(err),
+    };
+    let json = serde_json::to_string_pretty(&report).unwrap_or_default() + "\n";
+    let markdown = crate::audit::markdown(&report);
+    if let Some(dir) = args.get_one::<String>("out") {
+        let dir = std::path::Path::new(dir);
+        let written = std::fs::create_dir_all(dir).and_then(|()| {
+            std::fs::write(dir.join(format!("audit-{}.json", period.name)), &json)?;
+            std::fs::write(dir.join(format!("audit-{}.md", period.name)), &markdown)
+        });
+        if let Err(err) = written {
+            return fail(format!("{}: {err}", dir.display()));
+        }
+    }
+    print!("{json}");
+    eprint!("{markdown}");
+    if report.failed == 0 && report.errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FOUND
     }
 }

@@ -121,127 +121,8 @@ pub fn generate(dir: &Path) -> Result<Vec<Planted>, String> {
             .map_err(|err| format!("{}: {err}", releases.display()))?;
     }
     let mut planted = Vec::new();
-    for (tag, created, flaw) in RELEASES {
-        let root = releases.join(tag);
-        let mut plant = |control, reason, what| {
-            planted.push(Planted {
-                release: tag.into(),
-                control,
-                reason,
-                what,
-            })
-        };
-        let artifact = format!("patrol-app-{tag}.tar.gz contents\n").into_bytes();
-        let artifact_sha = sha256_hex(&artifact);
-        write(
-            &root.join("release.json"),
-            &pretty(&json!({"tag": tag, "created": created,
-                            "artifacts": [{"name": format!("patrol-app-{tag}.tar.gz"), "sha256": artifact_sha}]})),
-        )?;
-        write(
-            &root.join("sbom/sbom-app.json"),
-            &pretty(
-                &json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
-                            "metadata": {"component": {"type": "application", "name": "patrol-app", "version": tag}},
-                            "components": [{"type": "library", "name": "zlib", "version": "1.3.0"}]}),
-            ),
-        )?;
-        if flaw == Flaw::HighCve {
-            plant(
-                "SC-01",
-                "control-failed",
-                "the scan has a HIGH CVE (security-severity 8.1)",
-            );
-        }
-        write(
-            &root.join("scans/trivy.sarif"),
-            &pretty(&trivy_sarif(flaw == Flaw::HighCve)),
-        )?;
-        let statement = json!({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": format!("patrol-app-{tag}.tar.gz"), "digest": {"sha256": artifact_sha}}],
-            "predicateType": "https://slsa.dev/provenance/v1",
-            "predicate": {"buildDefinition": {"buildType": "https://patrol.example/build/v1",
-                                              "externalParameters": {"ref": format!("refs/tags/{tag}")}},
-                          "runDetails": {"builder": {"id": "https://patrol.example/builders/hermetic"}}},
-        });
-        let signer = if flaw == Flaw::WrongKeyAttestation {
-            plant(
-                "SC-02",
-                "attestation-invalid",
-                "the provenance is signed by an unknown key",
-            );
-            stranger_key()
-        } else {
-            key.clone()
-        };
-        write(
-            &root.join("provenance/app.intoto.json"),
-            &crate::dsse::sign(&signer, &statement),
-        )?;
-        write(
-            &root.join("policies/conftest-results.json"),
-            &pretty(
-                &json!([{"filename": "deploy/app.yaml", "namespace": "main", "successes": 14,
-                             "failures": [], "warnings": []}]),
-            ),
-        )?;
-        write(
-            &root.join("rollout/canary-metrics.json"),
-            &pretty(
-                &json!({"release": tag, "canary_percent": 10, "error_rate": 0.002, "p95_ms": 180}),
-            ),
-        )?;
-        let burn = if flaw == Flaw::CanaryBurn {
-            plant(
-                "REL-01",
-                "control-failed",
-                "the canary burned 34% of the error budget",
-            );
-            34.0
-        } else {
-            6.5
-        };
-        write(
-            &root.join("rollout/slo-burn.json"),
-            &pretty(&json!({"slo": "api-availability", "window": "28d", "burn_pct": burn})),
-        )?;
-        write(
-            &root.join("schema/migrate-lint.txt"),
-            b"squawk: 0 violations in 3 migrations\n",
-        )?;
-        write(
-            &root.join("schema/shadow-read.txt"),
-            b"shadow reads: 10000 compared, 0 mismatched\n",
-        )?;
-        write(
-            &root.join("finops/cost-diff.json"),
-            &pretty(
-                &json!({"monthly_usd_before": 12840.0, "monthly_usd_after": 12910.0, "over_budget": false}),
-            ),
-        )?;
-        match flaw {
-            Flaw::NoDrDrill => plant("DR-01", "evidence-missing-artifact", "no DR drill log"),
-            _ => {
-                let finished = if flaw == Flaw::StaleDrDrill {
-                    plant(
-                        "DR-01",
-                        "control-failed",
-                        "the last DR drill is 60 days older than the release",
-                    );
-                    "2026-10-01T04:00:00Z".to_string()
-                } else {
-                    drill_before(created)
-                };
-                write(
-                    &root.join("chaos-dr/run-drill.json"),
-                    &pretty(
-                        &json!({"scenario": "region-evacuation", "finished_at": finished,
-                                    "rpo_minutes": 9, "rto_minutes": 41, "passed": true}),
-                    ),
-                )?;
-            }
-        }
+    for release in RELEASES {
+        write_release(&releases, release, &key, &mut planted)?;
     }
     planted.sort_by(|a, b| (&a.release, a.control).cmp(&(&b.release, b.control)));
     write(
@@ -249,6 +130,168 @@ pub fn generate(dir: &Path) -> Result<Vec<Planted>, String> {
         &pretty(&serde_json::to_value(&planted).map_err(|err| err.to_string())?),
     )?;
     Ok(planted)
+}
+
+/// `count` releases `v2.<i>.0` spread over 2026Q4 under `dir/releases`
+/// (for the audit's tests and bench): every tenth from the fourth has a
+/// HIGH CVE, every tenth from the eighth no DR drill; the rest are clean.
+pub fn generate_bulk(dir: &Path, count: usize) -> Result<Vec<Planted>, String> {
+    let key = attestation_key();
+    write(
+        &dir.join("keys/attestation.pub"),
+        key.public_key_pem().as_bytes(),
+    )?;
+    let releases = dir.join("releases");
+    let start =
+        chrono::DateTime::parse_from_rfc3339("2026-10-01T00:00:00Z").map_err(|e| e.to_string())?;
+    let step = chrono::Duration::minutes(90 * 24 * 60 / count.max(1) as i64);
+    let mut planted = Vec::new();
+    for i in 0..count {
+        let tag = format!("v2.{i}.0");
+        let created = (start + step * i as i32).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let flaw = match i % 10 {
+            3 => Flaw::HighCve,
+            7 => Flaw::NoDrDrill,
+            _ => Flaw::None,
+        };
+        write_release(&releases, (&tag, &created, flaw), &key, &mut planted)?;
+    }
+    Ok(planted)
+}
+
+/// Writes one release folder under `releases`, noting its planted failure.
+fn write_release(
+    releases: &Path,
+    (tag, created, flaw): (&str, &str, Flaw),
+    key: &SigningKey,
+    planted: &mut Vec<Planted>,
+) -> Result<(), String> {
+    let root = releases.join(tag);
+    let mut plant = |control, reason, what| {
+        planted.push(Planted {
+            release: tag.into(),
+            control,
+            reason,
+            what,
+        })
+    };
+    let artifact = format!("patrol-app-{tag}.tar.gz contents\n").into_bytes();
+    let artifact_sha = sha256_hex(&artifact);
+    write(
+        &root.join("release.json"),
+        &pretty(&json!({"tag": tag, "created": created,
+                        "artifacts": [{"name": format!("patrol-app-{tag}.tar.gz"), "sha256": artifact_sha}]})),
+    )?;
+    write(
+        &root.join("sbom/sbom-app.json"),
+        &pretty(
+            &json!({"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+                        "metadata": {"component": {"type": "application", "name": "patrol-app", "version": tag}},
+                        "components": [{"type": "library", "name": "zlib", "version": "1.3.0"}]}),
+        ),
+    )?;
+    if flaw == Flaw::HighCve {
+        plant(
+            "SC-01",
+            "control-failed",
+            "the scan has a HIGH CVE (security-severity 8.1)",
+        );
+    }
+    write(
+        &root.join("scans/trivy.sarif"),
+        &pretty(&trivy_sarif(flaw == Flaw::HighCve)),
+    )?;
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": format!("patrol-app-{tag}.tar.gz"), "digest": {"sha256": artifact_sha}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {"buildDefinition": {"buildType": "https://patrol.example/build/v1",
+                                          "externalParameters": {"ref": format!("refs/tags/{tag}")}},
+                      "runDetails": {"builder": {"id": "https://patrol.example/builders/hermetic"}}},
+    });
+    let signer = if flaw == Flaw::WrongKeyAttestation {
+        plant(
+            "SC-02",
+            "attestation-invalid",
+            "the provenance is signed by an unknown key",
+        );
+        stranger_key()
+    } else {
+        key.clone()
+    };
+    write(
+        &root.join("provenance/app.intoto.json"),
+        &crate::dsse::sign(&signer, &statement),
+    )?;
+    write(
+        &root.join("policies/conftest-results.json"),
+        &pretty(
+            &json!([{"filename": "deploy/app.yaml", "namespace": "main", "successes": 14,
+                         "failures": [], "warnings": []}]),
+        ),
+    )?;
+    write(
+        &root.join("rollout/canary-metrics.json"),
+        &pretty(&json!({"release": tag, "canary_percent": 10, "error_rate": 0.002, "p95_ms": 180})),
+    )?;
+    let burn = if flaw == Flaw::CanaryBurn {
+        plant(
+            "REL-01",
+            "control-failed",
+            "the canary burned 34% of the error budget",
+        );
+        34.0
+    } else {
+        6.5
+    };
+    write(
+        &root.join("rollout/slo-burn.json"),
+        &pretty(&json!({"slo": "api-availability", "window": "28d", "burn_pct": burn})),
+    )?;
+    write(
+        &root.join("schema/migrate-lint.txt"),
+        b"squawk: 0 violations in 3 migrations\n",
+    )?;
+    write(
+        &root.join("schema/shadow-read.txt"),
+        b"shadow reads: 10000 compared, 0 mismatched\n",
+    )?;
+    write(
+        &root.join("finops/cost-diff.json"),
+        &pretty(
+            &json!({"monthly_usd_before": 12840.0, "monthly_usd_after": 12910.0, "over_budget": false}),
+        ),
+    )?;
+    match flaw {
+        Flaw::NoDrDrill => plant("DR-01", "evidence-missing-artifact", "no DR drill log"),
+        _ => {
+            let finished = if flaw == Flaw::StaleDrDrill {
+                plant(
+                    "DR-01",
+                    "control-failed",
+                    "the last DR drill is 60 days older than the release",
+                );
+                "2026-10-01T04:00:00Z".to_string()
+            } else {
+                drill_before(created)
+            };
+            write(
+                &root.join("chaos-dr/run-drill.json"),
+                &pretty(
+                    &json!({"scenario": "region-evacuation", "finished_at": finished,
+                                "rpo_minutes": 9, "rto_minutes": 41, "passed": true}),
+                ),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|err| format!("{}: {err}", parent.display()))?;
+    }
+    std::fs::write(path, bytes).map_err(|err| format!("{}: {err}", path.display()))
 }
 
 /// A drill three days before the release.

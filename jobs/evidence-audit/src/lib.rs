@@ -10,6 +10,7 @@
 
 mod attest_check;
 pub mod attestation;
+pub mod audit;
 pub mod catalog;
 pub mod chain;
 pub mod commands;
@@ -195,4 +196,32 @@ fn load_keys(
 pub fn read_key(path: &std::path::Path) -> Result<PublicKey, String> {
     let pem = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
     PublicKey::from_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
+}
+
+/// The audit's inputs from a schedule's params, relative paths anchored at
+/// `base`: the catalog, the releases, the evidence keys, and the control
+/// attestations' folder and public key (from the signing key).
+pub fn audit_setup(params: &Params, base: &std::path::Path) -> Result<audit::Setup, String> {
+    let at = |path: &std::path::Path| base.join(path);
+    let catalog = catalog::load(&at(&params.catalog)).map_err(|errors| errors.join("\n"))?;
+    let evidence_keys = params
+        .attestation_keys
+        .iter()
+        .map(|path| read_key(&at(path)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (attestations, attestation_keys) = match &params.attestations {
+        Some(spec) => {
+            let pem = spec.signing_key.resolve(base)?;
+            let key = SigningKey::from_pem(pem.expose())?;
+            (Some(at(&spec.dir)), vec![key.public_key()])
+        }
+        None => (None, Vec::new()),
+    };
+    Ok(audit::Setup {
+        catalog,
+        releases: at(&params.releases),
+        attestations,
+        evidence_keys,
+        attestation_keys,
+    })
 }
