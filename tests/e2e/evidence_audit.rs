@@ -145,6 +145,56 @@ async fn the_shipped_schedule_pages_each_planted_failure_once_attests_each_relea
         .join("attestations/v1.5.0/control-attestation.pdf.sig")
         .is_file());
 
+    // The quarterly audit of 2026Q4 as a scheduled run: the report posted,
+    // each failing sampled release paged, the report chained.
+    let quarterly = patrol(
+        dir.path(),
+        &[
+            "run",
+            "evidence-audit-quarterly",
+            "--wait",
+            "--param",
+            "audit.period=2026Q4",
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("audits/audit-2026Q4.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["releases"].as_array().unwrap().len(), 6, "{report}");
+    let sampled = report["sampled"].as_array().unwrap();
+    assert_eq!(sampled.len(), 1, "10% of 6, at least one");
+    let failing: Vec<(String, String)> = sampled
+        .iter()
+        .filter(|r| !r["problems"].as_array().unwrap().is_empty())
+        .map(|r| {
+            (
+                "TRIGGER".to_string(),
+                format!(
+                    "evidence-audit/audit/2026Q4/{}",
+                    r["release"].as_str().unwrap()
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pages(&stdout(&quarterly)),
+        failing,
+        "{}",
+        stdout(&quarterly)
+    );
+    assert_eq!(
+        quarterly.status.code(),
+        Some(if failing.is_empty() { 0 } else { 1 })
+    );
+    assert!(dir.path().join("audits/audit-2026Q4.md").is_file());
+    let chains = patrol(dir.path(), &["evidence-audit", "chain", "verify"]);
+    assert!(
+        stdout(&chains).contains("evidence-audit-quarterly: 1 entries, chain intact"),
+        "{}",
+        stdout(&chains)
+    );
+
     // An edited ledger row, then a removed one: each named.
     let url = format!("sqlite://{}", dir.path().join("patrol.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
@@ -166,7 +216,16 @@ async fn the_shipped_schedule_pages_each_planted_failure_once_attests_each_relea
         .execute(&pool)
         .await
         .unwrap();
-    let removed = patrol(dir.path(), &["evidence-audit", "chain", "verify"]);
+    let removed = patrol(
+        dir.path(),
+        &[
+            "evidence-audit",
+            "chain",
+            "verify",
+            "--schedule",
+            "evidence-audit",
+        ],
+    );
     assert_eq!(removed.status.code(), Some(1));
     let text = stdout(&removed);
     assert!(

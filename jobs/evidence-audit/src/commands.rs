@@ -393,10 +393,14 @@ fn audit_command(args: &ArgMatches, ctx: &CommandContext) -> u8 {
         .iter()
         .filter(|s| wanted.is_none_or(|id| &s.id == id))
         .collect();
+    // Several: the one named `evidence-audit` (the shipped daily one).
     let schedule = match chosen.as_slice() {
         [one] => one,
         [] => return fail("no evidence-audit schedule (give --schedule ID)".into()),
-        _ => return fail("several evidence-audit schedules: give --schedule ID".into()),
+        several => match several.iter().find(|s| s.id == "evidence-audit") {
+            Some(named) => named,
+            None => return fail("several evidence-audit schedules: give --schedule ID".into()),
+        },
     };
     let params: crate::Params = match serde_json::from_value(schedule.params.clone()) {
         Ok(params) => params,

@@ -47,6 +47,36 @@ pub struct Params {
     /// Where each release's signed control attestation goes, once.
     #[serde(default)]
     pub attestations: Option<AttestationsSpec>,
+    /// Make each run the evidence audit of a period instead of the
+    /// per-release evaluation (a quarterly schedule).
+    #[serde(default)]
+    pub audit: Option<AuditSpec>,
+}
+
+/// `params.audit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// `2026Q4`, `2026` or `previous` (the quarter before the run's).
+    #[serde(default = "default_period")]
+    pub period: String,
+    /// The share of the period's releases to audit (`10%`).
+    #[serde(default = "default_share")]
+    pub sample: String,
+    /// The draw's seed (default `<schedule id>:<period>`), in the report.
+    #[serde(default)]
+    pub seed: Option<String>,
+    /// Where `audit-<period>.json` and `.md` go.
+    #[serde(default)]
+    pub report_dir: Option<PathBuf>,
+}
+
+fn default_period() -> String {
+    "previous".into()
+}
+
+fn default_share() -> String {
+    "10%".into()
 }
 
 /// `params.attestations`.
@@ -103,6 +133,13 @@ impl JobKind for EvidenceAuditJob {
                     description: "Sign each release's control attestation once (DSSE in-toto Statement, PDF and its signature under <dir>/<release>/) and chain it in the ledger",
                 },
                 ParamDoc {
+                    name: "audit",
+                    type_name: "{period: 2026Q4 | 2026 | previous, sample: 10%, seed, report_dir}",
+                    required: false,
+                    default: None,
+                    description: "Make each run the evidence audit of a period: a reproducible share of its releases re-verified (evidence, attestation, recorded verdicts), the report written, a finding per failing release",
+                },
+                ParamDoc {
                     name: "attestation_keys",
                     type_name: "list of paths",
                     required: false,
@@ -113,8 +150,21 @@ impl JobKind for EvidenceAuditJob {
         }
     }
 
-    fn validate(&self, _params: &Params) -> Result<(), Vec<ParamError>> {
-        Ok(())
+    fn validate(&self, params: &Params) -> Result<(), Vec<ParamError>> {
+        let mut errors = Vec::new();
+        if let Some(audit) = &params.audit {
+            if let Err(message) = audit::parse_period(&audit.period, chrono::Utc::now()) {
+                errors.push(ParamError::new("audit.period", message));
+            }
+            if let Err(message) = audit::parse_share(&audit.sample) {
+                errors.push(ParamError::new("audit.sample", message));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     fn build(
@@ -150,6 +200,9 @@ impl JobKind for EvidenceAuditJob {
             }
             None => None,
         };
+        if let Some(dir) = params.audit.as_mut().and_then(|a| a.report_dir.as_mut()) {
+            *dir = ctx.path(dir);
+        }
         let catalog_sha256 = std::fs::read(&params.catalog)
             .map(|bytes| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)))
             .unwrap_or_default();

@@ -11,6 +11,7 @@ use patrol_provmon_verify::fixtures::SigningKey;
 use sha2::{Digest, Sha256};
 
 use crate::attestation;
+use crate::audit;
 use crate::catalog::Catalog;
 use crate::chain;
 use crate::evaluate::{self, ControlResult, Inputs, Release, Report};
@@ -31,6 +32,9 @@ pub(crate) struct EvidenceAuditInstance {
 #[async_trait]
 impl JobInstance for EvidenceAuditInstance {
     async fn run(&self, ctx: RunContext) -> Result<RunReport, JobError> {
+        if let Some(spec) = &self.params.audit {
+            return self.audit_run(&ctx, spec).await;
+        }
         let inputs = Inputs {
             attestation_keys: self.keys.clone(),
             now: ctx.now(),
@@ -155,6 +159,122 @@ impl EvidenceAuditInstance {
         attested.push(json!({"chain_head": head}));
         Ok((attested, writes))
     }
+}
+
+impl EvidenceAuditInstance {
+    /// The audit of the configured period: the report through the run's
+    /// effects, a finding per failing sampled release, the report's digest
+    /// chained.
+    async fn audit_run(
+        &self,
+        ctx: &RunContext,
+        spec: &crate::AuditSpec,
+    ) -> Result<RunReport, JobError> {
+        let period =
+            audit::parse_period(&spec.period, ctx.scheduled_for).map_err(JobError::Failed)?;
+        let share = audit::parse_share(&spec.sample).map_err(JobError::Failed)?;
+        let seed = spec
+            .seed
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", ctx.schedule_id, period.name));
+        let setup = audit::Setup {
+            catalog: self.catalog.clone(),
+            releases: self.params.releases.clone(),
+            attestations: self.params.attestations.as_ref().map(|a| a.dir.clone()),
+            evidence_keys: self.keys.clone(),
+            attestation_keys: self.signer.iter().map(SigningKey::public_key).collect(),
+        };
+        let now = ctx.now();
+        let (period_copy, seed_copy) = (period.clone(), seed.clone());
+        let report = tokio::task::spawn_blocking(move || {
+            audit::audit(&setup, &period_copy, share, &seed_copy, now)
+        })
+        .await
+        .map_err(|err| JobError::Failed(format!("audit panicked: {err}")))?
+        .map_err(JobError::Failed)?;
+        let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+        let mut errors = report.errors.clone();
+        if let Some(dir) = &spec.report_dir {
+            for (name, bytes) in [
+                (format!("audit-{}.json", period.name), json.clone()),
+                (
+                    format!("audit-{}.md", period.name),
+                    audit::markdown(&report).into_bytes(),
+                ),
+            ] {
+                if let Err(err) = ctx.effects.write_file(&dir.join(&name), bytes).await {
+                    errors.push(format!("writing {name}: {err}"));
+                }
+            }
+        }
+        let failed = |err: patrol_job_api::StateError| JobError::Failed(err.to_string());
+        let head = ctx
+            .state
+            .load(&chain::HEAD)
+            .await
+            .map_err(failed)?
+            .unwrap_or_default();
+        let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let digest = hex::encode(Sha256::digest(&json));
+        let (state, head) = chain::append(&head, [("audit".to_string(), None, digest)], &at)
+            .map_err(JobError::Failed)?;
+        let findings: Vec<Finding> = report
+            .sampled
+            .iter()
+            .filter(|r| !r.problems.is_empty())
+            .map(|r| audit_finding(&period.name, r))
+            .collect();
+        let summary = format!(
+            "evidence audit {}: {} of {} release(s) sampled (seed {seed}), {} passed, {} failed",
+            period.name,
+            report.sampled.len(),
+            report.releases.len(),
+            report.passed,
+            report.failed
+        );
+        let mut run = RunReport::new(
+            if errors.is_empty() {
+                Outcome::Succeeded
+            } else {
+                Outcome::Failed
+            },
+            summary,
+        );
+        run.findings = findings;
+        run.output = (!errors.is_empty()).then(|| errors.join("\n"));
+        run.details = json!({"audit": report, "chain_head": head});
+        run.state = state;
+        Ok(run)
+    }
+}
+
+fn audit_finding(period: &str, release: &audit::ReleaseAudit) -> Finding {
+    let reason = release.problems[0].reason;
+    let mut finding = Finding::new(
+        format!("evidence-audit/audit/{period}/{}", release.release),
+        Severity::Error,
+        format!(
+            "Evidence audit {period}: {} fails re-verification: {}",
+            release.release,
+            release
+                .problems
+                .iter()
+                .map(|p| format!("{} {}", p.reason, p.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    );
+    finding.runbook = RUNBOOKS
+        .iter()
+        .find(|(r, _)| *r == reason)
+        .map(|(_, runbook)| runbook.to_string());
+    finding
+        .labels
+        .insert("release".into(), release.release.clone());
+    finding.labels.insert("reason".into(), reason.into());
+    finding.labels.insert("period".into(), period.into());
+    finding.details = json!({"problems": release.problems, "rank": release.rank});
+    finding
 }
 
 type Evaluated = (Vec<(Release, Report)>, Vec<String>);
