@@ -25,7 +25,8 @@ use serde_json::json;
 fn main() {
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let catalog = catalog::load(&root.join("policies/compliance/control_catalog.yaml")).expect("catalog");
+    let catalog =
+        catalog::load(&root.join("policies/compliance/control_catalog.yaml")).expect("catalog");
     let work = root.join("target/evidence-audit-bench");
     if only.as_deref() != Some("audit") {
         bench_evaluate(&catalog, &work.join("evaluate"));
@@ -98,6 +99,11 @@ fn bench_evaluate(catalog: &catalog::Catalog, dir: &Path) {
         times.push(started.elapsed().as_secs_f64());
         counted = report.controls[0].details.len();
     }
+    // Only scan-0999 has HIGH results: a fast wrong answer is no result.
+    if counted != 1 {
+        eprintln!("evaluate: expected exactly one failing SARIF file, found {counted}");
+        std::process::exit(1);
+    }
     println!(
         "evaluate: 1 release, 1000 SARIF files ({:.1} MB), 100000 results: median {:.3} s of 5; failing SARIF files reported: {counted}",
         bytes as f64 / 1e6,
@@ -107,16 +113,25 @@ fn bench_evaluate(catalog: &catalog::Catalog, dir: &Path) {
     let started = Instant::now();
     let python = std::process::Command::new("python3")
         .arg(&script)
-        .args(
-            (0..1_000).map(|f| folder.join(format!("scans/scan-{f:04}.sarif")).display().to_string()),
-        )
+        .args((0..1_000).map(|f| {
+            folder
+                .join(format!("scans/scan-{f:04}.sarif"))
+                .display()
+                .to_string()
+        }))
         .output();
     match python {
         Ok(out) if out.status.success() => println!(
             "evaluate: the Python reference gate over the same 1000 files: {:.3} s (one run)",
             started.elapsed().as_secs_f64()
         ),
-        Ok(out) => println!("evaluate: the Python reference gate failed: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")),
+        Ok(out) => println!(
+            "evaluate: the Python reference gate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
         Err(err) => println!("evaluate: no python3 for the comparison: {err}"),
     }
 }
@@ -127,7 +142,13 @@ fn bench_audit(catalog: &catalog::Catalog, dir: &Path) {
     let seed = "bench:2026Q4";
     let tags: Vec<String> = (0..RELEASES).map(|i| format!("v2.{i}.0")).collect();
     let drawn = audit::sample(&tags, 0.1, seed);
-    if !dir.join(format!("attestations/{}/control-attestation.pdf.sig", drawn[drawn.len() - 1])).is_file() {
+    if !dir
+        .join(format!(
+            "attestations/{}/control-attestation.pdf.sig",
+            drawn[drawn.len() - 1]
+        ))
+        .is_file()
+    {
         let _ = std::fs::remove_dir_all(dir);
         let started = Instant::now();
         fixtures::generate_bulk(dir, RELEASES).expect("releases");
@@ -142,11 +163,23 @@ fn bench_audit(catalog: &catalog::Catalog, dir: &Path) {
             let signed = attestation::attest(&report, &release, catalog, "bench", &signer);
             let out = dir.join("attestations").join(tag);
             std::fs::create_dir_all(&out).expect("dir");
-            std::fs::write(out.join("control-attestation.intoto.json"), &signed.envelope).expect("write");
+            std::fs::write(
+                out.join("control-attestation.intoto.json"),
+                &signed.envelope,
+            )
+            .expect("write");
             std::fs::write(out.join("control-attestation.pdf"), &signed.pdf).expect("write");
-            std::fs::write(out.join("control-attestation.pdf.sig"), &signed.pdf_signature).expect("write");
+            std::fs::write(
+                out.join("control-attestation.pdf.sig"),
+                &signed.pdf_signature,
+            )
+            .expect("write");
         }
-        println!("audit: setup (10000 releases written, {} attested) {:.1} s", drawn.len(), started.elapsed().as_secs_f64());
+        println!(
+            "audit: setup (10000 releases written, {} attested) {:.1} s",
+            drawn.len(),
+            started.elapsed().as_secs_f64()
+        );
     }
     let setup = audit::Setup {
         catalog: catalog.clone(),
@@ -157,8 +190,37 @@ fn bench_audit(catalog: &catalog::Catalog, dir: &Path) {
     };
     let period = audit::parse_period("2026Q4", Utc::now()).expect("period");
     let started = Instant::now();
-    let report = audit::audit(&setup, &period, 0.1, seed, Utc.with_ymd_and_hms(2027, 1, 1, 7, 0, 0).unwrap()).expect("audit");
+    let report = audit::audit(
+        &setup,
+        &period,
+        0.1,
+        seed,
+        Utc.with_ymd_and_hms(2027, 1, 1, 7, 0, 0).unwrap(),
+    )
+    .expect("audit");
     let elapsed = started.elapsed().as_secs_f64();
+    // The bulk fixtures' releases without a DR drill (every tenth from the
+    // eighth) are exactly the failing ones.
+    let missing_drill = report
+        .sampled
+        .iter()
+        .filter(|r| {
+            r.release
+                .trim_start_matches("v2.")
+                .trim_end_matches(".0")
+                .parse::<usize>()
+                .is_ok_and(|i| i % 10 == 7)
+        })
+        .count();
+    if report.sampled.len() != RELEASES / 10 || report.failed != missing_drill {
+        eprintln!(
+            "audit: expected {} sampled and {missing_drill} failing, found {} and {}",
+            RELEASES / 10,
+            report.sampled.len(),
+            report.failed
+        );
+        std::process::exit(1);
+    }
     println!(
         "audit: {} releases in the period, {} sampled and re-verified in {elapsed:.2} s; {} passed, {} failed",
         report.releases.len(),
