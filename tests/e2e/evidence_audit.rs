@@ -354,3 +354,110 @@ fn the_audit_draws_the_same_sample_every_time_and_finds_every_problem_in_it() {
     let again: serde_json::Value = serde_json::from_str(&stdout(&second)).unwrap();
     assert_eq!(again["sampled"], report["sampled"]);
 }
+
+#[test]
+fn an_audit_pack_is_deterministic_signed_and_indexes_every_file_with_its_controls() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::shipped_checkout(dir.path());
+    let daily = patrol(dir.path(), &["run", "evidence-audit", "--wait"]);
+    assert!(
+        dir.path().join("attestations/v1.5.1").is_dir(),
+        "{}",
+        stderr(&daily)
+    );
+    let pack = |out: &str| {
+        patrol(
+            dir.path(),
+            &["evidence-audit", "pack", "v1.5.1", "--out", out],
+        )
+    };
+    let first = pack("one.tgz");
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    assert_eq!(pack("two.tgz").status.code(), Some(0));
+    let one = std::fs::read(dir.path().join("one.tgz")).unwrap();
+    assert_eq!(
+        one,
+        std::fs::read(dir.path().join("two.tgz")).unwrap(),
+        "deterministic"
+    );
+
+    // Unpacked by the system's tar, checked by `patrol evidence verify`.
+    let listing = std::process::Command::new("tar")
+        .args(["-tvzf", "one.tgz", "--numeric-owner"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    assert!(listing.lines().count() > 15, "{listing}");
+    assert!(
+        listing
+            .lines()
+            .all(|l| l.starts_with("-rw-r--r-- 0/0") && l.contains("1970-01-01")),
+        "{listing}"
+    );
+    let unpacked = std::process::Command::new("tar")
+        .args(["-xzf", "one.tgz"])
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    let root = dir.path().join("audit-pack-v1.5.1");
+    let verify = patrol(
+        dir.path(),
+        &[
+            "evidence",
+            "verify",
+            root.to_str().unwrap(),
+            "--key",
+            "fixtures/provmon/keys/evidence.pub",
+        ],
+    );
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("index.json")).unwrap()).unwrap();
+    let files = index["files"].as_array().unwrap();
+    for file in files {
+        let path = file["path"].as_str().unwrap();
+        let bytes = std::fs::read(root.join(path)).unwrap();
+        assert_eq!(
+            file["sha256"],
+            patrol_job_api::effects::sha256_hex_of(&bytes[..]).unwrap(),
+            "{path}"
+        );
+    }
+    let controls_of = |path: &str| -> Vec<String> {
+        files.iter().find(|f| f["path"] == path).unwrap()["controls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(controls_of("evidence/scans/trivy.sarif"), ["SC-01"]);
+    assert_eq!(controls_of("evidence/rollout/slo-burn.json"), ["REL-01"]);
+    assert!(files
+        .iter()
+        .any(|f| f["path"] == "attestation/control-attestation.pdf"));
+    let csv = std::fs::read_to_string(root.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 8, "{csv}");
+    assert!(
+        csv.contains("v1.5.1,DR-01,Chaos/DR Drills,false,A1.2 A1.3"),
+        "{csv}"
+    );
+    let map: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("control-map.json")).unwrap()).unwrap();
+    assert_eq!(map["SC-01"]["maps"]["soc2"][0], "CC7.1");
+
+    let unknown = patrol(
+        dir.path(),
+        &["evidence-audit", "pack", "v9.9.9", "--out", "x.tgz"],
+    );
+    assert_eq!(unknown.status.code(), Some(2));
+}

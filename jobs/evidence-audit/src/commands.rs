@@ -117,6 +117,30 @@ impl JobCommands for EvidenceAuditCommands {
                     ),
             )
             .subcommand(
+                Command::new("pack")
+                    .about("Audit pack v1 of a release: evidence, attestation, index, control map, summaries; signed, deterministic .tgz")
+                    .arg(Arg::new("release").required(true).value_name("TAG").help("The release's tag (its folder's name)"))
+                    .arg(
+                        Arg::new("out")
+                            .long("out")
+                            .required(true)
+                            .value_name("FILE")
+                            .help("Where the .tgz goes"),
+                    )
+                    .arg(
+                        Arg::new("sign-key")
+                            .long("sign-key")
+                            .value_name("PEM")
+                            .help("The private key that signs the pack's manifest (default: the schedule's attestations.signing_key)"),
+                    )
+                    .arg(
+                        Arg::new("schedule")
+                            .long("schedule")
+                            .value_name("ID")
+                            .help("The evidence-audit schedule whose catalog and releases to use"),
+                    ),
+            )
+            .subcommand(
                 Command::new("chain")
                     .about("The hash chain of attestations and audit results in the ledger")
                     .subcommand_required(true)
@@ -142,6 +166,7 @@ impl JobCommands for EvidenceAuditCommands {
         match (name, matches.subcommand()) {
             ("evidence-audit", Some(("evaluate", args))) => Ok(evaluate_command(args, &ctx)),
             ("evidence-audit", Some(("run", args))) => Ok(audit_command(args, &ctx)),
+            ("evidence-audit", Some(("pack", args))) => Ok(pack_command(args, &ctx)),
             ("evidence-audit", Some(("chain", chain))) => match chain.subcommand() {
                 Some(("verify", args)) => Ok(chain_verify(args, &ctx).await),
                 _ => Err(CommandError::new(
@@ -384,35 +409,8 @@ fn audit_command(args: &ArgMatches, ctx: &CommandContext) -> u8 {
         Ok(share) => share,
         Err(err) => return fail(err),
     };
-    let schedules = match ctx.schedules() {
-        Ok(schedules) => schedules,
-        Err(err) => return fail(err.to_string()),
-    };
-    let wanted = args.get_one::<String>("schedule");
-    let chosen: Vec<_> = schedules
-        .iter()
-        .filter(|s| wanted.is_none_or(|id| &s.id == id))
-        .collect();
-    // Several: the one named `evidence-audit` (the shipped daily one).
-    let schedule = match chosen.as_slice() {
-        [one] => one,
-        [] => return fail("no evidence-audit schedule (give --schedule ID)".into()),
-        several => match several.iter().find(|s| s.id == "evidence-audit") {
-            Some(named) => named,
-            None => return fail("several evidence-audit schedules: give --schedule ID".into()),
-        },
-    };
-    let params: crate::Params = match serde_json::from_value(schedule.params.clone()) {
-        Ok(params) => params,
-        Err(err) => return fail(format!("{}: params: {err}", schedule.file.display())),
-    };
-    let base = ctx
-        .config_path()
-        .and_then(|p| p.parent())
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| std::path::PathBuf::from("."));
-    let setup = match crate::audit_setup(&params, &base) {
-        Ok(setup) => setup,
+    let (_, _, setup) = match schedule_setup(args, ctx) {
+        Ok(found) => found,
         Err(err) => return fail(err),
     };
     let report = match crate::audit::audit(&setup, &period, share, &text("seed"), ctx.now()) {
@@ -438,4 +436,106 @@ fn audit_command(args: &ArgMatches, ctx: &CommandContext) -> u8 {
     } else {
         EXIT_FOUND
     }
+}
+
+/// The params of the evidence-audit schedule `--schedule` names (default:
+/// the only one, or the one named `evidence-audit`), and the folder its
+/// relative paths start from.
+fn schedule_params(
+    args: &ArgMatches,
+    ctx: &CommandContext,
+) -> Result<(crate::Params, std::path::PathBuf), String> {
+    let schedules = ctx.schedules().map_err(|err| err.to_string())?;
+    let wanted = args.get_one::<String>("schedule");
+    let chosen: Vec<_> = schedules
+        .iter()
+        .filter(|s| wanted.is_none_or(|id| &s.id == id))
+        .collect();
+    let schedule = match chosen.as_slice() {
+        [one] => *one,
+        [] => return Err("no evidence-audit schedule (give --schedule ID)".into()),
+        several => several
+            .iter()
+            .find(|s| s.id == "evidence-audit")
+            .copied()
+            .ok_or("several evidence-audit schedules: give --schedule ID")?,
+    };
+    let params: crate::Params = serde_json::from_value(schedule.params.clone())
+        .map_err(|err| format!("{}: params: {err}", schedule.file.display()))?;
+    let base = ctx
+        .config_path()
+        .and_then(|p| p.parent())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    Ok((params, base))
+}
+
+/// [`schedule_params`] and the audit's setup from them.
+fn schedule_setup(
+    args: &ArgMatches,
+    ctx: &CommandContext,
+) -> Result<(crate::Params, std::path::PathBuf, crate::audit::Setup), String> {
+    let (params, base) = schedule_params(args, ctx)?;
+    let setup = crate::audit_setup(&params, &base)?;
+    Ok((params, base, setup))
+}
+
+/// `evidence-audit pack`: exit 0 written, 2 bad input.
+fn pack_command(args: &ArgMatches, ctx: &CommandContext) -> u8 {
+    let fail = |err: String| {
+        eprintln!("error: {err}");
+        EXIT_UNUSABLE
+    };
+    let (params, base, setup) = match schedule_setup(args, ctx) {
+        Ok(found) => found,
+        Err(err) => return fail(err),
+    };
+    let key = match args.get_one::<String>("sign-key") {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|err| format!("--sign-key {path}: {err}"))
+            .and_then(|pem| SigningKey::from_pem(&pem)),
+        None => match &params.attestations {
+            Some(spec) => spec
+                .signing_key
+                .resolve(&base)
+                .and_then(|pem| SigningKey::from_pem(pem.expose())),
+            None => {
+                Err("no signing key: give --sign-key or configure attestations.signing_key".into())
+            }
+        },
+    };
+    let key = match key {
+        Ok(key) => key,
+        Err(err) => return fail(err),
+    };
+    let inputs = Inputs {
+        attestation_keys: setup.evidence_keys.clone(),
+        now: ctx.now(),
+    };
+    let tag = args
+        .get_one::<String>("release")
+        .cloned()
+        .unwrap_or_default();
+    let built = crate::pack::build(
+        &setup.catalog,
+        &setup.releases,
+        setup.attestations.as_deref(),
+        &tag,
+        &inputs,
+        &key,
+    );
+    let bytes = match built {
+        Ok(bytes) => bytes,
+        Err(err) => return fail(err),
+    };
+    let out = args.get_one::<String>("out").cloned().unwrap_or_default();
+    if let Err(err) = std::fs::write(&out, &bytes) {
+        return fail(format!("{out}: {err}"));
+    }
+    eprintln!(
+        "{out}: audit pack of {tag}, {} bytes, sha256 {}",
+        bytes.len(),
+        hex::encode(Sha256::digest(&bytes))
+    );
+    EXIT_OK
 }

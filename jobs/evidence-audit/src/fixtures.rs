@@ -103,13 +103,6 @@ fn trivy_sarif(high: bool) -> Value {
 /// Writes the releases, the attestation public key and `truth.json` under
 /// `dir`; returns the planted failures.
 pub fn generate(dir: &Path) -> Result<Vec<Planted>, String> {
-    let write = |path: &Path, bytes: &[u8]| -> Result<(), String> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|err| format!("{}: {err}", parent.display()))?;
-        }
-        std::fs::write(path, bytes).map_err(|err| format!("{}: {err}", path.display()))
-    };
     let key = attestation_key();
     write(
         &dir.join("keys/attestation.pub"),

@@ -17,6 +17,7 @@ pub mod commands;
 pub mod dsse;
 pub mod evaluate;
 pub mod fixtures;
+pub mod pack;
 pub mod pdf;
 mod run;
 pub mod sarif;

@@ -100,12 +100,7 @@ impl EvidenceAuditInstance {
             return Ok((Vec::new(), Vec::new()));
         };
         let failed = |err: patrol_job_api::StateError| JobError::Failed(err.to_string());
-        let head = ctx
-            .state
-            .load(&chain::HEAD)
-            .await
-            .map_err(failed)?
-            .unwrap_or_default();
+        let head = chain_head(ctx).await?;
         let keys: Vec<_> = evaluated
             .iter()
             .map(|(r, _)| ATTESTED.key(&r.tag))
@@ -207,13 +202,7 @@ impl EvidenceAuditInstance {
                 }
             }
         }
-        let failed = |err: patrol_job_api::StateError| JobError::Failed(err.to_string());
-        let head = ctx
-            .state
-            .load(&chain::HEAD)
-            .await
-            .map_err(failed)?
-            .unwrap_or_default();
+        let head = chain_head(ctx).await?;
         let at = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let digest = hex::encode(Sha256::digest(&json));
         let (state, head) = chain::append(&head, [("audit".to_string(), None, digest)], &at)
@@ -246,6 +235,16 @@ impl EvidenceAuditInstance {
         run.state = state;
         Ok(run)
     }
+}
+
+/// The chain's head as stored (none yet: the start).
+async fn chain_head(ctx: &RunContext) -> Result<chain::Head, JobError> {
+    Ok(ctx
+        .state
+        .load(&chain::HEAD)
+        .await
+        .map_err(|err| JobError::Failed(err.to_string()))?
+        .unwrap_or_default())
 }
 
 fn audit_finding(period: &str, release: &audit::ReleaseAudit) -> Finding {
