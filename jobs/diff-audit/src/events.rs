@@ -142,8 +142,12 @@ pub fn read_answer(
     let mut reader = LineReader::new(&body.bytes[new.start..])
         .max_line(MAX_LINE)
         .first_line(new.first_line);
-    // Reading from memory cannot fail.
-    while let Ok(Some(piece)) = reader.next_piece(1 << 20, u64::MAX) {
+    // Only the new lines (a half-written last one waits); reading from
+    // memory cannot fail.
+    while stats.lines < new.taken {
+        let Ok(Some(piece)) = reader.next_piece(1 << 20, new.taken - stats.lines) else {
+            break;
+        };
         hand_over(name, &piece, &mut on_line);
         stats.lines += piece.lines();
         stats.bytes += piece.consumed();

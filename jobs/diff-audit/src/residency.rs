@@ -113,11 +113,13 @@ pub fn outside_home(
     homes: &Homes,
     regions: &Regions,
 ) -> Option<(String, String)> {
-    let tenant = key
-        .iter()
-        .find(|(name, _)| name == "tenant")
-        .and_then(|(_, value)| value.as_str())?;
-    let home = homes.0.get(tenant)?;
+    // A numeric tenant id is looked up as its text.
+    let tenant = match &key.iter().find(|(name, _)| name == "tenant")?.1 {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Number(number) => number.to_string(),
+        _ => return None,
+    };
+    let home = homes.0.get(&tenant)?;
     let region = match copy {
         Side::Left => &regions.left,
         Side::Right => &regions.right,
@@ -155,6 +157,11 @@ mod tests {
         };
         // acme only in US (missing on the left): wrong region. acme only in
         // EU: lag. globex only in US: its home. unknown tenants: unchanged.
+        // A numeric tenant id is its text.
+        let mut numeric = missing("acme", Side::Left);
+        numeric.key[0].1 = 42.into();
+        let numeric_homes = Homes([("42".to_string(), "EU".to_string())].into());
+        assert_eq!(classify(&mut [numeric], &numeric_homes, &regions), 1);
         let mut diffs = vec![
             missing("acme", Side::Left),
             missing("acme", Side::Right),

@@ -33,8 +33,15 @@ struct Feeds {
 
 type Shared = Arc<Mutex<Feeds>>;
 
+/// The EU feed: the whole stream every time, every line terminated.
 async fn eu(State(feeds): State<Shared>) -> String {
-    feeds.lock().unwrap().eu.join("\n")
+    feeds
+        .lock()
+        .unwrap()
+        .eu
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 async fn us(

@@ -103,7 +103,11 @@ pub fn sample(tags: &[String], share: f64, seed: &str) -> Vec<String> {
     if tags.is_empty() {
         return Vec::new();
     }
-    let count = ((share * tags.len() as f64).ceil() as usize).clamp(1, tags.len());
+    // In basis points, so 7% of 100 is 7 (not ⌈7.000000000000001⌉ = 8).
+    let basis_points = (share * 10_000.0).round() as usize;
+    let count = (basis_points * tags.len())
+        .div_ceil(10_000)
+        .clamp(1, tags.len());
     let mut ranked: Vec<(String, &String)> = tags.iter().map(|t| (rank(seed, t), t)).collect();
     ranked.sort();
     ranked
@@ -176,7 +180,17 @@ pub fn audit(
     for folder in folders {
         match evaluate::release_of(&folder) {
             Ok(release) => {
-                if release
+                let twin = in_period
+                    .iter()
+                    .find(|(_, r): &&(PathBuf, Release)| r.tag == release.tag);
+                if let Some((first, _)) = twin {
+                    errors.push(format!(
+                        "{} and {} both hold release {}",
+                        first.display(),
+                        folder.display(),
+                        release.tag
+                    ));
+                } else if release
                     .created
                     .is_some_and(|t| t >= period.start && t < period.end)
                 {
@@ -277,10 +291,23 @@ fn check_release(
             "its subjects {subjects:?} are not the release's artifacts {artifacts:?}"
         )));
     }
+    if verified.statement["predicate"]["release"] != release.tag.as_str() {
+        problems.push(invalid(format!(
+            "it attests release {}, not {}",
+            verified.statement["predicate"]["release"], release.tag
+        )));
+    }
+    // The PDF names the digest of the payload it renders.
+    let payload_sha256 = hex::encode(Sha256::digest(
+        serde_json::to_vec(&verified.statement).unwrap_or_default(),
+    ));
     let pdf_ok = std::fs::read(folder.join("control-attestation.pdf"))
         .ok()
         .zip(std::fs::read_to_string(folder.join("control-attestation.pdf.sig")).ok());
     match pdf_ok {
+        Some((pdf, _)) if !contains(&pdf, payload_sha256.as_bytes()) => problems.push(invalid(
+            "the PDF is not the rendering of this attestation".into(),
+        )),
         Some((pdf, sig))
             if setup.attestation_keys.iter().any(|k| {
                 patrol_provmon_verify::cosign::verify_with_key(k, &pdf, sig.trim()).is_verified()
@@ -305,6 +332,10 @@ fn check_release(
         }
     }
     problems
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The report as Markdown.
@@ -368,6 +399,8 @@ mod tests {
         assert_eq!(a, sample(&tags, 0.1, "2026Q4-audit"));
         assert_ne!(a, sample(&tags, 0.1, "another seed"));
         assert_eq!(sample(&tags[..3], 0.1, "s").len(), 1, "at least one");
+        let hundred: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        assert_eq!(sample(&hundred, parse_share("7%").unwrap(), "s").len(), 7);
         // The draw is the documented one: the lowest sha256(seed:tag).
         let mut ranked: Vec<(String, String)> = tags
             .iter()

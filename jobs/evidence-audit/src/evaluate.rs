@@ -65,19 +65,32 @@ pub struct Inputs {
 /// is named after the folder.
 pub fn release_of(dir: &Path) -> Result<Release, String> {
     let path = dir.join("release.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            serde_json::from_slice(&bytes).map_err(|err| format!("{}: {err}", path.display()))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Release {
+    let release = match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<Release>(&bytes)
+            .map_err(|err| format!("{}: {err}", path.display()))?,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Release {
             tag: dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             ..Release::default()
-        }),
-        Err(err) => Err(format!("{}: {err}", path.display())),
+        },
+        Err(err) => return Err(format!("{}: {err}", path.display())),
+    };
+    check_tag(&release.tag).map_err(|err| format!("{}: tag: {err}", path.display()))?;
+    Ok(release)
+}
+
+/// A tag names folders (attestations, packs): letters, digits and
+/// `._+-` only, not `.` or `..`, so it can never point elsewhere.
+pub fn check_tag(tag: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-');
+    if tag.is_empty() || tag == "." || tag == ".." || !tag.chars().all(allowed) {
+        return Err(format!(
+            "`{tag}` is not a release tag (letters, digits and ._+- only)"
+        ));
     }
+    Ok(())
 }
 
 /// Evaluates every control over `dir`.
@@ -102,10 +115,19 @@ pub fn matches(dir: &Path, pattern: &str) -> Vec<PathBuf> {
         glob::Pattern::escape(&dir.to_string_lossy()),
         pattern
     );
+    // Only regular files that really are inside `dir`: a symbolic link
+    // (to a file or through a folder) could bring in anything.
+    let inside = dir.canonicalize().ok();
     let mut found: Vec<PathBuf> = match glob::glob(&full) {
         Ok(paths) => paths
             .filter_map(Result::ok)
-            .filter(|p| p.is_file())
+            .filter(|p| p.symlink_metadata().is_ok_and(|m| m.is_file()))
+            .filter(|p| {
+                p.canonicalize()
+                    .ok()
+                    .zip(inside.as_ref())
+                    .is_some_and(|(real, dir)| real.starts_with(dir))
+            })
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -219,7 +241,14 @@ fn check(
         }
         Assertion::MaxAge { days, path, time } => {
             let reference = release.created.unwrap_or(inputs.now);
-            files(dir, path.as_ref(), evidence, None)
+            let targets = files(dir, path.as_ref(), evidence, None);
+            if targets.is_empty() {
+                let what = path
+                    .clone()
+                    .unwrap_or_else(|| "the control's evidence".into());
+                return vec![json!({"max_age": {"missing": what}})];
+            }
+            targets
                 .iter()
                 .filter_map(|file| {
                     let name = relative(dir, file);
@@ -230,6 +259,10 @@ fn check(
                         }
                     };
                     let age = reference - made;
+                    if made > reference {
+                        return Some(json!({"max_age": {"file": name, "problem": "dated after the release",
+                            "time": made.to_rfc3339_opts(SecondsFormat::Secs, true)}}));
+                    }
                     (age > chrono::Duration::days(i64::from(*days))).then(|| {
                         json!({"max_age": {"file": name, "age_days": age.num_days(), "max_days": days,
                                            "time": made.to_rfc3339_opts(SecondsFormat::Secs, true)}})

@@ -97,10 +97,13 @@ pub fn pack_files(
 
 fn collect(base: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
+        let entry = entry?;
+        let path = entry.path();
+        // Never through a symbolic link: it could bring in anything.
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
             collect(base, &path, out)?;
-        } else if path.is_file() {
+        } else if kind.is_file() {
             out.push(
                 path.strip_prefix(base)
                     .unwrap_or(&path)
@@ -202,18 +205,26 @@ pub fn build(
     inputs: &Inputs,
     key: &SigningKey,
 ) -> Result<Vec<u8>, String> {
+    evaluate::check_tag(tag)?;
     let folder: PathBuf = releases.join(tag);
     if !folder.is_dir() {
         return Err(format!("{}: no such release folder", folder.display()));
     }
     let release = evaluate::release_of(&folder)?;
     // As of the release's time: the same folder gives the same pack.
+    let created = release.created.ok_or_else(|| {
+        format!(
+            "{}: no `created` time, which dates the pack",
+            folder.join("release.json").display()
+        )
+    })?;
     let inputs = Inputs {
-        now: release.created.unwrap_or(inputs.now),
+        now: created,
         ..inputs.clone()
     };
     let report = evaluate::evaluate(catalog, &folder, &release, &inputs);
-    let attestation = attestations.map(|dir| dir.join(tag));
+    // Attestations are filed under release.json's tag.
+    let attestation = attestations.map(|dir| dir.join(&release.tag));
     let files = pack_files(catalog, &folder, &release, &report, attestation.as_deref())?;
     tarball(&release, &files, key)
 }

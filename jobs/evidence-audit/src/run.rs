@@ -293,6 +293,17 @@ fn evaluate_all(
     let (mut reports, mut errors) = (Vec::new(), Vec::new());
     for folder in folders {
         match evaluate::release_of(&folder) {
+            Ok(release)
+                if reports
+                    .iter()
+                    .any(|(r, _): &(Release, Report)| r.tag == release.tag) =>
+            {
+                errors.push(format!(
+                    "{}: release {} is in another folder too",
+                    folder.display(),
+                    release.tag
+                ));
+            }
             Ok(release) => {
                 let report = evaluate::evaluate(catalog, &folder, &release, inputs);
                 reports.push((release, report));

@@ -114,6 +114,21 @@ pub fn gate(bytes: &[u8], levels: &[Severity]) -> Result<Verdict, String> {
     }
     let mut verdict = Verdict::default();
     for (at, run) in runs.iter().enumerate() {
+        // No `results` (absent or null) means the analysis did not run to
+        // the end (SARIF §3.14.23): not a clean scan.
+        if run.get("results").is_none_or(Value::is_null) {
+            return Err(format!(
+                "run {at} has no `results`: the tool did not finish its analysis"
+            ));
+        }
+        if array(run, "invocations")
+            .iter()
+            .any(|i| i.get("executionSuccessful") == Some(&Value::Bool(false)))
+        {
+            return Err(format!(
+                "run {at}: an invocation did not execute successfully"
+            ));
+        }
         let run_view = Run::new(run);
         for result in array(run, "results") {
             verdict.results += 1;
@@ -174,11 +189,13 @@ fn suppressed(result: &Value) -> bool {
 
 /// A `security-severity` property, as a string or a number.
 fn security_severity(object: &Value) -> Option<f64> {
-    match object.get("properties")?.get("security-severity")? {
+    let score = match object.get("properties")?.get("security-severity")? {
         Value::String(text) => text.trim().parse().ok(),
         Value::Number(n) => n.as_f64(),
         _ => None,
-    }
+    };
+    // `NaN` or `inf` parse but score nothing: unscored.
+    score.filter(|s: &f64| s.is_finite())
 }
 
 fn location(result: &Value) -> Option<String> {

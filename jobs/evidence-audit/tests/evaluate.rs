@@ -127,3 +127,54 @@ fn every_catalog_mistake_is_named_with_file_line_and_field() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_tag_that_could_point_elsewhere_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for tag in ["../../schedules", "/etc/cron.d", "", ".."] {
+        std::fs::write(
+            dir.path().join("release.json"),
+            serde_json::json!({"tag": tag, "artifacts": []}).to_string(),
+        )
+        .unwrap();
+        let err = release_of(dir.path()).unwrap_err();
+        assert!(err.contains("is not a release tag"), "{tag}: {err}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn evidence_behind_a_symbolic_link_does_not_count_and_max_age_needs_files() {
+    let dir = tempfile::tempdir().unwrap();
+    fixtures::generate(dir.path()).unwrap();
+    let catalog = catalog::load(&root().join("policies/compliance/control_catalog.yaml")).unwrap();
+    let folder = dir.path().join("releases/v1.5.1");
+    // The missing DR drill "provided" through a link to a file outside.
+    let outside = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::copy(
+        dir.path().join("releases/v1.4.0/chaos-dr/run-drill.json"),
+        outside.join("run-drill.json"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outside, folder.join("chaos-dr")).unwrap();
+    let release = release_of(&folder).unwrap();
+    let report = evaluate(&catalog, &folder, &release, &inputs());
+    let dr = report.controls.iter().find(|c| c.id == "DR-01").unwrap();
+    assert!(!dr.pass);
+    assert!(
+        dr.details
+            .iter()
+            .any(|d| d["missing"] == "chaos-dr/run-*.json"),
+        "{:?}",
+        dr.details
+    );
+    // No file for max_age to judge: a failure, never a pass.
+    assert!(
+        dr.details
+            .iter()
+            .any(|d| d["max_age"]["missing"].is_string()),
+        "{:?}",
+        dr.details
+    );
+}

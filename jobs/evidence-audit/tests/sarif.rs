@@ -105,3 +105,29 @@ fn levels_choose_what_counts_and_a_non_sarif_file_is_an_error_not_clean() {
     assert!(gate(b"not json", &LEVELS).is_err());
     assert!(gate(b"{\"version\":\"1.0.0\",\"runs\":[]}", &LEVELS).is_err());
 }
+
+#[test]
+fn a_run_that_did_not_finish_is_an_error_and_a_nan_score_is_unscored() {
+    let no_results = br#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"t"}}}]}"#;
+    assert!(gate(no_results, &LEVELS)
+        .unwrap_err()
+        .contains("no `results`"));
+    let null_results =
+        br#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"t"}},"results":null}]}"#;
+    assert!(gate(null_results, &LEVELS).is_err());
+    let crashed = br#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"t"}},"results":[],
+        "invocations":[{"executionSuccessful":false}]}]}"#;
+    assert!(gate(crashed, &LEVELS)
+        .unwrap_err()
+        .contains("did not execute"));
+    // NaN is no score: the error level decides, and counts.
+    let nan = br#"{"version":"2.1.0","runs":[{"tool":{"driver":{"name":"t","rules":[
+        {"id":"R","properties":{"security-severity":"NaN"}}]}},
+        "results":[{"ruleId":"R","level":"error","message":{"text":"x"}}]}]}"#;
+    let verdict = gate(nan, &LEVELS).unwrap();
+    assert_eq!(verdict.counted.len(), 1);
+    assert_eq!(
+        (verdict.counted[0].score, verdict.counted[0].severity),
+        (None, Severity::High)
+    );
+}

@@ -48,6 +48,14 @@ pub async fn fetch_since(
         .collect();
     let answer = fetch_ndjson(url, &since, headers, timeout, max_body).await?;
     let next = answer.header("x-next-cursor");
+    // Asked `?since=` and answered without a new cursor: taking the answer
+    // would read it again next time; move nothing instead.
+    if cursor.server.is_some() && next.is_none() {
+        return Err(FetchError {
+            endpoint: crate::http::endpoint(url),
+            problem: "answered `?since=` without an X-Next-Cursor header".into(),
+        });
+    }
     Ok(HttpBody {
         bytes: answer.body,
         next,
@@ -76,8 +84,12 @@ pub struct NewLines {
 pub fn new_lines(body: &HttpBody, cursor: &HttpCursor, limit: u64) -> NewLines {
     let text = &body.bytes[..];
     let newlines = memchr::memchr_iter(b'\n', text).count() as u64;
-    let total = newlines + u64::from(!text.is_empty() && text.last() != Some(&b'\n'));
     let server_cursor = body.next.is_some() || cursor.server.is_some();
+    // Counting lines, a last line without its newline may still be being
+    // written: it is left for the next answer (never counted half). A
+    // server's cursor covers its whole answer, so there it is a line.
+    let unterminated = !text.is_empty() && text.last() != Some(&b'\n');
+    let total = newlines + u64::from(unterminated && server_cursor);
     let restarted = !server_cursor && total < cursor.lines;
     let skip = if server_cursor || restarted {
         0
@@ -123,7 +135,7 @@ mod tests {
     fn without_a_server_cursor_the_lines_already_read_are_skipped_by_count() {
         let first = new_lines(&body("a\nb\n", None), &HttpCursor::default(), 10);
         assert_eq!((first.start, first.taken, first.next.lines), (0, 2, 2));
-        let second = new_lines(&body("a\nb\nc\nd", None), &first.next, 10);
+        let second = new_lines(&body("a\nb\nc\nd\n", None), &first.next, 10);
         assert_eq!((second.start, second.first_line, second.taken), (4, 3, 2));
         // Shorter than before: replaced, read from its start.
         let third = new_lines(&body("x\n", None), &second.next, 10);
@@ -133,6 +145,14 @@ mod tests {
         let limited = new_lines(&body("a\nb\nc\n", None), &HttpCursor::default(), 2);
         assert!(limited.more_waiting);
         assert_eq!(limited.next.lines, 2);
+    }
+
+    #[test]
+    fn a_half_written_last_line_is_left_for_the_next_answer() {
+        let first = new_lines(&body("a\nb\n{\"op\":", None), &HttpCursor::default(), 10);
+        assert_eq!((first.taken, first.next.lines), (2, 2));
+        let second = new_lines(&body("a\nb\n{\"op\":\"c\"}\n", None), &first.next, 10);
+        assert_eq!((second.start, second.first_line, second.taken), (4, 3, 1));
     }
 
     #[test]
