@@ -81,6 +81,12 @@ pub struct Joiner {
     pending: BTreeMap<String, Pending>,
     #[serde(default)]
     recent_late: Vec<RecentLate>,
+    /// Keys that came to agree, with the newer source time of the two
+    /// changes, kept `missing_after + late_hold`: an older change of such a
+    /// key delivered again (a connector re-sending, a rotated file read
+    /// anew) is a replay, not a new disagreement.
+    #[serde(default)]
+    agreed: BTreeMap<String, i64>,
 }
 
 /// A key whose sides came to agree.
@@ -105,6 +111,17 @@ pub struct Verdicts {
 impl Joiner {
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// Whether `change` is no newer than what both sides already agreed
+    /// on for its key (and the key is not in flight): a replay to skip.
+    pub fn is_replay(&self, change: &Change) -> bool {
+        let id = Value::Array(change.key.clone()).to_string();
+        !self.pending.contains_key(&id)
+            && self
+                .agreed
+                .get(&id)
+                .is_some_and(|&agreed| change.ts_ms <= agreed)
     }
 
     /// Takes one side's change; returns the key's agreement when this
@@ -142,7 +159,9 @@ impl Joiner {
                         std::cmp::Ordering::Equal => None,
                     },
                 };
+                let newer = l.ts_ms.max(r.ts_ms);
                 self.pending.remove(&id);
+                self.agreed.insert(id, newer);
                 Some(agreed)
             }
             (Some(l), Some(r)) => {
@@ -176,6 +195,8 @@ impl Joiner {
         }));
         self.recent_late
             .retain(|late| now_ms - late.seen_ms <= windows.late_hold_ms);
+        let keep = windows.missing_after_ms + windows.late_hold_ms;
+        self.agreed.retain(|_, at| now_ms - *at <= keep);
         let over = self.recent_late.len().saturating_sub(RECENT_LATE_MAX);
         self.recent_late.drain(..over);
     }
@@ -379,6 +400,30 @@ mod tests {
         // Held like a late match, then forgotten.
         joiner.note_matches(&[], 10_001 + 3_600_000, WINDOWS, |_| false);
         assert!(joiner.verdicts(0, WINDOWS, &names()).diffs.is_empty());
+    }
+
+    #[test]
+    fn an_agreed_change_delivered_again_is_a_replay_not_a_missing_row() {
+        let mut joiner = Joiner::default();
+        joiner.observe(Side::Left, change(1, Some("a"), 1_000));
+        let agreed = joiner
+            .observe(Side::Right, change(1, Some("a"), 1_500))
+            .unwrap();
+        joiner.note_matches(&[agreed], 2_000, WINDOWS, |_| false);
+        // The left connector sends the change again.
+        assert!(joiner.is_replay(&change(1, Some("a"), 1_000)));
+        assert!(
+            !joiner.is_replay(&change(1, Some("b"), 2_000)),
+            "a newer change is news"
+        );
+        assert!(
+            !joiner.is_replay(&change(2, Some("a"), 1_000)),
+            "another key is news"
+        );
+        assert!(joiner.verdicts(400_000, WINDOWS, &names()).diffs.is_empty());
+        // Forgotten after missing_after + late_hold.
+        joiner.note_matches(&[], 1_500 + 300_000 + 3_600_000 + 1, WINDOWS, |_| false);
+        assert!(!joiner.is_replay(&change(1, Some("a"), 1_000)));
     }
 
     #[test]

@@ -286,6 +286,8 @@ fn join(
                 return;
             };
             match debezium::parse(line, source_table, &table.key, table.columns.as_deref()) {
+                // A change both sides already agreed on, delivered again.
+                Ok(Parsed::Change(change)) if joiner.is_replay(&change) => stats.skipped += 1,
                 Ok(Parsed::Change(change)) => {
                     stats.events += 1;
                     agreements.extend(joiner.observe(side, change));
