@@ -102,18 +102,21 @@ pub fn verify(bytes: &[u8], keys: &[PublicKey]) -> Result<Verified, String> {
     }
     let payload = b64("payload", &envelope.payload)?;
     let message = pae(&envelope.payload_type, &payload);
-    let mut problems = Vec::new();
+    let mut unreadable = 0;
     let signed = envelope.signatures.iter().any(|signature| {
         let Ok(sig) = b64("sig", &signature.sig) else {
-            problems.push("a signature is not base64".to_string());
+            unreadable += 1;
             return false;
         };
         keys.iter().any(|key| key.verify(&message, &sig).is_ok())
     });
     if !signed {
-        return Err(match envelope.signatures.len() {
-            0 => "the envelope has no signature".into(),
-            n => format!("none of its {n} signature(s) verifies with the configured keys"),
+        return Err(match (envelope.signatures.len(), unreadable) {
+            (0, _) => "the envelope has no signature".into(),
+            (n, 0) => format!("none of its {n} signature(s) verifies with the configured keys"),
+            (n, bad) => format!(
+                "none of its {n} signature(s) verifies with the configured keys ({bad} not base64)"
+            ),
         });
     }
     let statement: Value = serde_json::from_slice(&payload)
